@@ -1,0 +1,113 @@
+"""`cityagent hub ...`: synthesise, import, copy, inspect and validate city data hubs."""
+
+from pathlib import Path
+
+import typer
+from cityagent.agent.console import console
+from cityagent.errors import ConfigError
+from rich.table import Table
+
+hub_app = typer.Typer(help="The city data hub: synthesise, import, copy and validate.", no_args_is_help=True)
+
+
+def print_report(report, location: str) -> None:
+    """Show a validation report: a table summary, then every issue."""
+    summary = Table(title=f"hub {location}", title_justify="left")
+    for col in ("table", "rows", "ids", "from", "to"):
+        summary.add_column(col)
+    for name, info in report.tables.items():
+        summary.add_row(name, *(str(info.get(k, "")) for k in ("rows", "ids", "from", "to")))
+    console.print(summary)
+    for issue in report.issues:
+        style = "red" if issue.level == "error" else "yellow"
+        console.print(f"[{style}]{issue}[/]", highlight=False)
+    verdict = "[green]valid[/]" if report.ok else "[red]invalid[/]"
+    console.print(f"{verdict}: {len(report.errors)} error(s), {len(report.warnings)} warning(s)")
+
+
+@hub_app.command()
+def validate(
+    location: str = typer.Argument(..., help="Hub directory, fsspec URI or SQL URL."),
+    prefix: str = typer.Option("", help="SQL table-name prefix."),
+) -> None:
+    """Check a hub against the table contracts; exit 1 when it has errors (gaps are warnings)."""
+    from cityagent.hub import read_hub
+    from cityagent.hub.validate import validate_hub
+
+    report = validate_hub(read_hub(location, prefix=prefix))
+    print_report(report, location)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@hub_app.command()
+def synth(
+    out: Path = typer.Option(..., help="Directory to write the hub to (replaced atomically if it is a hub)."),
+    sensors: int = typer.Option(64, help="Road sensors."),
+    zones: int = typer.Option(16, help="Demand zones (rounded to a grid)."),
+    days: int = typer.Option(7, help="Days of readings."),
+    step: str = typer.Option("5min", help="Reading interval as a pandas offset (5min, 15min, 1h)."),
+    seed: int = typer.Option(0, help="Random seed; the same seed writes the same city."),
+    start: str = typer.Option("2026-03-02", help="First day (local date, Asia/Shanghai)."),
+) -> None:
+    """Write a synthetic Pengcheng-like city: roads, sensors, weather, demand and accidents."""
+    from cityagent.hub.synth import synthesize
+
+    path = synthesize(out, sensors=sensors, zones=zones, days=days, step=step, seed=seed, start=start)
+    console.print(f"[green]wrote[/] synthetic hub to {path}")
+
+
+def _options(pairs: list[str]) -> dict[str, str]:
+    opts = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise ConfigError(f"--set {pair!r} must look like key=value")
+        key, value = pair.split("=", 1)
+        opts[key.strip()] = value.strip()
+    return opts
+
+
+@hub_app.command("import")
+def import_(
+    kind: str = typer.Argument(..., help="Importer: tgcn-csv, uctb, gsnet or jonas."),
+    source: Path = typer.Argument(
+        ..., help="The public file (speed CSV, UCTB tar.gz, GSNet npz/zip, JONAS npz)."
+    ),
+    out: str = typer.Option(..., help="Hub location to write (directory, URI or SQL URL)."),
+    adj: Path = typer.Option(None, help="tgcn-csv: the adjacency CSV."),
+    mode: str = typer.Option(None, help="jonas: taxi or bike."),
+    fmt: str = typer.Option("parquet", "--format", help="parquet or csv for directories."),
+    set_: list[str] = typer.Option([], "--set", help="Other importer options as key=value."),
+) -> None:
+    """Turn a public benchmark file into a validated hub."""
+    from cityagent.hub import write_hub
+    from cityagent.hub.importers import import_dataset
+    from cityagent.hub.validate import validate_hub
+
+    opts = _options(set_)
+    if adj is not None:
+        opts["adj"] = adj
+    if mode is not None:
+        opts["mode"] = mode
+    hub = import_dataset(kind, source, **opts)
+    report = validate_hub(hub)
+    if not report.ok:
+        print_report(report, str(source))
+        raise typer.Exit(1)
+    write_hub(hub, out, format=fmt)  # type: ignore[arg-type]
+    console.print(f"[green]imported[/] {kind} {source} → {out}: {hub.summary()}")
+
+
+@hub_app.command()
+def copy(
+    source: str = typer.Argument(..., help="Hub to read (directory, URI or SQL URL)."),
+    dest: str = typer.Argument(..., help="Where to write it (directory, URI or SQL URL)."),
+    fmt: str = typer.Option("parquet", "--format", help="parquet or csv for directories."),
+    prefix: str = typer.Option("", help="SQL table-name prefix on both sides."),
+) -> None:
+    """Copy a hub between files and SQL, e.g. into PostgreSQL for a team."""
+    from cityagent.hub import read_hub, write_hub
+
+    hub = read_hub(source, prefix=prefix)
+    write_hub(hub, dest, format=fmt, prefix=prefix)  # type: ignore[arg-type]
+    console.print(f"[green]copied[/] {source} → {dest}: {hub.summary()}")

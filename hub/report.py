@@ -1,0 +1,58 @@
+"""A validation report: issues with a level, where they are, and what to do."""
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+Level = Literal["error", "warning"]
+
+
+@dataclass(frozen=True)
+class Issue:
+    """One finding. ``row`` is the 0-based position of the first offending row in the table as read."""
+
+    level: Level
+    table: str
+    message: str
+    column: str | None = None
+    row: int | None = None
+    count: int | None = None
+
+    def __str__(self) -> str:
+        where = (
+            self.table
+            + (f".{self.column}" if self.column else "")
+            + (f" row {self.row}" if self.row is not None else "")
+        )
+        return f"{self.level.upper()} {where}: {self.message}"
+
+
+@dataclass
+class Report:
+    """Everything validation found, plus a per-table summary (rows, ids, time range)."""
+
+    issues: list[Issue] = field(default_factory=list)
+    tables: dict[str, dict[str, object]] = field(default_factory=dict)
+
+    def add(self, level: Level, table: str, message: str, **where: object) -> None:
+        self.issues.append(Issue(level, table, message, **where))  # type: ignore[arg-type]
+
+    @property
+    def errors(self) -> list[Issue]:
+        return [i for i in self.issues if i.level == "error"]
+
+    @property
+    def warnings(self) -> list[Issue]:
+        return [i for i in self.issues if i.level == "warning"]
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def find(self, table: str, fragment: str) -> list[Issue]:
+        """Issues of ``table`` whose message contains ``fragment`` (handy in tests and notebooks)."""
+        return [i for i in self.issues if i.table == table and fragment in i.message]
+
+    def __str__(self) -> str:
+        lines = [str(i) for i in self.issues]
+        lines.append(f"{len(self.errors)} error(s), {len(self.warnings)} warning(s)")
+        return "\n".join(lines)

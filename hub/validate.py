@@ -1,0 +1,165 @@
+"""Validate a hub against the table contracts; report, never repair.
+
+Errors: missing or extra columns, wrong types, NaN/inf where values are required, duplicate keys,
+non-monotonic or off-grid timestamps, out-of-range values, ids unknown to the static tables.
+Warnings: gaps in a series, tables that cannot be cross-checked, a manifest that had to be inferred.
+"""
+
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import numpy as np
+import pandas as pd
+from cityagent.errors import HubError
+from cityagent.hub.hub import Hub
+from cityagent.hub.references import check_references
+from cityagent.hub.report import Report
+from cityagent.hub.schema import Column, TableSchema, table_schema
+from cityagent.hub.timeline import check_timeline
+
+NON_NEGATIVE = {"speed", "flow", "count", "supply", "severity", "free_flow"}
+RANGES = {"lat": (-90.0, 90.0), "lon": (-180.0, 180.0)}
+
+
+def _first(mask: np.ndarray | pd.Series) -> int:
+    return int(np.flatnonzero(np.asarray(mask))[0])
+
+
+def _type_problem(s: pd.Series, col: Column) -> str | None:
+    """Why ``s`` does not hold ``col.kind`` values, or None when it does."""
+    dt = s.dtype
+    if col.kind in ("id", "str"):
+        if pd.api.types.is_string_dtype(dt) and (not pd.api.types.is_object_dtype(dt) or s.dropna().map(type).eq(str).all()):
+            return None
+        return f"has dtype {dt}; {col.kind}s must be strings — cast with .astype(str)"
+    if col.kind == "ts":
+        if isinstance(dt, pd.DatetimeTZDtype):
+            return None
+        if pd.api.types.is_datetime64_dtype(dt):
+            return "is timezone-naive; localise it (e.g. .dt.tz_localize('Asia/Shanghai')) or write ISO-8601 with offsets"
+        return f"has dtype {dt}, not timestamps; write ISO-8601 timestamps with a UTC offset"
+    if col.kind == "float":
+        ok = pd.api.types.is_numeric_dtype(dt) and not pd.api.types.is_bool_dtype(dt)
+        return None if ok else f"has dtype {dt}; it must be numeric"
+    if col.kind == "int":
+        return None if pd.api.types.is_integer_dtype(dt) else f"has dtype {dt}; it must be integers"
+    if col.kind == "bool":
+        return None if pd.api.types.is_bool_dtype(dt) else f"has dtype {dt}; it must be true/false"
+    return None
+
+
+def _check_table(report: Report, name: str, df: pd.DataFrame, schema: TableSchema) -> set[str]:
+    """Column, type, null, range and key checks; returns the columns whose type is usable."""
+    cols = set(df.columns)
+    for c in schema.required:
+        if c not in cols:
+            report.add(
+                "error", name, f"missing required column {c!r}; {name} needs {schema.required}", column=c
+            )
+    for c in sorted(cols - set(schema.names)):
+        report.add("error", name, f"unexpected column {c!r}; {name} holds only {schema.names}", column=c)
+    if schema.one_of and not any(all(c in cols for c in group) for group in schema.one_of):
+        groups = " or ".join("(" + ", ".join(g) + ")" for g in schema.one_of)
+        report.add("error", name, f"needs the columns {groups}")
+    usable = set()
+    for col in schema.columns:
+        if col.name not in cols:
+            continue
+        s = df[col.name]
+        problem = _type_problem(s, col)
+        if problem:
+            bad = s.map(lambda v: not isinstance(v, str)) if col.kind in ("id", "str") else None
+            row = _first(bad) if bad is not None and bad.any() else None
+            if col.kind == "ts" and not pd.api.types.is_datetime64_any_dtype(s.dtype):
+                unparsable = pd.to_datetime(s, errors="coerce", format="ISO8601", utc=True).isna() & s.notna()
+                if unparsable.any():
+                    row = _first(unparsable)
+                    problem += f" (first bad value {s.iloc[row]!r})"
+            report.add("error", name, f"column {col.name!r} {problem}", column=col.name, row=row)
+            continue
+        usable.add(col.name)
+        null = s.isna().to_numpy().copy()
+        if col.kind == "float":
+            null |= np.isinf(s.to_numpy(dtype=float, na_value=np.nan))
+        if null.any() and not col.nullable:
+            report.add(
+                "error",
+                name,
+                f"{int(null.sum())} NaN/inf value(s) in {col.name!r}; fix or remove "
+                "those readings (imputation happens only when a config asks for it)",
+                column=col.name,
+                row=_first(null),
+                count=int(null.sum()),
+            )
+        if col.name in NON_NEGATIVE and pd.api.types.is_numeric_dtype(s):
+            neg = (s < 0).to_numpy()
+            if neg.any():
+                report.add(
+                    "error",
+                    name,
+                    f"{int(neg.sum())} negative value(s) in {col.name!r}",
+                    column=col.name,
+                    row=_first(neg),
+                    count=int(neg.sum()),
+                )
+        if col.name in RANGES:
+            lo, hi = RANGES[col.name]
+            out = ((s < lo) | (s > hi)).to_numpy()
+            if out.any():
+                report.add(
+                    "error",
+                    name,
+                    f"{int(out.sum())} value(s) of {col.name!r} outside [{lo}, {hi}]",
+                    column=col.name,
+                    row=_first(out),
+                    count=int(out.sum()),
+                )
+    key = [k for k in schema.key if k in cols]
+    if key and set(key) <= usable:
+        dup = df.duplicated(subset=key, keep="first").to_numpy()
+        if dup.any():
+            report.add(
+                "error",
+                name,
+                f"{int(dup.sum())} duplicate ({', '.join(key)}) row(s); keep one reading per key",
+                row=_first(dup),
+                count=int(dup.sum()),
+            )
+    return usable
+
+
+def _summary(df: pd.DataFrame, schema: TableSchema) -> dict[str, object]:
+    out: dict[str, object] = {"rows": len(df)}
+    if schema.node_column and schema.node_column in df:
+        out["ids"] = int(df[schema.node_column].nunique())
+    if "ts" in df and isinstance(df["ts"].dtype, pd.DatetimeTZDtype) and len(df):
+        out["from"], out["to"] = str(df["ts"].min()), str(df["ts"].max())
+    return out
+
+
+def validate_hub(hub: Hub) -> Report:
+    """Check every table of ``hub`` and the links between them."""
+    report = Report()
+    meta = hub.meta
+    try:
+        step = meta.step_delta
+    except HubError as e:
+        report.add("error", "hub.json", str(e))
+        step = None
+    try:
+        ZoneInfo(meta.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        report.add(
+            "error", "hub.json", f"timezone {meta.timezone!r} is not an IANA zone; use e.g. 'Asia/Shanghai'"
+        )
+    if meta.extra.get("manifest") == "inferred":
+        report.add("warning", "hub.json", f"no manifest: assumed step {meta.step}, timezone {meta.timezone}")
+    if not hub.tables:
+        report.add("error", "hub", "the hub has no tables")
+    for name, df in hub.tables.items():
+        schema = table_schema(name)
+        usable = _check_table(report, name, df, schema)
+        report.tables[name] = _summary(df, schema)
+        if schema.temporal and "ts" in usable and step is not None and name not in ("incidents", "decisions"):
+            check_timeline(report, name, df, schema, step, meta)
+    check_references(report, hub)
+    return report

@@ -1,0 +1,10 @@
+"""cityagent.models: plain nn.Modules and classical baselines behind a name → builder registry.
+
+``build_model(name, **params)`` builds any of ``list_models()``; importing this package registers them all.
+"""
+
+from cityagent.models.registry import ModelInfo, build_model, list_models, model_info, register
+
+from cityagent.models import traffic  # noqa: E402, I001  (imports register the builders)
+
+__all__ = ["ModelInfo", "build_model", "list_models", "model_info", "register"]

@@ -1,0 +1,1 @@
+"""cityagent.serving"""
