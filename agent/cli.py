@@ -3,7 +3,9 @@
 import sys
 
 import typer
+
 from cityagent.agent.cli_hub import hub_app
+from cityagent.agent.cli_train import evaluate, train, tune
 from cityagent.agent.console import console, fail
 from cityagent.errors import CityAgentError
 
@@ -14,6 +16,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(hub_app, name="hub")
+app.command()(train)
+app.command()(evaluate)
+app.command()(tune)
 
 
 @app.command()

@@ -3,9 +3,10 @@
 from pathlib import Path
 
 import typer
+from rich.table import Table
+
 from cityagent.agent.console import console
 from cityagent.errors import ConfigError
-from rich.table import Table
 
 hub_app = typer.Typer(help="The city data hub: synthesise, import, copy and validate.", no_args_is_help=True)
 

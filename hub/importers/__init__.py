@@ -1,0 +1,52 @@
+"""Importers that turn public dataset files into in-memory hubs (shared/data/*/SOURCES.md describes them).
+
+``import_dataset('uctb', 'Metro_Chongqing.tar.gz')`` picks an importer by kind;
+``cityagent.hub.importers.datasets.import_known('sz-taxi')`` imports a file known in shared/data by name.
+"""
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from cityagent.errors import ConfigError
+from cityagent.hub.hub import Hub
+from cityagent.hub.importers.gsnet import gsnet_tensor, import_gsnet
+from cityagent.hub.importers.jonas import import_jonas
+from cityagent.hub.importers.tgcn_csv import import_tgcn_csv
+from cityagent.hub.importers.uctb import import_uctb
+
+IMPORTERS: dict[str, Callable[..., Hub]] = {
+    "tgcn-csv": import_tgcn_csv,
+    "uctb": import_uctb,
+    "gsnet": import_gsnet,
+    "jonas": import_jonas,
+}
+
+
+def import_dataset(kind: str, path: str | Path, **options: Any) -> Hub:
+    """Import ``path`` with the importer ``kind`` (a key of ``IMPORTERS``), passing ``options`` through.
+
+    Args:
+        kind: ``tgcn-csv``, ``uctb``, ``gsnet`` or ``jonas``.
+        path: the dataset file.
+        options: importer keyword options (see each ``import_*`` function).
+    """
+    if kind not in IMPORTERS:
+        raise ConfigError(f"unknown importer kind {kind!r}; valid kinds are: {', '.join(sorted(IMPORTERS))}")
+    try:
+        return IMPORTERS[kind](path, **options)
+    except TypeError as e:
+        if "unexpected keyword" not in str(e):
+            raise
+        raise ConfigError(f"importer {kind!r} got an unknown option ({e}); see import_{kind.replace('-', '_')}") from e
+
+
+__all__ = [
+    "IMPORTERS",
+    "gsnet_tensor",
+    "import_dataset",
+    "import_gsnet",
+    "import_jonas",
+    "import_tgcn_csv",
+    "import_uctb",
+]

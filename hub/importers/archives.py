@@ -1,0 +1,81 @@
+"""Opening public dataset files: existence checks and pickles read straight from tar or zip archives.
+
+The pickles are unpickled with an allow-list (numpy arrays and plain containers only), so a tampered archive
+cannot run code; nothing is extracted to disk.
+"""
+
+import pickle
+import tarfile
+import zipfile
+import zlib
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+from cityagent.errors import HubError
+
+try:  # numpy >= 2 moved the array reconstructor; pickles written by numpy 1 name the old module
+    from numpy._core.multiarray import _reconstruct, scalar
+except ImportError:  # pragma: no cover - numpy 1.x
+    from numpy.core.multiarray import _reconstruct, scalar
+
+_ALLOWED = {
+    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "dtype"): np.dtype,
+    ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
+    ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
+    ("numpy.core.multiarray", "scalar"): scalar,
+    ("numpy._core.multiarray", "scalar"): scalar,
+}
+READ_ERRORS = (OSError, EOFError, zlib.error, tarfile.TarError, zipfile.BadZipFile, pickle.UnpicklingError)
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in _ALLOWED:
+            raise pickle.UnpicklingError(f"global {module}.{name} is not allowed in a dataset pickle")
+        return _ALLOWED[(module, name)]
+
+
+def require_file(path: str | Path, what: str) -> Path:
+    """``path`` as a Path, or a HubError naming the missing ``what`` (e.g. 'UCTB archive')."""
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise HubError(f"{what} {p} does not exist or is not a file; check the path (see shared/data/*/SOURCES.md)")
+    return p
+
+
+def load_pickle(fh: IO[bytes], where: str) -> Any:
+    """Unpickle numpy arrays, dicts, lists and scalars from ``fh``; ``where`` names the source in errors."""
+    try:
+        return _ArrayUnpickler(fh, encoding="latin1").load()
+    except (*READ_ERRORS, ValueError, TypeError, AttributeError) as e:
+        raise HubError(f"{where} is not a readable dataset pickle ({e}); re-download the file") from e
+
+
+def tar_pickle(path: Path) -> tuple[str, Any]:
+    """The one ``*.pkl`` member of a tar(.gz) archive: its name and its unpickled content."""
+    try:
+        with tarfile.open(path, "r:*") as tf:
+            members = [m for m in tf.getmembers() if m.isfile() and m.name.endswith(".pkl")]
+            if len(members) != 1:
+                names = [m.name for m in members]
+                raise HubError(f"{path} must hold exactly one .pkl file, found {names}; use a UCTB data archive")
+            fh = tf.extractfile(members[0])
+            assert fh is not None  # isfile() members always have a file object
+            return members[0].name, load_pickle(fh, f"{path}:{members[0].name}")
+    except READ_ERRORS as e:
+        raise HubError(f"{path} is not a readable tar.gz archive ({e}); re-download the file") from e
+
+
+def zip_pickle(zf: zipfile.ZipFile, member: str, path: Path) -> Any:
+    """Unpickle ``member`` of an open zip archive; a missing member lists what the archive holds."""
+    if member not in zf.namelist():
+        pkls = sorted(n for n in zf.namelist() if n.endswith(".pkl"))
+        raise HubError(f"{path} has no member {member}; it holds {pkls[:8]}{' ...' if len(pkls) > 8 else ''}")
+    try:
+        with zf.open(member) as fh:
+            return load_pickle(fh, f"{path}:{member}")
+    except READ_ERRORS as e:
+        raise HubError(f"{path}:{member} cannot be read ({e}); re-download the archive") from e

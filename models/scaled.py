@@ -1,0 +1,42 @@
+"""A model that speaks real units: input scaling and output un-scaling are part of the graph.
+
+So the exported ONNX model is self-contained — clients send km/h, trips or risk and get the same back.
+"""
+
+import numpy as np
+import torch
+from torch import nn
+
+
+class ScaledModel(nn.Module):
+    """``y = (net(x * x_scale + x_offset) - y_offset) / y_scale``, per feature for x, one channel for y.
+
+    Args:
+        net: a registry model taking scaled ``[B, T, N, F]`` and returning ``[B, H, N]`` (or ``[B, H, N, Q]``).
+        x_scale, x_offset: ``[F]`` affine scaling of the input features (calendar features: 1 and 0).
+        y_scale, y_offset: scalars for the target channel.
+    """
+
+    def __init__(self, net: nn.Module, x_scale: np.ndarray, x_offset: np.ndarray, y_scale: float, y_offset: float):
+        super().__init__()
+        self.net = net
+        self.register_buffer("x_scale", torch.as_tensor(np.asarray(x_scale), dtype=torch.float32))
+        self.register_buffer("x_offset", torch.as_tensor(np.asarray(x_offset), dtype=torch.float32))
+        self.register_buffer("y_scale", torch.tensor(float(y_scale), dtype=torch.float32))
+        self.register_buffer("y_offset", torch.tensor(float(y_offset), dtype=torch.float32))
+
+    def scale_x(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.x_scale + self.x_offset  # [B, T, N, F], broadcast over F
+
+    def scale_y(self, y: torch.Tensor) -> torch.Tensor:
+        return y * self.y_scale + self.y_offset
+
+    def unscale_y(self, y: torch.Tensor) -> torch.Tensor:
+        return (y - self.y_offset) / self.y_scale
+
+    def forward_scaled(self, x: torch.Tensor) -> torch.Tensor:
+        """Scaled-space prediction from real-unit input (what the loss sees)."""
+        return self.net(self.scale_x(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.unscale_y(self.forward_scaled(x))
