@@ -1,0 +1,148 @@
+"""Windows for hubs larger than memory: Ray Data reads the partitioned Parquet and windows each node's series.
+
+No process holds the whole hub: Ray reads ``<table>/date=YYYY-MM-DD/part-0.parquet`` in parallel, groups rows
+by node (a distributed shuffle) and builds one node's sliding windows per task.
+"""
+
+import json
+import posixpath
+from pathlib import Path
+from typing import Any
+
+import fsspec
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+
+from cityagent.errors import ConfigError, HubError
+from cityagent.hub.hub import MANIFEST, HubMeta
+from cityagent.hub.schema import table_schema
+
+
+def _meta(location: str, step: str | None, timezone: str | None) -> HubMeta:
+    fs, root = fsspec.core.url_to_fs(location)
+    path = posixpath.join(root.rstrip("/"), MANIFEST)
+    meta = HubMeta.from_dict(json.loads(fs.cat_file(path))) if fs.isfile(path) else HubMeta()
+    if not fs.isfile(path) and step is None:
+        raise ConfigError(f"{location} has no {MANIFEST}; pass step= (e.g. '5min') and timezone=")
+    return HubMeta(meta.name, step or meta.step, timezone or meta.timezone, meta.source, meta.extra)
+
+
+def _span(location: str, table: str) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """First and last timestamp of a partitioned table, from its first and last day partitions only."""
+    fs, root = fsspec.core.url_to_fs(location)
+    files = sorted(fs.glob(posixpath.join(root.rstrip("/"), table, "date=*", "*.parquet")))
+    if not files:
+        raise HubError(f"{location} has no {table}/date=YYYY-MM-DD/*.parquet partitions; write the hub with write_hub")
+    ends = []
+    for path, pick in ((files[0], "min"), (files[-1], "max")):
+        with fs.open(path, "rb") as fh:
+            ts = pq.read_table(fh, columns=["ts"]).column("ts").to_pandas()
+        ends.append(getattr(ts, pick)())
+    return pd.Timestamp(ends[0]), pd.Timestamp(ends[1])
+
+
+def slot_numbers(ts: pd.Series, meta: HubMeta, origin: pd.Timestamp) -> np.ndarray:
+    """Slot of each timestamp counted from ``origin``; operating-hour hubs skip closed hours. Off-grid → HubError."""
+    both = pd.DatetimeIndex(pd.to_datetime(pd.concat([pd.Series([origin]), pd.Series(ts)]), utc=True))
+    step = meta.step_delta.value
+    spd = meta.extra.get("slots_per_day")
+    if spd:  # days × slots in local wall time
+        ns = both.tz_convert(meta.timezone).tz_localize(None).as_unit("ns").asi8
+        day, tod = np.divmod(ns, pd.Timedelta("1D").value)
+        k, rem = np.divmod(tod - pd.Timedelta(str(meta.extra.get("first_slot", "00:00")) + ":00").value, step)
+        off = (rem != 0) | (k < 0) | (k >= int(spd))
+        slots = day * int(spd) + k
+    else:  # absolute time, as to_tensor's grid
+        slots, rem = np.divmod(both.as_unit("ns").asi8 - both.as_unit("ns").asi8[0], step)
+        off = rem != 0
+    if off[1:].any():
+        raise HubError(
+            f"{int(off[1:].sum())} timestamp(s) are off the {meta.step} grid "
+            f"(first {both[1:][off[1:]][0]}); resample the table or fix hub.json step"
+        )
+    return slots[1:] - slots[0]
+
+
+def _node_windows(
+    df: pd.DataFrame,
+    *,
+    node_col: str,
+    column: str,
+    meta: HubMeta,
+    origin: pd.Timestamp,
+    n_steps: int,
+    input_len: int,
+    horizon: int,
+    skip_missing_inputs: bool,
+) -> dict[str, np.ndarray]:
+    """One node's windows: ``x [S, input_len]``, ``y [S, horizon]`` (missing targets 0), ``mask``, anchors."""
+    k = slot_numbers(df["ts"], meta, origin)
+    series = np.full(n_steps, np.nan, dtype=np.float32)  # [T] this node on the global grid
+    series[k] = pd.to_numeric(df[column], errors="coerce").to_numpy(dtype=np.float32)
+    anchors = np.arange(input_len - 1, n_steps - horizon, dtype=np.int64)
+    x = series[anchors[:, None] + np.arange(1 - input_len, 1)[None, :]]  # [S, input_len]
+    y = series[anchors[:, None] + np.arange(1, horizon + 1)[None, :]]  # [S, horizon]
+    if skip_missing_inputs:
+        ok = ~np.isnan(x).any(axis=1)
+        anchors, x, y = anchors[ok], x[ok], y[ok]
+    mask = ~np.isnan(y)
+    node = str(df[node_col].iloc[0])
+    return {
+        "node": np.full(len(anchors), node, dtype=object),
+        "anchor": anchors,
+        "x": x,
+        "y": np.where(mask, y, 0).astype(np.float32),
+        "mask": mask,
+    }
+
+
+def ray_windows(
+    location: str | Path,
+    table: str,
+    column: str,
+    input_len: int,
+    horizon: int,
+    step: str | None = None,
+    timezone: str | None = None,
+    skip_missing_inputs: bool = True,
+    **read_options: Any,
+):
+    """A ``ray.data.Dataset`` of per-node sliding windows (columns node, anchor, x, y, mask).
+
+    Anchors index the hub-wide grid from the table's first to its last step (so they match ``to_tensor``).
+
+    Args:
+        location: hub directory or URI holding ``hub.json`` and ``<table>/date=*/part-0.parquet``.
+        table: temporal table with a node column (``traffic`` or ``demand``).
+        column: value column.
+        input_len: input steps t-input_len+1..t.
+        horizon: target steps t+1..t+horizon.
+        step, timezone: override (or supply, without hub.json) the manifest's step and timezone.
+        skip_missing_inputs: leave out windows whose inputs miss a reading (targets are masked instead).
+        read_options: passed to ``ray.data.read_parquet``.
+    """
+    import ray  # heavy: only when asked for
+
+    node_col = table_schema(table).node_column
+    if node_col is None:
+        raise ConfigError(f"table {table!r} has no node column; per-node windows need traffic or demand")
+    meta = _meta(str(location), step, timezone)
+    path = posixpath.join(str(location).rstrip("/"), table)
+    lo, hi = _span(str(location), table)  # reads two day partitions, not the hub
+    ds = ray.data.read_parquet(path, partitioning=None, **read_options).select_columns([node_col, "ts", column])
+    origin = pd.Timestamp(lo)
+    n_steps = int(slot_numbers(pd.Series([hi]), meta, origin)[0]) + 1
+    if n_steps < input_len + horizon:
+        raise HubError(f"{table} spans {n_steps} steps but one window needs {input_len + horizon}")
+    fn_args = dict(
+        node_col=node_col,
+        column=column,
+        meta=meta,
+        origin=origin,
+        n_steps=n_steps,
+        input_len=input_len,
+        horizon=horizon,
+        skip_missing_inputs=skip_missing_inputs,
+    )
+    return ds.groupby(node_col).map_groups(_node_windows, fn_kwargs=fn_args, batch_format="pandas")
