@@ -16,6 +16,7 @@ import fsspec
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+
 from cityagent.errors import HubError
 from cityagent.hub.hub import MANIFEST, Hub, HubMeta
 from cityagent.hub.schema import TABLES

@@ -4,6 +4,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import pandas as pd
+
 from cityagent.errors import HubError
 from cityagent.hub.schema import TABLES
 

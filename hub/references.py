@@ -1,6 +1,7 @@
 """Cross-table checks: readings and edges must name sensors or zones the hub knows."""
 
 import pandas as pd
+
 from cityagent.hub.hub import Hub
 from cityagent.hub.report import Report
 from cityagent.hub.schema import TABLES

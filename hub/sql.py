@@ -10,6 +10,7 @@ import json
 
 import pandas as pd
 import sqlalchemy as sa
+
 from cityagent.errors import HubError
 from cityagent.hub.hub import Hub, HubMeta
 from cityagent.hub.schema import TABLES

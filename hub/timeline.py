@@ -2,6 +2,7 @@
 
 import numpy as np
 import pandas as pd
+
 from cityagent.hub.hub import HubMeta
 from cityagent.hub.report import Report
 from cityagent.hub.schema import TableSchema

@@ -1,6 +1,7 @@
 """Timestamp parsing for text sources (CSV, SQLite) and step inference for hubs without a manifest."""
 
 import pandas as pd
+
 from cityagent.hub.hub import HubMeta
 
 

@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
 import pandas as pd
+
 from cityagent.errors import HubError
 from cityagent.hub.hub import Hub
 from cityagent.hub.references import check_references
@@ -28,14 +29,15 @@ def _type_problem(s: pd.Series, col: Column) -> str | None:
     """Why ``s`` does not hold ``col.kind`` values, or None when it does."""
     dt = s.dtype
     if col.kind in ("id", "str"):
-        if pd.api.types.is_string_dtype(dt) and (not pd.api.types.is_object_dtype(dt) or s.dropna().map(type).eq(str).all()):
+        all_str = not pd.api.types.is_object_dtype(dt) or s.dropna().map(type).eq(str).all()
+        if pd.api.types.is_string_dtype(dt) and all_str:
             return None
         return f"has dtype {dt}; {col.kind}s must be strings — cast with .astype(str)"
     if col.kind == "ts":
         if isinstance(dt, pd.DatetimeTZDtype):
             return None
         if pd.api.types.is_datetime64_dtype(dt):
-            return "is timezone-naive; localise it (e.g. .dt.tz_localize('Asia/Shanghai')) or write ISO-8601 with offsets"
+            return "is timezone-naive; localise it (.dt.tz_localize('Asia/Shanghai')) or write ISO-8601 with offsets"
         return f"has dtype {dt}, not timestamps; write ISO-8601 timestamps with a UTC offset"
     if col.kind == "float":
         ok = pd.api.types.is_numeric_dtype(dt) and not pd.api.types.is_bool_dtype(dt)

@@ -4,11 +4,11 @@ import json
 
 import pandas as pd
 import pytest
+
 from cityagent.errors import HubError
 from cityagent.hub import read_hub, write_hub
 from cityagent.hub.schema import TABLES
 from cityagent.hub.validate import validate_hub
-
 from tests.factories import tiny_hub
 
 

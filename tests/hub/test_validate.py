@@ -3,9 +3,9 @@
 import numpy as np
 import pandas as pd
 import pytest
+
 from cityagent.hub import Hub
 from cityagent.hub.validate import validate_hub
-
 from tests.factories import tiny_hub
 
 
