@@ -4,7 +4,9 @@ import sys
 
 import typer
 
+from cityagent.agent.cli_agent_ops import listen
 from cityagent.agent.cli_hub import hub_app
+from cityagent.agent.cli_models import export_command, models_app
 from cityagent.agent.cli_train import evaluate, train, tune
 from cityagent.agent.console import console, fail
 from cityagent.errors import CityAgentError
@@ -15,10 +17,13 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+hub_app.command()(listen)
 app.add_typer(hub_app, name="hub")
 app.command()(train)
 app.command()(evaluate)
 app.command()(tune)
+app.add_typer(models_app, name="models")
+app.command("export")(export_command)
 
 
 @app.command()

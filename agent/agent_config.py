@@ -1,0 +1,144 @@
+"""AgentConfig: the agent's knobs (sensing over MQTT, drift watch, retraining, serving address, alerts).
+
+Parsed from configs/agent.yaml at the entry point; unknown keys are an error so YAML never drifts from code.
+"""
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+from croniter import croniter
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from cityagent.errors import ConfigError
+
+DEFAULT_AGENT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "agent.yaml"
+
+
+def _duration(text: str) -> str:
+    """Reject what pandas cannot read as a positive duration, at load time rather than at 3 am."""
+    try:
+        ok = pd.Timedelta(text) > pd.Timedelta(0)
+    except ValueError:
+        ok = False
+    if not ok:
+        raise ValueError(f"{text!r} is not a positive duration; use e.g. '12h' or '1d'")
+    return text
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class MqttConfig(_Strict):
+    """Where live readings come from and how they are batched into the hub."""
+
+    url: str = Field("mqtt://127.0.0.1:1883", description="mqtt://[user:pass@]host[:port] or mqtts:// for TLS")
+    topics: list[str] = Field(default_factory=lambda: ["city/+/readings"], description="a level names the table")
+    qos: int = Field(1, ge=0, le=2)
+    client_id: str | None = Field(None, description="set it for a durable session: the broker keeps readings")
+    batch: int = Field(500, ge=1, description="readings per micro-batch")
+    flush_seconds: float = Field(5.0, gt=0, description="longest a reading waits before its batch is written")
+    keepalive: int = Field(60, ge=5, description="seconds")
+
+
+class DriftConfig(_Strict):
+    """When recent inputs or live error count as drift (see cityagent.agent.drift)."""
+
+    bins: int = Field(10, ge=2, description="quantile bins of the training reference, for PSI")
+    psi: float = Field(0.25, gt=0, description="population stability index above which inputs drifted")
+    ks: float = Field(0.2, gt=0, le=1, description="Kolmogorov-Smirnov statistic above which inputs drifted")
+    mean_shift: float = Field(1.0, gt=0, description="|recent mean - reference mean| in reference std units")
+    node_fraction: float = Field(0.25, gt=0, le=1, description="share of nodes whose own mean shifted")
+    error_ratio: float = Field(1.5, gt=1, description="recent MAE / training test MAE above which error drifted")
+    min_samples: int = Field(200, ge=1, description="fewer recent readings than this give no verdict")
+    window: str = Field("1d", description="how far back 'recent' reaches, a duration such as '6h' or '1d'")
+
+    _window = field_validator("window")(lambda v: _duration(v))
+
+
+class RetrainConfig(_Strict):
+    """Scheduled and drift-triggered retraining, and the lock that keeps it to one runner per task."""
+
+    schedule: dict[str, str] = Field(
+        default_factory=dict, description="task -> cron expression (5 fields, or 6 with seconds last)"
+    )
+    timezone: str = Field("Asia/Shanghai", description="IANA zone the cron expressions are read in")
+    min_period: str = Field("1d", description="drift triggers at most one retrain per task this often")
+    lock_url: str | None = Field(
+        None, description="PostgreSQL URL for advisory locks; default $MLFLOW_TRACKING_URI when it is PostgreSQL"
+    )
+
+    _min_period = field_validator("min_period")(lambda v: _duration(v))
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, v: dict[str, str]) -> dict[str, str]:
+        for task, expr in v.items():
+            if not croniter.is_valid(expr):
+                raise ValueError(f"task {task!r}: {expr!r} is not a cron expression such as '0 3 * * *'")
+        return v
+
+    @property
+    def min_period_delta(self) -> timedelta:
+        return pd.Timedelta(self.min_period).to_pytimedelta()
+
+
+class ServingTarget(_Strict):
+    """The prediction service the agent asks (over gRPC, like any other client)."""
+
+    address: str = Field("127.0.0.1:8001", description="host:port of `cityagent serve`")
+    tls_ca: Path | None = Field(None, description="CA (PEM) to verify the server; None = plaintext")
+    token_env: str = Field("CITYAGENT_SERVING_TOKEN", description="environment variable holding the bearer token")
+    timeout_s: float = Field(5.0, gt=0)
+
+
+class AlertConfig(_Strict):
+    """Thresholds the agent's decisions use."""
+
+    congestion_kmh: float = Field(20.0, gt=0, description="predicted speed below this is a congestion alert, km/h")
+    demand_surge: float = Field(1.5, gt=1, description="predicted / usual demand above this asks for rebalancing")
+    risk_hotspot: float = Field(1.0, gt=0, description="predicted risk (summed severity per cell and step)")
+
+
+class AgentConfig(_Strict):
+    """The whole agent."""
+
+    mqtt: MqttConfig = Field(default_factory=MqttConfig)
+    drift: DriftConfig = Field(default_factory=DriftConfig)
+    retrain: RetrainConfig = Field(default_factory=RetrainConfig)
+    serving: ServingTarget = Field(default_factory=ServingTarget)
+    alerts: AlertConfig = Field(default_factory=AlertConfig)
+
+
+def load_agent_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> AgentConfig:
+    """Read an agent YAML (default configs/agent.yaml when it exists) and apply nested overrides.
+
+    Args:
+        path: YAML file whose top level is AgentConfig's sections; None uses the default file or built-in values.
+        overrides: nested dict applied on top, e.g. ``{"mqtt": {"batch": 50}}``.
+    """
+    if path is None and DEFAULT_AGENT_CONFIG.is_file():
+        path = DEFAULT_AGENT_CONFIG
+    raw: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"agent config {p} does not exist; pass an existing YAML file or leave it out")
+        try:
+            raw = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"agent config {p} is not valid YAML: {e}") from e
+        if not isinstance(raw, dict):
+            raise ConfigError(f"agent config {p} must be a mapping of sections, not {type(raw).__name__}")
+    for section, values in (overrides or {}).items():
+        raw[section] = {**(raw.get(section) or {}), **values} if isinstance(values, dict) else values
+    try:
+        cfg = AgentConfig.model_validate(raw)
+    except ValidationError as e:
+        err = e.errors()[0]
+        where = ".".join(str(part) for part in err["loc"])
+        raise ConfigError(f"agent config {path or '(defaults)'}: {where}: {err['msg']}; fix that key") from e
+    return cfg

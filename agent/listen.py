@@ -1,0 +1,165 @@
+"""Live sensing: subscribe to MQTT, parse JSON readings, append validated micro-batches to a Parquet hub.
+
+Readings wait in memory until their batch is full or ``flush_seconds`` passed, then go to the hub as new part
+files; malformed, unknown, off-grid, duplicate and late readings go to the dead-letter file with the reason.
+Nothing is dropped silently: at stop, the client disconnects first and every message already received is still
+checked and written. With a ``client_id`` the MQTT session is durable, so the broker keeps QoS>0 readings that
+arrive while the listener is down.
+"""
+
+import logging
+import queue
+import threading
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from cityagent.agent.deadletter import DeadLetter, Rejection
+from cityagent.agent.livehub import LiveHub
+from cityagent.agent.microbatch import append_batch
+from cityagent.agent.mqtt import connect
+from cityagent.agent.readings import Rejected, parse_payload, table_for_topic, to_record
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ListenStats:
+    """Counts of one listening session."""
+
+    messages: int = 0
+    readings: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    files: list[Path] = field(default_factory=list)
+    reasons: Counter = field(default_factory=Counter)
+
+
+@dataclass
+class _Pending:
+    record: dict[str, Any]
+    origin: Rejection  # the message it came in, ready to become a dead letter
+
+
+class _Batcher:
+    """Buffers parsed readings per table and flushes them into the hub and the dead-letter file."""
+
+    def __init__(self, live: LiveHub, batch: int, flush_seconds: float) -> None:
+        self.live, self.batch, self.flush_seconds = live, batch, flush_seconds
+        self.dead = DeadLetter(live.root)
+        self.pending: dict[str, list[_Pending]] = defaultdict(list)
+        self.rejections: list[Rejection] = []
+        self.oldest: float | None = None
+        self.stats = ListenStats()
+
+    def add(self, topic: str, payload: bytes, received: datetime) -> None:
+        self.stats.messages += 1
+        if self.oldest is None:
+            self.oldest = time.monotonic()
+        try:
+            table, items = table_for_topic(topic), parse_payload(payload)
+        except Rejected as e:
+            self.rejections.append(Rejection(topic, payload, str(e), received, kind=e.kind))
+            return
+        for i, obj in enumerate(items):
+            self.stats.readings += 1
+            where = Rejection(topic, payload, "", received, index=i if len(items) > 1 else None)
+            try:
+                self.pending[table].append(_Pending(to_record(table, obj, self.live.meta.timezone), where))
+            except Rejected as e:
+                where.reason, where.kind = str(e), e.kind
+                self.rejections.append(where)
+
+    def due(self) -> bool:
+        size = sum(map(len, self.pending.values())) + len(self.rejections)
+        waited = self.oldest is not None and time.monotonic() - self.oldest >= self.flush_seconds
+        return size >= self.batch or (size > 0 and waited)
+
+    def flush(self) -> None:
+        try:
+            for table, items in list(self.pending.items()):
+                result = append_batch(self.live, table, [p.record for p in items])
+                del self.pending[table]
+                for i, (kind, reason) in result.rejected.items():
+                    items[i].origin.kind, items[i].origin.reason = kind, reason
+                    self.rejections.append(items[i].origin)
+                self.stats.accepted += result.accepted
+                self.stats.files += result.written
+        except Exception as e:  # a hub that cannot take readings at all: keep them as dead letters, then stop
+            for items in self.pending.values():
+                for p in items:
+                    p.origin.kind, p.origin.reason = "not written", f"not written: {e}"
+                    self.rejections.append(p.origin)
+            self.pending.clear()
+            raise
+        finally:
+            self.stats.rejected += len(self.rejections)
+            self.dead.write(self.rejections)
+            self.stats.reasons = Counter(self.dead.counts)
+            self.rejections, self.oldest = [], None
+        log.info("hub %s: %d accepted, %d rejected so far", self.live.root, self.stats.accepted, self.stats.rejected)
+
+
+def listen(
+    hub: str | Path,
+    url: str = "mqtt://127.0.0.1:1883",
+    topics: list[str] | tuple[str, ...] = ("city/+/readings",),
+    *,
+    batch: int = 500,
+    flush_seconds: float = 5.0,
+    max_messages: int | None = None,
+    duration: float | None = None,
+    client_id: str | None = None,
+    qos: int = 1,
+    keepalive: int = 60,
+    stop: threading.Event | None = None,
+) -> ListenStats:
+    """Listen until ``max_messages`` arrived, ``duration`` passed or ``stop`` is set, then flush and return.
+
+    Args:
+        hub: local Parquet hub directory (with hub.json) to append to.
+        url: broker, ``mqtt://[user:pass@]host[:port]`` or ``mqtts://`` for TLS.
+        topics: subscriptions; the topic level naming a table (``city/traffic/readings``) picks the table.
+        batch: readings per micro-batch.
+        flush_seconds: longest a reading waits in memory before its batch is written, seconds.
+        max_messages: stop after this many messages (all received ones are still processed).
+        duration: stop after this many seconds.
+        client_id: MQTT client id; given, the session is durable (the broker queues readings while away).
+        qos: subscription QoS.
+        keepalive: MQTT keepalive, seconds.
+        stop: set it from another thread (or a signal handler) to stop.
+    """
+    batcher = _Batcher(LiveHub(hub), batch, flush_seconds)
+    inbox: queue.Queue[tuple[str, bytes, datetime]] = queue.Queue()
+    stop = stop or threading.Event()
+    client = connect(
+        url,
+        list(topics),
+        lambda m: inbox.put((m.topic, m.payload, datetime.now(UTC))),
+        client_id=client_id,
+        qos=qos,
+        keepalive=keepalive,
+    )
+    end = time.monotonic() + duration if duration is not None else None
+    try:
+        while not stop.is_set():
+            if max_messages is not None and batcher.stats.messages >= max_messages:
+                break
+            if end is not None and time.monotonic() >= end:
+                break
+            try:
+                batcher.add(*inbox.get(timeout=0.2))
+            except queue.Empty:
+                pass
+            if batcher.due():
+                batcher.flush()
+    finally:
+        client.disconnect()
+        client.loop_stop()
+        while not inbox.empty():  # received (and acknowledged) before the disconnect: still ours to keep
+            batcher.add(*inbox.get_nowait())
+        batcher.flush()
+    return batcher.stats

@@ -1,0 +1,130 @@
+"""What a Parquet hub directory already holds, as much as the listener needs to check new readings.
+
+The manifest, the sensor/zone ids, each streamed table's columns and grid origin, and per local date the keys
+already written and each node's newest timestamp. Dates are loaded on first use (key columns only), so a hub of
+many days costs only the days that readings arrive for.
+"""
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+
+from cityagent.errors import HubError
+from cityagent.hub.hub import MANIFEST, HubMeta
+from cityagent.hub.schema import TABLES
+
+
+@dataclass
+class DateKeys:
+    """One table's readings of one local date: their (node, ts) keys and each node's newest ts (UTC ns)."""
+
+    keys: set[tuple[str, int]] = field(default_factory=set)
+    newest: dict[str, int] = field(default_factory=dict)
+
+    def add(self, nodes: np.ndarray, ts_ns: np.ndarray) -> None:
+        self.keys.update(zip(nodes.tolist(), ts_ns.tolist(), strict=True))
+        for node, t in pd.Series(ts_ns).groupby(nodes).max().items():
+            self.newest[node] = max(int(t), self.newest.get(node, int(t)))
+
+
+def utc_ns(ts: pd.Series) -> np.ndarray:
+    """Timezone-aware timestamps as int64 nanoseconds since the epoch."""
+    return pd.DatetimeIndex(ts).as_unit("ns").asi8
+
+
+def local_ns(ts: pd.Series, timezone: str) -> np.ndarray:
+    """Wall-clock time in ``timezone`` as int64 nanoseconds (what the step grid is laid on)."""
+    return pd.DatetimeIndex(ts).tz_convert(timezone).tz_localize(None).as_unit("ns").asi8
+
+
+class LiveHub:
+    """A local Parquet hub the listener appends to.
+
+    Args:
+        root: the hub directory (with ``hub.json``, as ``write_hub`` or ``hub synth`` writes it).
+    """
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        manifest = self.root / MANIFEST
+        if "://" in str(root) or not manifest.is_file():
+            raise HubError(
+                f"{root} is not a local hub directory with {MANIFEST}; create one with `cityagent hub synth` "
+                "or `cityagent hub copy SRC DIR`, then listen into it"
+            )
+        self.meta = HubMeta.from_dict(json.loads(manifest.read_text()))
+        self.step_ns = self.meta.step_delta.value
+        self._static: dict[str, pd.DataFrame] = {}
+        self._columns: dict[str, list[str]] = {}
+        self._origin: dict[str, int] = {}
+        self._dates: dict[tuple[str, str], DateKeys] = {}
+
+    def static(self, name: str) -> pd.DataFrame:
+        """The static table ``name`` (sensors, zones) as stored; an error when the hub has none."""
+        if name not in self._static:
+            path = self.root / f"{name}.parquet"
+            if not path.is_file():
+                raise HubError(
+                    f"hub {self.root} has no {name}.parquet, so readings cannot be checked against known "
+                    f"{name}; add the {name} table first"
+                )
+            self._static[name] = pq.read_table(path).to_pandas()
+        return self._static[name]
+
+    def node_ids(self, table: str) -> set[str] | None:
+        """Ids a reading of ``table`` may name, or None for tables without a node column (weather)."""
+        schema = TABLES[table]
+        if not schema.node_table:
+            return None
+        if schema.node_column not in schema.required and not (self.root / f"{schema.node_table}.parquet").is_file():
+            return None  # optional ids (incidents' cell_id) are checked only where the hub can check them
+        return set(self.static(schema.node_table)[TABLES[schema.node_table].key[0]].astype(str))
+
+    def parts(self, table: str, date: str | None = None) -> list[Path]:
+        """The table's Parquet parts (of one local date), in read order."""
+        for ext in ("parquet", "csv"):
+            if (self.root / f"{table}.{ext}").is_file():
+                raise HubError(
+                    f"hub {self.root} keeps {table} in one file {table}.{ext}; the listener appends date "
+                    f"partitions, so rewrite the hub with `cityagent hub copy {self.root} NEW_DIR` first"
+                )
+        folder = self.root / table / (f"date={date}" if date else "")
+        return sorted(folder.rglob("*.parquet")) if folder.is_dir() else []
+
+    def columns(self, table: str) -> list[str] | None:
+        """The columns the table's existing parts hold (None while it has none)."""
+        if table not in self._columns:
+            parts = self.parts(table)
+            if not parts:
+                return None
+            self._columns[table] = list(pq.read_schema(parts[0]).names)
+        return self._columns[table]
+
+    def set_columns(self, table: str, columns: list[str]) -> None:
+        self._columns.setdefault(table, columns)
+
+    def origin(self, table: str) -> int:
+        """Local wall-clock ns of the table's grid origin: its first reading, else local midnight."""
+        if table not in self._origin:
+            parts = self.parts(table)
+            first = pq.read_table(parts[0], columns=["ts"]).to_pandas()["ts"] if parts else None
+            has = first is not None and len(first) > 0
+            self._origin[table] = int(local_ns(first, self.meta.timezone).min()) if has else 0
+        return self._origin[table]
+
+    def date_keys(self, table: str, date: str) -> DateKeys:
+        """Keys already written for ``table`` on local ``date`` (``YYYY-MM-DD``), loaded on first use."""
+        if (table, date) not in self._dates:
+            found = DateKeys()
+            node = TABLES[table].node_column if TABLES[table].node_column in TABLES[table].required else None
+            for part in self.parts(table, date):
+                cols = ["ts"] + ([node] if node else [])
+                df = pq.read_table(part, columns=cols).to_pandas()
+                nodes = df[node].astype(str).to_numpy() if node else np.full(len(df), "")
+                found.add(nodes, utc_ns(df["ts"]))
+            self._dates[(table, date)] = found
+        return self._dates[(table, date)]

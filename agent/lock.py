@@ -1,0 +1,150 @@
+"""One retrain per task at a time, even when two schedulers were started by mistake.
+
+With a PostgreSQL URL (``retrain.lock_url``, ``CITYAGENT_LOCK_URL``, or ``MLFLOW_TRACKING_URI`` when the tracking
+store is PostgreSQL) the lock is a session advisory lock, so schedulers on different machines exclude each other;
+the holder is named in the session's ``application_name``. Otherwise it is an exclusive ``flock`` on
+``$CITYAGENT_HOME/locks/<task>.lock`` (one machine, or a filesystem with working flock), with the holder written
+into the file. Both locks die with their process, so a crashed scheduler never leaves a task locked.
+"""
+
+import fcntl
+import hashlib
+import json
+import os
+import re
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from cityagent.errors import CityAgentError, ConfigError
+from cityagent.home import home_dir
+
+PG_NAMESPACE = 0x636167  # first key of the two-key advisory lock: 'cag', so other apps' locks never collide
+TASK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+@dataclass(frozen=True)
+class Holder:
+    """Who holds a task's lock."""
+
+    pid: int
+    host: str
+    since: datetime
+
+
+class TaskBusy(CityAgentError):
+    """Another process is retraining the task; the caller should skip this run."""
+
+    def __init__(self, task: str, holder: Holder | None) -> None:
+        self.task, self.holder = task, holder
+        who = (
+            f"pid {holder.pid} on {holder.host} since {holder.since.isoformat(timespec='seconds')}"
+            if holder
+            else "another process (it did not say which)"
+        )
+        super().__init__(f"task {task} is being retrained by {who}; skipping this run")
+
+
+def is_postgres(url: str | None) -> bool:
+    return bool(url) and url.split("://", 1)[0].split("+", 1)[0] in ("postgresql", "postgres")
+
+
+def resolve_lock_url(configured: str | None = None) -> str | None:
+    """The PostgreSQL URL to lock in, or None for file locks.
+
+    The configured ``retrain.lock_url``, else ``$CITYAGENT_LOCK_URL`` (how a Kubernetes Secret passes it), else
+    ``$MLFLOW_TRACKING_URI`` when the tracking store is PostgreSQL.
+    """
+    for where, url in (("retrain.lock_url", configured), ("CITYAGENT_LOCK_URL", os.environ.get("CITYAGENT_LOCK_URL"))):
+        if url:
+            if not is_postgres(url):
+                raise ConfigError(f"{where} must be a postgresql:// URL (or unset for file locks), not {url!r}")
+            return url
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    return env if is_postgres(env) else None
+
+
+@contextmanager
+def task_lock(task: str, url: str | None = None) -> Iterator[Holder]:
+    """Hold ``task``'s retrain lock for the ``with`` block, or raise ``TaskBusy`` at once if someone else holds it.
+
+    Args:
+        task: task name (letters, digits, ``.``, ``_``, ``-``).
+        url: PostgreSQL URL for an advisory lock; None locks a file under ``$CITYAGENT_HOME/locks``.
+    """
+    if not TASK_NAME.match(task):
+        raise ConfigError(f"task name {task!r} may hold only letters, digits, '.', '_' and '-'")
+    me = Holder(os.getpid(), socket.gethostname(), datetime.now(UTC).replace(microsecond=0))
+    locker = _pg_lock if is_postgres(url) else _file_lock
+    with locker(task, me, url):
+        yield me
+
+
+@contextmanager
+def _file_lock(task: str, me: Holder, _url: str | None) -> Iterator[None]:
+    path = home_dir() / "locks" / f"{task}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise TaskBusy(task, _read_holder(os.pread(fd, 4096, 0))) from None
+        os.ftruncate(fd, 0)
+        info = {"pid": me.pid, "host": me.host, "since": me.since.isoformat()}
+        os.pwrite(fd, json.dumps(info).encode(), 0)
+        try:
+            yield
+        finally:
+            os.ftruncate(fd, 0)  # the file stays (removing it would race a waiting locker); its contents go
+    finally:
+        os.close(fd)  # closing releases the flock
+
+
+def _read_holder(raw: bytes) -> Holder | None:
+    try:
+        d = json.loads(raw)
+        return Holder(int(d["pid"]), str(d["host"]), datetime.fromisoformat(d["since"]))
+    except (ValueError, KeyError, TypeError):
+        return None  # the holder is between taking the lock and writing its name
+
+
+def _pg_key(task: str) -> int:
+    return int.from_bytes(hashlib.sha256(task.encode()).digest()[:4], "big") & 0x7FFFFFFF
+
+
+@contextmanager
+def _pg_lock(task: str, me: Holder, url: str | None) -> Iterator[None]:
+    import psycopg
+
+    assert url is not None
+    dsn = re.sub(r"^postgres(ql)?\+\w+://", "postgresql://", url)  # SQLAlchemy driver suffixes mean nothing here
+    app = f"cityagent {me.pid}@{me.host[:32]} {int(me.since.timestamp())}"[:63]
+    try:
+        conn = psycopg.connect(dsn, autocommit=True, application_name=app, connect_timeout=10)
+    except psycopg.Error as e:
+        raise CityAgentError(
+            f"cannot reach PostgreSQL for the retrain lock: {e}; fix retrain.lock_url or MLFLOW_TRACKING_URI"
+        ) from e
+    key = (PG_NAMESPACE, _pg_key(task))
+    with conn:
+        if not conn.execute("select pg_try_advisory_lock(%s, %s)", key).fetchone()[0]:
+            row = conn.execute(
+                "select a.application_name from pg_locks l join pg_stat_activity a on a.pid = l.pid "
+                "where l.locktype = 'advisory' and l.classid = %s and l.objid = %s and l.objsubid = 2 and l.granted",
+                key,
+            ).fetchone()
+            raise TaskBusy(task, _app_holder(row[0] if row else ""))
+        try:
+            yield
+        finally:
+            conn.execute("select pg_advisory_unlock(%s, %s)", key)
+
+
+def _app_holder(app: str | None) -> Holder | None:
+    m = re.fullmatch(r"cityagent (\d+)@(\S+) (\d+)", app or "")
+    if not m:
+        return None
+    return Holder(int(m[1]), m[2], datetime.fromtimestamp(int(m[3]), UTC))

@@ -1,0 +1,125 @@
+"""Check a micro-batch of parsed readings against the hub and append the valid ones as new part files.
+
+Each reading must name a known sensor/zone, sit on the hub's step grid, carry the columns the table already has,
+and be new: a (node, ts) key already in the hub or earlier in the batch is a duplicate, and a reading older than
+its node's newest written reading of that date is late (appending it would put the series out of time order).
+What survives is validated once more as a hub with ``validate_hub`` before it is written.
+"""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from cityagent.agent.livehub import LiveHub, local_ns, utc_ns
+from cityagent.agent.partfiles import write_part
+from cityagent.hub.hub import Hub
+from cityagent.hub.schema import TABLES
+from cityagent.hub.timeline import slot_numbers
+from cityagent.hub.validate import validate_hub
+
+# tables whose series validation keeps on the step grid and in time order (as validate_hub's timeline check)
+ORDERED = ("traffic", "demand", "weather")
+
+
+@dataclass
+class BatchResult:
+    """What became of a micro-batch: the part files written and the readings set aside, by input position."""
+
+    written: list[Path] = field(default_factory=list)
+    accepted: int = 0
+    rejected: dict[int, tuple[str, str]] = field(default_factory=dict)  # position -> (kind, reason)
+
+
+def append_batch(live: LiveHub, table: str, records: list[dict[str, Any]]) -> BatchResult:
+    """Append the valid ``records`` of ``table`` to the hub; every other record gets a reason in ``rejected``.
+
+    Args:
+        live: the hub being appended to.
+        table: a temporal table name (``traffic``, ``demand``, ``weather``, ``incidents``).
+        records: readings from ``readings.to_record`` (``ts`` already in the hub's timezone).
+    """
+    result = BatchResult()
+    schema = TABLES[table]
+    if not records:
+        return result
+    # a table's columns are fixed by its parts on disk, else by the first reading: a mix would leave NaN behind
+    columns = live.columns(table) or [c for c in schema.names if c in records[0]]
+    ids = live.node_ids(table)
+    keep = []
+    for i, rec in enumerate(records):
+        if set(rec) != set(columns):
+            why = f"fields {sorted(rec)} differ from the hub's {table} columns {sorted(columns)}"
+            result.rejected[i] = ("columns", why)
+        elif ids is not None and schema.node_column in rec and rec[schema.node_column] not in ids:
+            why = f"{schema.node_column} {rec[schema.node_column]!r} is not in the hub's {schema.node_table}"
+            result.rejected[i] = ("unknown id", f"{why}; add it there first")
+        else:
+            keep.append(i)
+    if not keep:
+        return result
+    df = pd.DataFrame([records[i] for i in keep], columns=columns, index=keep)
+    df["ts"] = pd.Series(pd.DatetimeIndex(df["ts"]).tz_convert(live.meta.timezone).as_unit("ns"), index=df.index)
+    if table in ORDERED:
+        off = _off_grid(live, table, df["ts"])
+        for i, ts in zip(df.index[off], df["ts"][off], strict=True):
+            result.rejected[int(i)] = ("off grid", f"ts {ts.isoformat()} is off the hub's {live.meta.step} grid")
+        df = df[~off]
+        df = _check_new(live, table, df, result)
+    if df.empty:
+        return result
+    tables = {table: df.reset_index(drop=True)}
+    if schema.node_table and ids is not None:
+        tables[schema.node_table] = live.static(schema.node_table)
+    report = validate_hub(Hub(tables, live.meta))
+    if not report.ok:
+        for i in df.index:
+            result.rejected[int(i)] = ("invalid batch", f"batch failed hub validation: {report.errors[0]}")
+        return result
+    dates = df["ts"].dt.strftime("%Y-%m-%d")
+    for date, part in df.groupby(dates, sort=True):
+        result.written.append(write_part(live.root / table / f"date={date}", part.reset_index(drop=True)))
+        if table in ORDERED:
+            live.date_keys(table, str(date)).add(_nodes(part, table), utc_ns(part["ts"]))
+    live.set_columns(table, columns)
+    result.accepted = len(df)
+    return result
+
+
+def _nodes(df: pd.DataFrame, table: str) -> np.ndarray:
+    col = TABLES[table].node_column
+    return df[col].astype(str).to_numpy() if col in TABLES[table].required else np.full(len(df), "")
+
+
+def _off_grid(live: LiveHub, table: str, ts: pd.Series) -> np.ndarray:
+    """Timestamps between grid steps: operating-hour hubs use their slots, others the table's first reading."""
+    if live.meta.extra.get("slots_per_day"):
+        return np.asarray(slot_numbers(ts, live.meta.step_delta, live.meta)[1])
+    return (local_ns(ts, live.meta.timezone) - live.origin(table)) % live.step_ns != 0
+
+
+def _check_new(live: LiveHub, table: str, df: pd.DataFrame, result: BatchResult) -> pd.DataFrame:
+    """Reject duplicates (in the batch or the hub) and late readings; the rest comes back in (node, ts) order."""
+    nodes = _nodes(df, table)
+    df = df.assign(_node=nodes).sort_values(["_node", "ts"], kind="stable")  # stable: equal keys keep arrival order
+    nodes, t_ns = df["_node"].to_numpy(), utc_ns(df["ts"])
+    dates = df["ts"].dt.strftime("%Y-%m-%d").to_numpy()
+    in_batch = df.duplicated(subset=["_node", "ts"], keep="first").to_numpy()
+    keep = np.ones(len(df), dtype=bool)
+    for j, (i, node, t, date) in enumerate(zip(df.index, nodes, t_ns, dates, strict=True)):
+        known = live.date_keys(table, date)
+        who = f"{TABLES[table].node_column} {node!r}, ts {df['ts'].iloc[j]}" if node else f"ts {df['ts'].iloc[j]}"
+        if in_batch[j]:
+            result.rejected[int(i)] = ("duplicate", f"duplicate of a reading earlier in this batch ({who})")
+        elif (node, int(t)) in known.keys:
+            result.rejected[int(i)] = ("duplicate", f"duplicate of a reading already in the hub ({who})")
+        elif int(t) < known.newest.get(node, -1):
+            newest = pd.Timestamp(known.newest[node], tz="UTC").tz_convert(live.meta.timezone)
+            why = f"late reading ({who}): its series already reaches {newest} in the hub"
+            result.rejected[int(i)] = ("late", f"{why}; backfill history with `cityagent hub import` instead")
+        else:
+            continue
+        keep[j] = False
+    return df[keep].drop(columns="_node")

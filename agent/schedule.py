@@ -1,0 +1,144 @@
+"""The retrain scheduler: a long-lived loop that runs ``job(task)`` at each cron time of each task.
+
+The job (train → register challenger → gate → promote) is passed in, so scheduling knows nothing of training.
+Each run holds the task's lock (``cityagent.agent.lock``): a second scheduler started by mistake skips the run
+with a message naming the holder. Runs missed while a job was still running are skipped, never queued up, like
+a Kubernetes CronJob with ``concurrencyPolicy: Forbid``. A failed job is logged and the loop goes on.
+"""
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from croniter import croniter
+
+from cityagent.agent.lock import TaskBusy, task_lock
+from cityagent.errors import ConfigError
+from cityagent.home import home_dir
+
+log = logging.getLogger(__name__)
+Job = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One scheduled (or ``--now``) run: when, and whether it was done, skipped as busy, or failed."""
+
+    task: str
+    started: datetime
+    finished: datetime
+    outcome: Literal["done", "busy", "failed"]
+    message: str = ""
+
+
+def last_run(task: str) -> datetime | None:
+    """When ``task`` last finished a run successfully (from ``$CITYAGENT_HOME/schedule/<task>.json``)."""
+    path = home_dir() / "schedule" / f"{task}.json"
+    if not path.is_file():
+        return None
+    return datetime.fromisoformat(json.loads(path.read_text())["finished"])
+
+
+def _remember(record: RunRecord) -> None:
+    folder = home_dir() / "schedule"
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f".{record.task}.json.tmp"
+    tmp.write_text(json.dumps({"started": record.started.isoformat(), "finished": record.finished.isoformat()}))
+    tmp.replace(folder / f"{record.task}.json")
+
+
+class Scheduler:
+    """Runs ``job`` for each task at its cron times.
+
+    Args:
+        schedules: task → cron expression (``"0 3 * * *"``; a 6th field is seconds).
+        job: ``job(task)`` does one retrain; it raises to report failure.
+        timezone: IANA zone the cron expressions are read in.
+        lock_url: PostgreSQL URL for advisory locks (see ``lock.resolve_lock_url``); None locks files.
+        now: clock, for tests (default: the wall clock).
+        wait: ``wait(seconds) -> stopped``; for tests (default: waits on the stop event).
+    """
+
+    def __init__(
+        self,
+        schedules: Mapping[str, str],
+        job: Job,
+        *,
+        timezone: str = "UTC",
+        lock_url: str | None = None,
+        now: Callable[[], datetime] | None = None,
+        wait: Callable[[float], bool] | None = None,
+    ) -> None:
+        for task, expr in schedules.items():
+            if not croniter.is_valid(expr):
+                raise ConfigError(f"task {task!r}: {expr!r} is not a cron expression such as '0 3 * * *'")
+        try:
+            self.tz = ZoneInfo(timezone)
+        except (ZoneInfoNotFoundError, ValueError) as e:
+            raise ConfigError(f"scheduler timezone {timezone!r} is not an IANA zone; use e.g. 'Asia/Shanghai'") from e
+        self.schedules, self.job, self.lock_url = dict(schedules), job, lock_url
+        self.stop = threading.Event()
+        self._now = now or (lambda: datetime.now(UTC))
+        self._wait = wait or self.stop.wait
+
+    def now(self) -> datetime:
+        return self._now().astimezone(self.tz)
+
+    def next_time(self, task: str, after: datetime) -> datetime:
+        """The first cron time of ``task`` strictly after ``after``."""
+        if task not in self.schedules:
+            raise ConfigError(f"no schedule for task {task!r}; scheduled tasks: {', '.join(self.schedules) or 'none'}")
+        return croniter(self.schedules[task], after.astimezone(self.tz)).get_next(datetime)
+
+    def run_now(self, task: str) -> RunRecord:
+        """Run ``job(task)`` once under the task's lock; busy and failed runs are reported, not raised."""
+        started = self.now()
+        try:
+            with task_lock(task, self.lock_url):
+                t0 = time.monotonic()
+                self.job(task)
+                message = f"task {task} done in {time.monotonic() - t0:.1f} s"
+                outcome: Literal["done", "busy", "failed"] = "done"
+        except TaskBusy as e:
+            outcome, message = "busy", str(e)
+        except Exception as e:  # a failed retrain must not stop the next one
+            log.exception("task %s failed", task)
+            outcome, message = "failed", f"task {task} failed: {type(e).__name__}: {e}"
+        record = RunRecord(task, started, self.now(), outcome, message)
+        if outcome == "done":
+            _remember(record)
+        (log.info if outcome == "done" else log.warning)(message)
+        return record
+
+    def run_forever(
+        self, max_runs: int | None = None, on_run: Callable[[RunRecord], None] | None = None
+    ) -> list[RunRecord]:
+        """Loop until ``stop`` is set (or ``max_runs`` runs happened); returns the runs.
+
+        Args:
+            max_runs: stop after this many runs (busy and failed ones count); None = until stopped.
+            on_run: called after each run, e.g. to print it.
+        """
+        if not self.schedules:
+            raise ConfigError(
+                "no task has a schedule; add `retrain.schedule: {traffic: '0 3 * * *'}` to the agent config"
+            )
+        start = self.now()
+        due = {task: self.next_time(task, start) for task in self.schedules}
+        records: list[RunRecord] = []
+        while not self.stop.is_set() and (max_runs is None or len(records) < max_runs):
+            task, when = min(due.items(), key=lambda kv: kv[1])
+            delay = (when - self.now()).total_seconds()
+            if delay > 0 and self._wait(delay):
+                break
+            records.append(self.run_now(task))
+            if on_run:
+                on_run(records[-1])
+            due[task] = self.next_time(task, max(self.now(), when))  # times missed during the run are skipped
+        return records

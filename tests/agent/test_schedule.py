@@ -1,0 +1,139 @@
+"""The retrain scheduler: cron times in the city's timezone, one runner per task, failures and busy runs reported."""
+
+import time
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from cityagent.agent.agent_config import load_agent_config
+from cityagent.agent.cli_agent_ops import make_retrain_command, run_retrain
+from cityagent.agent.lock import task_lock
+from cityagent.agent.schedule import Scheduler, last_run
+from cityagent.errors import ConfigError
+
+SZ = ZoneInfo("Asia/Shanghai")
+
+
+class FakeClock:
+    """A clock that jumps when the scheduler waits, so a day of schedule runs in microseconds."""
+
+    def __init__(self, start: datetime) -> None:
+        self.t = start
+
+    def now(self) -> datetime:
+        return self.t
+
+    def wait(self, seconds: float) -> bool:
+        self.t += timedelta(seconds=seconds)
+        return False  # never stopped
+
+
+def test_jobs_run_at_their_cron_times_in_the_city_timezone():
+    clock = FakeClock(datetime(2026, 3, 2, 2, 59, tzinfo=SZ))
+    calls = []
+    sched = Scheduler(
+        {"traffic": "0 3 * * *", "demand": "30 3 * * *"},
+        lambda task: calls.append((task, clock.now().astimezone(SZ))),
+        timezone="Asia/Shanghai",
+        now=clock.now,
+        wait=clock.wait,
+    )
+    records = sched.run_forever(max_runs=4)
+    assert [(t, w.strftime("%m-%d %H:%M")) for t, w in calls] == [
+        ("traffic", "03-02 03:00"),
+        ("demand", "03-02 03:30"),
+        ("traffic", "03-03 03:00"),
+        ("demand", "03-03 03:30"),
+    ]
+    assert [r.outcome for r in records] == ["done"] * 4
+    assert last_run("demand") is not None
+
+
+def test_runs_missed_during_a_long_job_are_skipped_not_queued():
+    clock = FakeClock(datetime(2026, 3, 2, 0, 0, tzinfo=UTC))
+    calls = []
+
+    def slow_job(task: str) -> None:
+        calls.append(clock.now())
+        clock.t += timedelta(hours=3, minutes=30)  # spans three hourly slots
+
+    Scheduler({"traffic": "0 * * * *"}, slow_job, now=clock.now, wait=clock.wait).run_forever(max_runs=2)
+    assert [c.strftime("%H:%M") for c in calls] == ["01:00", "05:00"]
+
+
+def test_a_failing_job_is_reported_and_the_loop_goes_on():
+    clock = FakeClock(datetime(2026, 3, 2, 0, 0, tzinfo=UTC))
+    outcomes = iter([RuntimeError("gate rejected the challenger"), None])
+
+    def job(task: str) -> None:
+        error = next(outcomes)
+        if error:
+            raise error
+
+    records = Scheduler({"traffic": "*/10 * * * *"}, job, now=clock.now, wait=clock.wait).run_forever(max_runs=2)
+    assert [r.outcome for r in records] == ["failed", "done"]
+    assert records[0].message == "task traffic failed: RuntimeError: gate rejected the challenger"
+    assert last_run("traffic") == records[1].finished
+
+
+def test_a_task_locked_elsewhere_is_skipped_with_the_holder_named():
+    calls = []
+    sched = Scheduler({"traffic": "0 3 * * *"}, calls.append)
+    with task_lock("traffic") as holder:
+        record = sched.run_now("traffic")
+    assert record.outcome == "busy" and calls == []
+    assert f"task traffic is being retrained by pid {holder.pid}" in record.message
+    assert sched.run_now("traffic").outcome == "done" and calls == ["traffic"]
+
+
+def test_the_real_clock_loop_runs_every_second_and_stops():
+    calls = []
+    sched = Scheduler({"traffic": "* * * * * *"}, lambda task: calls.append(time.monotonic()))
+    t0 = time.monotonic()
+    records = sched.run_forever(max_runs=2)
+    assert len(records) == 2 and 0.5 < calls[1] - calls[0] < 1.6 and time.monotonic() - t0 < 3
+
+
+def test_bad_schedules_are_config_errors():
+    with pytest.raises(ConfigError, match="not a cron expression"):
+        Scheduler({"traffic": "every day"}, print)
+    with pytest.raises(ConfigError, match="not an IANA zone"):
+        Scheduler({"traffic": "0 3 * * *"}, print, timezone="Mars/Olympus")
+    with pytest.raises(ConfigError, match="no task has a schedule"):
+        Scheduler({}, print).run_forever()
+
+
+def test_retrain_now_and_schedule_through_the_cli(tmp_path):
+    calls = []
+    app = typer.Typer()
+    app.command("retrain")(make_retrain_command(lambda cfg: calls.append))
+    app.command("other")(lambda: None)
+    config = tmp_path / "agent.yaml"
+    config.write_text("retrain:\n  schedule: {traffic: '* * * * * *'}\n  timezone: UTC\n")
+    runner = CliRunner()
+    done = runner.invoke(app, ["retrain", "--now", "demand", "--config", str(config)])
+    assert done.exit_code == 0 and "task demand done" in done.output and calls == ["demand"]
+    looped = runner.invoke(app, ["retrain", "--schedule", "--config", str(config), "--max-runs", "1"])
+    assert looped.exit_code == 0, looped.output
+    assert "traffic: '* * * * * *'" in looped.output and calls == ["demand", "traffic"]
+    neither = runner.invoke(app, ["retrain", "--config", str(config)])
+    assert isinstance(neither.exception, ConfigError)
+
+
+def test_a_failed_now_run_exits_1():
+    def job(task: str) -> None:
+        raise ValueError("no hub")
+
+    assert run_retrain(load_agent_config(), job, now="traffic") == 1
+
+
+def test_the_shipped_agent_config_loads():
+    cfg = load_agent_config()
+    assert cfg.retrain.schedule["traffic"] == "0 3 * * *" and cfg.retrain.min_period_delta == timedelta(days=1)
+    with pytest.raises(ConfigError, match=r"mqtt\.batch"):
+        load_agent_config(overrides={"mqtt": {"batch": 0}})
+    with pytest.raises(ConfigError, match=r"drift\.window.*not a positive duration"):
+        load_agent_config(overrides={"drift": {"window": "soon"}})
