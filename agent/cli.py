@@ -7,6 +7,7 @@ import typer
 from cityagent.agent.cli_agent_ops import listen
 from cityagent.agent.cli_hub import hub_app
 from cityagent.agent.cli_models import export_command, models_app
+from cityagent.agent.cli_serve import serve
 from cityagent.agent.cli_train import evaluate, train, tune
 from cityagent.agent.console import console, fail
 from cityagent.errors import CityAgentError
@@ -24,6 +25,7 @@ app.command()(evaluate)
 app.command()(tune)
 app.add_typer(models_app, name="models")
 app.command("export")(export_command)
+app.command()(serve)
 
 
 @app.command()

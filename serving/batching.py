@@ -1,0 +1,169 @@
+"""Dynamic batching: concurrent requests for one model version are stacked along the batch axis into one ORT run.
+
+Each loaded model version owns one Batcher. Requests wait at most `max_queue_delay_us` for company (counted from
+the oldest waiting request), a run takes at most `max_batch_size` rows (a bigger single request runs alone), and a
+queue already holding `max_queue_size` requests refuses more with RESOURCE_EXHAUSTED instead of growing without bound.
+"""
+
+import asyncio
+import logging
+import time
+from collections import deque
+from concurrent.futures import Executor
+from dataclasses import dataclass
+
+import numpy as np
+
+from cityagent.serving.config import BatchingConfig
+from cityagent.serving.errors import ModelUnavailable, QueueFull, ServingError
+from cityagent.serving.metrics import ServingMetrics
+from cityagent.serving.session import OrtModel
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Item:
+    inputs: dict[str, np.ndarray]
+    rows: int
+    key: tuple  # non-batch shapes: only items with equal keys can be stacked
+    future: asyncio.Future
+    enqueued: float  # time.perf_counter()
+
+
+class Batcher:
+    """Queue + worker task for one model version.
+
+    Args:
+        model: the loaded version.
+        cfg: batching limits.
+        executor: threads that run ORT (ORT releases the GIL, so the event loop keeps serving meanwhile).
+        metrics: where queue times and batch sizes go (None: nowhere).
+    """
+
+    def __init__(
+        self, model: OrtModel, cfg: BatchingConfig, executor: Executor, metrics: ServingMetrics | None = None
+    ) -> None:
+        self.model, self.cfg, self._executor, self._metrics = model, cfg, executor, metrics
+        self._stack = cfg.enabled and model.signature.batched
+        self._queue: deque[_Item] = deque()
+        self._wakeup = asyncio.Event()
+        self._closing = False
+        self._task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._work(), name=f"batcher-{self.model.name}")
+
+    def submit(self, inputs: dict[str, np.ndarray]) -> asyncio.Future:
+        """Queue one validated request; the future resolves to its outputs. Synchronous, so a hot swap cannot
+        slip between choosing this version and queueing on it."""
+        if self._closing:
+            raise ModelUnavailable(f"model '{self.model.name}' version {self.model.version} is being unloaded; retry.")
+        if len(self._queue) >= self.cfg.max_queue_size:
+            raise QueueFull(
+                f"model '{self.model.name}' has {len(self._queue)} requests waiting (batching.max_queue_size); "
+                "retry later or raise the limit."
+            )
+        first = next(iter(inputs.values()))
+        rows = first.shape[0] if self._stack else 1
+        key = tuple((k, v.shape[1:]) for k, v in sorted(inputs.items()))
+        future = asyncio.get_running_loop().create_future()
+        self._queue.append(_Item(inputs, rows, key, future, time.perf_counter()))
+        self._wakeup.set()
+        return future
+
+    async def close(self) -> None:
+        """Refuse new requests, finish every queued one on this version, then stop."""
+        self._closing = True
+        self._wakeup.set()
+        if self._task is not None:
+            await self._task
+
+    async def _work(self) -> None:
+        while True:
+            if not self._queue:
+                if self._closing:
+                    return
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            await self._fill()
+            batch = self._take()
+            try:
+                await self._run(batch)
+            except Exception as e:  # a bug must fail this batch, not strand every later request
+                log.exception("batch on %s version %s failed", self.model.name, self.model.version)
+                for item in batch:
+                    _settle(item, error=ServingError(f"model '{self.model.name}' failed on this batch: {e!r}"))
+
+    async def _fill(self) -> None:
+        """Wait until the batch is full or the oldest request has waited max_queue_delay_us."""
+        if not self._stack:
+            return
+        deadline = self._queue[0].enqueued + self.cfg.max_queue_delay_us / 1e6
+        while not self._closing and sum(i.rows for i in self._queue) < self.cfg.max_batch_size:
+            left = deadline - time.perf_counter()
+            if left <= 0:
+                return
+            self._wakeup.clear()
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), left)
+            except TimeoutError:
+                return
+
+    def _take(self) -> list[_Item]:
+        """Pop the oldest request and every later one that stacks with it, up to max_batch_size rows."""
+        first = self._queue.popleft()
+        batch, rows = [first], first.rows
+        if self._stack:
+            keep: deque[_Item] = deque()
+            while self._queue:
+                item = self._queue.popleft()
+                if item.key == first.key and rows + item.rows <= self.cfg.max_batch_size:
+                    batch.append(item)
+                    rows += item.rows
+                else:
+                    keep.append(item)
+            self._queue = keep
+        return batch
+
+    async def _run(self, batch: list[_Item]) -> None:
+        batch = [i for i in batch if not i.future.done()]  # a cancelled client needs no answer
+        if not batch:
+            return
+        start = time.perf_counter()
+        if self._metrics is not None:
+            self._metrics.observe_batch(
+                self.model.name, [start - i.enqueued for i in batch], sum(i.rows for i in batch)
+            )
+        feed = batch[0].inputs if len(batch) == 1 else _stack(batch)
+        loop = asyncio.get_running_loop()
+        try:
+            outputs = await loop.run_in_executor(self._executor, self.model.run, feed)
+        except Exception as e:
+            if len(batch) > 1:  # one odd request must not fail its neighbours: retry each alone
+                for item in batch:
+                    await self._run([item])
+                return
+            log.warning("model %s version %s failed: %s", self.model.name, self.model.version, e)
+            _settle(batch[0], error=ServingError(f"model '{self.model.name}' failed on this input: {e}"))
+            return
+        offset = 0
+        for item in batch:
+            part = {k: v[offset : offset + item.rows] for k, v in outputs.items()} if len(batch) > 1 else outputs
+            offset += item.rows
+            _settle(item, result=part)
+
+
+def _stack(batch: list[_Item]) -> dict[str, np.ndarray]:
+    names = batch[0].inputs.keys()
+    return {n: np.concatenate([i.inputs[n] for i in batch], axis=0) for n in names}  # [sum of B, ...]
+
+
+def _settle(item: _Item, result: dict | None = None, error: Exception | None = None) -> None:
+    if item.future.done():
+        return
+    if error is not None:
+        item.future.set_exception(error)
+    else:
+        item.future.set_result(result)

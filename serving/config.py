@@ -1,0 +1,133 @@
+"""ServingConfig: every knob of the prediction service, parsed from configs/serving.yaml at the entry point."""
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from cityagent.errors import ConfigError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class OrtConfig(_Strict):
+    """ONNX Runtime session options (one session per loaded model version)."""
+
+    intra_op_threads: int = Field(1, ge=0, description="threads inside one operator; 0 = ORT default (all cores)")
+    inter_op_threads: int = Field(1, ge=0, description="threads across operators (parallel mode only); 0 = default")
+    graph_optimization: Literal["disable", "basic", "extended", "all"] = "all"
+    execution_mode: Literal["sequential", "parallel"] = "sequential"
+    providers: list[str] = Field(default_factory=lambda: ["CPUExecutionProvider"], description="in priority order")
+
+
+class BatchingConfig(_Strict):
+    """Dynamic batching of concurrent requests per model."""
+
+    enabled: bool = True
+    max_batch_size: int = Field(32, ge=1, description="rows (batch entries) per ORT run")
+    max_queue_delay_us: int = Field(0, ge=0, description="how long the first request waits for company, µs")
+    max_queue_size: int = Field(256, ge=1, description="requests waiting per model; one more → RESOURCE_EXHAUSTED")
+
+
+class RegistryConfig(_Strict):
+    """Where registry models come from and how often their aliases are re-read."""
+
+    tracking_uri: str | None = Field(
+        None, description="default: $MLFLOW_TRACKING_URI or sqlite:///$CITYAGENT_HOME/mlflow.db"
+    )
+    poll_interval_s: float = Field(
+        10.0, ge=0, description="seconds between alias polls (and local file checks); 0 = off"
+    )
+    smoke_test: bool = Field(
+        True, description="run zeros of the declared shape through a new version before serving it"
+    )
+
+
+class TlsConfig(_Strict):
+    """Server TLS; a client CA turns on mutual TLS (clients must present a certificate it signed)."""
+
+    cert: Path | None = None
+    key: Path | None = None
+    client_ca: Path | None = None
+
+
+class AuthConfig(_Strict):
+    """Bearer-token auth via the 'authorization: Bearer <token>' metadata entry."""
+
+    enabled: bool = False
+    token_env: str = Field("CITYAGENT_SERVING_TOKEN", description="environment variable holding the token")
+    token_file: Path | None = Field(None, description="file holding the token (wins over token_env)")
+    open_services: list[str] = Field(default_factory=lambda: ["grpc.health.v1.Health"], description="no token needed")
+
+
+class ServingConfig(_Strict):
+    """The whole prediction service.
+
+    Args:
+        host: interface to bind; 127.0.0.1 by default so nothing is exposed by accident.
+        port: gRPC port (0 = any free port, reported by the server once bound).
+        metrics_port: Prometheus port on the same host; None turns metrics off.
+        models: model specs, e.g. 'traffic-synthetic@champion' (registry alias), 'models:/name/3', 'path/x.onnx'
+            or 'name=path/x.onnx'.
+        workers: threads that run ORT batches (all models share them).
+        max_message_mb: largest request or response, MiB.
+        grace_s: seconds in-flight requests get at shutdown.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = Field(8001, ge=0, le=65535)
+    metrics_port: int | None = Field(8002, ge=0, le=65535)
+    models: list[str] = Field(default_factory=list)
+    workers: int = Field(2, ge=1)
+    max_message_mb: int = Field(64, ge=1)
+    grace_s: float = Field(5.0, ge=0)
+    ort: OrtConfig = Field(default_factory=OrtConfig)
+    batching: BatchingConfig = Field(default_factory=BatchingConfig)
+    registry: RegistryConfig = Field(default_factory=RegistryConfig)
+    tls: TlsConfig = Field(default_factory=TlsConfig)
+    auth: AuthConfig = Field(default_factory=AuthConfig)
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def load_serving_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> ServingConfig:
+    """Read a serving YAML (or the defaults when path is None) and apply nested overrides.
+
+    Args:
+        path: YAML file; its top level is ServingConfig's fields (or one `serving:` key holding them).
+        overrides: nested dict applied on top, e.g. {"port": 0, "tls": {"cert": "..."}}; None values are skipped.
+    """
+    raw: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"serving config {p} does not exist; pass an existing YAML file or leave it out.")
+        raw = yaml.safe_load(p.read_text()) or {}
+        if not isinstance(raw, dict):
+            raise ConfigError(
+                f"serving config {p} must be a mapping of ServingConfig fields, not {type(raw).__name__}."
+            )
+        if set(raw) == {"serving"}:
+            raw = raw["serving"] or {}
+    raw = _merge(raw, _drop_none(overrides or {}))
+    try:
+        return ServingConfig.model_validate(raw)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise ConfigError(f"serving config {path or '(defaults)'}: {where}: {first['msg']}; fix that key.") from e
+
+
+def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: _drop_none(v) if isinstance(v, dict) else v for k, v in d.items() if v is not None}

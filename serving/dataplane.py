@@ -1,0 +1,91 @@
+"""The data plane: what the service does, free of gRPC (the servicer only translates to and from it)."""
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import cityagent
+from cityagent.serving.errors import ModelNotFound, ServingError
+from cityagent.serving.metrics import UNKNOWN_MODEL, ServingMetrics
+from cityagent.serving.payload import InferRequest, InferResponse
+from cityagent.serving.signature import TensorSpec
+from cityagent.serving.store import ModelStore
+
+PLATFORM = "onnxruntime_onnx"  # Triton's platform name for ONNX Runtime models
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What ModelMetadata answers; `parameters` are the ONNX metadata_props (JSON strings from the exporter)."""
+
+    name: str
+    versions: list[str]
+    platform: str
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    parameters: dict[str, str]
+
+
+class DataPlane:
+    """Health, metadata and inference over the model store.
+
+    Args:
+        store: the loaded models.
+        metrics: where request counts and latencies go.
+    """
+
+    def __init__(self, store: ModelStore, metrics: ServingMetrics) -> None:
+        self.store, self.metrics = store, metrics
+
+    def live(self) -> bool:
+        return True
+
+    def ready(self) -> bool:
+        return self.store.ready
+
+    def model_ready(self, name: str, version: str = "") -> bool:
+        """False for an unknown model or version (a readiness answer, not an error)."""
+        try:
+            self.store.get(name, version)
+        except ModelNotFound:
+            return False
+        return True
+
+    def server_metadata(self) -> tuple[str, str, list[str]]:
+        """(name, version, protocol extensions)."""
+        return "cityagent", cityagent.__version__, []
+
+    def model_metadata(self, name: str, version: str = "") -> ModelInfo:
+        served = self.store.get(name, version)
+        sig = served.model.signature
+        params = {**served.model.metadata, "version": served.version, "source": str(served.spec)}
+        return ModelInfo(name, self.store.versions(name), PLATFORM, sig.inputs, sig.outputs, params)
+
+    async def infer(self, request: InferRequest) -> InferResponse:
+        """Validate against the model's signature, queue on its batcher and return the requested outputs."""
+        served = self.store.get(request.model_name, request.model_version)
+        signature = served.model.signature
+        signature.check_inputs(request.inputs)
+        signature.check_outputs(request.outputs)
+        outputs = await served.batcher.submit(request.inputs)  # the version chosen here answers, even mid-swap
+        if request.outputs:
+            outputs = {name: outputs[name] for name in request.outputs}
+        return InferResponse(request.model_name, served.version, request.id, outputs)
+
+    @contextmanager
+    def observe(self, model_name: str) -> Iterator[None]:
+        """Count one request (decoding included) as a success or a failure by status code, and time it."""
+        label = model_name if model_name in self.store.names() else UNKNOWN_MODEL
+        self.metrics.requests.labels(label).inc()
+        start = time.perf_counter()
+        try:
+            yield
+        except ServingError as e:
+            self.metrics.failures.labels(label, e.code.name).inc()
+            raise
+        except Exception:
+            self.metrics.failures.labels(label, "INTERNAL").inc()
+            raise
+        self.metrics.successes.labels(label).inc()
+        self.metrics.latency.labels(label).observe(time.perf_counter() - start)

@@ -1,0 +1,124 @@
+"""Assembles the service: grpc.aio server (OIP + grpc.health.v1 + reflection), model store, metrics, TLS, auth."""
+
+import asyncio
+import logging
+import signal
+from concurrent.futures import ThreadPoolExecutor
+
+import grpc
+from google.protobuf import descriptor_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection, reflection_pb2
+
+from cityagent.errors import ConfigError
+from cityagent.serving.auth import TokenAuth, load_token
+from cityagent.serving.config import ServingConfig
+from cityagent.serving.dataplane import DataPlane
+from cityagent.serving.guard import DecodeGuard
+from cityagent.serving.health import INFERENCE_SERVICE, Health
+from cityagent.serving.metrics import ServingMetrics
+from cityagent.serving.proto import inference_pb2
+from cityagent.serving.proto import inference_pb2_grpc as pb_grpc
+from cityagent.serving.servicer import InferenceServicer
+from cityagent.serving.spec import parse_spec
+from cityagent.serving.store import ModelStore
+from cityagent.serving.tls import server_credentials
+
+log = logging.getLogger(__name__)
+
+
+class InferenceServer:
+    """The prediction service; `await start()` binds, loads every model and turns health to SERVING.
+
+    Args:
+        cfg: the serving config (models, ports, ORT, batching, registry polling, TLS, auth).
+    """
+
+    def __init__(self, cfg: ServingConfig) -> None:
+        if not cfg.models:
+            raise ConfigError("no models to serve; pass --model NAME@ALIAS or PATH.onnx, or list them under models:.")
+        self.cfg = cfg
+        self.metrics = ServingMetrics()
+        self.executor = ThreadPoolExecutor(cfg.workers, thread_name_prefix="ort")
+        self.store = ModelStore([parse_spec(s) for s in cfg.models], cfg, self.executor, self.metrics)
+        self.dataplane = DataPlane(self.store, self.metrics)
+        self.health = Health()
+        self.port: int | None = None
+        self.metrics_port: int | None = None
+        self._server: grpc.aio.Server | None = None
+
+    async def start(self) -> None:
+        cfg = self.cfg
+        credentials = server_credentials(cfg.tls)
+        # Auth first, so nothing from an unauthenticated caller is even decoded.
+        interceptors = [TokenAuth(load_token(cfg.auth), cfg.auth.open_services)] if cfg.auth.enabled else []
+        interceptors.append(DecodeGuard())
+        limit = cfg.max_message_mb * 1024 * 1024
+        options = [
+            ("grpc.max_receive_message_length", limit),
+            ("grpc.max_send_message_length", limit),
+            ("grpc.so_reuseport", 0),  # a second server on a taken port must fail, not share it silently
+        ]
+        server = grpc.aio.server(interceptors=interceptors, options=options)
+        pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(self.dataplane), server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health.servicer, server)
+        names = (INFERENCE_SERVICE, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME)
+        reflection.enable_server_reflection(names, server, pool=_reflection_pool())
+        address = f"{cfg.host}:{cfg.port}"
+        try:
+            self.port = (
+                server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
+            )
+        except RuntimeError as e:
+            raise ConfigError(f"cannot listen on {address} ({e}); is another server there? pick another port.") from e
+        self._server = server
+        await self.health.set_serving(False)
+        await server.start()  # live (and NOT_SERVING) while the models load
+        try:
+            await self.store.start()
+            if cfg.metrics_port is not None:
+                self.metrics_port = self.metrics.serve(cfg.host, cfg.metrics_port)
+        except BaseException:
+            await self.stop(grace=0)
+            raise
+        await self.health.set_serving(True)
+        log.info("serving %s on %s:%d%s", self.store.names(), cfg.host, self.port, " (TLS)" if credentials else "")
+
+    async def stop(self, grace: float | None = None) -> None:
+        """NOT_SERVING, let in-flight requests finish (up to `grace` s, default cfg.grace_s), then release all."""
+        await self.health.shutdown()
+        if self._server is not None:
+            await self._server.stop(self.cfg.grace_s if grace is None else grace)
+        await self.store.close()
+        await asyncio.to_thread(self.metrics.close)  # blocks up to 0.5 s (the HTTP server's poll)
+        self.executor.shutdown(wait=True)
+
+    async def wait(self) -> None:
+        if self._server is not None:
+            await self._server.wait_for_termination()
+
+
+def _reflection_pool():
+    """The inference messages' private pool, plus the health and reflection files so reflection describes all three."""
+    pool = inference_pb2.DESCRIPTOR.pool
+    for module in (health_pb2, reflection_pb2):
+        try:
+            pool.FindFileByName(module.DESCRIPTOR.name)
+        except KeyError:
+            proto = descriptor_pb2.FileDescriptorProto()
+            module.DESCRIPTOR.CopyToProto(proto)
+            pool.AddSerializedFile(proto.SerializeToString())
+    return pool
+
+
+async def serve_forever(cfg: ServingConfig) -> None:
+    """Run until SIGINT or SIGTERM, then shut down gracefully (what `cityagent serve` calls)."""
+    server = InferenceServer(cfg)
+    await server.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutting down (grace %.1f s)", cfg.grace_s)
+    await server.stop()

@@ -1,0 +1,163 @@
+"""The model store: loads each configured model, polls its alias (or file) and hot-swaps new versions.
+
+A swap builds and smoke-tests the new session off the event loop, then replaces the served version in one
+synchronous step; requests already queued on the old version finish there, new ones go to the new one. A version
+that fails to download, load or smoke-test leaves the old one serving, is logged once and is not retried until
+the alias (or file) moves again.
+"""
+
+import asyncio
+import contextlib
+import logging
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cityagent.serving.batching import Batcher
+from cityagent.serving.config import ServingConfig
+from cityagent.serving.errors import ModelLoadError, ModelNotFound
+from cityagent.serving.metrics import ServingMetrics
+from cityagent.serving.session import OrtModel
+from cityagent.serving.sources import LocalSource, RegistrySource, scratch_dir
+from cityagent.serving.spec import ModelSpec
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Served:
+    """A model version that answers requests."""
+
+    spec: ModelSpec
+    model: OrtModel
+    batcher: Batcher
+
+    @property
+    def version(self) -> str:
+        return self.model.version
+
+
+@dataclass
+class _Slot:
+    spec: ModelSpec
+    source: RegistrySource | LocalSource
+    served: Served | None = None
+    failed: str | None = None  # the last version that failed; retried only after the alias moves again
+    last_error: str | None = None
+    draining: set = field(default_factory=set)  # close() tasks of swapped-out versions
+
+
+class ModelStore:
+    """Every configured model, by wire name and version.
+
+    Args:
+        specs: the models to serve; several specs may share a name (e.g. champion and challenger aliases),
+            the first one listed is that name's default version.
+        cfg: the serving config (ORT options, batching, registry polling).
+        executor: threads that run ORT batches.
+        metrics: Prometheus metrics.
+    """
+
+    def __init__(self, specs: list[ModelSpec], cfg: ServingConfig, executor: Executor, metrics: ServingMetrics) -> None:
+        self.cfg, self._executor, self.metrics = cfg, executor, metrics
+        registry = RegistrySource(cfg.registry.tracking_uri) if any(s.kind == "registry" for s in specs) else None
+        local = LocalSource()
+        self._slots = [_Slot(s, registry if s.kind == "registry" else local) for s in specs]
+        self._poller: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        """Load every model (raising ModelLoadError if one cannot be served), then start polling."""
+        for slot in self._slots:
+            version = await asyncio.to_thread(slot.source.current, slot.spec)
+            await self._load(slot, version, initial=True)
+        if self.cfg.registry.poll_interval_s > 0:
+            self._poller = asyncio.get_running_loop().create_task(self._poll_forever(), name="model-store-poll")
+
+    @property
+    def ready(self) -> bool:
+        return all(slot.served is not None for slot in self._slots)
+
+    def names(self) -> list[str]:
+        return list(dict.fromkeys(slot.spec.name for slot in self._slots))
+
+    def versions(self, name: str) -> list[str]:
+        return list(dict.fromkeys(s.served.version for s in self._slots if s.spec.name == name and s.served))
+
+    def get(self, name: str, version: str = "") -> Served:
+        """The served version (the name's default when `version` is empty); ModelNotFound otherwise."""
+        slots = [s for s in self._slots if s.spec.name == name and s.served is not None]
+        if not slots:
+            raise ModelNotFound(f"model '{name}' is not served here; served models: {self.names()}.")
+        for slot in slots:
+            if not version or slot.served.version == version:
+                return slot.served
+        raise ModelNotFound(f"model '{name}' has no version '{version}' here; served versions: {self.versions(name)}.")
+
+    async def poll_once(self) -> None:
+        """Re-read every alias (or local file) and swap in versions that moved."""
+        for slot in self._slots:
+            try:
+                version = await asyncio.to_thread(slot.source.current, slot.spec)
+            except Exception as e:  # a registry hiccup must not stop the poller
+                self._note(slot, f"cannot resolve {slot.spec}: {e}")
+                continue
+            if slot.served is not None and version != slot.served.version and version != slot.failed:
+                await self._load(slot, version)
+
+    async def close(self) -> None:
+        """Stop polling, then let every version finish what it has queued."""
+        if self._poller is not None:
+            self._poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._poller
+        for slot in self._slots:
+            if slot.served is not None:
+                await slot.served.batcher.close()
+            for task in list(slot.draining):
+                await task
+
+    async def _poll_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.cfg.registry.poll_interval_s)
+            try:
+                await self.poll_once()
+            except Exception:  # a bug here must not end polling for good
+                log.exception("polling the model sources failed; retrying in %s s", self.cfg.registry.poll_interval_s)
+
+    async def _load(self, slot: _Slot, version: str, initial: bool = False) -> None:
+        spec = slot.spec
+        try:
+            model = await asyncio.to_thread(self._build, slot, version)
+        except Exception as e:  # whatever breaks a new version, the old one keeps serving
+            self.metrics.swaps.labels(spec.name, "failed").inc()
+            error = e if isinstance(e, ModelLoadError) else ModelLoadError(f"{spec} version {version}: {e!r}")
+            if initial:
+                raise error from e
+            slot.failed = version
+            kept = slot.served.version
+            self._note(slot, f"version {version} of {spec} not loaded, version {kept} keeps serving: {error}")
+            return
+        batcher = Batcher(model, self.cfg.batching, self._executor, self.metrics)
+        batcher.start()
+        old, slot.served, slot.failed, slot.last_error = slot.served, Served(spec, model, batcher), None, None
+        self.metrics.set_version(spec.name, version, old.version if old else None)
+        self.metrics.swaps.labels(spec.name, "loaded").inc()
+        log.info("serving %s version %s%s", spec.name, version, f" (was {old.version})" if old else "")
+        if old is not None:  # its queued requests still finish on it
+            task = asyncio.get_running_loop().create_task(old.batcher.close())
+            slot.draining.add(task)
+            task.add_done_callback(slot.draining.discard)
+
+    def _build(self, slot: _Slot, version: str) -> OrtModel:
+        """Blocking: fetch, open and smoke-test one version (runs in a thread)."""
+        with scratch_dir() as tmp:
+            path = slot.source.fetch(slot.spec, version, Path(tmp))
+            model = OrtModel(slot.spec.name, version, path, self.cfg.ort, source=f"{slot.spec} (version {version})")
+        if self.cfg.registry.smoke_test:
+            model.smoke_test()
+        return model
+
+    def _note(self, slot: _Slot, message: str) -> None:
+        if message != slot.last_error:  # once per distinct problem, not once per poll
+            log.error(message)
+            slot.last_error = message

@@ -1,0 +1,88 @@
+"""Tiny hand-built ONNX models shaped like the exporter's: x [batch, T, N, F] float32 -> y [batch, H, N] float32.
+
+Built with onnx.helper (no torch import, milliseconds), with JSON metadata_props like cityagent.training's.
+"""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+T, N, F, H = 4, 3, 2, 2
+NODES = ["s0", "s1", "s2"]
+
+
+def weights(scale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """W [T*F, H] and c [H]; `scale` makes versions give different answers."""
+    rng = np.random.default_rng(0)
+    return (rng.normal(size=(T * F, H)) * scale).astype(np.float32), (np.arange(H) * scale).astype(np.float32)
+
+
+def reference(x: np.ndarray, scale: float = 1.0) -> np.ndarray:
+    """What linear_model(scale) computes, in numpy: y[b, h, n] = sum_{t,f} x[b, t, n, f] W[t*F+f, h] + c[h]."""
+    w, c = weights(scale)
+    z = x.transpose(0, 2, 1, 3).reshape(len(x), N, T * F) @ w + c  # [B, N, H]
+    return z.transpose(0, 2, 1)  # [B, H, N]
+
+
+def _metadata() -> dict[str, str]:
+    facts = {
+        "task": "traffic-test", "domain": "traffic", "nodes": NODES, "step": "5min", "input_len": T, "horizon": H,
+        "input_offsets": list(range(-T + 1, 1)), "target_offsets": list(range(1, H + 1)),
+        "feature_names": ["speed", "flow"], "units": "km/h", "quantiles": None, "run_id": "test",
+    }  # fmt: skip
+    return {k: json.dumps(v) for k, v in facts.items()}
+
+
+def _model(nodes: list, initializers: list) -> onnx.ModelProto:
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", T, N, F])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", H, N])
+    graph = helper.make_graph(nodes, "tiny", [x], [y], initializer=initializers)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    for key, value in _metadata().items():
+        model.metadata_props.add(key=key, value=value)
+    onnx.checker.check_model(model)
+    return model
+
+
+def _linear_nodes(scale: float, out: str) -> tuple[list, list]:
+    w, c = weights(scale)
+    inits = [
+        numpy_helper.from_array(w, "W"),
+        numpy_helper.from_array(c, "c"),
+        numpy_helper.from_array(np.array([0, N, T * F], dtype=np.int64), "shape"),
+    ]
+    nodes = [
+        helper.make_node("Transpose", ["x"], ["xt"], perm=[0, 2, 1, 3]),  # [B, N, T, F]
+        helper.make_node("Reshape", ["xt", "shape"], ["xf"]),  # [B, N, T*F]
+        helper.make_node("MatMul", ["xf", "W"], ["z0"]),  # [B, N, H]
+        helper.make_node("Add", ["z0", "c"], ["z1"]),
+        helper.make_node("Transpose", ["z1"], [out], perm=[0, 2, 1]),  # [B, H, N]
+    ]
+    return nodes, inits
+
+
+def linear_model(scale: float = 1.0) -> onnx.ModelProto:
+    nodes, inits = _linear_nodes(scale, "y")
+    return _model(nodes, inits)
+
+
+def failing_model() -> onnx.ModelProto:
+    """Loads fine, fails at run time (a Gather index out of range), so only a smoke inference catches it."""
+    nodes, inits = _linear_nodes(1.0, "z")
+    inits.append(numpy_helper.from_array(np.array([0, 1, 99], dtype=np.int64), "idx"))
+    nodes.append(helper.make_node("Gather", ["z", "idx"], ["y"], axis=2))
+    return _model(nodes, inits)
+
+
+def save(model: onnx.ModelProto, path: Path) -> Path:
+    path.write_bytes(model.SerializeToString())
+    return path
+
+
+def window(batch: int = 1, seed: int = 1) -> np.ndarray:
+    """Real-unit inputs x [batch, T, N, F] float32."""
+    return np.random.default_rng(seed).uniform(0, 80, size=(batch, T, N, F)).astype(np.float32)

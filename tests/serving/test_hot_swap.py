@@ -1,0 +1,137 @@
+"""Hot swap under load: an alias (or file) moves while clients keep sending; no request fails, and a broken new
+version leaves the old one serving."""
+
+import logging
+import os
+import threading
+import time
+from contextlib import contextmanager
+
+import numpy as np
+import pytest
+import tritonclient.grpc as tc
+
+from cityagent.serving.errors import ModelLoadError
+from tests.serving import onnx_models as om
+from tests.serving.conftest import NAME, blocked_workers, collect, triton_input, wait_until
+
+
+class LoadGenerator:
+    """`threads` tritonclient clients sending `per_thread` requests each, a few ms apart; records every answer."""
+
+    def __init__(self, address: str, threads: int = 4, per_thread: int = 50, pause_s: float = 0.01) -> None:
+        self.address, self.per_thread, self.pause_s = address, per_thread, pause_s
+        self.answers: list[tuple[str, np.ndarray, np.ndarray]] = []  # (version, x, y)
+        self.errors: list[Exception] = []
+        self._threads = [threading.Thread(target=self._run, args=(i,)) for i in range(threads)]
+
+    def _run(self, seed: int) -> None:
+        with tc.InferenceServerClient(self.address) as client:
+            for i in range(self.per_thread):
+                x = om.window(1 + i % 2, seed=seed * 1000 + i)
+                try:
+                    result = client.infer(NAME, [triton_input(x)])
+                    self.answers.append((result.get_response().model_version, x, result.as_numpy("y")))
+                except Exception as e:  # any failure is what the test counts
+                    self.errors.append(e)
+                time.sleep(self.pause_s)
+
+    @contextmanager
+    def running(self):
+        for t in self._threads:
+            t.start()
+        try:
+            yield self
+        finally:
+            for t in self._threads:
+                t.join(60)
+
+    def wait_for(self, n: int, timeout_s: float = 30) -> None:
+        deadline = time.monotonic() + timeout_s
+        while len(self.answers) + len(self.errors) < n and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+
+def check_answers(load: LoadGenerator, scales: dict[str, float]) -> None:
+    """Zero failures, and every answer is exactly what the version that answered computes."""
+    assert load.errors == []
+    assert len(load.answers) == 200
+    for version, x, y in load.answers:
+        np.testing.assert_allclose(y, om.reference(x, scales[version]), rtol=1e-5, atol=1e-3)
+
+
+def replace(path, model) -> None:
+    tmp = path.with_suffix(".tmp")
+    om.save(model, tmp) if not isinstance(model, bytes) else tmp.write_bytes(model)
+    os.replace(tmp, path)  # atomic, as a deploy script would do it
+
+
+def test_local_file_hot_swap_under_load(start_server, tmp_path, caplog):
+    path = om.save(om.linear_model(1.0), tmp_path / "model.onnx")
+    server = start_server([f"{NAME}={path}"], registry={"poll_interval_s": 0.05})
+    store = server.server.store
+    with (
+        caplog.at_level(logging.ERROR, logger="cityagent.serving.store"),
+        LoadGenerator(server.address).running() as load,
+    ):
+        load.wait_for(40)
+        replace(path, om.linear_model(2.0))
+        wait_until(lambda: store.versions(NAME) == ["2"])
+        load.wait_for(80)
+        replace(path, b"this is not an onnx file")  # version 3: cannot load
+        wait_until(lambda: "version 3" in caplog.text)
+        replace(path, om.failing_model())  # version 4: loads, fails the smoke inference
+        wait_until(lambda: "version 4" in caplog.text)
+    check_answers(load, {"1": 1.0, "2": 2.0})
+    assert {v for v, _, _ in load.answers} == {"1", "2"}
+    assert store.versions(NAME) == ["2"]
+    assert "is not a loadable ONNX model" in caplog.text and "fails a smoke inference" in caplog.text
+    assert "version 2 keeps serving" in caplog.text
+    registry = server.server.metrics.registry
+    assert registry.get_sample_value("cityagent_serving_swaps_total", {"model": NAME, "outcome": "failed"}) == 2
+    assert registry.get_sample_value("cityagent_serving_loaded_version", {"model": NAME, "version": "2"}) == 1
+    assert registry.get_sample_value("cityagent_serving_loaded_version", {"model": NAME, "version": "1"}) is None
+
+
+def test_registry_alias_move_hot_swaps_under_load_and_a_failing_version_is_refused(
+    start_server, mlflow_registry, caplog
+):
+    registry = {"poll_interval_s": 0.2, "tracking_uri": mlflow_registry.uri}
+    with pytest.raises(ModelLoadError, match="models:/traffic-test@champion does not resolve in the registry"):
+        start_server([f"{NAME}@champion"], registry=registry)  # no version has the alias yet
+    assert mlflow_registry(om.linear_model(1.0), "champion") == "1"
+    server = start_server([f"{NAME}@champion"], registry=registry)
+    store = server.server.store
+    with tc.InferenceServerClient(server.address) as client:
+        assert list(client.get_model_metadata(NAME).versions) == ["1"]
+    with (
+        caplog.at_level(logging.ERROR, logger="cityagent.serving.store"),
+        LoadGenerator(server.address).running() as load,
+    ):
+        load.wait_for(20)
+        assert mlflow_registry(om.linear_model(2.0), "champion") == "2"
+        wait_until(lambda: store.versions(NAME) == ["2"])
+        assert mlflow_registry(om.failing_model(), "champion") == "3"
+        wait_until(lambda: "version 3 of models:/traffic-test@champion not loaded" in caplog.text)
+    check_answers(load, {"1": 1.0, "2": 2.0})
+    assert {v for v, _, _ in load.answers} == {"1", "2"}
+    assert store.versions(NAME) == ["2"] and "fails a smoke inference" in caplog.text
+
+
+def test_requests_queued_before_a_swap_finish_on_the_old_version(start_server, tmp_path):
+    path = om.save(om.linear_model(1.0), tmp_path / "model.onnx")
+    server = start_server([f"{NAME}={path}"])
+    registry = server.server.metrics.registry
+    answers: list = []
+    with tc.InferenceServerClient(server.address) as client:
+        with blocked_workers(server):
+            for i in range(6):
+                client.async_infer(NAME, [triton_input(om.window(seed=i))], callback=collect(answers))
+            wait_until(lambda: registry.get_sample_value("cityagent_serving_requests_total", {"model": NAME}) == 6)
+            replace(path, om.linear_model(2.0))
+            server.call(server.server.store.poll_once())  # the swap, while all six wait on version 1
+            assert answers == [] and server.server.store.versions(NAME) == ["2"]
+        wait_until(lambda: len(answers) == 6)
+        after = client.infer(NAME, [triton_input(om.window())]).get_response().model_version
+    assert [e for _, e in answers] == [None] * 6
+    assert [r.get_response().model_version for r, _ in answers] == ["1"] * 6 and after == "2"

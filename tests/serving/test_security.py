@@ -1,0 +1,78 @@
+"""TLS, mutual TLS and bearer-token auth, with the stock tritonclient."""
+
+import contextlib
+import threading
+
+import grpc
+import numpy as np
+import pytest
+import tritonclient.grpc as tc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from tritonclient.utils import InferenceServerException
+
+from tests.serving import onnx_models as om
+from tests.serving.certs import make_pki
+from tests.serving.conftest import NAME, triton_input
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+def infer(client: tc.InferenceServerClient, **kwargs) -> np.ndarray:
+    return client.infer(NAME, [triton_input(om.window())], client_timeout=10, **kwargs).as_numpy("y")
+
+
+def test_tls_serves_clients_that_trust_the_ca_and_refuses_plaintext(start_server, linear_path, pki):
+    server = start_server([f"{NAME}={linear_path}"], tls={"cert": pki.server_cert, "key": pki.server_key})
+    with tc.InferenceServerClient(server.address, ssl=True, root_certificates=str(pki.ca)) as client:
+        np.testing.assert_allclose(infer(client), om.reference(om.window()), rtol=1e-5, atol=1e-4)
+    with tc.InferenceServerClient(server.address) as plain, pytest.raises(InferenceServerException):
+        infer(plain)
+
+
+def test_mutual_tls_requires_a_client_certificate_from_the_ca(start_server, linear_path, pki):
+    tls = {"cert": pki.server_cert, "key": pki.server_key, "client_ca": pki.ca}
+    server = start_server([f"{NAME}={linear_path}"], tls=tls)
+    good = {"private_key": str(pki.client_key), "certificate_chain": str(pki.client_cert)}
+    with tc.InferenceServerClient(server.address, ssl=True, root_certificates=str(pki.ca), **good) as client:
+        assert infer(client).shape == (1, om.H, om.N)
+    rogue = {"private_key": str(pki.rogue_key), "certificate_chain": str(pki.rogue_cert)}
+    for creds in ({}, rogue):  # no client certificate, or one another CA signed
+        with tc.InferenceServerClient(server.address, ssl=True, root_certificates=str(pki.ca), **creds) as client:
+            with pytest.raises(InferenceServerException):
+                infer(client)
+
+
+def test_bearer_token_auth(start_server, linear_path, monkeypatch):
+    monkeypatch.setenv("CITYAGENT_SERVING_TOKEN", "s3cret")
+    server = start_server([f"{NAME}={linear_path}"], auth={"enabled": True})
+    with tc.InferenceServerClient(server.address) as client:
+        assert infer(client, headers={"authorization": "Bearer s3cret"}).shape == (1, om.H, om.N)
+        for headers in (None, {"authorization": "Bearer wrong"}, {"authorization": "s3cret"}):
+            with pytest.raises(InferenceServerException) as info:
+                infer(client, headers=headers)
+            assert info.value.status() == "StatusCode.UNAUTHENTICATED"
+            assert "authorization: Bearer <token>" in info.value.message()
+        with pytest.raises(InferenceServerException, match=r"UNAUTHENTICATED|Bearer"):
+            client.get_model_metadata(NAME)
+        errors: list = []
+        done = threading.Event()
+        client.start_stream(callback=lambda result, error: (errors.append(error), done.set()))
+        with contextlib.suppress(InferenceServerException):  # the stream may already be closed by the refusal
+            client.async_stream_infer(NAME, [triton_input(om.window())])
+        assert done.wait(10)
+        client.stop_stream()
+        assert "UNAUTHENTICATED" in str(errors[0].status())
+    with grpc.insecure_channel(server.address) as channel:  # health stays open for load balancers
+        status = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10).status
+        assert status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_auth_without_a_token_is_a_config_error(start_server, linear_path, monkeypatch):
+    from cityagent.errors import ConfigError
+
+    monkeypatch.delenv("CITYAGENT_SERVING_TOKEN", raising=False)
+    with pytest.raises(ConfigError, match="no token is set"):
+        start_server([f"{NAME}={linear_path}"], auth={"enabled": True})

@@ -1,0 +1,224 @@
+"""A real server on 127.0.0.1 and the stock tritonclient: predictions, metadata, health, reflection, errors, metrics."""
+
+import json
+import threading
+import urllib.request
+
+import grpc
+import numpy as np
+import onnxruntime as ort
+import pytest
+import tritonclient.grpc as tc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
+from tritonclient.utils import InferenceServerException
+
+from cityagent.serving.proto import inference_pb2 as pb
+from cityagent.serving.proto import inference_pb2_grpc as pb_grpc
+from tests.serving import onnx_models as om
+from tests.serving.conftest import NAME, blocked_workers, collect, triton_input, wait_until
+
+
+@pytest.fixture
+def server(start_server, linear_path):
+    return start_server([f"{NAME}={linear_path}"])
+
+
+@pytest.fixture
+def client(server):
+    with tc.InferenceServerClient(server.address) as c:
+        yield c
+
+
+def test_predictions_equal_onnx_runtime_in_process(client, linear_path):
+    session = ort.InferenceSession(str(linear_path), providers=["CPUExecutionProvider"])
+    for batch in (1, 5):
+        x = om.window(batch, seed=batch)
+        result = client.infer(NAME, [triton_input(x)], request_id=f"r{batch}")
+        np.testing.assert_array_equal(result.as_numpy("y"), session.run(None, {"x": x})[0])
+        np.testing.assert_allclose(result.as_numpy("y"), om.reference(x), rtol=1e-5, atol=1e-4)
+        response = result.get_response()
+        assert (response.model_name, response.model_version, response.id) == (NAME, "1", f"r{batch}")
+
+
+def test_concurrent_requests_are_batched_and_split_back_correctly(start_server, linear_path):
+    server = start_server([f"{NAME}={linear_path}"], batching={"max_batch_size": 16})
+    registry = server.server.metrics.registry
+    xs = [om.window(1 + i % 3, seed=i) for i in range(12)]  # 24 rows in all
+    answers: list = []
+    with tc.InferenceServerClient(server.address) as client:
+        with blocked_workers(server):  # let them pile up, as they would behind a busy run
+            for i, x in enumerate(xs):
+                client.async_infer(NAME, [triton_input(x)], request_id=str(i), callback=collect(answers))
+            wait_until(lambda: registry.get_sample_value("cityagent_serving_requests_total", {"model": NAME}) == 12)
+        wait_until(lambda: len(answers) == 12)
+    for result, error in answers:
+        assert error is None
+        x = xs[int(result.get_response().id)]
+        np.testing.assert_allclose(result.as_numpy("y"), om.reference(x), rtol=1e-5, atol=1e-4)
+    runs = registry.get_sample_value("cityagent_serving_batch_size_count", {"model": NAME})
+    rows = registry.get_sample_value("cityagent_serving_batch_size_sum", {"model": NAME})
+    assert rows == 24 and runs <= 4  # at most 16 rows a run: the first alone, then the rest in two or three
+
+
+def test_health_readiness_and_server_metadata(client, server):
+    assert client.is_server_live() and client.is_server_ready()
+    assert client.is_model_ready(NAME) and client.is_model_ready(NAME, "1")
+    assert not client.is_model_ready(NAME, "9") and not client.is_model_ready("nope")
+    assert client.get_server_metadata().name == "cityagent"
+    with grpc.insecure_channel(server.address) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        for service in ("", "inference.GRPCInferenceService"):
+            assert (
+                health.Check(health_pb2.HealthCheckRequest(service=service)).status
+                == health_pb2.HealthCheckResponse.SERVING
+            )
+
+
+def test_reflection_describes_the_inference_and_health_services(server):
+    with grpc.insecure_channel(server.address) as channel:
+        db = ProtoReflectionDescriptorDatabase(channel)
+        services = set(db.get_services())
+        assert {"inference.GRPCInferenceService", "grpc.health.v1.Health"} <= services
+        proto = db.FindFileContainingSymbol("inference.GRPCInferenceService")
+        assert {m.name for m in proto.service[0].method} >= {"ModelInfer", "ModelMetadata", "ServerLive"}
+
+
+def test_model_metadata_carries_shapes_nodes_and_horizon(client, server):
+    meta = client.get_model_metadata(NAME)
+    assert (meta.name, list(meta.versions), meta.platform) == (NAME, ["1"], "onnxruntime_onnx")
+    assert (meta.inputs[0].name, meta.inputs[0].datatype, list(meta.inputs[0].shape)) == (
+        "x",
+        "FP32",
+        [-1, om.T, om.N, om.F],
+    )
+    assert (meta.outputs[0].name, list(meta.outputs[0].shape)) == ("y", [-1, om.H, om.N])  # horizon H, N nodes
+    with grpc.insecure_channel(server.address) as channel:  # the parameters extension, read with our own stub
+        ours = pb_grpc.GRPCInferenceServiceStub(channel).ModelMetadata(pb.ModelMetadataRequest(name=NAME))
+    params = {k: v.string_param for k, v in ours.parameters.items()}
+    assert json.loads(params["nodes"]) == om.NODES
+    assert json.loads(params["horizon"]) == om.H and json.loads(params["step"]) == "5min"
+
+
+@pytest.mark.parametrize(
+    ("model", "version", "x", "name", "datatype", "code", "message"),
+    [
+        ("nope", "", om.window(), "x", "FP32", "NOT_FOUND", "model 'nope' is not served here"),
+        (NAME, "7", om.window(), "x", "FP32", "NOT_FOUND", "has no version '7' here; served versions: ['1']"),
+        (NAME, "", om.window(), "speed", "FP32", "INVALID_ARGUMENT", "input 'speed' is not an input"),
+        (
+            NAME,
+            "",
+            om.window().astype(np.float64),
+            "x",
+            "FP64",
+            "INVALID_ARGUMENT",
+            "datatype FP64 but the model expects FP32",
+        ),
+        (
+            NAME,
+            "",
+            om.window()[:, :3],
+            "x",
+            "FP32",
+            "INVALID_ARGUMENT",
+            "shape [1, 3, 3, 2] but the model expects [-1, 4, 3, 2]",
+        ),
+        (NAME, "", np.full((1, om.T, om.N, om.F), np.nan, np.float32), "x", "FP32", "INVALID_ARGUMENT", "NaN or Inf"),
+    ],
+)
+def test_bad_requests_get_the_right_status_and_say_what_was_expected(
+    client, model, version, x, name, datatype, code, message
+):
+    with pytest.raises(InferenceServerException) as info:
+        client.infer(model, [triton_input(x, name, datatype)], model_version=version)
+    assert info.value.status() == f"StatusCode.{code}"
+    assert message in info.value.message()
+
+
+def test_raw_and_typed_contents_together_are_invalid_argument(server):
+    req = pb.ModelInferRequest(model_name=NAME)
+    tensor = req.inputs.add(name="x", datatype="FP32", shape=[1, om.T, om.N, om.F])
+    tensor.contents.fp32_contents.extend([0.0] * (om.T * om.N * om.F))
+    req.raw_input_contents.append(om.window().tobytes())
+    with grpc.insecure_channel(server.address) as channel:
+        with pytest.raises(grpc.RpcError) as info:
+            pb_grpc.GRPCInferenceServiceStub(channel).ModelInfer(req)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "input 'x' has both typed contents and raw_input_contents" in info.value.details()
+
+
+def test_typed_contents_are_accepted_and_answers_are_raw(server):
+    x = om.window()
+    req = pb.ModelInferRequest(model_name=NAME)
+    req.inputs.add(name="x", datatype="FP32", shape=x.shape).contents.fp32_contents.extend(x.ravel().tolist())
+    with grpc.insecure_channel(server.address) as channel:
+        out = pb_grpc.GRPCInferenceServiceStub(channel).ModelInfer(req)
+    y = np.frombuffer(out.raw_output_contents[0], "<f4").reshape(out.outputs[0].shape)
+    np.testing.assert_allclose(y, om.reference(x), rtol=1e-5, atol=1e-4)
+
+
+def test_stream_infer_answers_every_request_and_reports_errors(client):
+    answers: list = []
+    done = threading.Event()
+
+    def callback(result, error):
+        answers.append((result, error))
+        if len(answers) == 4:
+            done.set()
+
+    client.start_stream(callback=callback)
+    for i in range(3):
+        client.async_stream_infer(NAME, [triton_input(om.window(seed=i))], request_id=str(i))
+    client.async_stream_infer("nope", [triton_input(om.window())], request_id="bad")
+    assert done.wait(30)
+    client.stop_stream()
+    good = {r.get_response().id: r.as_numpy("y") for r, e in answers if e is None}
+    assert sorted(good) == ["0", "1", "2"]
+    for i in range(3):
+        np.testing.assert_allclose(good[str(i)], om.reference(om.window(seed=i)), rtol=1e-5, atol=1e-4)
+    errors = [e for r, e in answers if e is not None]
+    assert len(errors) == 1 and "model 'nope' is not served here" in str(errors[0])
+
+
+def test_prometheus_metrics_count_requests_failures_and_the_loaded_version(start_server, linear_path):
+    server = start_server([f"{NAME}={linear_path}"], metrics_port=0)
+    client = tc.InferenceServerClient(server.address)
+    client.infer(NAME, [triton_input(om.window())])
+    with pytest.raises(InferenceServerException):
+        client.infer(NAME, [triton_input(om.window()[:, :2])])
+    with pytest.raises(InferenceServerException):
+        client.infer("random-name", [triton_input(om.window())])
+    text = urllib.request.urlopen(f"http://127.0.0.1:{server.server.metrics_port}/metrics", timeout=10).read().decode()
+    assert f'cityagent_serving_requests_total{{model="{NAME}"}} 2.0' in text
+    assert f'cityagent_serving_successes_total{{model="{NAME}"}} 1.0' in text
+    assert f'cityagent_serving_failures_total{{code="INVALID_ARGUMENT",model="{NAME}"}} 1.0' in text
+    assert 'cityagent_serving_failures_total{code="NOT_FOUND",model="_unknown"} 1.0' in text
+    assert f'cityagent_serving_loaded_version{{model="{NAME}",version="1"}} 1.0' in text
+    for family in ("latency_seconds_bucket", "queue_seconds_bucket", "batch_size_bucket"):
+        assert f"cityagent_serving_{family}" in text
+
+
+def test_a_model_that_cannot_load_at_startup_is_one_clear_error(start_server, tmp_path):
+    from cityagent.serving.errors import ModelLoadError
+
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"not onnx")
+    with pytest.raises(ModelLoadError, match="is not a loadable ONNX model"):
+        start_server([f"{NAME}={broken}"])
+
+
+def test_undecodable_bytes_are_invalid_argument_on_unary_and_stream_calls(server):
+    good = pb.ModelInferRequest(model_name=NAME)
+    good.inputs.add(name="x", datatype="FP32", shape=[1, om.T, om.N, om.F])
+    good.raw_input_contents.append(om.window().tobytes())
+    garbage = b"\xff\xff\xff"
+    with grpc.insecure_channel(server.address) as channel:
+        with pytest.raises(grpc.RpcError) as info:
+            channel.unary_unary("/inference.GRPCInferenceService/ModelInfer")(garbage, timeout=10)
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "not a valid protobuf" in info.value.details()
+        stream = channel.stream_stream("/inference.GRPCInferenceService/ModelStreamInfer")
+        call = stream(iter([good.SerializeToString(), garbage]), timeout=10)
+        with pytest.raises(grpc.RpcError) as info:
+            list(call)
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
