@@ -3,8 +3,7 @@
 ``build_model(name, **params)`` builds any of ``list_models()``; importing this package registers them all.
 """
 
+from cityagent.models import classical, demand, risk, traffic  # noqa: F401  (importing registers the builders)
 from cityagent.models.registry import ModelInfo, build_model, list_models, model_info, register
-
-from cityagent.models import traffic  # noqa: E402, I001  (imports register the builders)
 
 __all__ = ["ModelInfo", "build_model", "list_models", "model_info", "register"]

@@ -4,6 +4,7 @@ Training writes it (as the MLflow artifact ``bundle/model.pt``); export rebuilds
 from it without needing the hub.
 """
 
+import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -90,5 +91,5 @@ class ModelBundle:
                 y_scaler=payload["y_scaler"],
                 meta=payload["meta"],
             )
-        except (RuntimeError, KeyError, EOFError, ValueError, TypeError, OSError) as e:
+        except (RuntimeError, KeyError, EOFError, ValueError, TypeError, OSError, pickle.UnpicklingError) as e:
             raise CityAgentError(f"model bundle {path} is corrupt or from another version ({e}); retrain") from e

@@ -1,0 +1,116 @@
+"""Name → builder registry: ``build_model(cfg.model.name, **cfg.model.params)``, never an if/elif over names.
+
+A builder is a class or function whose keyword arguments are a subset of the common params (see
+``cityagent.models.params.COMMON_PARAMS``) plus its own hyperparameters with defaults. The engine may
+pass every common param to every model; those a builder does not take are dropped, anything else unknown
+is a ConfigError that names the nearest valid parameter.
+"""
+
+import difflib
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from cityagent.errors import ConfigError
+from cityagent.models.params import COMMON_PARAMS, check_common
+
+DOMAINS = ("traffic", "demand", "risk", "any")  # 'any': a domain-agnostic model, listed under every domain
+KINDS = ("deep", "baseline", "classical")
+
+_REGISTRY: dict[str, "ModelInfo"] = {}
+B = TypeVar("B", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the registry knows about one model.
+
+    Args:
+        name: registry name, e.g. ``"tgcn"``.
+        domain: ``traffic``, ``demand``, ``risk`` or ``any`` (e.g. the classical baselines).
+        kind: ``deep`` (trainable nn.Module), ``baseline`` (parameter-free nn.Module) or ``classical``
+            (scikit-learn estimator wrapper with ``fit``/``predict``).
+        summary: first line of the builder's docstring.
+        common: the common params the builder uses.
+        required: params the builder needs and has no default for.
+        params: its own hyperparameters and their defaults.
+    """
+
+    name: str
+    domain: str
+    kind: str
+    builder: Callable[..., Any] = field(repr=False)
+    summary: str
+    common: tuple[str, ...]
+    required: tuple[str, ...]
+    params: dict[str, Any]
+
+
+def register(name: str, domain: str, kind: str = "deep") -> Callable[[B], B]:
+    """Decorator that registers a builder (class or function) under ``name``."""
+    if domain not in DOMAINS or kind not in KINDS:
+        raise ValueError(f"register({name!r}): domain must be one of {DOMAINS} and kind one of {KINDS}.")
+
+    def wrap(builder: B) -> B:
+        if name in _REGISTRY and _REGISTRY[name].builder is not builder:
+            raise ValueError(f"model name {name!r} is registered twice.")
+        sig = inspect.signature(builder)
+        for p in sig.parameters.values():
+            if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD, p.POSITIONAL_ONLY):
+                raise ValueError(f"builder for {name!r} must take named keyword params only, not {p}.")
+        names = list(sig.parameters)
+        doc = inspect.getdoc(builder) or ""
+        _REGISTRY[name] = ModelInfo(
+            name=name,
+            domain=domain,
+            kind=kind,
+            builder=builder,
+            summary=doc.splitlines()[0] if doc else "",
+            common=tuple(n for n in names if n in COMMON_PARAMS),
+            required=tuple(n for n, p in sig.parameters.items() if p.default is p.empty),
+            params={n: p.default for n, p in sig.parameters.items() if n not in COMMON_PARAMS},
+        )
+        return builder
+
+    return wrap
+
+
+def list_models(domain: str | None = None) -> list[str]:
+    """Registered names, sorted; with ``domain``, those of that domain and the domain-agnostic ones."""
+    if domain is not None and domain not in DOMAINS:
+        raise ConfigError(f"unknown domain {domain!r}; choose one of {', '.join(DOMAINS)}.")
+    return sorted(n for n, info in _REGISTRY.items() if domain in (None, info.domain) or info.domain == "any")
+
+
+def model_info(name: str) -> ModelInfo:
+    """The registry entry for ``name``; ConfigError listing the valid names when unknown."""
+    if name not in _REGISTRY:
+        near = difflib.get_close_matches(name, _REGISTRY, n=1)
+        hint = f" Did you mean {near[0]!r}?" if near else ""
+        raise ConfigError(f"unknown model {name!r}.{hint} Valid models: {', '.join(list_models())}.")
+    return _REGISTRY[name]
+
+
+def build_model(name: str, **params: Any) -> Any:
+    """Build the model registered as ``name`` (an nn.Module, or an estimator wrapper for kind='classical').
+
+    Args:
+        name: a name from ``list_models()``.
+        **params: common params (num_nodes, in_features, input_len, horizon, target_channel, adjacency,
+            grid, quantiles) and the model's own hyperparameters (see ``model_info(name).params``).
+    """
+    info = model_info(name)
+    valid = set(info.common) | set(info.params)
+    for key in params:
+        if key not in valid and key not in COMMON_PARAMS:
+            near = difflib.get_close_matches(key, sorted(valid | set(COMMON_PARAMS)), n=1, cutoff=0.4)
+            hint = f" Did you mean {near[0]!r}?" if near else ""
+            raise ConfigError(f"model {name!r} has no parameter {key!r}.{hint} Valid: {', '.join(sorted(valid))}.")
+    if params.get("quantiles") is not None and "quantiles" not in info.common:
+        raise ConfigError(f"model {name!r} cannot predict quantiles; drop 'quantiles' or pick another model.")
+    missing = [r for r in info.required if r not in params]
+    if missing:
+        raise ConfigError(f"model {name!r} needs {', '.join(missing)}; the task should supply them.")
+    checked = check_common(params)  # every common param passed is checked, used or not
+    return info.builder(**{k: v for k, v in checked.items() if k in valid})

@@ -1,0 +1,86 @@
+"""The name → builder registry: listing, info, and errors that say what to do."""
+
+import pytest
+import torch
+
+from cityagent.errors import ConfigError
+from cityagent.models import build_model, list_models, model_info, registry
+from tests.models.inputs import common_params
+
+EXPECTED = {
+    "traffic": {"ha", "last_value", "gru", "tgcn", "stid", "gwnet"},
+    "demand": {"hm", "st_resnet", "st_gcn_demand"},
+    "risk": {"risk_ha", "risk_conv"},
+}
+
+
+def test_lists_every_model_by_domain_with_classical_in_all():
+    for domain, names in EXPECTED.items():
+        assert set(list_models(domain)) == names | {"gbrt"}
+    assert list_models() == sorted(set().union(*EXPECTED.values()) | {"gbrt"})
+    with pytest.raises(ConfigError, match="unknown domain 'weather'"):
+        list_models("weather")
+
+
+def test_model_info_describes_builder_params_and_kind():
+    info = model_info("gru")
+    assert (info.domain, info.kind) == ("traffic", "deep")
+    assert info.params["hidden_size"] == 64 and "num_nodes" not in info.params
+    assert model_info("ha").kind == "baseline" and model_info("gbrt").kind == "classical"
+    for name in list_models():
+        assert model_info(name).summary, f"{name} needs a docstring"
+
+
+def test_unknown_name_lists_valid_names_and_suggests_nearest():
+    with pytest.raises(ConfigError) as err:
+        build_model("tgnc", **common_params())
+    msg = str(err.value)
+    assert "'tgnc'" in msg and "Did you mean 'tgcn'" in msg and "stid" in msg and "gwnet" in msg
+
+
+def test_unknown_param_names_nearest_valid_param():
+    with pytest.raises(ConfigError, match=r"no parameter 'hiden_size'.*Did you mean 'hidden_size'"):
+        build_model("gru", **common_params(), hiden_size=8)
+    with pytest.raises(ConfigError, match=r"no parameter 'zzz'"):
+        build_model("stid", **common_params(), zzz=1)
+
+
+def test_common_params_a_builder_does_not_use_are_ignored():
+    model = build_model("last_value", **common_params())  # adjacency, grid, num_nodes unused
+    assert model(torch.zeros(2, 12, 9, 9)).shape == (2, 3, 9)
+
+
+def test_missing_and_invalid_common_params_are_config_errors():
+    with pytest.raises(ConfigError, match="needs in_features"):
+        build_model("gru", horizon=3)
+    bad = [
+        dict(target_channel=9),
+        dict(horizon=0),
+        dict(adjacency=[[1.0, 0.0]]),
+        dict(grid=(2, 3)),
+        dict(quantiles=(0.9, 0.1)),
+        dict(quantiles=(0.0, 0.5)),
+    ]
+    for override in bad:
+        with pytest.raises(ConfigError):
+            build_model("stid", **common_params(**override))
+
+
+def test_models_that_need_a_graph_or_grid_say_so():
+    with pytest.raises(ConfigError, match="tgcn needs the task's adjacency"):
+        build_model("tgcn", **common_params(adjacency=None))
+    for name in ("st_resnet", "risk_conv"):
+        with pytest.raises(ConfigError, match="needs the task's grid"):
+            build_model(name, **common_params(grid=None))
+    with pytest.raises(ConfigError, match="calendar"):
+        build_model("stid", **common_params(in_features=2))
+
+
+def test_quantiles_are_refused_by_builders_without_them(monkeypatch):
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    registry.register("point_only", domain="traffic", kind="baseline")(lambda horizon: torch.nn.Identity())
+    assert isinstance(build_model("point_only", **common_params()), torch.nn.Identity)
+    with pytest.raises(ConfigError, match="cannot predict quantiles"):
+        build_model("point_only", **common_params(quantiles=(0.1, 0.5, 0.9)))
+    with pytest.raises(ValueError, match="registered twice"):
+        registry.register("point_only", domain="traffic")(lambda horizon: None)
