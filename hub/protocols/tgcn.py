@@ -4,11 +4,13 @@ Reference: Zhao et al., "T-GCN: A Temporal Graph Convolutional Network for Traff
 2020; code lehaifeng/T-GCN (``input_data.preprocess_data``, ``utils/data/functions.generate_dataset``).
 """
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from cityagent.errors import HubError
 from cityagent.hub.hub import Hub
-from cityagent.hub.protocols.common import empty_like, splits_for, task_graph
+from cityagent.hub.protocols.common import empty_like, splits_for, task_graph, with_calendar
 from cityagent.hub.protocols.registry import register
 from cityagent.hub.protocols.task import TaskData
 from cityagent.hub.scalers import MaxScaler
@@ -26,8 +28,9 @@ def tgcn(
     horizon: int = 1,
     train_rate: float = 0.8,
     graph_kind: str | None = None,
+    calendar: Sequence[str] = (),
 ) -> TaskData:
-    """Speed only, divided by the global max (test included), 80/20 over time, no validation.
+    """Speed (plus calendar inputs if asked) / global max (test included), 80/20 over time, no validation.
 
     Each part yields ``len(part) - seq_len - pre_len`` windows (the code's ``range`` leaves out the last one).
     Zeros that the importer stored as missing (``extra['zeros_as_missing']``) are put back as 0 km/h, as the
@@ -41,6 +44,8 @@ def tgcn(
         horizon: ``pre_len``.
         train_rate: share of the steps for training; the rest is the test set.
         graph_kind: edge kind when the hub has several.
+        calendar: calendar channels to append as inputs (``tod``, ``dow``; default none, as published). They
+            use only timestamps, so the protocol's targets and scaling stay as published.
     """
     st = to_tensor(hub, table, [target])
     notes = [
@@ -59,18 +64,19 @@ def tgcn(
         )
     spec = WindowSpec.sliding(input_len, horizon)
     y = st.values[:, :, 0]  # [T, N]
+    x, cal_names = with_calendar(st.values, st.ts, calendar)  # [T, N, 1 + K]
     train_a, test_a = split_over_time(len(st.ts), spec, (train_rate, 1 - train_rate))
     # range(len(data) - seq_len - pre_len) stops one window short of the end of each part
-    train, test = splits_for(st.values, y, [train_a[:-1], test_a[:-1]], spec, st.ts, ["train", "test"])
+    train, test = splits_for(x, y, [train_a[:-1], test_a[:-1]], spec, st.ts, ["train", "test"])
     return TaskData(
         train=train,
         val=empty_like(train),
         test=test,
-        x_scaler=MaxScaler().fit(st.values),
+        x_scaler=MaxScaler(channels=[0]).fit(x),
         y_scaler=MaxScaler().fit(y[:, :, None]),
         nodes=st.nodes,
         adjacency=task_graph(hub, st.nodes, graph_kind, notes),
-        feature_names=[target],
+        feature_names=[target, *cal_names],
         input_len=input_len,
         horizon=horizon,
         step=hub.meta.step,
