@@ -70,6 +70,11 @@ class RetrainConfig(_Strict):
     lock_url: str | None = Field(
         None, description="PostgreSQL URL for advisory locks; default $MLFLOW_TRACKING_URI when it is PostgreSQL"
     )
+    overrides: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="task -> dotted training-config overrides applied on top of configs/<task>.yaml",
+    )
+    gate: Path | None = Field(None, description="promotion gate YAML; default configs/gate.yaml")
 
     _min_period = field_validator("min_period")(lambda v: _duration(v))
 
@@ -98,19 +103,59 @@ class ServingTarget(_Strict):
 class AlertConfig(_Strict):
     """Thresholds the agent's decisions use."""
 
-    congestion_kmh: float = Field(20.0, gt=0, description="predicted speed below this is a congestion alert, km/h")
+    congestion_kmh: float = Field(
+        20.0, gt=0, description="predicted speed below this is a congestion alert where free-flow is unknown, km/h"
+    )
+    congestion_share: float = Field(
+        0.5, gt=0, le=1, description="predicted speed below this share of the segment's free-flow speed alerts"
+    )
     demand_surge: float = Field(1.5, gt=1, description="predicted / usual demand above this asks for rebalancing")
+    usual_days: int = Field(7, ge=1, description="days of history that give a zone's usual demand per time of day")
     risk_hotspot: float = Field(1.0, gt=0, description="predicted risk (summed severity per cell and step)")
+    risk_top_k: int = Field(5, ge=1, description="how many of the riskiest cells to report each cycle")
+    risk_window: str = Field("1h", description="the look-ahead the top-K risk cells are ranked over")
+
+    _risk_window = field_validator("risk_window")(lambda v: _duration(v))
+
+
+class LoopConfig(_Strict):
+    """The agent loop: which served models it asks, how often, and how it rides out a serving outage."""
+
+    interval: str = Field("5min", description="time between cycles, a duration such as '5min' or '1h'")
+    models: dict[str, str] = Field(
+        default_factory=lambda: {
+            "traffic": "traffic-synthetic",
+            "demand": "demand-synthetic",
+            "risk": "risk-synthetic",
+        },
+        description="domain -> served model name, asked in this order",
+    )
+    retries: int = Field(6, ge=0, description="retries of a failed call to the serving endpoint")
+    backoff_s: float = Field(0.5, gt=0, description="first wait before a retry; doubles each time, seconds")
+    backoff_max_s: float = Field(30.0, gt=0, description="longest wait between retries, seconds")
+    retrain_on_drift: bool = Field(True, description="drift starts `cityagent retrain --now TASK` in the background")
+
+    _interval = field_validator("interval")(lambda v: _duration(v))
+
+    @field_validator("models")
+    @classmethod
+    def _domains(cls, v: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(v) - {"traffic", "demand", "risk"})
+        if unknown:
+            raise ValueError(f"unknown domain(s) {unknown}; the agent acts on traffic, demand and risk")
+        return v
 
 
 class AgentConfig(_Strict):
     """The whole agent."""
 
+    hub: str | None = Field(None, description="the hub the agent reads and retrains on; default $CITYAGENT_HOME/hub")
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
     drift: DriftConfig = Field(default_factory=DriftConfig)
     retrain: RetrainConfig = Field(default_factory=RetrainConfig)
     serving: ServingTarget = Field(default_factory=ServingTarget)
     alerts: AlertConfig = Field(default_factory=AlertConfig)
+    loop: LoopConfig = Field(default_factory=LoopConfig)
 
 
 def load_agent_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> AgentConfig:

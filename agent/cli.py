@@ -4,12 +4,14 @@ import sys
 
 import typer
 
-from cityagent.agent.cli_agent_ops import listen
+from cityagent.agent.cli_agent import agent_app, retrain_job
+from cityagent.agent.cli_agent_ops import listen, make_retrain_command
 from cityagent.agent.cli_hub import hub_app
 from cityagent.agent.cli_models import export_command, models_app
 from cityagent.agent.cli_serve import serve
 from cityagent.agent.cli_train import evaluate, train, tune
 from cityagent.agent.console import console, fail
+from cityagent.agent.demo import demo
 from cityagent.errors import CityAgentError
 
 app = typer.Typer(
@@ -26,20 +28,9 @@ app.command()(tune)
 app.add_typer(models_app, name="models")
 app.command("export")(export_command)
 app.command()(serve)
-
-
-@app.command()
-def demo(
-    out: str = typer.Option(None, help="Where to put the synthetic city hub (default: $CITYAGENT_HOME/hub)."),
-    sensors: int = typer.Option(64, help="Road sensors in the synthetic city."),
-    zones: int = typer.Option(16, help="Demand zones (a square grid)."),
-    days: int = typer.Option(14, help="Days of readings."),
-    seed: int = typer.Option(0, help="Random seed; the same seed gives the same city."),
-) -> None:
-    """Run the main job on the embedded synthetic city: synthesise a hub and validate it."""
-    from cityagent.agent.demo import run_demo
-
-    run_demo(out=out, sensors=sensors, zones=zones, days=days, seed=seed)
+app.add_typer(agent_app, name="agent")
+app.command("retrain")(make_retrain_command(retrain_job))
+app.command()(demo)
 
 
 def main() -> None:

@@ -47,8 +47,10 @@ class RegistrySource:
 
         uri = f"models:/{spec.name}/{version}"
         try:
+            # resolve through our client: a models:/ URI would be resolved against the *global* tracking URI
+            location = self.client.get_model_version_download_uri(spec.name, version)
             local = mlflow.artifacts.download_artifacts(
-                artifact_uri=uri, dst_path=str(workdir), tracking_uri=self.uri, registry_uri=self._registry_uri
+                artifact_uri=location, dst_path=str(workdir), tracking_uri=self.uri
             )
         except Exception as e:  # mlflow raises MlflowException, OSError, ... depending on the store
             raise ModelLoadError(f"cannot download {uri} from {self.uri}: {e}") from e

@@ -1,0 +1,165 @@
+"""Act: turn forecasts into decisions and append them to the hub's ``decisions`` table.
+
+One rule per domain, picked by name (``DECIDERS``): congestion alerts where forecast speed falls below a share of
+free-flow speed, rebalancing moves from zones expected below their usual demand to zones expected above it,
+and the top-K accident-risk cells over the next hour. Each decision is stamped with the time it was made and the
+model name and version that forecast it; the table is only ever appended to.
+"""
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from cityagent.agent.agent_config import AlertConfig
+from cityagent.agent.partfiles import write_part
+from cityagent.agent.sense import Window
+from cityagent.agent.think import Forecast
+from cityagent.errors import HubError
+from cityagent.hub.hub import MANIFEST, Hub
+from cityagent.hub.schema import TABLES
+from cityagent.hub.tensor import time_grid, to_tensor
+from cityagent.hub.validate import validate_hub
+
+COLUMNS = TABLES["decisions"].names
+Decider = Callable[[Forecast, Window, Hub, AlertConfig], list[dict]]
+
+
+def _span(times: pd.DatetimeIndex) -> str:
+    return f"{times[0]:%m-%d %H:%M}–{times[-1]:%H:%M}"
+
+
+def congestion_alerts(fc: Forecast, window: Window, hub: Hub, cfg: AlertConfig) -> list[dict]:
+    """Road segments whose lowest forecast speed falls below ``congestion_share`` of their free-flow speed."""
+    nodes = window.facts.nodes
+    free = pd.Series(np.nan, index=nodes)
+    if hub.has("sensors") and "free_flow" in hub.table("sensors"):
+        s = hub.table("sensors")
+        free = s.set_index(s["sensor_id"].astype(str))["free_flow"].reindex(nodes).astype(float)
+    limit = np.where(np.isfinite(free.to_numpy()), cfg.congestion_share * free.to_numpy(), cfg.congestion_kmh)  # [N]
+    low = fc.values.min(axis=0)  # [N] km/h
+    when = fc.values.argmin(axis=0)  # [N] horizon step of the lowest speed
+    rows = []
+    for n in np.flatnonzero(low < limit):
+        f = free.iloc[n]
+        why = (
+            f"{cfg.congestion_share:.0%} of free-flow {f:.0f} km/h"
+            if np.isfinite(f)
+            else f"{cfg.congestion_kmh:g} km/h"
+        )
+        rows.append(
+            dict(
+                kind="congestion_alert",
+                target_id=nodes[n],
+                value=float(low[n]),
+                detail=f"forecast {low[n]:.1f} km/h at {window.target_times[when[n]]:%m-%d %H:%M} (< {why})",
+            )
+        )
+    return rows
+
+
+def usual_demand(hub: Hub, window: Window, days: int) -> np.ndarray:
+    """``[H, N]`` each zone's mean departures at the target steps' time of day over the last ``days`` days."""
+    facts, anchor = window.facts, window.anchor
+    grid = time_grid(hub.meta, anchor - pd.Timedelta(days=days), anchor)
+    df = hub.table("demand")
+    keep = (df["ts"] >= grid[0]) & (df["ts"] <= grid[-1]) & df["zone_id"].astype(str).isin(facts.nodes)
+    if not keep.any():
+        return np.full((len(window.target_times), len(facts.nodes)), np.nan)
+    sub = Hub({"demand": df[keep].reset_index(drop=True)}, hub.meta)
+    past = to_tensor(sub, "demand", [facts.target], nodes=facts.nodes, index=grid).values[:, :, 0]  # [T, N]
+    tod = grid.hour * 60 + grid.minute
+    out = np.full((len(window.target_times), len(facts.nodes)), np.nan)
+    for h, t in enumerate(window.target_times):
+        same = past[tod == t.hour * 60 + t.minute]  # [days, N]
+        seen = np.isfinite(same).any(axis=0)
+        out[h, seen] = np.nanmean(same[:, seen], axis=0)
+    return out
+
+
+def rebalancing(fc: Forecast, window: Window, hub: Hub, cfg: AlertConfig) -> list[dict]:
+    """Moves from zones forecast below their usual demand to zones forecast ``demand_surge`` times above it."""
+    nodes, times = window.facts.nodes, window.target_times
+    usual = usual_demand(hub, window, cfg.usual_days)  # [H, N]
+    known = np.isfinite(usual).all(axis=0)
+    want, have = fc.values.sum(axis=0), np.where(known, usual.sum(axis=0), np.nan)  # [N] departures over H
+    short = [n for n in np.argsort(-(want - have)) if known[n] and want[n] >= cfg.demand_surge * max(have[n], 1e-9)]
+    spare = {n: have[n] - want[n] for n in np.argsort(want - have) if known[n] and have[n] - want[n] >= 1}
+    rows = []
+    for dst in short:
+        need = want[dst] - have[dst]
+        peak = times[int(np.argmax(fc.values[:, dst] - usual[:, dst]))]
+        moves = []
+        for src in list(spare):
+            k = int(min(need, spare[src]))
+            if k < 1:
+                continue
+            moves.append((src, k))
+            need, spare[src] = need - k, spare[src] - k
+            if spare[src] < 1:
+                del spare[src]
+            if need < 1:
+                break
+        why = f"forecast {want[dst]:.0f} vs usual {have[dst]:.0f} departures over {_span(times)}"
+        for src, k in moves or [(None, int(np.ceil(want[dst] - have[dst])))]:
+            origin = f"from {nodes[src]}" if src is not None else "from outside (no zone has spare vehicles)"
+            rows.append(
+                dict(
+                    kind="rebalance",
+                    target_id=nodes[dst],
+                    value=float(k),
+                    detail=f"move {k} vehicle(s) {origin} to {nodes[dst]} before {peak:%m-%d %H:%M}: {why}",
+                )
+            )
+    return rows
+
+
+def risk_hotspots(fc: Forecast, window: Window, hub: Hub, cfg: AlertConfig) -> list[dict]:
+    """The ``risk_top_k`` cells with the highest forecast risk (summed severity) over the next ``risk_window``."""
+    facts, times = window.facts, window.target_times
+    ahead = times < window.anchor + pd.Timedelta(cfg.risk_window) + pd.Timedelta("1ns")
+    risk = fc.values[ahead].sum(axis=0)  # [N]
+    cells = np.flatnonzero(risk > 0)
+    if facts.eval_mask is not None:
+        cells = cells[np.asarray(facts.eval_mask, dtype=bool)[cells]]
+    top = cells[np.argsort(-risk[cells], kind="stable")][: cfg.risk_top_k]
+    rows = []
+    for rank, n in enumerate(top, 1):
+        peak = float(fc.values[ahead, n].max())
+        flag = "hotspot: " if peak >= cfg.risk_hotspot else ""
+        rows.append(
+            dict(
+                kind="risk_hotspot",
+                target_id=facts.nodes[n],
+                value=float(risk[n]),
+                detail=f"{flag}rank {rank} of the riskiest cells over {_span(times[ahead])} (peak {peak:.3f} per step)",
+            )
+        )
+    return rows
+
+
+DECIDERS: dict[str, Decider] = {"traffic": congestion_alerts, "demand": rebalancing, "risk": risk_hotspots}
+
+
+def decide(fc: Forecast, window: Window, hub: Hub, cfg: AlertConfig, now: pd.Timestamp) -> pd.DataFrame:
+    """The decisions for one forecast as rows of the ``decisions`` table, stamped ``now`` and with the model."""
+    rows = DECIDERS[window.facts.domain](fc, window, hub, cfg)
+    df = pd.DataFrame(rows, columns=["kind", "target_id", "value", "detail"])
+    df.insert(0, "ts", pd.Series([now] * len(df), dtype=f"datetime64[ns, {hub.meta.timezone}]"))
+    df["value"] = df["value"].astype(np.float64)
+    return df.assign(model=fc.model, model_version=fc.version)[COLUMNS]
+
+
+def append_decisions(hub_dir: str | Path, hub: Hub, decisions: pd.DataFrame) -> Path | None:
+    """Append ``decisions`` to ``<hub>/decisions/date=<local date>/`` as a new part; None when there are none."""
+    if decisions.empty:
+        return None
+    root = Path(hub_dir)
+    if "://" in str(hub_dir) or not (root / MANIFEST).is_file():
+        raise HubError(f"{hub_dir} is not a local hub directory with {MANIFEST}; the agent appends decisions there")
+    report = validate_hub(Hub({"decisions": decisions}, hub.meta))
+    if not report.ok:
+        raise HubError(f"the agent made decisions that break the table contract: {report.errors[0]}")
+    date = decisions["ts"].iloc[0].tz_convert(hub.meta.timezone).date().isoformat()
+    return write_part(root / "decisions" / f"date={date}", decisions.reset_index(drop=True))

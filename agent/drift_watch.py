@@ -1,0 +1,119 @@
+"""Drift watch in the loop: compare each served model's recent inputs and live error with its training reference,
+and start a retrain of its task when they drifted, at most once per ``retrain.min_period``.
+
+A model's reference is the ``drift_reference.json`` its training run logged (``cityagent.agent.retrain`` logs it),
+found by the run id the served model carries, cached under ``$CITYAGENT_HOME/agent/references/``.
+"""
+
+import json
+import logging
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from cityagent.agent.agent_config import AgentConfig
+from cityagent.agent.drift import REFERENCE_ARTIFACT, DriftReport, drift_report, load_reference, should_retrain
+from cityagent.agent.drift_hub import hub_values, recent_start
+from cityagent.agent.live_error import agent_dir, recent_mae
+from cityagent.agent.schedule import last_run
+from cityagent.agent.sense import ModelFacts, split_features
+from cityagent.hub.hub import Hub
+
+log = logging.getLogger(__name__)
+Trigger = Callable[[str], None]
+
+
+def reference_path(run_id: str) -> Path:
+    folder = agent_dir() / "references"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"{run_id}.json"
+
+
+def reference_for(run_id: str | None, tracking_uri: str | None = None) -> dict[str, Any] | None:
+    """The drift reference of training run ``run_id``: the local copy, else the run's artifact; None if neither."""
+    if not run_id:
+        return None
+    local = reference_path(run_id)
+    if not local.is_file():
+        try:
+            from mlflow import MlflowClient
+
+            from cityagent.training.tracking import tracking_uri as default_uri
+
+            client = MlflowClient(tracking_uri=tracking_uri or default_uri())
+            with tempfile.TemporaryDirectory() as tmp:
+                got = Path(client.download_artifacts(run_id, REFERENCE_ARTIFACT, tmp))
+                local.write_text(got.read_text())
+        except Exception as e:  # no MLflow, no such run, or a run trained without a reference
+            log.info("no drift reference for run %s: %s", run_id, e)
+            return None
+    return load_reference(local)
+
+
+def spawn_retrain(cfg: AgentConfig) -> Trigger:
+    """A trigger that starts ``cityagent retrain --now TASK`` as its own process, with this agent's config.
+
+    The config is written out as it is in effect (command-line overrides such as ``--hub`` included), so the
+    retrain trains on the hub the agent watches. Output goes to ``$CITYAGENT_HOME/agent/retrain/<task>.log``.
+    """
+
+    def start(task: str) -> None:
+        folder = agent_dir() / "retrain"
+        folder.mkdir(exist_ok=True)
+        config = folder / "agent.yaml"
+        config.write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+        cmd = [sys.executable, "-m", "cityagent.agent.cli", "retrain", "--now", task, "--config", str(config)]
+        with (folder / f"{task}.log").open("a") as out:
+            subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+    return start
+
+
+class DriftWatch:
+    """Checks drift per model and triggers retrains, at most one per task per ``cfg.retrain.min_period``.
+
+    Args:
+        cfg: the agent config (drift thresholds, retrain period).
+        trigger: ``trigger(task)`` starts a retrain (e.g. ``spawn_retrain()``); None only reports drift.
+        now: clock, for tests.
+    """
+
+    def __init__(self, cfg: AgentConfig, trigger: Trigger | None, now: Callable[[], datetime] | None = None) -> None:
+        self.cfg, self.trigger = cfg, trigger
+        self._now = now or (lambda: datetime.now(UTC))
+        self._file = agent_dir() / "drift_triggers.json"
+        self._unknown: set[str] = set()  # runs without a reference: not looked up again every cycle
+
+    def _triggers(self) -> dict[str, str]:
+        return json.loads(self._file.read_text()) if self._file.is_file() else {}
+
+    def last_retrain(self, task: str) -> datetime | None:
+        """The later of the task's last finished retrain and the last retrain drift started."""
+        times = [t for t in (last_run(task), self._triggers().get(task)) if t is not None]
+        return max(datetime.fromisoformat(t) if isinstance(t, str) else t for t in times) if times else None
+
+    def check(self, hub: Hub, facts: ModelFacts) -> DriftReport | None:
+        """Drift of ``facts``' model on the hub's recent window (and its live MAE); None without a reference."""
+        reference = None if facts.run_id in self._unknown else reference_for(facts.run_id)
+        if reference is None:
+            self._unknown.add(str(facts.run_id))
+            return None
+        columns, _ = split_features(facts.feature_names)
+        channels = [c for c in columns if c in reference["channels"]]
+        since = recent_start(hub, facts.table, self.cfg.drift.window)  # hub time, so replays work too
+        values, nodes = hub_values(hub, facts.table, channels, start=since)
+        live = recent_mae(facts.name, facts.version, since)
+        now = self._now()
+        report = drift_report(reference, values, live, self.cfg.drift, nodes=nodes)
+        task, period = facts.domain, self.cfg.retrain.min_period
+        if self.trigger is not None and should_retrain(report, self.last_retrain(task), period, now):
+            self._file.write_text(json.dumps(self._triggers() | {task: now.isoformat()}))
+            self.trigger(task)
+            report.notes.append(f"retrain of {task} started")
+        return report

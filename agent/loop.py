@@ -1,0 +1,202 @@
+"""The agent loop: sense → think → act → learn, once or every ``loop.interval``.
+
+For each served model in turn (``loop.models``): read its facts from the server, build its latest input window
+from the hub, ask for a forecast, turn it into decisions and append them to the hub at once, before the next model
+is asked, so an outage later in the cycle never costs decisions already made. Then learn: score forecasts whose
+actuals have arrived, and check drift (which may start a retrain).
+"""
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+import pandas as pd
+
+from cityagent.agent.act import append_decisions, decide
+from cityagent.agent.agent_config import AgentConfig
+from cityagent.agent.drift import DriftReport
+from cityagent.agent.drift_watch import DriftWatch, spawn_retrain
+from cityagent.agent.live_error import LiveError, remember, score_pending
+from cityagent.agent.sense import ModelFacts, WindowMissing, sense
+from cityagent.agent.think import ServingClient, VersionMoved
+from cityagent.errors import CityAgentError
+from cityagent.home import home_dir
+from cityagent.hub.hub import Hub
+from cityagent.hub.io import read_hub
+
+log = logging.getLogger(__name__)
+Status = Literal["decided", "unchanged", "skipped", "failed"]
+
+
+@dataclass
+class ModelOutcome:
+    """What one model's turn in a cycle came to."""
+
+    domain: str
+    model: str
+    status: Status
+    message: str = ""
+    facts: ModelFacts | None = None
+    version: str = ""
+    anchor: pd.Timestamp | None = None
+    decisions: pd.DataFrame = field(default_factory=pd.DataFrame)
+    path: Path | None = None  # the decisions part written
+
+
+@dataclass
+class CycleReport:
+    """One cycle: each model's outcome, forecasts scored against actuals, and drift per model."""
+
+    started: datetime
+    outcomes: list[ModelOutcome] = field(default_factory=list)
+    live_errors: list[LiveError] = field(default_factory=list)
+    drift: dict[str, DriftReport] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def decisions(self) -> pd.DataFrame:
+        frames = [o.decisions for o in self.outcomes if not o.decisions.empty]
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+class Agent:
+    """The city agent.
+
+    Args:
+        cfg: the agent config (serving address, models, alerts, drift, retrain).
+        hub: local hub directory it reads and appends decisions to (default ``cfg.hub``, else $CITYAGENT_HOME/hub).
+        client: the serving client (default: from ``cfg``, reporting retries through ``say``).
+        drift: the drift watch (default: starts `cityagent retrain --now TASK` when ``loop.retrain_on_drift``).
+        say: where progress lines go (retries, skips).
+        after_model: called after each model's turn, e.g. to print it.
+    """
+
+    def __init__(
+        self,
+        cfg: AgentConfig,
+        hub: str | Path | None = None,
+        *,
+        client: ServingClient | None = None,
+        drift: DriftWatch | None = None,
+        say: Callable[[str], None] = log.info,
+        after_model: Callable[[ModelOutcome], None] | None = None,
+    ) -> None:
+        self.cfg, self.say, self.after_model = cfg, say, after_model
+        self.hub_dir = Path(hub or cfg.hub or home_dir() / "hub")
+        self.client = client or ServingClient.from_config(cfg, report=say)
+        trigger = spawn_retrain(cfg) if cfg.loop.retrain_on_drift else None
+        self.drift = drift or DriftWatch(cfg, trigger)
+        self._seen: dict[str, pd.Timestamp] = {}  # model → anchor of its last decisions
+
+    def _turn(self, hub: Hub, domain: str, name: str, at: pd.Timestamp | None, skip_seen: bool) -> ModelOutcome:
+        out = ModelOutcome(domain, name, "failed")
+        try:
+            for _ in range(2):  # a second go when the server swapped versions between metadata and inference
+                out.facts = facts = self.client.facts(name)
+                if facts.domain != domain:
+                    out.message = f"{name} is a {facts.domain} model, configured under {domain}; fix loop.models"
+                    return out
+                window = sense(hub, facts, at)
+                out.anchor = window.anchor
+                if skip_seen and self._seen.get(name) == window.anchor:
+                    out.status, out.message = "unchanged", f"no new data since {window.anchor:%Y-%m-%d %H:%M}"
+                    return out
+                try:
+                    fc = self.client.forecast(window)
+                    break
+                except VersionMoved as e:
+                    self.say(f"{e}; reading its facts again")
+            else:
+                out.message = f"{name} kept changing versions; try again next cycle"
+                return out
+            out.version = fc.version
+            out.decisions = decide(fc, window, hub, self.cfg.alerts, pd.Timestamp.now(tz=hub.meta.timezone))
+            out.path = append_decisions(self.hub_dir, hub, out.decisions)  # before the next model is asked
+            remember(window, fc)
+            self._seen[name] = window.anchor
+            out.status = "decided"
+            out.message = f"{len(out.decisions)} decision(s) from {name} v{fc.version} at {window.anchor:%H:%M}"
+        except WindowMissing as e:
+            out.status, out.message = "skipped", str(e)
+        except CityAgentError as e:  # ServingUnavailable after every retry, a model the agent cannot use, ...
+            out.message = str(e)
+        return out
+
+    def cycle(self, at: pd.Timestamp | str | None = None, skip_seen: bool = False) -> CycleReport:
+        """One sense → think → act → learn pass over every configured model.
+
+        Args:
+            at: anchor every window at this time (a replay); default each model's newest data.
+            skip_seen: leave out models whose window did not move since this agent's last decisions.
+        """
+        report = CycleReport(datetime.now(UTC))
+        hub = read_hub(self.hub_dir)
+        anchor = None if at is None else pd.Timestamp(at)
+        if anchor is not None and anchor.tzinfo is None:
+            anchor = anchor.tz_localize(hub.meta.timezone)
+        for domain, name in self.cfg.loop.models.items():
+            outcome = self._turn(hub, domain, name, anchor, skip_seen)
+            report.outcomes.append(outcome)
+            if outcome.status in ("skipped", "failed"):
+                self.say(f"{name}: {outcome.status}: {outcome.message}")
+            if self.after_model:
+                self.after_model(outcome)
+        self._learn(hub, report)
+        return report
+
+    def _learn(self, hub: Hub, report: CycleReport) -> None:
+        report.live_errors = score_pending(hub)
+        for o in report.outcomes:
+            if o.status != "decided" or o.facts is None:
+                continue
+            try:
+                drift = self.drift.check(hub, o.facts)
+            except CityAgentError as e:  # a drift check must not cost the loop
+                report.notes.append(f"{o.model}: drift not checked: {e}")
+                continue
+            if drift is None:
+                report.notes.append(f"{o.model}: no drift reference for run {o.facts.run_id}; drift not checked")
+            else:
+                report.drift[o.model] = drift
+
+    def run(
+        self,
+        *,
+        once: bool = False,
+        interval: str | None = None,
+        at: str | None = None,
+        stop: threading.Event | None = None,
+        max_cycles: int | None = None,
+        on_cycle: Callable[[CycleReport], None] | None = None,
+    ) -> list[CycleReport]:
+        """Cycle until ``stop`` is set (or once, or ``max_cycles`` times), ``interval`` apart (default loop.interval).
+
+        In the long-running loop a cycle that fails as a whole (e.g. an unreadable hub) is reported and the next
+        one runs; with ``once`` the error is raised.
+        """
+        period = pd.Timedelta(interval or self.cfg.loop.interval).total_seconds()
+        stop = stop or threading.Event()
+        reports: list[CycleReport] = []
+        cycles = 0
+        try:
+            while True:
+                t0, cycles = time.monotonic(), cycles + 1
+                try:
+                    reports.append(self.cycle(at=at, skip_seen=bool(reports)))
+                    if on_cycle:
+                        on_cycle(reports[-1])
+                except CityAgentError as e:
+                    if once:
+                        raise
+                    self.say(f"cycle failed: {e}; trying again in {period:g} s")
+                if once or (max_cycles is not None and cycles >= max_cycles):
+                    return reports
+                if stop.wait(max(0.0, period - (time.monotonic() - t0))):
+                    return reports
+        finally:
+            self.client.close()

@@ -1,0 +1,188 @@
+"""The retrain job behind `cityagent retrain`: newest hub data → challenger → gate against the champion → promote.
+
+``retrain(task)`` trains ``configs/<task>.yaml`` (plus ``retrain.overrides[task]`` of the agent config) on the hub
+as it is now, on Ray unless the config says ``train.workers: 0``; logs the drift reference into the run; exports
+and registers the model as the challenger; scores challenger and champion on the same window (the new task's
+test split, the most recent data) and promotes only when the gate's verdict says so. Otherwise the champion stays
+and the verdict is recorded in the registry history; a retrain that fails leaves the champion untouched too.
+The caller holds the task's lock (``Scheduler.run_now`` does).
+"""
+
+import logging
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cityagent.agent.agent_config import AgentConfig, load_agent_config
+from cityagent.agent.drift import REFERENCE_ARTIFACT, reference_from, save_reference
+from cityagent.agent.drift_watch import reference_path
+from cityagent.agent.sense import split_features
+from cityagent.errors import ConfigError
+from cityagent.home import home_dir
+from cityagent.hub.protocols import TaskData
+
+log = logging.getLogger(__name__)
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+GATE_WINDOWS = 2048  # the newest test windows both models are scored on: bounds memory on large cities
+
+
+@dataclass
+class RetrainResult:
+    """What a retrain came to: the challenger, the champion it was judged against, and the verdict."""
+
+    task: str
+    model: str  # registered model name, e.g. traffic-synthetic
+    run_id: str
+    challenger: str  # registered version
+    champion: str | None  # the champion's version before the retrain
+    promoted: bool
+    reasons: list[str]
+    scores: dict[str, dict[str, float]] = field(default_factory=dict)  # challenger / champion → metrics
+
+
+def retrain_config(task: str, cfg: AgentConfig | None = None, overrides: Mapping[str, Any] | None = None):
+    """``configs/<task>.yaml`` with the agent's hub and ``retrain.overrides[task]``, then ``overrides`` on top."""
+    from cityagent.training.config import load_config
+
+    cfg = cfg or load_agent_config()
+    path = CONFIG_DIR / f"{task}.yaml"
+    if not path.is_file():
+        have = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml") if p.stem in ("traffic", "demand", "risk"))
+        raise ConfigError(f"no training config {path} for task {task!r}; tasks with a config: {', '.join(have)}")
+    dotted: dict[str, Any] = {"task.hub": cfg.hub} if cfg.hub else {}
+    dotted |= dict(cfg.retrain.overrides.get(task, {})) | dict(overrides or {})
+    return load_config(path, dotted | {"tracking.register_model": False})  # retrain exports and registers itself
+
+
+def log_reference(run_id: str, data: TaskData, metrics: Mapping[str, float], bins: int, tracking_uri: str) -> dict:
+    """Summarise the training steps' value channels as the run's drift reference (artifact and local copy)."""
+    from mlflow import MlflowClient
+
+    columns, _ = split_features(data.feature_names)
+    train_end = int(data.extra.get("train_steps") or data.train.anchors.max() + 1)
+    values = {c: data.train.x[:train_end, :, i] for i, c in enumerate(columns)}  # [T_train, N] each
+    ref = reference_from(values, metrics={"mae": float(metrics["test_mae"])}, nodes=data.nodes, bins=bins)
+    with tempfile.TemporaryDirectory() as tmp:
+        MlflowClient(tracking_uri).log_artifact(run_id, str(save_reference(ref, Path(tmp) / REFERENCE_ARTIFACT)))
+    save_reference(ref, reference_path(run_id))
+    return ref
+
+
+def gate_window(data: TaskData, limit: int = GATE_WINDOWS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(x, y, mask)`` of the newest ``limit`` windows of the task's test split, evaluated nodes only."""
+    x, y, mask = data.test.batch(slice(-limit, None))  # [S, T_in, N, F], [S, H, N], [S, H, N]
+    if not len(x):
+        raise ConfigError("the task's test split has no windows to judge the challenger on; use a longer hub")
+    return x, y, mask & np.asarray(data.eval_mask, dtype=bool)[None, None, :]
+
+
+def _champion(name: str, uri: str, workdir: Path) -> tuple[str | None, Path | None]:
+    """The champion's version and a local copy of its ONNX file, or (None, None) without a champion."""
+    from cityagent.serving.sources import RegistrySource
+    from cityagent.serving.spec import ModelSpec
+    from cityagent.training.registry import get_client
+
+    aliases = get_client(uri).get_registered_model(name).aliases
+    if "champion" not in aliases:
+        return None, None
+    version = str(aliases["champion"])
+    return version, RegistrySource(uri).fetch(ModelSpec("registry", name, version), version, workdir)
+
+
+def judge(challenger: Path, name: str, data: TaskData, uri: str, gate_cfg=None):
+    """The gate's verdict on ``challenger`` vs the current champion, both scored on the task's test split.
+
+    Returns:
+        ``(verdict, champion version or None, {"challenger": metrics, "champion": metrics})``.
+    """
+    from cityagent.training.gate import Verdict, evaluate_onnx, gate, load_gate_config
+
+    gate_cfg = gate_cfg or load_gate_config()
+    x, y, mask = gate_window(data)
+    new = evaluate_onnx(challenger, x, y, mask, latency_runs=gate_cfg.latency_runs)
+    scores = {"challenger": new.metrics}
+    with tempfile.TemporaryDirectory(dir=home_dir()) as tmp:
+        version, path = _champion(name, uri, Path(tmp))
+        if path is None:
+            return gate(new, None, gate_cfg), None, scores
+        try:
+            old = evaluate_onnx(path, x, y, mask, latency_runs=gate_cfg.latency_runs)
+        except Exception as e:  # e.g. the city gained sensors: the champion no longer fits the window
+            why = f"champion v{version} cannot be scored on the new window ({type(e).__name__}: {e})"
+            return Verdict(False, [f"{why}; compare and promote by hand"]), version, scores
+    scores["champion"] = old.metrics
+    return gate(new, old, gate_cfg), version, scores
+
+
+def retrain(
+    task: str,
+    cfg: AgentConfig | None = None,
+    *,
+    overrides: Mapping[str, Any] | None = None,
+    gate_cfg=None,
+    actor: str = "cityagent-retrain",
+    say: Callable[[str], None] = log.info,
+) -> RetrainResult:
+    """Train a challenger for ``task`` on the newest hub data and promote it only if it wins the gate.
+
+    Args:
+        task: ``traffic``, ``demand`` or ``risk`` (``configs/<task>.yaml``).
+        cfg: the agent config (hub, ``retrain.overrides``, ``retrain.gate``, drift bins); default configs/agent.yaml.
+        overrides: dotted training-config overrides on top, e.g. ``{"train.workers": 0}``.
+        gate_cfg: promotion rules (default: ``retrain.gate`` or configs/gate.yaml).
+        actor: who the registry history names.
+        say: progress lines.
+
+    Raises:
+        CityAgentError: training, export or evaluation failed; the champion is untouched and, when the registered
+            model exists, the failure is recorded in its history.
+    """
+    from cityagent.training.export import export_run
+    from cityagent.training.fit import fit
+    from cityagent.training.gate import load_gate_config
+    from cityagent.training.registry import promote, record_decision
+    from cityagent.training.task import load_task, task_name
+    from cityagent.training.tracking import tracking_uri
+
+    cfg = cfg or load_agent_config()
+    run_cfg = retrain_config(task, cfg, overrides)
+    gate_cfg = gate_cfg or load_gate_config(cfg.retrain.gate)
+    uri, name = tracking_uri(run_cfg.tracking.tracking_uri), task_name(run_cfg.task)
+    version = None
+    try:
+        where = "in-process" if run_cfg.train.workers == 0 else f"on Ray with {run_cfg.train.workers} workers"
+        say(f"{task}: training {run_cfg.model.name} {where}")
+        fit_result = fit(run_cfg)
+        data, _ = load_task(run_cfg.task)  # the same newest hub data: the gate's window is its test split
+        log_reference(fit_result.run_id, data, fit_result.metrics, cfg.drift.bins, uri)
+        exported = export_run(fit_result.run_id, tracking_uri=uri, alias="challenger", actor=actor)
+        version = exported.version
+        say(f"{task}: registered {name} v{version} as challenger; gating it against the champion")
+        verdict, champion, scores = judge(exported.onnx_path, name, data, uri, gate_cfg)
+    except Exception as e:
+        _record_failure(name, version, e, actor, uri)
+        raise
+    reason = f"gate on the newest {min(len(data.test), GATE_WINDOWS)} test windows: " + "; ".join(verdict.reasons)
+    if verdict.promote:
+        promote(name, version, reason=reason, actor=actor, tracking_uri=uri)
+    else:
+        record_decision(name, version, reason=reason, actor=actor, metrics=scores["challenger"], tracking_uri=uri)
+    say(f"{task}: v{version} {'promoted to champion' if verdict.promote else 'refused, champion stays'}: {reason}")
+    return RetrainResult(
+        task, name, fit_result.run_id, str(version), champion, verdict.promote, verdict.reasons, scores
+    )
+
+
+def _record_failure(name: str, version: str | None, error: Exception, actor: str, uri: str) -> None:
+    from cityagent.training.registry import record_decision
+
+    try:
+        record_decision(
+            name, version, reason=f"retrain failed: {error}", action="failed", actor=actor, tracking_uri=uri
+        )
+    except Exception:  # no registered model yet (a first training failed): nothing to record in
+        log.info("retrain of %s failed before %s existed in the registry", name, name)

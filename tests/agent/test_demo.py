@@ -1,0 +1,43 @@
+"""`cityagent demo` end to end: a fresh home ends with printed decisions from served champions."""
+
+import pytest
+from typer.testing import CliRunner
+
+from cityagent.agent.cli import app
+from cityagent.home import home_dir
+from cityagent.hub import read_hub
+from cityagent.training.registry import list_versions
+
+TASKS = {"traffic-synthetic", "demand-synthetic", "risk-synthetic"}
+
+
+def run_demo_cli(monkeypatch, tmp_path, *args: str):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'home' / 'mlflow.db'}")  # restored afterwards
+    result = CliRunner().invoke(app, ["demo", *args], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    return " ".join(result.output.split())  # rich wraps at the terminal width: compare words, not lines
+
+
+def check_outcome(output: str) -> None:
+    assert "decisions this cycle" in output and "where to look next" in output
+    assert f"mlflow ui --backend-store-uri sqlite:///{home_dir() / 'mlflow.db'}" in output
+    champions = {r.name for r in list_versions() if "champion" in r.aliases}
+    assert champions == TASKS
+    decisions = read_hub(home_dir() / "hub").table("decisions")
+    assert set(decisions["model"]) <= TASKS and "risk_hotspot" in set(decisions["kind"])
+    assert set(decisions["model_version"]) == {"1"}
+    for kind in set(decisions["kind"]):
+        assert kind in output  # every kind written is printed
+
+
+def test_quick_demo_in_process(monkeypatch, tmp_path):
+    output = run_demo_cli(monkeypatch, tmp_path, "--workers", "0", "--epochs", "1", "--sensors", "8", "--zones", "4")
+    check_outcome(output)
+    assert "in-process" in output
+
+
+@pytest.mark.slow
+def test_full_demo_on_local_ray(monkeypatch, tmp_path):
+    output = run_demo_cli(monkeypatch, tmp_path)
+    check_outcome(output)
+    assert "one local Ray, 2 workers each" in output

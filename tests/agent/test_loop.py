@@ -1,0 +1,296 @@
+"""The agent loop against a real gRPC server: decisions appended with model versions, missing windows skipped,
+a server restart ridden out with backoff, live error from actuals, drift that starts one retrain per period."""
+
+import json
+import shutil
+import threading
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from cityagent.agent.act import congestion_alerts, rebalancing, risk_hotspots, usual_demand
+from cityagent.agent.agent_config import load_agent_config
+from cityagent.agent.cli import app
+from cityagent.agent.drift import reference_from, save_reference
+from cityagent.agent.drift_hub import hub_values, recent_start
+from cityagent.agent.drift_watch import DriftWatch, reference_path
+from cityagent.agent.loop import Agent
+from cityagent.agent.sense import ModelFacts, WindowMissing, sense, steps_at
+from cityagent.agent.think import Backoff, Forecast, ServingClient
+from cityagent.hub import Hub, read_hub, write_hub
+from cityagent.hub.synth import SynthParams, synthesize
+from cityagent.hub.tensor import to_tensor
+from cityagent.serving.background import ServerThread
+from cityagent.serving.config import ServingConfig
+from cityagent.training.onnx_meta import read_metadata
+from tests.agent.agent_factories import export_baselines
+
+MODELS = ["traffic-synthetic", "demand-synthetic", "risk-synthetic"]
+CHANNELS = {"traffic": ["speed"], "demand": ["count", "supply"], "incidents": ["severity"]}
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory):
+    out = tmp_path_factory.mktemp("city") / "hub"
+    return synthesize(out, sensors=8, zones=4, days=3, seed=2, progress=False, params=SynthParams(accident_rate=2e-2))
+
+
+@pytest.fixture(scope="module")
+def models(template, tmp_path_factory):
+    return export_baselines(read_hub(template), tmp_path_factory.mktemp("models"))
+
+
+@pytest.fixture(scope="module")
+def peak(template) -> pd.Timestamp:
+    """The second day's morning step where the most sensors crawl below half their free-flow speed."""
+    hub = read_hub(template)
+    st = to_tensor(hub, "traffic", ["speed"])
+    free = hub.table("sensors")["free_flow"].to_numpy()
+    slow = (st.channel("speed") < 0.5 * free).sum(axis=1)  # [T] congested sensors per step
+    day2 = (st.ts.day == st.ts[0].day + 1) & (st.ts.hour >= 6) & (st.ts.hour < 11)
+    t = st.ts[day2][int(np.argmax(slow[day2]))]
+    assert slow[st.ts.get_loc(t)] > 0, "the synthetic city should have a congested morning"
+    return t
+
+
+@pytest.fixture
+def hub_dir(template, tmp_path):
+    """A private copy of the city, with drift references of the served runs built from its first days."""
+    shutil.copytree(template, tmp_path / "hub")
+    hub = read_hub(template)
+    for domain, table in (("traffic", "traffic"), ("demand", "demand"), ("risk", "incidents")):
+        values, nodes = hub_values(hub, table, CHANNELS[table], end=recent_start(hub, table, "1d"))
+        save_reference(reference_from(values, metrics={"mae": 100.0}, nodes=nodes), reference_path(f"run-{domain}"))
+    return tmp_path / "hub"
+
+
+@pytest.fixture
+def start_server(models):
+    started: list[ServerThread] = []
+
+    def start(port: int = 0) -> ServerThread:
+        specs = [f"{name}={path}" for name, path in models.items()]
+        cfg = {"port": port, "metrics_port": None, "models": specs, "registry": {"poll_interval_s": 0}, "grace_s": 0}
+        started.append(ServerThread(ServingConfig.model_validate(cfg)).start())
+        return started[-1]
+
+    yield start
+    for s in started:
+        s.stop()
+
+
+def config(hub_dir, address, **loop):
+    loop = {"retrain_on_drift": False, "retries": 4, "backoff_s": 0.1, **loop}
+    return load_agent_config(overrides={"hub": str(hub_dir), "serving": {"address": address}, "loop": loop})
+
+
+def test_a_cycle_appends_decisions_stamped_with_model_versions(hub_dir, start_server, peak):
+    server = start_server()
+    agent = Agent(config(hub_dir, server.address))
+    first = agent.cycle(at=peak)
+    assert [(o.model, o.status, o.version) for o in first.outcomes] == [(m, "decided", "1") for m in MODELS]
+    hub = read_hub(hub_dir)
+    table = hub.table("decisions")
+    assert set(table["model"]) <= set(MODELS) and set(table["model_version"]) == {"1"}
+    assert {"congestion_alert", "risk_hotspot"} <= set(table["kind"])
+    assert table["ts"].dt.tz.key == hub.meta.timezone
+
+    # last_value forecasts each sensor's speed at the anchor: exactly the sensors below half free-flow alert
+    speed = hub.table("traffic").set_index("ts").loc[peak].set_index("sensor_id")["speed"]
+    free = hub.table("sensors").set_index("sensor_id")["free_flow"]
+    want = set(speed.index[speed < 0.5 * free.reindex(speed.index)])
+    alerts = table[table["kind"] == "congestion_alert"]
+    assert want and set(alerts["target_id"]) == want
+    assert np.allclose(alerts.set_index("target_id")["value"].sort_index(), speed[sorted(want)], atol=1e-3)
+
+    risk = table[table["kind"] == "risk_hotspot"]
+    assert 0 < len(risk) <= 5 and list(risk["value"]) == sorted(risk["value"], reverse=True)
+
+    agent.cycle(at=peak)  # a second cycle appends: the first cycle's rows are still there, unchanged
+    again = read_hub(hub_dir).table("decisions")
+    assert len(again) == 2 * len(table)
+    pd.testing.assert_frame_equal(again.iloc[: len(table)].reset_index(drop=True), table.reset_index(drop=True))
+
+
+def test_a_window_with_missing_data_is_reported_and_skipped(hub_dir, start_server, peak):
+    hub = read_hub(hub_dir)
+    traffic = hub.table("traffic")
+    hole = (traffic["sensor_id"] == "s0003") & (traffic["ts"] == peak - pd.Timedelta("10min"))
+    assert hole.sum() == 1
+    write_hub(Hub({**hub.tables, "traffic": traffic[~hole].reset_index(drop=True)}, hub.meta), hub_dir)
+
+    server = start_server()
+    client = ServingClient(server.address)
+    facts = client.facts("traffic-synthetic")
+    with pytest.raises(WindowMissing, match=r"lacks 1 of 48 readings.*'s0003'"):
+        sense(read_hub(hub_dir), facts, peak)
+
+    lines = []
+    report = Agent(config(hub_dir, server.address), say=lines.append).cycle(at=peak)
+    status = {o.model: o.status for o in report.outcomes}
+    assert status == {"traffic-synthetic": "skipped", "demand-synthetic": "decided", "risk-synthetic": "decided"}
+    assert any("traffic-synthetic: skipped" in line and "nothing is filled in" in line for line in lines)
+    assert "congestion_alert" not in set(read_hub(hub_dir).table("decisions")["kind"])
+
+
+def test_the_agent_rides_out_a_server_restart_and_keeps_every_decision(hub_dir, start_server, peak):
+    server = start_server()
+    port = server.port
+
+    def restart_after_traffic(outcome):
+        if outcome.model == "traffic-synthetic":
+            server.stop()  # serving goes down mid-cycle, comes back 1 s later on the same port
+            threading.Timer(1.0, lambda: start_server(port)).start()
+
+    lines: list[str] = []
+    cfg = config(hub_dir, server.address, retries=8, backoff_s=0.2)
+    report = Agent(cfg, say=lines.append, after_model=restart_after_traffic).cycle(at=peak)
+    assert [o.status for o in report.outcomes] == ["decided"] * 3
+    assert any("retry 1 of 8" in line for line in lines)
+    table = read_hub(hub_dir).table("decisions")
+    for o in report.outcomes:
+        assert (table["model"] == o.model).sum() == len(o.decisions)
+
+
+def test_serving_down_for_good_fails_the_rest_but_keeps_decisions_already_made(hub_dir, start_server, peak):
+    server = start_server()
+    cfg = config(hub_dir, server.address, retries=2, backoff_s=0.05)
+    report = Agent(cfg, after_model=lambda o: server.stop()).cycle(at=peak)
+    assert [o.status for o in report.outcomes] == ["decided", "failed", "failed"]
+    assert "did not answer after 3 attempt(s)" in report.outcomes[1].message
+    table = read_hub(hub_dir).table("decisions")
+    assert set(table["model"]) == {"traffic-synthetic"} and len(table) == len(report.outcomes[0].decisions)
+
+
+def test_backoff_doubles_up_to_its_cap():
+    assert list(Backoff(retries=5, base_s=0.5, max_s=3.0).delays()) == [0.5, 1.0, 2.0, 3.0, 3.0]
+
+
+def test_live_error_is_recorded_when_actuals_arrive_and_unchanged_windows_are_not_redecided(
+    hub_dir, start_server, peak
+):
+    server = start_server()
+    agent = Agent(config(hub_dir, server.address))
+    reports = agent.run(at=str(peak.tz_localize(None)), interval="1ms", max_cycles=2)
+    errors = {e.model: e for e in reports[0].live_errors}
+    assert set(errors) == set(MODELS) and all(e.n > 0 for e in errors.values())
+
+    # last_value's live error, computed by hand from the hub: |speed at the anchor - speed at each target|
+    hub = read_hub(hub_dir)
+    targets = steps_at(hub, peak, tuple(range(1, 13)))
+    st = to_tensor(hub, "traffic", ["speed"])
+    now, later = st.channel("speed")[st.ts.get_loc(peak)], st.channel("speed")[st.ts.get_indexer(targets)]
+    assert errors["traffic-synthetic"].mae == pytest.approx(float(np.abs(later - now).mean()), rel=1e-4)
+    assert errors["traffic-synthetic"].n == later.size
+
+    assert [o.status for o in reports[1].outcomes] == ["unchanged"] * 3
+    assert reports[1].live_errors == []  # each forecast is scored once
+    assert len(read_hub(hub_dir).table("decisions")) == len(reports[0].decisions)
+
+
+def test_drift_on_a_shifted_hub_starts_one_retrain_per_period(hub_dir, start_server):
+    hub = read_hub(hub_dir)
+    traffic = hub.table("traffic").copy()
+    tail = traffic["ts"] >= recent_start(hub, "traffic", "1d")
+    traffic.loc[tail, "speed"] *= 0.6  # a road closure: the whole last day 40 % slower
+    write_hub(Hub({**hub.tables, "traffic": traffic}, hub.meta), hub_dir)
+
+    server = start_server()
+    cfg = config(hub_dir, server.address)
+    started: list[str] = []
+    clock = [datetime(2026, 3, 10, tzinfo=UTC)]
+    agent = Agent(cfg, drift=DriftWatch(cfg, started.append, now=lambda: clock[0]))
+    first = agent.cycle()
+    assert first.drift["traffic-synthetic"].drifted and not first.drift["demand-synthetic"].drifted
+    assert started == ["traffic"] and "retrain of traffic started" in first.drift["traffic-synthetic"].notes
+    agent.cycle()  # still drifted, but within retrain.min_period (1 d) of the retrain it started
+    assert started == ["traffic"]
+    clock[0] += timedelta(days=1, minutes=1)
+    agent.cycle()
+    assert started == ["traffic", "traffic"]
+
+
+def test_no_drift_on_the_unshifted_hub(hub_dir, start_server):
+    server = start_server()
+    cfg = config(hub_dir, server.address)
+    started: list[str] = []
+    report = Agent(cfg, drift=DriftWatch(cfg, started.append)).cycle()
+    assert set(report.drift) == set(MODELS) and not any(d.drifted for d in report.drift.values())
+    assert started == []
+
+
+def test_cli_agent_run_once_prints_the_decisions(hub_dir, start_server, peak, tmp_path):
+    server = start_server()
+    quick = tmp_path / "agent.yaml"
+    quick.write_text("loop: {retries: 1, backoff_s: 0.05}\n")
+    args = ["agent", "run", "--once", "--config", str(quick), "--hub", str(hub_dir), "--server", server.address]
+    args += ["--no-retrain", "--at", str(peak.tz_localize(None))]
+    result = CliRunner().invoke(app, args, terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert "decisions this cycle" in result.output and "congestion_alert" in result.output
+    assert "traffic-synthetic: decided" in result.output
+
+    server.stop()
+    down = CliRunner().invoke(app, args, terminal_width=200)
+    assert down.exit_code == 1 and "traffic-synthetic: failed" in down.output
+
+
+def facts_of(path, name: str) -> ModelFacts:
+    """What the server's metadata answer says about a model, read straight from its ONNX file."""
+    return ModelFacts.from_parameters(
+        name, {k: json.dumps(v) for k, v in read_metadata(path).items()} | {"version": "1"}
+    )
+
+
+def test_congestion_alerts_below_a_share_of_free_flow(template, models, peak):
+    hub = read_hub(template)
+    sensors = hub.table("sensors").copy()
+    sensors.loc[1, "free_flow"] = np.nan  # unknown free-flow: the absolute congestion_kmh applies
+    hub = Hub({**hub.tables, "sensors": sensors}, hub.meta)
+    window = sense(hub, facts_of(models["traffic-synthetic"], "traffic-synthetic"), peak)
+    free = sensors["free_flow"].to_numpy()
+    share = np.array([0.49, np.nan, 0.51, 0.2, 0.9, 0.499, 0.6, 0.3])
+    values = np.repeat(np.nan_to_num(free * share, nan=19.0)[None, :], 12, axis=0)  # [H, N]
+    values[5, 6] = 0.45 * free[6]  # one step of the horizon is enough
+    cfg = load_agent_config().alerts
+    rows = congestion_alerts(Forecast("t", "1", values), window, hub, cfg)
+    assert [r["target_id"] for r in rows] == ["s0000", "s0001", "s0003", "s0005", "s0006", "s0007"]
+    assert rows[1]["value"] == pytest.approx(19.0) and "< 20 km/h" in rows[1]["detail"]
+    assert f"at {window.target_times[5]:%m-%d %H:%M} (< 50% of free-flow" in rows[4]["detail"]
+
+
+def test_rebalancing_moves_spare_vehicles_to_a_surging_zone(template, models, peak):
+    hub = read_hub(template)
+    window = sense(hub, facts_of(models["demand-synthetic"], "demand-synthetic"), peak)
+    usual = usual_demand(hub, window, days=7)  # [H, N]
+    demand = hub.table("demand").set_index(["zone_id", "ts"])["count"]
+    slot = window.target_times[0]
+    by_hand = np.mean([demand[("z002", slot - pd.Timedelta(days=d))] for d in (1, 2) if slot.day - d >= 2])
+    assert usual[0, 2] == pytest.approx(by_hand)
+    values = usual.copy()
+    values[:, 0] *= 3.0  # z000 surges to 3x its usual departures
+    values[:, 1] *= 0.2  # z001 expects a fifth of its usual: it has vehicles to spare
+    cfg = load_agent_config().alerts
+    rows = rebalancing(Forecast("d", "1", values), window, hub, cfg)
+    need, spare = 2 * usual[:, 0].sum(), 0.8 * usual[:, 1].sum()
+    assert [(r["target_id"], r["value"]) for r in rows] == [("z000", float(int(min(need, spare))))]
+    assert "from z001 to z000" in rows[0]["detail"]
+    assert rebalancing(Forecast("d", "1", usual.copy()), window, hub, cfg) == []  # a usual day: nothing to move
+
+
+def test_risk_hotspots_rank_the_top_cells_over_the_look_ahead(template, models, peak):
+    hub = read_hub(template)
+    facts = facts_of(models["risk-synthetic"], "risk-synthetic")
+    window = sense(hub, facts, peak)
+    values = np.zeros((12, 4))
+    values[:6] = [0.1, 0.3, 0.2, 0.0]  # the first half hour
+    values[6:, 3] = 5.0  # z003 is risky only after the first half hour
+    cfg = load_agent_config(overrides={"alerts": {"risk_top_k": 2, "risk_window": "30min"}}).alerts
+    rows = risk_hotspots(Forecast("r", "1", values), window, hub, cfg)
+    assert [(r["target_id"], round(r["value"], 6)) for r in rows] == [("z001", 1.8), ("z002", 1.2)]
+    masked = ModelFacts(**{**facts.__dict__, "eval_mask": [True, False, True, True]})
+    window.facts = masked
+    assert [r["target_id"] for r in risk_hotspots(Forecast("r", "1", values), window, hub, cfg)] == ["z002", "z000"]

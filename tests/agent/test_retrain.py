@@ -1,0 +1,137 @@
+"""The retrain job: a better challenger is promoted, a worse one refused with the reason in the history, a failed
+retrain leaves the champion alone, and `cityagent retrain --now` runs under the task's lock."""
+
+import time
+
+import pytest
+from typer.testing import CliRunner
+
+from cityagent.agent.agent_config import load_agent_config
+from cityagent.agent.cli import app
+from cityagent.agent.drift_watch import reference_for, reference_path, spawn_retrain
+from cityagent.agent.live_error import agent_dir
+from cityagent.agent.lock import task_lock
+from cityagent.agent.retrain import retrain
+from cityagent.agent.schedule import Scheduler
+from cityagent.hub.synth import SynthParams, synthesize
+from cityagent.training.export import ExportError
+from cityagent.training.registry import get_client, history, list_versions, rollback
+
+QUICK = {"task.params": {"input_len": 6, "horizon": 3, "graph_kind": "road"}, "tracking.plots": False}
+QUICK |= {"train.workers": 0}
+
+
+@pytest.fixture(scope="module")
+def city(tmp_path_factory):
+    out = tmp_path_factory.mktemp("city") / "hub"
+    return synthesize(out, sensors=6, zones=4, days=3, seed=1, progress=False, params=SynthParams(accident_rate=2e-2))
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> str:
+    """One MLflow store for the module (creating one costs seconds); each test registers its own task name."""
+    return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
+
+
+@pytest.fixture(autouse=True)
+def _store(store, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
+
+
+def baseline(name: str) -> dict:
+    """Overrides that swap the configured model for a parameter-free baseline (nothing to train)."""
+    return {"model.name": name, "model.params": {}}
+
+
+def agent_cfg(city, dataset: str):
+    """Agent config whose traffic retrains are quick baselines on ``city``, registered as traffic-<dataset>."""
+    overrides = {"traffic": QUICK | {"task.dataset": dataset}}
+    return load_agent_config(overrides={"hub": str(city), "retrain": {"overrides": overrides}})
+
+
+def champion(name: str) -> str | None:
+    version = get_client().get_registered_model(name).aliases.get("champion")
+    return None if version is None else str(version)
+
+
+def test_a_better_challenger_is_promoted_and_a_worse_one_refused(city):
+    cfg = agent_cfg(city, "gate")
+    first = retrain("traffic", cfg, overrides=baseline("ha"))
+    assert (first.model, first.challenger, first.champion, first.promoted) == ("traffic-gate", "1", None, True)
+    assert "no champion yet" in first.reasons[-1]
+
+    better = retrain("traffic", cfg, overrides=baseline("last_value"))
+    assert better.promoted and better.champion == "1" and champion("traffic-gate") == "2"
+    assert better.scores["challenger"]["mae"] < 0.98 * better.scores["champion"]["mae"]  # scored on one window
+
+    worse = retrain("traffic", cfg, overrides=baseline("ha"))
+    assert not worse.promoted and worse.champion == "2" and champion("traffic-gate") == "2"
+    assert "below the required 2.0%" in worse.reasons[-1]
+    aliases = {r.version: r.aliases for r in list_versions("traffic-gate")}
+    assert aliases == {"1": [], "2": ["champion"], "3": ["challenger"]}
+
+    last = history("traffic-gate")[-1]
+    assert (last.action, last.alias, last.from_version, last.to_version) == ("refuse", "champion", "2", "3")
+    assert last.reason.startswith("gate on the newest") and "below the required" in last.reason
+    assert last.metrics["mae"] == pytest.approx(worse.scores["challenger"]["mae"])
+    assert rollback("traffic-gate", reason="test").to_version == "1"  # the refusal is not a move to roll back
+
+    # the drift reference the agent compares live inputs with was logged into the run (and cached locally)
+    reference_path(worse.run_id).unlink()
+    ref = reference_for(worse.run_id)
+    assert ref is not None and set(ref["channels"]) == {"speed"} and ref["metrics"]["mae"] > 0
+
+
+def test_a_failed_retrain_leaves_the_champion_untouched(city, monkeypatch):
+    cfg = agent_cfg(city, "fail")
+    retrain("traffic", cfg, overrides=baseline("ha"))
+
+    def broken(*args, **kwargs):
+        raise ExportError("ONNX parity failed")
+
+    monkeypatch.setattr("cityagent.training.export.export_run", broken)
+    with pytest.raises(ExportError):
+        retrain("traffic", cfg, overrides=baseline("last_value"))
+    assert champion("traffic-fail") == "1"
+    last = history("traffic-fail")[-1]
+    assert (last.action, last.to_version) == ("failed", "1") and "parity failed" in last.reason
+
+    job = lambda task: retrain(task, cfg, overrides=baseline("last_value"))  # noqa: E731
+    record = Scheduler({}, job, timezone="UTC").run_now("traffic")
+    assert record.outcome == "failed" and "parity failed" in record.message
+    assert champion("traffic-fail") == "1" and len(list_versions("traffic-fail")) == 1
+
+
+def test_a_champion_that_no_longer_fits_the_window_is_kept(city):
+    cfg = agent_cfg(city, "shape")
+    retrain("traffic", cfg, overrides=baseline("ha"))
+    params = QUICK["task.params"] | {"input_len": 4}  # the new task's windows are shorter than the champion's
+    result = retrain("traffic", cfg, overrides=baseline("last_value") | {"task.params": params})
+    assert not result.promoted and "cannot be scored on the new window" in result.reasons[0]
+    assert champion("traffic-shape") == "1"
+
+
+def test_cli_retrain_now_runs_under_the_task_lock(city, tmp_path):
+    config = tmp_path / "agent.yaml"
+    task_overrides = QUICK | {"task.dataset": "cli"} | baseline("ha")
+    config.write_text(f"hub: {city}\nretrain:\n  overrides:\n    traffic: {task_overrides}\n")
+    result = CliRunner().invoke(app, ["retrain", "--now", "traffic", "--config", str(config)], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert "v1 promoted to champion" in result.output and champion("traffic-cli") == "1"
+
+    with task_lock("traffic"):  # a second scheduler started by mistake: the run is skipped, nothing trained
+        busy = CliRunner().invoke(app, ["retrain", "--now", "traffic", "--config", str(config)], terminal_width=200)
+    assert busy.exit_code == 0 and "is being retrained by" in busy.output
+    assert len(list_versions("traffic-cli")) == 1
+
+
+def test_a_drift_triggered_retrain_runs_as_its_own_process_under_the_lock(city):
+    log = agent_dir() / "retrain" / "traffic.log"
+    cfg = agent_cfg(city, "spawned")
+    with task_lock("traffic"):
+        spawn_retrain(cfg)("traffic")
+        deadline = time.monotonic() + 60
+        while "being retrained" not in (log.read_text() if log.is_file() else "") and time.monotonic() < deadline:
+            time.sleep(0.2)
+    assert "task traffic is being retrained by pid" in log.read_text()
+    assert load_agent_config(agent_dir() / "retrain" / "agent.yaml") == cfg  # the config in effect, --hub and all

@@ -1,0 +1,106 @@
+"""fit() in-process: one MLflow run with everything in it, bundles that reproduce, baselines in the same shape."""
+
+import socket
+import time
+
+import mlflow
+import numpy as np
+import pytest
+from mlflow import MlflowClient
+
+from cityagent.errors import CityAgentError, ConfigError
+from cityagent.training.bundle import ModelBundle
+from cityagent.training.data import predict_split, torch_predictor
+from cityagent.training.evaluate import evaluate_run
+from cityagent.training.fit import fit, resolve_config
+from cityagent.training.task import load_task
+from cityagent.training.tracking import tracking_uri
+
+
+def _artifacts(client: MlflowClient, run_id: str, path: str = "") -> set[str]:
+    out = set()
+    for f in client.list_artifacts(run_id, path):
+        out |= _artifacts(client, run_id, f.path) if f.is_dir else {f.path}
+    return out
+
+
+def test_in_process_fit_leaves_a_complete_mlflow_run(tiny_cfg, tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")  # this test checks the default store under CITYAGENT_HOME
+    cfg = tiny_cfg()
+    result = fit(cfg)
+    assert tracking_uri() == f"sqlite:///{tmp_path / 'home' / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri())
+    run = client.get_run(result.run_id)
+    assert run.info.status == "FINISHED"
+    assert client.get_experiment(run.info.experiment_id).name == "cityagent-traffic"
+    assert run.data.params["train.max_epochs"] == "2" and run.data.params["model.name"] == "gru"
+    assert run.data.params["data.fingerprint"] == run.data.tags["cityagent.hub_fingerprint"]
+    assert len(run.data.tags["cityagent.hub_fingerprint"]) == 64
+    assert run.data.tags["cityagent.task"] == "traffic-synthetic" and run.data.tags["cityagent.mode"] == "local"
+    assert "mlflow.source.git.commit" in run.data.tags  # the tests run inside the repo
+    assert [m.step for m in client.get_metric_history(result.run_id, "val_loss")] == [0, 1]
+    assert {"test_mae", "test_rmse", "test_mape", "test_mae_h3"} <= set(run.data.metrics)
+    assert run.data.metrics["test_mae"] == pytest.approx(result.metrics["test_mae"])
+    assert {
+        "config.yaml",
+        "task_notes.txt",
+        "metrics/per_horizon.csv",
+        "plots/forecast.png",
+        "plots/loss.png",
+        "bundle/model.pt",
+    } <= _artifacts(client, result.run_id)
+    assert str(tmp_path / "home" / "artifacts") in result.bundle_path  # artifacts beside the db, not ./mlruns
+
+    bundle = ModelBundle.load(result.bundle_path)
+    meta = bundle.meta
+    assert meta["run_id"] == result.run_id and meta["task"] == "traffic-synthetic" and meta["horizon"] == 3
+    assert meta["input_offsets"] == [-5, -4, -3, -2, -1, 0] and meta["target_offsets"] == [1, 2, 3]
+    assert meta["units"] == "km/h" and len(meta["nodes"]) == len(meta["eval_mask"]) == 6
+    task, _ = load_task(cfg.task)
+    pred = predict_split(torch_predictor(bundle.build()), task.test)
+    _, y, mask = task.test.arrays()
+    assert np.abs(pred - y)[mask].mean() == pytest.approx(result.metrics["test_mae"], rel=1e-5)
+    assert evaluate_run(result.run_id) == pytest.approx(result.metrics, rel=1e-5, nan_ok=True)
+
+
+@pytest.mark.parametrize("name", ["ha", "last_value", "gbrt"])
+def test_baselines_and_classical_log_the_same_metrics(tiny_cfg, name):
+    params = {"max_iter": 10} if name == "gbrt" else {}
+    result = fit(tiny_cfg(**{"model.name": name, "model.params": params}))
+    assert result.checkpoint is None and result.history == []
+    assert {"test_mae", "test_rmse", "test_mape", "test_mae_h1", "test_rmse_h3"} <= set(result.metrics)
+    assert np.isfinite(result.metrics["test_mae"])
+    assert evaluate_run(result.run_id) == pytest.approx(result.metrics, rel=1e-5, nan_ok=True)
+
+
+def test_risk_run_has_gsnet_metrics_and_a_risk_map(tiny_cfg):
+    result = fit(tiny_cfg(**{"task.domain": "risk", "model.name": "risk_ha", "model.params": {}}))
+    assert {"test_gsnet_rmse", "test_recall", "test_map"} <= set(result.metrics)
+    client = MlflowClient(tracking_uri())
+    assert "plots/risk_map.png" in _artifacts(client, result.run_id)
+    assert client.get_experiment_by_name("cityagent-risk") is not None
+
+
+def test_unknown_model_lists_valid_ones_before_reading_data(tiny_cfg):
+    with pytest.raises(ConfigError, match=r"unknown model 'gruu'.*Did you mean 'gru'.*Valid models: .*tgcn"):
+        fit(tiny_cfg(**{"model.name": "gruu", "task.dataset": "no-such-data"}))
+
+
+def test_unreachable_tracking_server_fails_fast_naming_it(tiny_cfg):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nothing listens there
+    t0 = time.perf_counter()
+    with pytest.raises(CityAgentError, match=rf"http://127.0.0.1:{port} is not reachable"):
+        fit(tiny_cfg(**{"tracking.tracking_uri": f"http://127.0.0.1:{port}"}))
+    assert time.perf_counter() - t0 < 10
+
+
+def test_overrides_merge_into_a_config(tiny_cfg):
+    base = tiny_cfg()
+    cfg = resolve_config(base, {"train__max_epochs": 7, "model": {"name": "tgcn"}, "task.params": {"horizon": 1}})
+    assert (cfg.train.max_epochs, cfg.model.name, cfg.task.params) == (7, "tgcn", {"horizon": 1})
+    assert cfg.task.hub == base.task.hub and cfg.train.workers == 0
+    with pytest.raises(ConfigError, match=r"not section\.key"):
+        resolve_config(base, {"epochs": 3})
+    assert mlflow.get_tracking_uri()  # fit never changed the global MLflow state in a way that breaks users

@@ -1,0 +1,152 @@
+"""Registry flows on the local sqlite store: promote, rollback, an append-only history, errors that change
+nothing, and the `cityagent models` CLI."""
+
+import pytest
+from mlflow.exceptions import MlflowException
+from typer import Typer
+from typer.testing import CliRunner
+
+from cityagent.agent.cli_models import export_command, models_app
+from cityagent.errors import CityAgentError
+from cityagent.training.registry import aliases as aliases_mod
+from cityagent.training.registry import history, list_versions, promote, rollback
+from cityagent.training.registry.history import TAG_PREFIX
+from tests.training.export_factories import sqlite_store
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    with sqlite_store(tmp_path_factory.mktemp("mlflow")) as s:
+        yield s
+
+
+def add_versions(store, name: str, maes: list[float]) -> list[str]:
+    """Registered versions of ``name`` backed by finished runs with test metrics (no ONNX: fast)."""
+    c = store.client
+    if name not in [m.name for m in c.search_registered_models()]:
+        c.create_registered_model(name)
+    out = []
+    for mae in maes:
+        run_id = c.create_run(store.experiment_id).info.run_id
+        c.log_metric(run_id, "test_mae", mae)
+        c.log_metric(run_id, "test_rmse", mae * 1.3)
+        c.log_metric(run_id, "train_loss", 0.1)  # not key metrics: training loss, per-horizon-step test error
+        c.log_metric(run_id, "test_mae_h1", mae)
+        c.set_terminated(run_id)
+        out.append(str(c.create_model_version(name, source=str(store.root / "src"), run_id=run_id).version))
+    return out
+
+
+def snapshot(store):
+    """Everything a failed command must leave untouched: versions, aliases and tags of every model."""
+    models = {m.name: (dict(m.aliases), dict(m.tags)) for m in store.client.search_registered_models()}
+    return list_versions(tracking_uri=store.uri), models
+
+
+def test_promote_promote_rollback_and_history(store):
+    v1, v2, _ = add_versions(store, "traffic-flow", [3.0, 2.5, 2.8])
+    m1 = promote("traffic-flow", v1, reason="first champion", actor="alice", tracking_uri=store.uri)
+    m2 = promote("traffic-flow", v2, reason="2.5 beats 3.0", actor="bob", tracking_uri=store.uri)
+    assert (m1.from_version, m1.to_version, m2.from_version, m2.to_version) == (None, v1, v1, v2)
+    assert promote("traffic-flow", v2, reason="again", tracking_uri=store.uri) is None  # no-op, not logged
+
+    back = rollback("traffic-flow", reason="v2 drifts at night", actor="carol", tracking_uri=store.uri)
+    assert (back.from_version, back.to_version, back.action) == (v2, v1, "rollback")
+    assert store.client.get_registered_model("traffic-flow").aliases == {"champion": int(v1)}
+
+    moves = history("traffic-flow", tracking_uri=store.uri)
+    assert [(m.seq, m.actor, m.reason, m.from_version, m.to_version) for m in moves] == [
+        (1, "alice", "first champion", None, v1),
+        (2, "bob", "2.5 beats 3.0", v1, v2),
+        (3, "carol", "v2 drifts at night", v2, v1),
+    ]
+    assert moves[1].metrics == {"test_mae": 2.5, "test_rmse": pytest.approx(3.25)}  # metrics at that moment
+    tags = store.client.get_registered_model("traffic-flow").tags
+    assert sorted(k for k in tags if k.startswith(TAG_PREFIX)) == [f"{TAG_PREFIX}00000{i}" for i in (1, 2, 3)]
+
+    rows = [r for r in list_versions("traffic-flow", tracking_uri=store.uri)]
+    assert [(r.version, r.aliases) for r in rows] == [(v1, ["champion"]), (v2, []), ("3", [])]
+    assert rows[0].metrics == {"test_mae": 3.0, "test_rmse": pytest.approx(3.9)} and rows[0].created is not None
+
+
+def test_rollback_undoes_in_order_and_skips_deleted_versions(store):
+    v1, v2, v3 = add_versions(store, "demand-undo", [3.0, 2.0, 1.0])
+    for v in (v1, v2, v3):
+        promote("demand-undo", v, reason=f"v{v}", tracking_uri=store.uri)
+    store.client.delete_model_version("demand-undo", v2)
+    assert rollback("demand-undo", reason="bad", tracking_uri=store.uri).to_version == v1  # v2 is gone
+    before = snapshot(store)
+    with pytest.raises(CityAgentError, match="no earlier champion"):
+        rollback("demand-undo", reason="again", tracking_uri=store.uri)
+    assert snapshot(store) == before
+
+
+def test_challenger_alias_has_its_own_history(store):
+    v1, v2 = add_versions(store, "risk-alias", [0.3, 0.2])
+    promote("risk-alias", v1, "challenger", reason="try", tracking_uri=store.uri)
+    promote("risk-alias", v2, "challenger", reason="try more", tracking_uri=store.uri)
+    promote("risk-alias", v1, reason="champion", tracking_uri=store.uri)
+    assert rollback("risk-alias", "challenger", reason="undo", tracking_uri=store.uri).to_version == v1
+    assert store.client.get_registered_model("risk-alias").aliases == {"champion": int(v1), "challenger": int(v1)}
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda uri: promote("errs", "99", reason="x", tracking_uri=uri), "no version '99'; existing versions: 1, 2"),
+        (lambda uri: promote("nope", "1", reason="x", tracking_uri=uri), "no registered model 'nope'.*known models"),
+        (lambda uri: rollback("errs", reason="x", tracking_uri=uri), "no earlier champion"),
+        (lambda uri: rollback("errs", "staging", reason="x", tracking_uri=uri), "no alias 'staging'"),
+        (lambda uri: rollback("nope", reason="x", tracking_uri=uri), "no registered model 'nope'"),
+        (lambda uri: promote("errs", "2", "latest", reason="x", tracking_uri=uri), "alias 'latest' is not allowed"),
+        (lambda uri: promote("errs", "2", reason="  ", tracking_uri=uri), "non-empty reason"),
+        (lambda uri: promote("errs", "2", reason="x" * 6000, tracking_uri=uri), "shorten the reason"),
+    ],
+)
+def test_errors_leave_the_registry_exactly_as_it_was(store, call, match):
+    if "errs" not in [m.name for m in store.client.search_registered_models()]:
+        v1, _ = add_versions(store, "errs", [1.0, 2.0])
+        promote("errs", v1, reason="only champion", tracking_uri=store.uri)
+    before = snapshot(store)
+    with pytest.raises(CityAgentError, match=match):
+        call(store.uri)
+    assert snapshot(store) == before
+
+
+def test_a_failed_history_write_puts_the_alias_back(store, monkeypatch):
+    v1, v2 = add_versions(store, "atomic", [1.0, 0.5])
+    promote("atomic", v1, reason="first", tracking_uri=store.uri)
+    before = snapshot(store)
+
+    def broken(*args, **kwargs):
+        raise MlflowException("tracking server went away")
+
+    monkeypatch.setattr(aliases_mod, "append_move", broken)
+    with pytest.raises(CityAgentError, match="nothing changed"):
+        promote("atomic", v2, reason="second", tracking_uri=store.uri)
+    assert snapshot(store) == before
+
+
+def test_cli_list_promote_rollback_history(store):
+    v1, v2 = add_versions(store, "cli-model", [4.0, 3.0])
+    runner, uri = CliRunner(env={"COLUMNS": "200"}), ["--tracking-uri", store.uri]  # no table wrapping
+    ok = runner.invoke(models_app, ["promote", "cli-model", v1, "--reason", "baseline", *uri])
+    assert ok.exit_code == 0, ok.output
+    assert runner.invoke(models_app, ["promote", "cli-model", v2, "--reason", "better", *uri]).exit_code == 0
+    assert runner.invoke(models_app, ["rollback", "cli-model", "--reason", "regression", *uri]).exit_code == 0
+    listed = runner.invoke(models_app, ["list", "cli-model", *uri])
+    assert listed.exit_code == 0 and "champion" in listed.output and "test_mae=4" in listed.output
+    hist = runner.invoke(models_app, ["history", "cli-model", *uri])
+    assert hist.exit_code == 0 and all(w in hist.output for w in ("baseline", "better", "regression"))
+
+    bad = runner.invoke(models_app, ["promote", "cli-model", "42", "--reason", "x", *uri])
+    assert bad.exit_code == 2 and "no version '42'" in bad.output
+    assert runner.invoke(models_app, ["rollback", "unknown-model", *uri]).exit_code == 2
+    assert runner.invoke(models_app, ["promote", "cli-model", v2, *uri]).exit_code != 0  # --reason is required
+
+
+def test_export_command_fails_cleanly_on_an_unknown_run(store):
+    app = Typer()
+    app.command("export")(export_command)
+    res = CliRunner().invoke(app, ["0123456789abcdef0123456789abcdef", "--tracking-uri", store.uri])
+    assert res.exit_code == 2 and "no run" in res.output

@@ -1,0 +1,50 @@
+"""load_task: where the hub comes from, the domain's table and target, fingerprints and clear errors."""
+
+import re
+
+import pytest
+
+from cityagent.errors import ConfigError, HubError
+from cityagent.training.config import TaskConfig
+from cityagent.training.task import load_task, task_name
+
+
+def test_synthetic_default_city_is_made_once_under_home(tmp_path, caplog):
+    cfg = TaskConfig(params={"input_len": 12, "horizon": 3})
+    task, fp = load_task(cfg)
+    manifest = tmp_path / "home" / "hub" / "hub.json"
+    assert manifest.is_file() and "synthesising" in caplog.text
+    assert task.feature_names[0] == "speed" and len(task.nodes) == 64 and task.horizon == 3
+    assert re.fullmatch(r"[0-9a-f]{64}", fp.sha256) and fp.source == str(tmp_path / "home" / "hub")
+    stamp = manifest.stat().st_mtime_ns
+    _, again = load_task(cfg)
+    assert manifest.stat().st_mtime_ns == stamp and again == fp  # same data, same fingerprint
+    assert task_name(cfg) == "traffic-synthetic"
+
+
+@pytest.mark.parametrize(("domain", "target", "nodes"), [("demand", "count", 4), ("risk", "severity", 4)])
+def test_domain_picks_table_and_target(tiny_hub, domain, target, nodes):
+    task, _ = load_task(TaskConfig(domain=domain, hub=str(tiny_hub), params={"input_len": 6, "horizon": 2}))
+    assert task.feature_names[0] == target and len(task.nodes) == nodes
+    assert task.extra["grid"] == [2, 2]  # zones of the synthetic grid: grid models can use it
+
+
+def test_fingerprint_follows_the_windows(tiny_hub):
+    _, a = load_task(TaskConfig(hub=str(tiny_hub), params={"input_len": 6, "horizon": 3}))
+    _, b = load_task(TaskConfig(hub=str(tiny_hub), params={"input_len": 4, "horizon": 3}))
+    assert a.sha256 != b.sha256 and a.nodes == b.nodes == 6
+
+
+def test_unknown_dataset_lists_valid_ones():
+    with pytest.raises(ConfigError, match=r"unknown dataset 'nyc-bikes'.*synthetic.*sz-taxi"):
+        load_task(TaskConfig(dataset="nyc-bikes"))
+
+
+def test_hub_too_short_says_steps_it_has_and_needs(tiny_hub):
+    with pytest.raises(HubError, match=r"168 steps.*needs 103"):
+        load_task(TaskConfig(hub=str(tiny_hub), params={"input_len": 100, "horizon": 3}))
+
+
+def test_known_dataset_goes_through_its_importer(shared_data):
+    task, fp = load_task(TaskConfig(dataset="sz-taxi", protocol="tgcn", params={"input_len": 4, "horizon": 1}))
+    assert fp.source == "dataset:sz-taxi" and len(task.nodes) == 40 and task.protocol == "tgcn"

@@ -1,0 +1,52 @@
+"""Build the model a config names for a task: the registry model with the task's shapes, wrapped in real units."""
+
+from collections.abc import Sequence
+from typing import Any
+
+from cityagent.errors import ConfigError
+from cityagent.hub.protocols import TaskData
+from cityagent.models.params import COMMON_PARAMS
+from cityagent.models.registry import build_model
+from cityagent.models.scaled import ScaledModel
+from cityagent.training.config import ModelConfig
+
+
+def target_channel(task: TaskData) -> int:
+    """Index of the target among the input features (the protocols put it first unless they say otherwise)."""
+    target = task.extra.get("target")
+    return task.feature_names.index(target) if target in task.feature_names else 0
+
+
+def build_params(task: TaskData, model: ModelConfig, quantiles: Sequence[float] | None = None) -> dict[str, Any]:
+    """The common params from the task (shapes, graph, grid, quantiles) plus the model's own hyperparameters."""
+    clash = sorted(set(model.params) & set(COMMON_PARAMS))
+    if clash:
+        raise ConfigError(
+            f"model.params sets {clash}, which come from the task; set them under task.params "
+            f"(input_len, horizon) or train.quantiles instead"
+        )
+    common = {
+        "num_nodes": len(task.nodes),
+        "in_features": len(task.feature_names),
+        "input_len": task.input_len,
+        "horizon": task.horizon,
+        "target_channel": target_channel(task),
+        "adjacency": task.adjacency,
+        "grid": tuple(task.extra["grid"]) if task.extra.get("grid") else None,
+        "quantiles": tuple(quantiles) if quantiles else None,
+    }
+    return {**{k: v for k, v in common.items() if v is not None}, **model.params}  # absent facts stay absent
+
+
+def scaled(task: TaskData, net: Any) -> ScaledModel:
+    """``net`` (scaled space) wrapped so it takes and returns real units, with the task's fitted scalers."""
+    xs, ys = task.x_scaler, task.y_scaler
+    return ScaledModel(net, xs.scale, xs.offset, float(ys.scale[0]), float(ys.offset[0]))
+
+
+def build_scaled_model(
+    task: TaskData, model: ModelConfig, quantiles: Sequence[float] | None = None
+) -> tuple[ScaledModel, dict[str, Any]]:
+    """``(ScaledModel, build params)`` for an nn.Module model; the params rebuild it through the registry."""
+    params = build_params(task, model, quantiles)
+    return scaled(task, build_model(model.name, **params)), params

@@ -1,0 +1,204 @@
+"""Export a training run to ONNX, log it into the same MLflow run, register it and make it the challenger.
+
+The run's ``bundle/model.pt`` is rebuilt, exported and checked for parity on ``bundle/sample.npz`` (real
+test windows) when the run has one. Parity failure raises ExportError before anything is logged or
+registered.
+"""
+
+import os
+import pickle
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from importlib.metadata import version as pkg_version
+from pathlib import Path
+
+import mlflow
+import numpy as np
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+from mlflow.models import ModelSignature
+from mlflow.models.model import ModelInfo
+from mlflow.tracking._tracking_service import utils as tracking_utils
+from mlflow.types import Schema, TensorSpec
+
+from cityagent.errors import CityAgentError
+from cityagent.home import home_dir
+from cityagent.training.bundle import BUNDLE_FILE, ModelBundle
+from cityagent.training.onnx_export import OnnxExport, build_onnx, export_bundle
+from cityagent.training.onnx_meta import INPUT_NAME, OUTPUT_NAME
+from cityagent.training.parity import ExportError
+from cityagent.training.registry import get_client, resolve_tracking_uri, set_alias
+from cityagent.training.registry.aliases import check_alias
+from cityagent.training.registry.store import is_not_found
+
+BUNDLE_DIR = "bundle"
+SAMPLE_FILE = "sample.npz"  # real-unit test windows: x [S, T_in, N, F], y [S, H, N]
+ONNX_NAME = "onnx"
+
+__all__ = ["ExportError", "ExportResult", "export_bundle", "export_run"]
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What ``export_run`` produced.
+
+    Args:
+        version: the registered model version, or None when not registered.
+        model_uri: ``models:/<task>/<version>`` when registered, else the logged model's ``models:/<model_id>``.
+        onnx_path: a local copy of the ONNX file (under ``$CITYAGENT_HOME/exports/<run_id>/``).
+        parity: relative difference torch vs ONNX Runtime on the sample windows.
+    """
+
+    version: str | None
+    model_uri: str
+    onnx_path: Path
+    parity: float
+
+
+def _runtime_requirements() -> list[str]:
+    """Exactly what loading the logged ONNX model needs (explicit, so MLflow does not guess)."""
+    return [f"{p}=={pkg_version(p)}" for p in ("mlflow", "onnx", "onnxruntime", "numpy")]
+
+
+def _signature(exported: OnnxExport) -> ModelSignature:
+    out_shape = tuple(exported.model.graph.output[0].type.tensor_type.shape.dim)
+    shape_y = tuple(-1 if d.dim_param else d.dim_value for d in out_shape)
+    shape_x = (-1, *exported.sample.shape[1:])
+    f32 = np.dtype(np.float32)
+    return ModelSignature(
+        inputs=Schema([TensorSpec(f32, shape_x, INPUT_NAME)]), outputs=Schema([TensorSpec(f32, shape_y, OUTPUT_NAME)])
+    )
+
+
+def _fetch_bundle(client: MlflowClient, run_id: str, dst: Path) -> tuple[ModelBundle, np.ndarray | None]:
+    """Download ``bundle/model.pt`` (and ``bundle/sample.npz`` when there) of ``run_id``."""
+    try:
+        client.get_run(run_id)
+    except MlflowException as e:
+        if not is_not_found(e):
+            raise
+        raise ExportError(
+            f"no run {run_id!r} at {client.tracking_uri}; check the run id and MLFLOW_TRACKING_URI."
+        ) from e
+    names = {Path(a.path).name for a in client.list_artifacts(run_id, BUNDLE_DIR)}
+    if BUNDLE_FILE not in names:
+        raise ExportError(f"run {run_id} has no {BUNDLE_DIR}/{BUNDLE_FILE} artifact; was it trained to the end?")
+    path = Path(client.download_artifacts(run_id, f"{BUNDLE_DIR}/{BUNDLE_FILE}", str(dst)))
+    try:
+        bundle = ModelBundle.load(path)
+    except CityAgentError as e:
+        raise ExportError(f"run {run_id}: {e}") from e
+    except pickle.UnpicklingError as e:  # not a torch file at all; ModelBundle.load lets this one through
+        raise ExportError(
+            f"run {run_id}: model bundle {path.name} is corrupt ({e.__class__.__name__}); retrain."
+        ) from e
+    if SAMPLE_FILE not in names:
+        return bundle, None
+    sample = Path(client.download_artifacts(run_id, f"{BUNDLE_DIR}/{SAMPLE_FILE}", str(dst)))
+    try:
+        with np.load(sample) as npz:
+            return bundle, npz["x"]
+    except (OSError, KeyError, ValueError) as e:
+        raise ExportError(f"run {run_id}: {BUNDLE_DIR}/{SAMPLE_FILE} is unreadable or lacks 'x' ({e}).") from e
+
+
+@contextmanager
+def _global_tracking_uri(uri: str) -> Iterator[None]:
+    """Point MLflow's global tracking URI at ``uri`` meanwhile, then restore it AND $MLFLOW_TRACKING_URI exactly.
+
+    ``mlflow.onnx.log_model`` and the registry store resolve logged models through the global URI; MLflow's own
+    ``set_tracking_uri(None)`` would also delete the environment variable, so it is put back by hand.
+    """
+    old_env, old_global = os.environ.get("MLFLOW_TRACKING_URI"), getattr(tracking_utils, "_tracking_uri", None)
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(old_global)
+        if old_env is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = old_env
+
+
+def _log_onnx(client: MlflowClient, run_id: str, exported: OnnxExport, tags: dict[str, str]) -> ModelInfo:
+    """Log the ONNX model into the training run as a logged model named ``onnx`` (in the run's experiment)."""
+    run = client.get_run(run_id)
+    logged = client.create_logged_model(run.info.experiment_id, name=ONNX_NAME, source_run_id=run_id, tags=tags)
+    return mlflow.onnx.log_model(
+        exported.model,
+        name=ONNX_NAME,
+        model_id=logged.model_id,
+        run_id=run_id,
+        signature=_signature(exported),
+        input_example={INPUT_NAME: exported.sample[:1]},
+        pip_requirements=_runtime_requirements(),
+        onnx_execution_providers=["CPUExecutionProvider"],
+        save_as_external_data=False,
+        registered_model_name=None,
+    )
+
+
+def _register(client: MlflowClient, task: str, domain: str, info: ModelInfo, tags: dict[str, str]) -> str:
+    """A new version of registered model ``task`` (created on first use); returns the version number."""
+    try:
+        client.get_registered_model(task)
+    except MlflowException as e:
+        if not is_not_found(e):
+            raise
+        client.create_registered_model(
+            task, tags={"cityagent.domain": domain}, description=f"cityagent task {task}: one version per export"
+        )
+    mv = client.create_model_version(task, source=info.model_uri, run_id=info.run_id, model_id=info.model_id, tags=tags)
+    return str(mv.version)
+
+
+def export_run(
+    run_id: str,
+    *,
+    tracking_uri: str | None = None,
+    register: bool = True,
+    alias: str | None = "challenger",
+    tolerance: float = 1e-4,
+    actor: str | None = None,
+) -> ExportResult:
+    """Export run ``run_id`` to ONNX, log it into that run as ``onnx``, register it and set ``alias``.
+
+    Args:
+        run_id: an MLflow training run with a ``bundle/model.pt`` artifact (and ideally ``bundle/sample.npz``).
+        tracking_uri: MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite under CITYAGENT_HOME).
+        register: create a version under the registered model named by the bundle's ``meta['task']``.
+        alias: alias to point at the new version (the move is recorded in the history); None sets none.
+        tolerance: largest allowed relative difference torch vs ONNX Runtime.
+        actor: who exports, for the history (default $USER).
+
+    Raises:
+        ExportError: a missing run or bundle, a corrupt bundle, or failed parity; nothing is logged then.
+    """
+    if register and alias:
+        check_alias(alias)
+    uri = resolve_tracking_uri(tracking_uri)
+    client = get_client(uri)
+    with tempfile.TemporaryDirectory() as tmp:
+        bundle, sample_x = _fetch_bundle(client, run_id, Path(tmp))
+    exported = build_onnx(bundle, sample_x, tolerance)  # parity failure raises here, before any write
+    task = str(bundle.meta["task"])
+    local = home_dir() / "exports" / run_id / "model.onnx"
+    local.parent.mkdir(parents=True, exist_ok=True)
+    local.write_bytes(exported.to_bytes())
+
+    tags = {"cityagent.task": task, "cityagent.model": bundle.model_name, "cityagent.parity": f"{exported.parity:.3g}"}
+    with _global_tracking_uri(uri):
+        info = _log_onnx(client, run_id, exported, tags)
+        client.log_metric(run_id, "onnx_parity_rel_diff", exported.parity)
+        client.log_metric(run_id, "onnx_size_mb", local.stat().st_size / 2**20)
+        if not register:
+            return ExportResult(None, info.model_uri, local, exported.parity)
+        version = _register(client, task, str(bundle.meta["domain"]), info, tags)
+    if alias:
+        set_alias(
+            task, version, alias, reason=f"exported from run {run_id}", actor=actor, action="export", tracking_uri=uri
+        )
+    return ExportResult(version, f"models:/{task}/{version}", local, exported.parity)

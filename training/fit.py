@@ -1,0 +1,218 @@
+"""``fit()``: the notebook and CLI entry point — config in, one tracked MLflow run and a model bundle out."""
+
+import logging
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import yaml
+
+from cityagent.errors import CityAgentError, ConfigError
+from cityagent.home import home_dir
+from cityagent.hub.protocols import TaskData
+from cityagent.models.registry import model_info
+from cityagent.training.build import build_scaled_model
+from cityagent.training.classical import ESTIMATOR_FILE, fit_classical
+from cityagent.training.config import RunConfig, load_config
+from cityagent.training.data import torch_predictor
+from cityagent.training.engine import TrainOutput
+from cityagent.training.report import make_bundle, report
+from cityagent.training.task import HubFingerprint, load_task, task_name
+from cityagent.training.tracked_run import TrackedRun
+from cityagent.training.tracking import check_server, experiment_name, git_commit, tracking_uri
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FitResult:
+    """What ``fit`` returns.
+
+    Args:
+        metrics: test metrics in real units (``test_mae``, ``test_rmse``, ``test_mape``, per-horizon ``test_mae_h1``,
+            protocol extras such as ``test_tgcn_accuracy`` or ``test_recall``).
+        run_id: the MLflow run.
+        checkpoint: the best training checkpoint (None for untrained baselines and classical models).
+        bundle_path: the logged ``bundle/model.pt`` (a local path for local stores, else its URI).
+        history: per-epoch metrics.
+        info: how it ran (mode, workers, resumed_from_epoch, seconds, export outcome).
+    """
+
+    metrics: dict[str, float]
+    run_id: str
+    checkpoint: str | None
+    bundle_path: str
+    history: list[dict[str, float]] = field(default_factory=list)
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+ConfigLike = RunConfig | Mapping[str, Any] | str | Path | None
+
+
+def resolve_config(config: ConfigLike, overrides: Mapping[str, Any]) -> RunConfig:
+    """A validated RunConfig from a config object, dict or YAML path plus keyword overrides.
+
+    Overrides are ``train__max_epochs=3`` (``__`` for dots), ``**{"train.max_epochs": 3}``, or whole sections
+    such as ``train={"max_epochs": 3}`` (merged key by key).
+    """
+    dotted: dict[str, Any] = {}
+    for key, value in overrides.items():
+        key = key.replace("__", ".")
+        if "." in key:
+            dotted[key] = value
+        elif isinstance(value, Mapping) and key in RunConfig.model_fields:
+            dotted |= {f"{key}.{k}": v for k, v in value.items()}
+        else:
+            raise ConfigError(
+                f"override {key!r} is not section.key; write e.g. train__max_epochs=3 or train={{'max_epochs': 3}}"
+            )
+    if isinstance(config, RunConfig):
+        return load_config(None, dotted, **config.model_dump())
+    if isinstance(config, Mapping):
+        return load_config(None, dotted, **{k: dict(v) for k, v in config.items()})
+    return load_config(config, dotted)
+
+
+def _params(cfg: RunConfig, task: TaskData, fp: HubFingerprint) -> dict[str, Any]:
+    return cfg.flat() | {
+        "data.task": task_name(cfg.task),
+        "data.source": fp.source,
+        "data.fingerprint": fp.sha256,
+        "data.nodes": len(task.nodes),
+        "data.features": ",".join(task.feature_names),
+        "data.start": fp.start,
+        "data.end": fp.end,
+        **{f"data.n_{k}": v for k, v in task.counts().items()},
+    }
+
+
+def _tags(cfg: RunConfig, fp: HubFingerprint, kind: str) -> dict[str, str]:
+    tags = {
+        "cityagent.task": task_name(cfg.task),
+        "cityagent.domain": cfg.task.domain,
+        "cityagent.model": cfg.model.name,
+        "cityagent.model_kind": kind,
+        "cityagent.hub_fingerprint": fp.sha256,
+    }
+    commit = git_commit()
+    if commit:
+        tags["mlflow.source.git.commit"] = commit
+    return tags
+
+
+def start_run(
+    uri: str,
+    cfg: RunConfig,
+    task: TaskData,
+    fp: HubFingerprint,
+    kind: str,
+    parent_run_id: str | None = None,
+    run_name: str | None = None,
+) -> TrackedRun:
+    """A new MLflow run with the resolved config, data facts, tags and the task notes already logged."""
+    run = TrackedRun.start(
+        uri,
+        experiment_name(cfg),
+        run_name or f"{cfg.model.name}-{task_name(cfg.task)}",
+        _tags(cfg, fp, kind),
+        parent_run_id,
+    )
+    run.params(_params(cfg, task, fp))
+    run.text(yaml.safe_dump(cfg.model_dump(), sort_keys=False), "config.yaml")
+    run.text("\n".join(task.notes) + "\n", "task_notes.txt")
+    return run
+
+
+def report_trained(run: TrackedRun, cfg: RunConfig, task: TaskData, fp: HubFingerprint, out: TrainOutput) -> FitResult:
+    """Rebuild the best weights of a deep model, then score, plot and bundle it into ``run``."""
+    model, _ = build_scaled_model(task, cfg.model, cfg.train.quantiles)
+    model.load_state_dict(out.state_dict)
+    bundle = make_bundle(cfg, task, fp, run.run_id, "deep", model.state_dict(), out.build_params)
+    run.metrics({"best_epoch": out.best_epoch})
+    run.tags({"cityagent.mode": out.info.get("mode", "deep")})
+    metrics, bundle_path = report(run, cfg, task, torch_predictor(model), bundle, out.history)
+    return FitResult(metrics, run.run_id, out.checkpoint, bundle_path, out.history, out.info)
+
+
+def train_and_report(
+    run: TrackedRun, cfg: RunConfig, task: TaskData, fp: HubFingerprint, callbacks: Sequence[pl.Callback] = ()
+) -> FitResult:
+    """Train (deep: in-process or Ray; classical: scikit-learn; baseline: nothing) and report into ``run``."""
+    kind = model_info(cfg.model.name).kind
+    if kind == "deep":
+        if cfg.train.workers == 0:
+            from cityagent.training.local import train_local
+
+            out = train_local(task, cfg, home_dir() / "checkpoints" / run.run_id, callbacks, on_epoch=run.epoch)
+        else:
+            from cityagent.training.ray_job import train_ray
+
+            out = train_ray(task, cfg, name=f"{cfg.model.name}-{run.run_id[:12]}", callbacks=callbacks)
+            for row in out.history:  # rank 0's reports, logged once from the driver
+                run.epoch(row)
+        return report_trained(run, cfg, task, fp, out)
+    run.tags({"cityagent.mode": kind})
+    with tempfile.TemporaryDirectory() as tmp:
+        if kind == "classical":
+            predict, params = fit_classical(task, cfg)
+            extra = [predict.save(Path(tmp) / ESTIMATOR_FILE)]
+            bundle = make_bundle(cfg, task, fp, run.run_id, kind, {}, params)
+            bundle.meta["estimator"] = ESTIMATOR_FILE
+        else:  # a parameter-free baseline: nothing to train
+            model, params = build_scaled_model(task, cfg.model, cfg.train.quantiles)
+            predict, extra = torch_predictor(model), []
+            bundle = make_bundle(cfg, task, fp, run.run_id, kind, model.state_dict(), params)
+        metrics, bundle_path = report(run, cfg, task, predict, bundle, [], extra)
+    return FitResult(metrics, run.run_id, None, bundle_path, [], {"mode": kind})
+
+
+def maybe_export(cfg: RunConfig, run_id: str) -> str:
+    """Export and register the run when asked and when ``cityagent.training.export`` is available."""
+    if not cfg.tracking.register_model:
+        return "skipped (tracking.register_model=false)"
+    try:
+        from cityagent.training.export import export_run
+    except ImportError:
+        log.info("cityagent.training.export is not available; run %s was not exported or registered", run_id)
+        return "skipped (cityagent.training.export not available)"
+    try:
+        return f"done: {export_run(run_id)}"
+    except CityAgentError as e:  # the run itself is fine; say why it is not served
+        log.warning("run %s trained but was not exported: %s", run_id, e)
+        return f"failed: {e}"
+
+
+def fit(config: ConfigLike = None, *, callbacks: Sequence[pl.Callback] = (), **overrides: Any) -> FitResult:
+    """Train, evaluate and track one model.
+
+    Args:
+        config: a ``RunConfig``, a dict of sections, a YAML path (see configs/), or None for defaults.
+        callbacks: extra Lightning callbacks for deep models (pickled to Ray workers).
+        **overrides: ``train__max_epochs=3``, ``**{"model.name": "tgcn"}`` or ``train={"workers": 0}``.
+
+    Returns:
+        FitResult with the test metrics, MLflow run id, best checkpoint and bundle location.
+
+    Raises:
+        ConfigError: unknown model (valid ones listed), dataset, protocol or parameter.
+        CityAgentError: an unreachable MLflow server or Ray cluster, named, before any training.
+    """
+    cfg = resolve_config(config, overrides)
+    kind = model_info(cfg.model.name).kind  # an unknown name fails here, before any data is read
+    uri = tracking_uri(cfg.tracking.tracking_uri)
+    check_server(uri)
+    if kind == "deep" and cfg.train.workers > 0:
+        from cityagent.training.ray_cluster import check_reachable, ray_address
+
+        address = ray_address(cfg.train.address)
+        if address:
+            check_reachable(address)
+    task, fp = load_task(cfg.task)
+    with start_run(uri, cfg, task, fp, kind) as run:
+        result = train_and_report(run, cfg, task, fp, callbacks)
+    result.info["export"] = maybe_export(cfg, result.run_id)
+    log.info("run %s: %s", result.run_id, {k: round(v, 4) for k, v in result.metrics.items() if "_h" not in k})
+    return result

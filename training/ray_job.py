@@ -1,0 +1,141 @@
+"""Train on Ray: a ``TorchTrainer`` whose workers run Lightning through Ray's own integration.
+
+Each worker builds a normal ``pl.Trainer(strategy=RayDDPStrategy(), plugins=[RayLightningEnvironment()],
+callbacks=[RayTrainReportCallback(), EarlyStopping])`` passed through ``prepare_trainer``; a checkpoint is
+reported every epoch, and after a worker failure the group restarts from ``ray.train.get_checkpoint()``.
+The task travels through the object store (``ray.put``), so no shared filesystem is needed for the data.
+"""
+
+import logging
+import time
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+
+from cityagent.errors import CityAgentError
+from cityagent.hub.protocols import TaskData
+from cityagent.training.build import build_params
+from cityagent.training.config import RunConfig
+from cityagent.training.engine import (
+    TrainOutput,
+    early_stopping,
+    make_loaders,
+    make_module,
+    monitor_for,
+    read_checkpoint,
+    set_threads,
+    trainer_kwargs,
+)
+from cityagent.training.ray_cluster import connect, storage_path
+
+log = logging.getLogger(__name__)
+CKPT_NAME = "checkpoint.ckpt"  # RayTrainReportCallback.CHECKPOINT_NAME
+
+
+def train_worker(config: dict[str, Any]) -> None:
+    """The loop every Ray Train worker runs (``train_loop_per_worker``)."""
+    import ray
+    import ray.train
+    from ray.train.lightning import RayDDPStrategy, RayLightningEnvironment, RayTrainReportCallback, prepare_trainer
+
+    task: TaskData = config["task"]
+    if isinstance(task, ray.ObjectRef):
+        task = ray.get(task)
+    cfg = RunConfig.model_validate(config["cfg"])
+    set_threads(cfg, worker=True)
+    pl.seed_everything(cfg.train.seed, workers=True, verbose=False)
+    module, _ = make_module(task, cfg)
+    callbacks = [RayTrainReportCallback(), early_stopping(cfg, monitor_for(task)), *config.get("callbacks", [])]
+    trainer = pl.Trainer(
+        **trainer_kwargs(cfg),
+        devices="auto",
+        strategy=RayDDPStrategy(),
+        plugins=[RayLightningEnvironment()],
+        callbacks=callbacks,
+    )
+    trainer = prepare_trainer(trainer)
+    train_dl, val_dl = make_loaders(task, cfg)
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is None:
+        trainer.fit(module, train_dl, val_dl)
+        return
+    with checkpoint.as_directory() as folder:
+        path = Path(folder) / CKPT_NAME
+        _, module.resumed_from_epoch = read_checkpoint(path)
+        trainer.fit(module, train_dl, val_dl, ckpt_path=str(path))
+
+
+def _history(result: Any) -> list[dict[str, float]]:
+    """Rank 0's reported metrics, one row per epoch (the last report wins after a restart)."""
+    rows: dict[int, dict[str, float]] = {}
+    for _, metrics in result.best_checkpoints or []:
+        row = {k: float(v) for k, v in metrics.items() if isinstance(v, int | float)}
+        rows[int(row.get("epoch", len(rows)))] = row
+    return [rows[e] for e in sorted(rows)]
+
+
+def train_ray(
+    task: TaskData, cfg: RunConfig, name: str | None = None, callbacks: Sequence[pl.Callback] = ()
+) -> TrainOutput:
+    """Fit ``cfg.model`` on ``task`` with ``cfg.train.workers`` Ray Train workers.
+
+    Args:
+        task: the windows (shipped to the workers through the object store).
+        cfg: the run config; ``train.workers``, ``cpus_per_worker``, ``max_failures``, ``address`` matter here.
+        name: Ray Train run name (a folder under the storage path); default a fresh unique name.
+        callbacks: extra Lightning callbacks, pickled to every worker.
+
+    Raises:
+        CityAgentError: the cluster cannot be reached, or training failed more than ``max_failures`` times.
+    """
+    import ray
+    from ray.train import CheckpointConfig, FailureConfig, ScalingConfig
+    from ray.train import RunConfig as RayRunConfig
+    from ray.train.torch import TorchTrainer
+
+    t0 = time.perf_counter()
+    workers, cpus = cfg.train.workers, cfg.train.cpus_per_worker
+    started = connect(cfg.train.address, workers * cpus)
+    monitor = monitor_for(task)
+    try:
+        trainer = TorchTrainer(
+            train_worker,
+            train_loop_config={"task": ray.put(task), "cfg": cfg.model_dump(), "callbacks": list(callbacks)},
+            scaling_config=ScalingConfig(num_workers=workers, use_gpu=False, resources_per_worker={"CPU": cpus}),
+            run_config=RayRunConfig(
+                name=name or f"{cfg.model.name}-{uuid.uuid4().hex[:8]}",
+                storage_path=storage_path(),
+                failure_config=FailureConfig(max_failures=cfg.train.max_failures),
+                checkpoint_config=CheckpointConfig(checkpoint_score_attribute=monitor, checkpoint_score_order="min"),
+            ),
+        )
+        try:
+            result = trainer.fit()
+        except ray.train.TrainingFailedError as e:
+            raise CityAgentError(
+                f"Ray training of {cfg.model.name!r} failed (max_failures={cfg.train.max_failures}): {e}"
+            ) from e
+        best = result.get_best_checkpoint(monitor, "min") or result.checkpoint
+        if best is None:
+            raise CityAgentError("Ray training reported no checkpoint; did every epoch fail?")
+        with best.as_directory() as folder:
+            state, epoch = read_checkpoint(Path(folder) / CKPT_NAME)
+    finally:
+        if started:
+            ray.shutdown()
+    history = _history(result)
+    resumed = [int(r["resumed_from_epoch"]) for r in history if "resumed_from_epoch" in r]
+    info = {
+        "mode": "ray",
+        "workers": workers,
+        "cpus_per_worker": cpus,
+        "ray_run": str(result.path),
+        "resumed_from_epoch": min(resumed) if resumed else None,
+        "epochs_run": len(history),
+        "train_seconds": round(time.perf_counter() - t0, 2),
+    }
+    params = build_params(task, cfg.model, cfg.train.quantiles)
+    return TrainOutput(state, params, history, best.path, epoch, info)

@@ -1,0 +1,23 @@
+"""The model registry on MLflow: versions, aliases (champion, challenger) and an append-only history of moves.
+
+``promote``/``rollback`` move an alias and log who, when, why and the metrics at that moment; ``history``
+reads the log back. Everything works against the local sqlite store or a team's tracking server.
+"""
+
+from cityagent.training.registry.aliases import promote, rollback, set_alias
+from cityagent.training.registry.history import Move, history, record_decision
+from cityagent.training.registry.store import get_client, resolve_tracking_uri
+from cityagent.training.registry.versions import VersionRow, list_versions
+
+__all__ = [
+    "Move",
+    "VersionRow",
+    "get_client",
+    "history",
+    "list_versions",
+    "promote",
+    "record_decision",
+    "resolve_tracking_uri",
+    "rollback",
+    "set_alias",
+]

@@ -1,0 +1,89 @@
+"""What the registry holds: one row per model version with its aliases and key metrics."""
+
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from mlflow import MlflowClient
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
+
+from cityagent.training.registry.store import (
+    get_client,
+    get_registered_model,
+    is_not_found,
+    known_models,
+    list_model_versions,
+)
+
+KEY_METRIC_PREFIXES = ("test_",)  # the held-out metrics a promotion is judged on
+PER_STEP = re.compile(r"_h\d+$")  # per-horizon-step variants (test_mae_h3) stay in MLflow, out of the summary
+MAX_KEY_METRICS = 8
+
+
+@dataclass(frozen=True)
+class VersionRow:
+    """One registered model version.
+
+    Args:
+        name: registered model (one per task, e.g. ``traffic-sz``).
+        version: version number as a string.
+        aliases: aliases pointing at it (``champion``, ``challenger``), sorted.
+        metrics: key metrics of its training run (``test_mae``, ``test_rmse``, ...), real units.
+        created: creation time, UTC.
+        run_id: the training run it came from, or None.
+    """
+
+    name: str
+    version: str
+    aliases: list[str]
+    metrics: dict[str, float] = field(default_factory=dict)
+    created: datetime | None = None
+    run_id: str | None = None
+
+
+def key_metrics(client: MlflowClient, run_id: str | None) -> dict[str, float]:
+    """The run's overall test metrics (at most MAX_KEY_METRICS, sorted by name); {} when the run is gone."""
+    if not run_id:
+        return {}
+    try:
+        metrics = client.get_run(run_id).data.metrics
+    except MlflowException as e:
+        if is_not_found(e):
+            return {}
+        raise
+    keys = sorted(k for k in metrics if k.startswith(KEY_METRIC_PREFIXES) and not PER_STEP.search(k))
+    keys = keys[:MAX_KEY_METRICS]
+    return {k: float(metrics[k]) for k in keys}
+
+
+def version_metrics(client: MlflowClient, mv: ModelVersion) -> dict[str, float]:
+    return key_metrics(client, mv.run_id)
+
+
+def list_versions(name: str | None = None, *, tracking_uri: str | None = None) -> list[VersionRow]:
+    """Every version of ``name`` (or of every registered model), oldest first.
+
+    Args:
+        name: a registered model name; None lists all of them.
+        tracking_uri: MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite under CITYAGENT_HOME).
+    """
+    client = get_client(tracking_uri)
+    names = [name] if name is not None else known_models(client)
+    rows = []
+    for n in names:
+        by_version: dict[str, list[str]] = {}
+        for alias, v in get_registered_model(client, n).aliases.items():
+            by_version.setdefault(str(v), []).append(alias)
+        for mv in list_model_versions(client, n):
+            rows.append(
+                VersionRow(
+                    name=n,
+                    version=str(mv.version),
+                    aliases=sorted(by_version.get(str(mv.version), [])),
+                    metrics=version_metrics(client, mv),
+                    created=datetime.fromtimestamp(mv.creation_timestamp / 1000, tz=UTC),
+                    run_id=mv.run_id,
+                )
+            )
+    return rows

@@ -1,0 +1,149 @@
+"""The task a config names: find the hub (synthetic city, known dataset or a location), window it, fingerprint it."""
+
+import hashlib
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cityagent.errors import ConfigError, HubError
+from cityagent.home import home_dir
+from cityagent.hub.hub import MANIFEST, Hub
+from cityagent.hub.io import is_sql_url, read_hub
+from cityagent.hub.protocols import TaskData, build_task, protocol_params
+from cityagent.training.config import TaskConfig
+
+log = logging.getLogger(__name__)
+
+# domain → (hub table, target column) passed to protocols that take them, unless the config sets them
+DOMAIN_TARGET = {"traffic": ("traffic", "speed"), "demand": ("demand", "count"), "risk": ("incidents", "severity")}
+DEFAULT_CITY = {"sensors": 64, "zones": 16, "days": 7, "step": "5min", "seed": 0}  # ~1 s to synthesise
+
+
+@dataclass(frozen=True)
+class HubFingerprint:
+    """What data a run saw: a sha256 over the window arrays, nodes, time range and sample anchors.
+
+    Args:
+        sha256: hex digest; equal digests mean the same windows were trained and tested on.
+        source: where the hub came from (a path, URL or ``dataset:<name>``).
+        nodes: N.
+        steps: T, length of the shared time axis.
+        start, end: first and last step (ISO, hub timezone).
+    """
+
+    sha256: str
+    source: str
+    nodes: int
+    steps: int
+    start: str
+    end: str
+
+    @property
+    def short(self) -> str:
+        return self.sha256[:12]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def task_name(cfg: TaskConfig) -> str:
+    """``<domain>-<dataset>``, e.g. ``traffic-synthetic``: the name a model is registered and served under."""
+    return f"{cfg.domain}-{cfg.dataset}"
+
+
+def _known_datasets() -> dict[str, Any]:
+    from cityagent.hub.importers.datasets import DATASETS
+
+    return DATASETS
+
+
+def resolve_hub(cfg: TaskConfig) -> tuple[Hub, str]:
+    """The hub ``cfg`` names and a string saying where it came from."""
+    datasets = _known_datasets()
+    if cfg.dataset == "synthetic":
+        location = cfg.hub or str(home_dir() / "hub")
+        if not is_sql_url(location) and "://" not in location and not (Path(location) / MANIFEST).is_file():
+            from cityagent.hub.synth import synthesize
+
+            log.warning("no hub at %s: synthesising a default city there (%s)", location, DEFAULT_CITY)
+            synthesize(location, progress=False, **DEFAULT_CITY)
+        return read_hub(location), str(location)
+    if cfg.dataset in datasets:
+        from cityagent.hub.importers.datasets import import_known
+
+        return import_known(cfg.dataset), f"dataset:{cfg.dataset}"
+    if cfg.hub:
+        return read_hub(cfg.hub), str(cfg.hub)
+    raise ConfigError(
+        f"unknown dataset {cfg.dataset!r}; use 'synthetic', one of {', '.join(datasets)}, "
+        f"or set task.hub to a hub location"
+    )
+
+
+def task_params(cfg: TaskConfig) -> dict[str, Any]:
+    """The protocol parameters: the config's, plus the domain's table and target where the protocol takes them."""
+    params = dict(cfg.params)
+    accepted = protocol_params(cfg.protocol)
+    table, target = DOMAIN_TARGET[cfg.domain]
+    if "table" in accepted and "table" not in params:
+        params["table"] = table
+        if "target" in accepted and "target" not in params:
+            params["target"] = target
+    return params
+
+
+def fingerprint(task: TaskData, source: str) -> HubFingerprint:
+    """sha256 over the bytes of the shared window arrays, the node ids, the time axis and every split's anchors."""
+    h = hashlib.sha256()
+    seen: set[int] = set()
+    for split in (task.train, task.val, task.test):
+        for arr in (split.x, split.y):
+            if id(arr) not in seen:  # splits usually share one x and one y
+                seen.add(id(arr))
+                h.update(str(arr.shape).encode() + str(arr.dtype).encode())
+                h.update(np.ascontiguousarray(arr).tobytes())
+        h.update(np.ascontiguousarray(split.anchors).tobytes())
+    h.update("\x1f".join(task.nodes).encode())
+    times = task.train.times
+    h.update(f"{times[0].isoformat()}|{times[-1].isoformat()}|{len(times)}|{task.step}".encode())
+    return HubFingerprint(
+        h.hexdigest(), source, len(task.nodes), len(times), times[0].isoformat(), times[-1].isoformat()
+    )
+
+
+def load_task(cfg: TaskConfig) -> tuple[TaskData, HubFingerprint]:
+    """Read the hub, build the protocol's windows and fingerprint the slice used.
+
+    Args:
+        cfg: the ``task`` section: domain, dataset ('synthetic', a known dataset name, or any name with
+            ``hub`` set), protocol and its parameters.
+
+    Raises:
+        ConfigError: unknown dataset (valid ones listed) or protocol parameter.
+        HubError: a hub too short for the window (steps it has and needs) or without training windows.
+    """
+    hub, source = resolve_hub(cfg)
+    task = build_task(hub, cfg.protocol, **task_params(cfg))
+    if len(task.train) == 0:
+        spec = task.spec
+        raise HubError(
+            f"{source}: the {cfg.protocol} protocol left no training windows; the hub has "
+            f"{len(task.train.times)} steps and one window needs {spec.need()} "
+            f"({spec.input_len} in, horizon {spec.horizon}); use a longer hub or a shorter window"
+        )
+    grid = hub.meta.extra.get("grid")
+    if "grid" not in task.extra and grid and int(grid[0]) * int(grid[1]) == len(task.nodes):
+        task.extra["grid"] = [int(grid[0]), int(grid[1])]  # zones of a gridded hub: grid models can use it
+    fp = fingerprint(task, source)
+    log.info(
+        "task %s: %s samples, %d nodes, features %s, fingerprint %s",
+        task_name(cfg),
+        task.counts(),
+        len(task.nodes),
+        task.feature_names,
+        fp.short,
+    )
+    return task, fp

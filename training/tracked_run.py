@@ -1,0 +1,90 @@
+"""One MLflow run written from the driver through an explicit client (no global active run, so nested runs
+and several trainings in one notebook do not interfere)."""
+
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from cityagent.training.tracking import client_for, experiment_id, finite, param_value
+
+BATCH = 100  # MLflow accepts at most 100 params / 1000 metrics per log_batch call
+
+
+class TrackedRun:
+    """A started MLflow run; use as a context manager so a failure marks it FAILED.
+
+    Args:
+        client: an ``MlflowClient``.
+        run_id: the run.
+    """
+
+    def __init__(self, client: Any, run_id: str):
+        self.client, self.run_id = client, run_id
+
+    @classmethod
+    def start(
+        cls,
+        uri: str | None,
+        experiment: str,
+        run_name: str,
+        tags: dict[str, str] | None = None,
+        parent_run_id: str | None = None,
+    ) -> "TrackedRun":
+        """Create a run in ``experiment`` (created if missing) on the store at ``uri`` (default store if None)."""
+        client = client_for(uri)
+        tags = dict(tags or {})
+        if parent_run_id:
+            tags["mlflow.parentRunId"] = parent_run_id
+        run = client.create_run(experiment_id(client, experiment), run_name=run_name, tags=tags)
+        return cls(client, run.info.run_id)
+
+    @property
+    def artifact_uri(self) -> str:
+        return self.client.get_run(self.run_id).info.artifact_uri
+
+    def params(self, params: dict[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        items = [Param(k, param_value(v)) for k, v in params.items()]
+        for i in range(0, len(items), BATCH):
+            self.client.log_batch(self.run_id, params=items[i : i + BATCH])
+
+    def tags(self, tags: dict[str, Any]) -> None:
+        from mlflow.entities import RunTag
+
+        self.client.log_batch(self.run_id, tags=[RunTag(k, param_value(v)) for k, v in tags.items()])
+
+    def metrics(self, metrics: dict[str, Any], step: int = 0, prefix: str = "") -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        items = [Metric(prefix + k, v, now, step) for k, v in finite(metrics).items()]
+        for i in range(0, len(items), BATCH):
+            self.client.log_batch(self.run_id, metrics=items[i : i + BATCH])
+
+    def epoch(self, row: dict[str, float]) -> None:
+        """One epoch's metrics at step = epoch (``epoch`` and ``step`` themselves are not metrics)."""
+        self.metrics({k: v for k, v in row.items() if k not in ("epoch", "step")}, step=int(row["epoch"]))
+
+    def artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        self.client.log_artifact(self.run_id, str(path), artifact_path)
+
+    def text(self, text: str, artifact_file: str) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            p = Path(tmp) / Path(artifact_file).name
+            p.write_text(text)
+            parent = str(Path(artifact_file).parent)
+            self.artifact(p, None if parent == "." else parent)
+
+    def end(self, status: str = "FINISHED") -> None:
+        self.client.set_terminated(self.run_id, status)
+
+    def __enter__(self) -> "TrackedRun":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.end("FINISHED")
+        else:
+            self.end("KILLED" if issubclass(exc_type, KeyboardInterrupt) else "FAILED")

@@ -1,0 +1,107 @@
+"""MLflow: one run per training with the resolved config, data fingerprint, git commit, metrics and artifacts.
+
+Default store: ``sqlite:///$CITYAGENT_HOME/mlflow.db`` with artifacts beside it; ``MLFLOW_TRACKING_URI`` or
+``tracking.tracking_uri`` switch to a team server, which is checked first so a server that is down fails fast.
+Everything is logged from the driver (one process), so Ray workers never create duplicate runs.
+"""
+
+import logging
+import math
+import os
+import subprocess
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from cityagent.errors import CityAgentError
+from cityagent.home import home_dir
+from cityagent.training.config import RunConfig
+
+log = logging.getLogger(__name__)
+REPO = Path(__file__).resolve().parents[1]
+MAX_PARAM = 6000  # MLflow's limit on a param value
+
+
+def tracking_uri(uri: str | None = None) -> str:
+    """``uri``, else ``$MLFLOW_TRACKING_URI``, else ``sqlite:///$CITYAGENT_HOME/mlflow.db``."""
+    return uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{home_dir() / 'mlflow.db'}"
+
+
+def check_server(uri: str, timeout: float = 3.0) -> None:
+    """Raise CityAgentError naming ``uri`` when an http(s) tracking server does not answer its health check."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout):
+            pass
+    except urllib.error.HTTPError:
+        return  # it answered (e.g. an auth proxy): the server is up
+    except (urllib.error.URLError, OSError) as e:
+        why = getattr(e, "reason", e)
+        raise CityAgentError(
+            f"MLflow tracking server {uri} is not reachable ({why}); start it, fix "
+            f"MLFLOW_TRACKING_URI / tracking.tracking_uri, or unset them for the local store"
+        ) from e
+
+
+def artifact_root(uri: str) -> str | None:
+    """Artifacts of a sqlite store go beside the database (not into ./mlruns of the working directory)."""
+    if uri.startswith("sqlite:///"):
+        return (Path(uri.removeprefix("sqlite:///")).parent / "artifacts").resolve().as_uri()
+    return None  # a server or file store decides itself
+
+
+def experiment_name(cfg: RunConfig) -> str:
+    """``tracking.experiment``, else one experiment per domain: ``cityagent-<domain>``."""
+    return cfg.tracking.experiment or f"cityagent-{cfg.task.domain}"
+
+
+def client_for(uri: str | None = None):
+    """A checked ``MlflowClient`` for ``uri`` (default store when None)."""
+    from mlflow import MlflowClient
+
+    uri = tracking_uri(uri)
+    check_server(uri)
+    return MlflowClient(tracking_uri=uri)
+
+
+def experiment_id(client: Any, name: str) -> str:
+    """The experiment ``name``, created (with artifacts beside a sqlite store) when missing."""
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    root = artifact_root(client.tracking_uri)
+    return client.create_experiment(name, artifact_location=f"{root}/{name}" if root else None)
+
+
+def git_commit() -> str | None:
+    """HEAD of the repository this code runs from, with ``-dirty`` when the tree has changes; None outside git."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=5)
+        if head.returncode:
+            return None
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        ).stdout.strip()
+        return head.stdout.strip() + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def param_value(v: Any) -> str:
+    s = str(v)
+    return s if len(s) <= MAX_PARAM else s[: MAX_PARAM - 3] + "..."
+
+
+def finite(metrics: dict[str, Any]) -> dict[str, float]:
+    """Numeric metrics only (NaN kept: MLflow stores it; None and strings dropped)."""
+    return {
+        k: float(v)
+        for k, v in metrics.items()
+        if isinstance(v, int | float) and not isinstance(v, bool) and not math.isinf(float(v))
+    }

@@ -1,0 +1,227 @@
+"""Hyperparameter search with Ray Tune and ASHA: each trial is a Ray Train run (or, with ``train.workers=0``,
+an in-process Lightning run); every trial is logged to MLflow under one parent run, the best one in full."""
+
+import copy
+import logging
+import os
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+
+from cityagent.errors import CityAgentError, ConfigError
+from cityagent.hub.protocols import TaskData
+from cityagent.models.registry import model_info
+from cityagent.training.build import build_params
+from cityagent.training.config import RunConfig, load_config
+from cityagent.training.engine import (
+    TrainOutput,
+    early_stopping,
+    make_loaders,
+    make_module,
+    monitor_for,
+    read_checkpoint,
+    set_threads,
+    trainer_kwargs,
+)
+from cityagent.training.fit import ConfigLike, FitResult, maybe_export, report_trained, resolve_config, start_run
+from cityagent.training.ray_cluster import connect, storage_path
+from cityagent.training.ray_job import CKPT_NAME, train_worker
+from cityagent.training.task import load_task, task_name
+from cityagent.training.tracking import check_server, tracking_uri
+
+log = logging.getLogger(__name__)
+FORCE_CLEANUP_ENV = "TUNE_FORCE_TRIAL_CLEANUP_S"
+
+
+def default_search_space(cfg: RunConfig) -> dict[str, Any]:
+    """Learning rate and weight decay, plus the model's ``hidden_size`` and ``dropout`` when it has them."""
+    from ray import tune
+
+    space: dict[str, Any] = {"train.lr": tune.loguniform(1e-4, 1e-2), "train.weight_decay": tune.loguniform(1e-6, 1e-2)}
+    params = model_info(cfg.model.name).params
+    if "hidden_size" in params:
+        space["model.params.hidden_size"] = tune.choice([16, 32, 64])
+    if "dropout" in params:
+        space["model.params.dropout"] = tune.uniform(0.0, 0.3)
+    return space
+
+
+def trial_config(base: dict[str, Any], trial: dict[str, Any]) -> RunConfig:
+    """``base`` (a ``RunConfig.model_dump()``) with the trial's dotted-key values."""
+    return load_config(None, trial, **copy.deepcopy(base))
+
+
+class _TuneReport(pl.Callback):
+    """Reports each epoch's metrics and a Lightning checkpoint to Tune (in-process trials)."""
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        from ray import tune
+
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items()} | {"epoch": trainer.current_epoch}
+        with tempfile.TemporaryDirectory() as tmp:
+            trainer.save_checkpoint(Path(tmp) / CKPT_NAME)
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
+
+
+def run_trial(trial: dict[str, Any], task: TaskData, base: dict[str, Any]) -> None:
+    """One Tune trial: in-process Lightning, or a Ray Train run whose reports flow up to Tune."""
+    cfg = trial_config(base, trial)
+    if cfg.train.workers == 0:
+        set_threads(cfg, worker=True)
+        pl.seed_everything(cfg.train.seed, workers=True, verbose=False)
+        module, _ = make_module(task, cfg)
+        callbacks = [_TuneReport(), early_stopping(cfg, monitor_for(task))]
+        trainer = pl.Trainer(**trainer_kwargs(cfg), devices=1, callbacks=callbacks, enable_checkpointing=False)
+        trainer.fit(module, *make_loaders(task, cfg))
+        return
+    import ray
+    from ray import tune
+    from ray.train import CheckpointConfig, FailureConfig, ScalingConfig
+    from ray.train import RunConfig as RayRunConfig
+    from ray.train.torch import TorchTrainer
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    TorchTrainer(
+        train_worker,
+        train_loop_config={"task": ray.put(task), "cfg": cfg.model_dump()},
+        scaling_config=ScalingConfig(num_workers=cfg.train.workers, resources_per_worker={"CPU": cfg.train.cpus_per_worker}),
+        run_config=RayRunConfig(
+            name=f"trial-{tune.get_context().get_trial_id()}",
+            storage_path=storage_path(),
+            callbacks=[TuneReportCallback()],
+            failure_config=FailureConfig(max_failures=cfg.train.max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=1, checkpoint_score_attribute=monitor_for(task),
+                                               checkpoint_score_order="min"),
+        ),
+    ).fit()
+
+
+def _history(result: Any) -> list[dict[str, float]]:
+    df = result.metrics_dataframe
+    if df is None or "epoch" not in df:
+        return []
+    keep = [c for c in df.columns if c in ("epoch", "train_loss", "val_loss", "val_mae", "lr")]
+    rows = df[keep].dropna(subset=["epoch"]).drop_duplicates("epoch", keep="last")
+    return [{k: float(v) for k, v in r.items()} for r in rows.to_dict("records")]
+
+
+def _best_weights(result: Any, monitor: str) -> tuple[dict[str, Any], int, str]:
+    """The trial's lowest-``monitor`` weights: a Train checkpoint path (Ray trials) or a Tune checkpoint."""
+    df = result.metrics_dataframe
+    row = df.loc[df[monitor].idxmin()]
+    path = row.get("checkpoint_path") if "checkpoint_path" in df else None
+    if isinstance(path, str) and path:
+        state, epoch = read_checkpoint(Path(path) / CKPT_NAME)
+        return state, epoch, path
+    ckpt = result.get_best_checkpoint(monitor, "min") or result.checkpoint
+    if ckpt is None:
+        raise CityAgentError(f"the best trial ({result.path}) left no checkpoint")
+    with ckpt.as_directory() as folder:
+        state, epoch = read_checkpoint(Path(folder) / CKPT_NAME)
+    return state, epoch, ckpt.path
+
+
+def _search(cfg: RunConfig, task: TaskData, samples: int, space: dict[str, Any], max_concurrent: int | None) -> Any:
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+
+    monitor = monitor_for(task)
+    in_process = cfg.train.workers == 0
+    # a Ray-Train trial only drives its workers: it holds a little memory and no CPU (even a fraction of a CPU
+    # would keep a whole-CPU worker bundle from fitting on a small machine)
+    resources = {"cpu": cfg.train.cpus_per_worker} if in_process else {"memory": 64 * 2**20}
+    if max_concurrent is None:
+        import ray
+
+        per_trial = cfg.train.cpus_per_worker * max(cfg.train.workers, 1)
+        max_concurrent = max(1, int(ray.cluster_resources().get("CPU", 1) // per_trial))
+    trainable = tune.with_resources(tune.with_parameters(run_trial, task=task, base=cfg.model_dump()), resources)
+    scheduler = ASHAScheduler(time_attr="training_iteration", max_t=cfg.train.max_epochs,
+                              grace_period=min(2, cfg.train.max_epochs), reduction_factor=2)
+    tuner = tune.Tuner(
+        trainable,
+        param_space=space,
+        tune_config=tune.TuneConfig(metric=monitor, mode="min", num_samples=samples, scheduler=scheduler,
+                                    max_concurrent_trials=max_concurrent),
+        run_config=tune.RunConfig(name=f"tune-{cfg.model.name}-{uuid.uuid4().hex[:8]}", storage_path=storage_path(),
+                                  verbose=0, checkpoint_config=tune.CheckpointConfig(
+                                      num_to_keep=1, checkpoint_score_attribute=monitor, checkpoint_score_order="min")),
+    )
+    # a stopped trial whose thread still waits on its Train run is force-killed after this many seconds (Ray's
+    # default is 600); killing it takes the Train controller and workers with it, freeing their CPUs
+    ours = not in_process and FORCE_CLEANUP_ENV not in os.environ
+    if ours:
+        os.environ[FORCE_CLEANUP_ENV] = "10"
+    try:
+        return tuner.fit()
+    finally:
+        if ours:
+            os.environ.pop(FORCE_CLEANUP_ENV, None)
+
+
+def tune(config: ConfigLike = None, samples: int = 4, search_space: dict[str, Any] | None = None, *,
+         max_concurrent: int | None = None, **overrides: Any) -> FitResult:
+    """Search hyperparameters with ASHA; log every trial to MLflow and return the best one, fully reported.
+
+    Args:
+        config: as for ``fit`` (a RunConfig, dict, YAML path or None).
+        samples: number of trials.
+        search_space: dotted config keys → Ray Tune domains (``tune.loguniform(1e-4, 1e-2)``), lists (a choice)
+            or constants; default ``default_search_space(cfg)``.
+        max_concurrent: trials at once (default: as many as the cluster's CPUs allow).
+        **overrides: as for ``fit``.
+
+    Returns:
+        The best trial's FitResult (its MLflow run is a child of the sweep's parent run; ``info['parent_run_id']``).
+    """
+    from ray import tune as ray_tune
+
+    cfg = resolve_config(config, overrides)
+    if model_info(cfg.model.name).kind != "deep":
+        raise ConfigError(f"tune searches the hyperparameters of trainable models; {cfg.model.name!r} is a "
+                          f"{model_info(cfg.model.name).kind} model: use fit() instead")
+    uri = tracking_uri(cfg.tracking.tracking_uri)
+    check_server(uri)
+    task, fp = load_task(cfg.task)
+    space = {k: ray_tune.choice(v) if isinstance(v, list) else v
+             for k, v in (search_space or default_search_space(cfg)).items()}
+    monitor = monitor_for(task)
+    started = connect(cfg.train.address, max(cfg.train.workers, 1) * cfg.train.cpus_per_worker)
+    try:
+        results = _search(cfg, task, samples, space, max_concurrent)
+    finally:
+        if started:
+            import ray
+
+            ray.shutdown()
+    ok = [r for r in results if r.error is None and r.metrics_dataframe is not None and monitor in r.metrics_dataframe]
+    if not ok:
+        errors = "; ".join(str(r.error) for r in results if r.error is not None)[:2000]
+        raise CityAgentError(f"every one of the {samples} trials failed: {errors}")
+    best = min(ok, key=lambda r: float(r.metrics_dataframe[monitor].min()))
+    with start_run(uri, cfg, task, fp, "deep", run_name=f"tune-{cfg.model.name}-{task_name(cfg.task)}") as parent:
+        parent.params({"tune.samples": samples, "tune.search_space": {k: str(v) for k, v in space.items()}})
+        parent.metrics({f"best_{monitor}": float(best.metrics_dataframe[monitor].min()), "trials_ok": len(ok)})
+        for r in results:
+            if r is best or r.config is None:
+                continue
+            trial_cfg = trial_config(cfg.model_dump(), r.config)
+            with start_run(uri, trial_cfg, task, fp, "deep", parent.run_id, f"trial-{cfg.model.name}") as child:
+                for row in _history(r):
+                    child.epoch(row)
+                child.tags({"cityagent.trial_error": str(r.error)[:500]} if r.error else {})
+        best_cfg = trial_config(cfg.model_dump(), best.config)
+        state, epoch, ckpt = _best_weights(best, monitor)
+        out = TrainOutput(state, build_params(task, best_cfg.model, best_cfg.train.quantiles), _history(best), ckpt,
+                          epoch, {"mode": "tune", "workers": cfg.train.workers, "trials": len(results)})
+        with start_run(uri, best_cfg, task, fp, "deep", parent.run_id, f"best-{cfg.model.name}") as run:
+            for row in out.history:
+                run.epoch(row)
+            result = report_trained(run, best_cfg, task, fp, out)
+            run.tags({"cityagent.tune_best": "true"})
+    result.info |= {"parent_run_id": parent.run_id, "best_config": dict(best.config)}
+    result.info["export"] = maybe_export(best_cfg, result.run_id)
+    return result
