@@ -29,8 +29,11 @@ TABLES: dict[str, list[tuple[str, str, dict]]] = {
         ("HA", "models/ha.yaml", TGCN_PARAMS),
         ("GRU", "models/gru.yaml", TGCN_PARAMS),
         ("T-GCN", "models/tgcn.yaml", TGCN_PARAMS),
-        ("STID", "models/stid.yaml", TGCN_PARAMS | {"task.params.calendar": ["tod", "dow"],
-                                                      "model.params.steps_per_day": 96}),
+        (
+            "STID",
+            "models/stid.yaml",
+            TGCN_PARAMS | {"task.params.calendar": ["tod", "dow"], "model.params.steps_per_day": 96},
+        ),
         ("Graph WaveNet", "models/gwnet.yaml", TGCN_PARAMS),
     ],
     "sz-strict": [
@@ -51,8 +54,12 @@ TABLES: dict[str, list[tuple[str, str, dict]]] = {
         ("risk_conv", "models/risk_conv.yaml", {"train.loss": "risk"}),
     ],
 }
-DATASET = {"sz-tgcn": "sz-taxi-tgcn", "sz-strict": "sz-taxi-strict", "didi-uctb": "didi-xian-uctb",
-           "chicago": "chicago-gsnet"}
+DATASET = {
+    "sz-tgcn": "sz-taxi-tgcn",
+    "sz-strict": "sz-taxi-strict",
+    "didi-uctb": "didi-xian-uctb",
+    "chicago": "chicago-gsnet",
+}
 
 
 def run_model(table: str, label: str, model_cfg: str, overrides: dict, args: argparse.Namespace) -> dict:
@@ -65,8 +72,13 @@ def run_model(table: str, label: str, model_cfg: str, overrides: dict, args: arg
 
     tree = read_yaml_tree(ROOT / "configs" / "datasets" / f"{DATASET[table]}.yaml")
     tree |= {k: v for k, v in read_yaml_tree(ROOT / "configs" / model_cfg).items() if k == "model"}
-    tree["train"] = {"max_epochs": args.epochs, "workers": args.workers, "batch_size": args.batch_size,
-                     "patience": args.patience, "seed": args.seed}
+    tree["train"] = {
+        "max_epochs": args.epochs,
+        "workers": args.workers,
+        "batch_size": args.batch_size,
+        "patience": args.patience,
+        "seed": args.seed,
+    }
     tree["tracking"] = {"plots": False, "register_model": False, "experiment": f"bench-{table}"}
     cfg = load_config(None, overrides, **tree)
     t0 = time.perf_counter()
@@ -76,8 +88,16 @@ def run_model(table: str, label: str, model_cfg: str, overrides: dict, args: arg
     task, _ = load_task(cfg.task)
     pred = predict_split(bundle_predictor(bundle, folder), task.test)
     _, y, observed = task.test.arrays()
-    return {"label": label, "metrics": result.metrics, "pred": pred, "y": y, "observed": observed, "task": task,
-            "seconds": seconds, "epochs": len(result.history)}
+    return {
+        "label": label,
+        "metrics": result.metrics,
+        "pred": pred,
+        "y": y,
+        "observed": observed,
+        "task": task,
+        "seconds": seconds,
+        "epochs": len(result.history),
+    }
 
 
 def tgcn_rows(runs: list[dict]) -> list[str]:
@@ -88,8 +108,10 @@ def tgcn_rows(runs: list[dict]) -> list[str]:
     for r in runs:
         for h in range(1, r["y"].shape[1] + 1):
             m = tgcn_metrics(r["y"][:, :h], r["pred"][:, :h])
-            out.append(f"| {r['label']} | {15 * h} min | {m['rmse']:.4f} | {m['mae']:.4f} | {m['accuracy']:.4f} "
-                       f"| {m['r2']:.4f} | {m['var']:.4f} |")
+            out.append(
+                f"| {r['label']} | {15 * h} min | {m['rmse']:.4f} | {m['mae']:.4f} | {m['accuracy']:.4f} "
+                f"| {m['r2']:.4f} | {m['var']:.4f} |"
+            )
     return out
 
 
@@ -98,8 +120,11 @@ def strict_rows(runs: list[dict]) -> list[str]:
 
     out = ["| model | 15 min MAE / RMSE | 30 min | 45 min | 60 min | epochs |", "|---|---|---|---|---|---|"]
     for r in runs:
-        cells = [f"{masked_mae(r['y'][:, h], r['pred'][:, h], r['observed'][:, h]):.3f} / "
-                 f"{masked_rmse(r['y'][:, h], r['pred'][:, h], r['observed'][:, h]):.3f}" for h in range(4)]
+        cells = [
+            f"{masked_mae(r['y'][:, h], r['pred'][:, h], r['observed'][:, h]):.3f} / "
+            f"{masked_rmse(r['y'][:, h], r['pred'][:, h], r['observed'][:, h]):.3f}"
+            for h in range(4)
+        ]
         out.append(f"| {r['label']} | {' | '.join(cells)} | {r['epochs']} |")
     return out
 
@@ -117,8 +142,10 @@ def gsnet_rows(runs: list[dict]) -> list[str]:
     out = ["| model | RMSE | Recall % | MAP | rush RMSE | rush Recall % | rush MAP |", "|---|---|---|---|---|---|---|"]
     for r in runs:
         m = r["metrics"]
-        out.append(f"| {r['label']} | {m['test_gsnet_rmse']:.4f} | {m['test_recall']:.2f} | {m['test_map']:.4f} | "
-                   f"{m['test_rush_gsnet_rmse']:.4f} | {m['test_rush_recall']:.2f} | {m['test_rush_map']:.4f} |")
+        out.append(
+            f"| {r['label']} | {m['test_gsnet_rmse']:.4f} | {m['test_recall']:.2f} | {m['test_map']:.4f} | "
+            f"{m['test_rush_gsnet_rmse']:.4f} | {m['test_rush_recall']:.2f} | {m['test_rush_map']:.4f} |"
+        )
     return out
 
 
@@ -149,7 +176,7 @@ def main() -> int:
             print(f"[{table}] {label}: {runs[-1]['seconds']:.0f} s, {runs[-1]['epochs']} epochs", flush=True)
         cmd = f"python benchmarks/accuracy.py --table {table} --epochs {args.epochs} --workers {args.workers}"
         lines += [f"#### {table}", "", f"`{cmd}`", "", *ROWS[table](runs), ""]
-        print("\n".join(lines[-len(runs) * (4 if table == 'sz-tgcn' else 1) - 3:]), flush=True)
+        print("\n".join(lines[-len(runs) * (4 if table == "sz-tgcn" else 1) - 3 :]), flush=True)
     text = "\n".join(lines)
     print(text)
     if args.out:

@@ -1,4 +1,4 @@
-"""The documentation stays true: its code runs, its commands exist, and the configuration reference is complete.
+"""The documentation stays true: its code runs and its commands, options and gRPC requests exist.
 
 A page's ```python blocks run in order in one Jupyter kernel (one namespace per page); its ```bash blocks whose
 every command is `cityagent ...` (or `.venv/bin/cityagent ...`) run in a shell in between, in page order. Each page
@@ -12,7 +12,6 @@ code are replaced by free ones. An HTML comment on the line before a block chang
                                   is ready, and stopped with SIGTERM when the page is done
 """
 
-import importlib
 import os
 import re
 import shlex
@@ -21,90 +20,24 @@ import socket
 import subprocess
 import sys
 import time
-import typing
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import typer.main
 from google.protobuf import json_format, message_factory
 from grpc_health.v1 import health_pb2
-from pydantic import BaseModel
 
 from cityagent.agent.cli import app
-from cityagent.hub.protocols import PROTOCOLS, protocol_params
-from cityagent.models.registry import list_models, model_info
 from cityagent.serving.proto import inference_pb2
+from tests.doc_blocks import CLI, DOCS, PAGES, REPO, Block, blocks, parse_blocks, shell_commands
 from tests.kernels import kernel_manager
 
-REPO = Path(__file__).resolve().parents[1]
-DOCS = REPO / "docs"
-PAGES = sorted(DOCS.glob("*.md"))
 BLOCK_TIMEOUT_S = 600
 # Pages whose examples name a team's state (versions, run ids) and cannot run as written; still syntax-checked.
 NOT_RUN = {
     "registry.md": "its examples use a team's registry (traffic-sz version 7, RUN_ID); tests/training covers them",
 }
-MARKER = re.compile(r"<!--\s*test:\s*(skip|slow|background)\s*(?::\s*(.*?))?\s*-->")
-FENCE = re.compile(r"^```(\w*)\s*$")
-CLI = re.compile(r"^(\.venv/bin/)?cityagent(\s|$)")
 PORTS = ("8001", "8002")
-
-
-def shell_commands(code: str) -> list[str]:
-    """Logical shell lines (continuations joined), comments and blank lines dropped."""
-    joined = re.sub(r"\\\n\s*", " ", code)
-    lines = (re.sub(r"\s+#.*$", "", ln).strip() for ln in joined.splitlines())
-    return [ln for ln in lines if ln and not ln.startswith("#")]
-
-
-@dataclass(frozen=True)
-class Block:
-    page: str
-    line: int  # 1-based line of the opening fence
-    lang: str
-    code: str
-    marker: str | None  # skip | slow | background
-    reason: str | None
-
-    @property
-    def where(self) -> str:
-        return f"docs/{self.page}:{self.line}"
-
-    def commands(self) -> list[str]:
-        return shell_commands(self.code)
-
-    @property
-    def is_cli(self) -> bool:
-        cmds = self.commands()
-        return self.lang == "bash" and bool(cmds) and all(CLI.match(c) for c in cmds)
-
-    @property
-    def runs(self) -> bool:
-        return self.marker != "skip" and (self.lang == "python" or self.is_cli)
-
-
-def parse_blocks(text: str, page: str) -> list[Block]:
-    """The fenced code blocks of a markdown text, with the test marker of the line before each."""
-    out, lines, i = [], text.splitlines(), 0
-    while i < len(lines):
-        m = FENCE.match(lines[i])
-        if not m:
-            i += 1
-            continue
-        j = i + 1
-        while j < len(lines) and lines[j].strip() != "```":
-            j += 1
-        prev = next((ln for ln in reversed(lines[:i]) if ln.strip()), "")
-        mark = MARKER.search(prev)
-        code = "\n".join(lines[i + 1 : j]) + "\n"
-        out.append(Block(page, i + 1, m.group(1), code, mark and mark.group(1), mark and mark.group(2)))
-        i = j + 1
-    return out
-
-
-def blocks(page: Path) -> list[Block]:
-    return parse_blocks(page.read_text(), page.name)
 
 
 def _free_port() -> int:
@@ -120,17 +53,16 @@ class Page:
         self.dir = tmp_path / "work"
         self.dir.mkdir()
         for name in ("configs", ".venv"):
-            (self.dir / name).symlink_to(REPO / name)
-        self.env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "RAY_ADDRESS")}
+            if (REPO / name).exists():
+                (self.dir / name).symlink_to(REPO / name)
+        fresh = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "RAY_ADDRESS")  # a new user's shell has none of them
+        self.env = {k: v for k, v in os.environ.items() if k not in fresh}
         self.env |= {
             "CITYAGENT_HOME": str(self.dir / ".cityagent"),
             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
             "MPLBACKEND": "agg",
             "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
         }
-        self.env.pop("MLFLOW_REGISTRY_URI", None)
-        if os.environ.get("DOCS_WORKAROUND"):  # TEMPORARY
-            self.env["MLFLOW_TRACKING_URI"] = f"sqlite:///{self.dir / '.cityagent' / 'mlflow.db'}"
         self.ports = {p: str(_free_port()) for p in PORTS}
         self.km = kernel_manager(tmp_path)
         self.kc = None
@@ -238,8 +170,9 @@ def test_page_code_runs(page, with_slow, tmp_path):
         for block in blocks(page):
             if not block.runs or (block.marker == "slow" and not with_slow):
                 continue
-            print(f"--- {block.where} ({block.lang})")
+            t0 = time.perf_counter()
             (run.python if block.lang == "python" else run.shell)(block)
+            print(f"--- {block.where} ({block.lang}): {time.perf_counter() - t0:.1f} s")
     finally:
         run.close()
 
@@ -323,87 +256,6 @@ def test_grpcurl_examples_are_valid_requests():
         message = message_factory.GetMessageClass(descriptor.input_type)()
         if body not in (None, "@"):  # @ reads the body from stdin (a file written by a tested python block)
             json_format.Parse(body, message)  # raises on unknown fields or wrong types
-
-
-# --- the configuration reference -------------------------------------------------------------------------------
-
-
-def _leaf_keys(model: type[BaseModel], prefix: str = "") -> set[str]:
-    keys = set()
-    for name, field in model.model_fields.items():
-        ann = field.annotation
-        nested = [a for a in (ann, *typing.get_args(ann)) if isinstance(a, type) and issubclass(a, BaseModel)]
-        keys |= _leaf_keys(nested[0], f"{prefix}{name}.") if nested else {f"{prefix}{name}"}
-    return keys
-
-
-def _scopes(text: str) -> dict[str, set[str]]:
-    """{'config: module:Class' | 'protocol: name' | 'model: name': keys in the first column of its tables}."""
-    scopes: dict[str, set[str]] = {}
-    config = detail = None
-    fenced = False
-    for line in text.splitlines():
-        if line.startswith("```"):
-            fenced = not fenced
-        if fenced:
-            continue
-        if line.startswith("#"):
-            detail = None
-            if line.startswith("## "):
-                config = None
-        if m := re.match(r"<!--\s*(config|protocol|model):\s*(\S+)\s*-->", line):
-            key = f"{m.group(1)}: {m.group(2)}"
-            scopes.setdefault(key, set())
-            config, detail = (key, None) if m.group(1) == "config" else (config, key)
-        elif m := re.match(r"\|\s*`([^`]+)`\s*\|", line):
-            scope = detail or config
-            if scope:
-                scopes[scope].add(m.group(1))
-    return scopes
-
-
-def _load(spec: str) -> type[BaseModel]:
-    module, name = spec.split(":")
-    return getattr(importlib.import_module(module), name)
-
-
-CONFIG_CLASSES = [
-    "cityagent.training.config:RunConfig",
-    "cityagent.serving.config:ServingConfig",
-    "cityagent.agent.agent_config:AgentConfig",
-    "cityagent.training.gate:GateConfig",
-]
-
-
-def test_configuration_reference_documents_every_key_and_no_other():
-    scopes = _scopes((DOCS / "configuration.md").read_text())
-    for spec in CONFIG_CLASSES:
-        documented, actual = scopes.get(f"config: {spec}"), _leaf_keys(_load(spec))
-        assert documented is not None, f"docs/configuration.md has no section marked <!-- config: {spec} -->"
-        missing, unknown = sorted(actual - documented), sorted(documented - actual)
-        assert not missing, f"{spec}: keys missing from docs/configuration.md: {missing}"
-        assert not unknown, f"{spec}: documented keys that do not exist: {unknown}"
-    for name in PROTOCOLS:
-        documented, actual = scopes.get(f"protocol: {name}"), set(protocol_params(name))
-        assert documented == actual, f"protocol {name}: documented {sorted(documented or [])}, real {sorted(actual)}"
-    for name in list_models():
-        documented, actual = scopes.get(f"model: {name}"), set(model_info(name).params)
-        assert documented == actual, f"model {name}: documented {sorted(documented or [])}, real {sorted(actual)}"
-    extra = {k for k in scopes if k.split(": ")[0] in ("protocol", "model")} - {
-        *(f"protocol: {p}" for p in PROTOCOLS),
-        *(f"model: {m}" for m in list_models()),
-    }
-    assert not extra, f"docs/configuration.md documents protocols or models that do not exist: {sorted(extra)}"
-
-
-def test_reference_check_catches_a_missing_and_an_unknown_key():
-    page = "## Gate\n<!-- config: cityagent.training.gate:GateConfig -->\n| `primary_metric` | x |\n| `nope` | y |\n"
-    documented = _scopes(page)["config: cityagent.training.gate:GateConfig"]
-    actual = _leaf_keys(_load("cityagent.training.gate:GateConfig"))
-    assert documented - actual == {"nope"} and "max_size_mb" in actual - documented
-    assert {"train.max_epochs", "tracking.tracking_uri", "task.params"} <= _leaf_keys(
-        _load("cityagent.training.config:RunConfig")
-    )
 
 
 def test_markers_parse():

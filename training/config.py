@@ -56,6 +56,7 @@ class TrainConfig(Strict):
     max_failures: int = Field(2, ge=0, description="worker failures a run survives by resuming its checkpoint")
     limit_train_batches: float | int = Field(1.0, description="fraction or count of batches per epoch")
     num_threads: int | None = Field(None, description="torch threads per worker")
+    accelerator: Literal["cpu", "gpu"] = Field("cpu", description="cpu, or gpu (one GPU per Ray worker)")
 
 
 class TrackingConfig(Strict):

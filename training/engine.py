@@ -78,7 +78,7 @@ def trainer_kwargs(cfg: RunConfig) -> dict[str, Any]:
         "max_epochs": cfg.train.max_epochs,
         "gradient_clip_val": cfg.train.grad_clip or None,
         "limit_train_batches": cfg.train.limit_train_batches,
-        "accelerator": "cpu",
+        "accelerator": cfg.train.accelerator,
         "logger": False,
         "enable_progress_bar": False,
         "enable_model_summary": False,

@@ -104,7 +104,9 @@ def train_ray(
         trainer = TorchTrainer(
             train_worker,
             train_loop_config={"task": ray.put(task), "cfg": cfg.model_dump(), "callbacks": list(callbacks)},
-            scaling_config=ScalingConfig(num_workers=workers, use_gpu=False, resources_per_worker={"CPU": cpus}),
+            scaling_config=ScalingConfig(
+                num_workers=workers, use_gpu=cfg.train.accelerator == "gpu", resources_per_worker={"CPU": cpus}
+            ),
             run_config=RayRunConfig(
                 name=name or f"{cfg.model.name}-{uuid.uuid4().hex[:8]}",
                 storage_path=storage_path(),
