@@ -44,7 +44,9 @@ TABLES: dict[str, list[tuple[str, str, dict]]] = {
         ("Graph WaveNet", "models/gwnet.yaml", {}),
     ],
     "didi-uctb": [
-        ("HM", "models/hm.yaml", {}),
+        # UCTB's HM for Xi'an is closeness 1, period 1, trend 2: input frames t, t-1 day, t-1 week, t-2 weeks
+        # (the preset's frames are trend 4, period 7, closeness 6, oldest first)
+        ("HM (1-1-2)", "models/hm.yaml", {"model.params.frames": [2, 3, 10, 16]}),
         ("GBRT", "models/gbrt.yaml", {"model.params.n_threads": 2}),
         ("ST-GCN demand", "models/st_gcn_demand.yaml", {}),
     ],

@@ -2,27 +2,28 @@
 
 import logging
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
-import yaml
 
-from cityagent.errors import CityAgentError, ConfigError
+from cityagent.errors import CityAgentError
 from cityagent.home import home_dir
 from cityagent.hub.protocols import TaskData
 from cityagent.models.registry import model_info
 from cityagent.training.build import build_scaled_model
 from cityagent.training.classical import ESTIMATOR_FILE, fit_classical
-from cityagent.training.config import RunConfig, load_config
+from cityagent.training.config import RunConfig
 from cityagent.training.data import torch_predictor
 from cityagent.training.engine import TrainOutput
+from cityagent.training.overrides import ConfigLike, resolve_config
 from cityagent.training.report import make_bundle, report
-from cityagent.training.task import HubFingerprint, load_task, task_name
+from cityagent.training.run_start import start_run
+from cityagent.training.task import HubFingerprint, load_task
 from cityagent.training.tracked_run import TrackedRun
-from cityagent.training.tracking import check_server, experiment_name, git_commit, tracking_uri
+from cityagent.training.tracking import check_server, tracking_uri
 
 log = logging.getLogger(__name__)
 
@@ -47,83 +48,6 @@ class FitResult:
     bundle_path: str
     history: list[dict[str, float]] = field(default_factory=list)
     info: dict[str, Any] = field(default_factory=dict)
-
-
-ConfigLike = RunConfig | Mapping[str, Any] | str | Path | None
-
-
-def resolve_config(config: ConfigLike, overrides: Mapping[str, Any]) -> RunConfig:
-    """A validated RunConfig from a config object, dict or YAML path plus keyword overrides.
-
-    Overrides are ``train__max_epochs=3`` (``__`` for dots), ``**{"train.max_epochs": 3}``, or whole sections
-    such as ``train={"max_epochs": 3}`` (merged key by key).
-    """
-    dotted: dict[str, Any] = {}
-    for key, value in overrides.items():
-        key = key.replace("__", ".")
-        if "." in key:
-            dotted[key] = value
-        elif isinstance(value, Mapping) and key in RunConfig.model_fields:
-            dotted |= {f"{key}.{k}": v for k, v in value.items()}
-        else:
-            raise ConfigError(
-                f"override {key!r} is not section.key; write e.g. train__max_epochs=3 or train={{'max_epochs': 3}}"
-            )
-    if isinstance(config, RunConfig):
-        return load_config(None, dotted, **config.model_dump())
-    if isinstance(config, Mapping):
-        return load_config(None, dotted, **{k: dict(v) for k, v in config.items()})
-    return load_config(config, dotted)
-
-
-def _params(cfg: RunConfig, task: TaskData, fp: HubFingerprint) -> dict[str, Any]:
-    return cfg.flat() | {
-        "data.task": task_name(cfg.task),
-        "data.source": fp.source,
-        "data.fingerprint": fp.sha256,
-        "data.nodes": len(task.nodes),
-        "data.features": ",".join(task.feature_names),
-        "data.start": fp.start,
-        "data.end": fp.end,
-        **{f"data.n_{k}": v for k, v in task.counts().items()},
-    }
-
-
-def _tags(cfg: RunConfig, fp: HubFingerprint, kind: str) -> dict[str, str]:
-    tags = {
-        "cityagent.task": task_name(cfg.task),
-        "cityagent.domain": cfg.task.domain,
-        "cityagent.model": cfg.model.name,
-        "cityagent.model_kind": kind,
-        "cityagent.hub_fingerprint": fp.sha256,
-    }
-    commit = git_commit()
-    if commit:
-        tags["mlflow.source.git.commit"] = commit
-    return tags
-
-
-def start_run(
-    uri: str,
-    cfg: RunConfig,
-    task: TaskData,
-    fp: HubFingerprint,
-    kind: str,
-    parent_run_id: str | None = None,
-    run_name: str | None = None,
-) -> TrackedRun:
-    """A new MLflow run with the resolved config, data facts, tags and the task notes already logged."""
-    run = TrackedRun.start(
-        uri,
-        experiment_name(cfg),
-        run_name or f"{cfg.model.name}-{task_name(cfg.task)}",
-        _tags(cfg, fp, kind),
-        parent_run_id,
-    )
-    run.params(_params(cfg, task, fp))
-    run.text(yaml.safe_dump(cfg.model_dump(), sort_keys=False), "config.yaml")
-    run.text("\n".join(task.notes) + "\n", "task_notes.txt")
-    return run
 
 
 def report_trained(run: TrackedRun, cfg: RunConfig, task: TaskData, fp: HubFingerprint, out: TrainOutput) -> FitResult:
@@ -179,7 +103,8 @@ def maybe_export(cfg: RunConfig, run_id: str) -> str:
         log.info("cityagent.training.export is not available; run %s was not exported or registered", run_id)
         return "skipped (cityagent.training.export not available)"
     try:
-        return f"done: {export_run(run_id)}"
+        exported = export_run(run_id, tracking_uri=tracking_uri(cfg.tracking.tracking_uri))
+        return f"done: {getattr(exported, 'model_uri', exported)}"
     except CityAgentError as e:  # the run itself is fine; say why it is not served
         log.warning("run %s trained but was not exported: %s", run_id, e)
         return f"failed: {e}"

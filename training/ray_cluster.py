@@ -63,12 +63,14 @@ def storage_path() -> str:
     return os.environ.get(STORAGE_ENV) or str(home_dir() / "ray" / "results")
 
 
-def connect(address: str | None, num_cpus: int) -> bool:
+def connect(address: str | None, num_cpus: int, dashboard: bool = False) -> bool:
     """Make sure this process is connected to Ray; True when it started a local instance (the caller stops it).
 
     Args:
         address: a cluster address; None uses ``$RAY_ADDRESS`` or starts a local Ray.
         num_cpus: CPUs a local Ray may use (at least what the workers ask for).
+        dashboard: start a local Ray with its dashboard, whose state API Ray Train needs to release the CPUs of
+            a run whose controller was killed (as Tune does to the trials ASHA stops); a few seconds slower.
     """
     import ray
 
@@ -94,7 +96,10 @@ def connect(address: str | None, num_cpus: int) -> bool:
     temp.mkdir(parents=True, exist_ok=True)
     os.environ.pop("RAY_ADDRESS", None)  # an empty RAY_ADDRESS would make ray.init look for a cluster
     ray.init(
-        num_cpus=max(num_cpus, os.cpu_count() or 1), include_dashboard=False, _temp_dir=str(temp), log_to_driver=False
+        num_cpus=max(num_cpus, os.cpu_count() or 1),
+        include_dashboard=dashboard,
+        _temp_dir=str(temp),
+        log_to_driver=False,
     )
     log.info("started a local Ray (%d CPUs) with temp dir %s", num_cpus, temp)
     return True

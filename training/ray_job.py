@@ -6,6 +6,7 @@ reported every epoch, and after a worker failure the group restarts from ``ray.t
 The task travels through the object store (``ray.put``), so no shared filesystem is needed for the data.
 """
 
+import json
 import logging
 import time
 import uuid
@@ -16,6 +17,7 @@ from typing import Any
 import lightning.pytorch as pl
 
 from cityagent.errors import CityAgentError
+from cityagent.home import home_dir
 from cityagent.hub.protocols import TaskData
 from cityagent.training.build import build_params
 from cityagent.training.config import RunConfig
@@ -44,6 +46,10 @@ def train_worker(config: dict[str, Any]) -> None:
     task: TaskData = config["task"]
     if isinstance(task, ray.ObjectRef):
         task = ray.get(task)
+    if config.get("pg_file") and ray.train.get_context().get_world_rank() == 0:
+        group = ray.util.get_current_placement_group()  # so Tune can release it if it stops this run
+        if group is not None:
+            Path(config["pg_file"]).write_text(group.id.hex())
     cfg = RunConfig.model_validate(config["cfg"])
     set_threads(cfg, worker=True)
     pl.seed_everything(cfg.train.seed, workers=True, verbose=False)
@@ -68,12 +74,31 @@ def train_worker(config: dict[str, Any]) -> None:
         trainer.fit(module, train_dl, val_dl, ckpt_path=str(path))
 
 
-def _history(result: Any) -> list[dict[str, float]]:
-    """Rank 0's reported metrics, one row per epoch (the last report wins after a restart)."""
+def epoch_log(path: str) -> Any:
+    """A Ray Train controller callback appending rank 0's metrics of every report to ``path`` (JSON lines).
+
+    The controller runs on the driver's node, so ``path`` is a local file of the driver; the history then does
+    not depend on how many checkpoints are kept.
+    """
+    from ray.train import UserCallback
+
+    class EpochLog(UserCallback):
+        def after_report(self, run_context: Any, metrics: list[dict[str, Any]], checkpoint: Any) -> None:
+            if metrics:
+                row = {k: float(v) for k, v in metrics[0].items() if isinstance(v, int | float)}
+                with open(path, "a") as f:
+                    f.write(json.dumps(row) + "\n")
+
+    return EpochLog()
+
+
+def read_history(path: Path) -> list[dict[str, float]]:
+    """One row per epoch from an ``epoch_log`` file (after a restart, the last report of an epoch wins)."""
     rows: dict[int, dict[str, float]] = {}
-    for _, metrics in result.best_checkpoints or []:
-        row = {k: float(v) for k, v in metrics.items() if isinstance(v, int | float)}
-        rows[int(row.get("epoch", len(rows)))] = row
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            row = json.loads(line)
+            rows[int(row.get("epoch", len(rows)))] = row
     return [rows[e] for e in sorted(rows)]
 
 
@@ -100,6 +125,10 @@ def train_ray(
     workers, cpus = cfg.train.workers, cfg.train.cpus_per_worker
     started = connect(cfg.train.address, workers * cpus)
     monitor = monitor_for(task)
+    name = name or f"{cfg.model.name}-{uuid.uuid4().hex[:8]}"
+    log_file = home_dir() / "ray" / "epochs" / f"{name}.jsonl"
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    log_file.unlink(missing_ok=True)
     try:
         trainer = TorchTrainer(
             train_worker,
@@ -108,10 +137,14 @@ def train_ray(
                 num_workers=workers, use_gpu=cfg.train.accelerator == "gpu", resources_per_worker={"CPU": cpus}
             ),
             run_config=RayRunConfig(
-                name=name or f"{cfg.model.name}-{uuid.uuid4().hex[:8]}",
+                name=name,
                 storage_path=storage_path(),
                 failure_config=FailureConfig(max_failures=cfg.train.max_failures),
-                checkpoint_config=CheckpointConfig(checkpoint_score_attribute=monitor, checkpoint_score_order="min"),
+                # the best and (always kept by Ray, for resuming) the latest checkpoint
+                checkpoint_config=CheckpointConfig(
+                    num_to_keep=1, checkpoint_score_attribute=monitor, checkpoint_score_order="min"
+                ),
+                callbacks=[epoch_log(str(log_file))],
             ),
         )
         try:
@@ -128,7 +161,7 @@ def train_ray(
     finally:
         if started:
             ray.shutdown()
-    history = _history(result)
+    history = read_history(log_file)
     resumed = [int(r["resumed_from_epoch"]) for r in history if "resumed_from_epoch" in r]
     info = {
         "mode": "ray",

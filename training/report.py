@@ -22,6 +22,7 @@ from cityagent.training.tracked_run import TrackedRun
 
 UNITS = {"traffic": "km/h", "demand": "trips per step", "risk": "severity per cell and step"}
 BUNDLE_DIR = "bundle"
+SAMPLE_FILE = "sample.npz"  # x [S, T_in, N, F], y / mask / pred [S, H, N], real units
 
 
 def bundle_meta(cfg: RunConfig, task: TaskData, fp: HubFingerprint, run_id: str, kind: str) -> dict[str, Any]:
@@ -84,6 +85,14 @@ def _horizon_csv(rows: Sequence[dict[str, float]], path: Path) -> Path:
     return path
 
 
+def _sample(task: TaskData, pred: np.ndarray, path: Path, n: int = 8) -> Path:
+    """A few real-unit test windows with their targets and this model's forecasts (export checks parity on them)."""
+    idx = np.linspace(0, len(task.test) - 1, min(n, len(task.test))).astype(np.int64)
+    x, y, mask = task.test.batch(idx)
+    np.savez_compressed(path, x=x.astype(np.float32), y=y, mask=mask, pred=pred[idx].astype(np.float32))
+    return path
+
+
 def _plots(
     run: TrackedRun, cfg: RunConfig, task: TaskData, pred: np.ndarray, history: list[dict[str, float]], folder: Path
 ) -> None:
@@ -139,6 +148,7 @@ def report(
         if cfg.tracking.plots:
             _plots(run, cfg, task, pred, history, folder)
         run.artifact(bundle.save(folder / BUNDLE_DIR / BUNDLE_FILE), BUNDLE_DIR)
+        run.artifact(_sample(task, pred, folder / SAMPLE_FILE), BUNDLE_DIR)
         for path in extra_files:
             run.artifact(path, BUNDLE_DIR)
     uri = f"{run.artifact_uri.rstrip('/')}/{BUNDLE_DIR}/{BUNDLE_FILE}"

@@ -1,36 +1,26 @@
 """Hyperparameter search with Ray Tune and ASHA: each trial is a Ray Train run (or, with ``train.workers=0``,
 an in-process Lightning run); every trial is logged to MLflow under one parent run, the best one in full."""
 
-import copy
 import logging
 import os
-import tempfile
 import uuid
 from pathlib import Path
 from typing import Any
-
-import lightning.pytorch as pl
 
 from cityagent.errors import CityAgentError, ConfigError
 from cityagent.hub.protocols import TaskData
 from cityagent.models.registry import model_info
 from cityagent.training.build import build_params
-from cityagent.training.config import RunConfig, load_config
-from cityagent.training.engine import (
-    TrainOutput,
-    early_stopping,
-    make_loaders,
-    make_module,
-    monitor_for,
-    read_checkpoint,
-    set_threads,
-    trainer_kwargs,
-)
-from cityagent.training.fit import ConfigLike, FitResult, maybe_export, report_trained, resolve_config, start_run
+from cityagent.training.config import RunConfig
+from cityagent.training.engine import TrainOutput, monitor_for, read_checkpoint
+from cityagent.training.fit import FitResult, maybe_export, report_trained
+from cityagent.training.overrides import ConfigLike, resolve_config
 from cityagent.training.ray_cluster import connect, storage_path
-from cityagent.training.ray_job import CKPT_NAME, train_worker
+from cityagent.training.ray_job import CKPT_NAME
+from cityagent.training.run_start import start_run
 from cityagent.training.task import load_task, task_name
 from cityagent.training.tracking import check_server, tracking_uri
+from cityagent.training.tune_trial import release_callback, run_trial, trial_config
 
 log = logging.getLogger(__name__)
 FORCE_CLEANUP_ENV = "TUNE_FORCE_TRIAL_CLEANUP_S"
@@ -47,56 +37,6 @@ def default_search_space(cfg: RunConfig) -> dict[str, Any]:
     if "dropout" in params:
         space["model.params.dropout"] = tune.uniform(0.0, 0.3)
     return space
-
-
-def trial_config(base: dict[str, Any], trial: dict[str, Any]) -> RunConfig:
-    """``base`` (a ``RunConfig.model_dump()``) with the trial's dotted-key values."""
-    return load_config(None, trial, **copy.deepcopy(base))
-
-
-class _TuneReport(pl.Callback):
-    """Reports each epoch's metrics and a Lightning checkpoint to Tune (in-process trials)."""
-
-    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        from ray import tune
-
-        metrics = {k: float(v) for k, v in trainer.callback_metrics.items()} | {"epoch": trainer.current_epoch}
-        with tempfile.TemporaryDirectory() as tmp:
-            trainer.save_checkpoint(Path(tmp) / CKPT_NAME)
-            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
-
-
-def run_trial(trial: dict[str, Any], task: TaskData, base: dict[str, Any]) -> None:
-    """One Tune trial: in-process Lightning, or a Ray Train run whose reports flow up to Tune."""
-    cfg = trial_config(base, trial)
-    if cfg.train.workers == 0:
-        set_threads(cfg, worker=True)
-        pl.seed_everything(cfg.train.seed, workers=True, verbose=False)
-        module, _ = make_module(task, cfg)
-        callbacks = [_TuneReport(), early_stopping(cfg, monitor_for(task))]
-        trainer = pl.Trainer(**trainer_kwargs(cfg), devices=1, callbacks=callbacks, enable_checkpointing=False)
-        trainer.fit(module, *make_loaders(task, cfg))
-        return
-    import ray
-    from ray import tune
-    from ray.train import CheckpointConfig, FailureConfig, ScalingConfig
-    from ray.train import RunConfig as RayRunConfig
-    from ray.train.torch import TorchTrainer
-    from ray.tune.integration.ray_train import TuneReportCallback
-
-    TorchTrainer(
-        train_worker,
-        train_loop_config={"task": ray.put(task), "cfg": cfg.model_dump()},
-        scaling_config=ScalingConfig(num_workers=cfg.train.workers, resources_per_worker={"CPU": cfg.train.cpus_per_worker}),
-        run_config=RayRunConfig(
-            name=f"trial-{tune.get_context().get_trial_id()}",
-            storage_path=storage_path(),
-            callbacks=[TuneReportCallback()],
-            failure_config=FailureConfig(max_failures=cfg.train.max_failures),
-            checkpoint_config=CheckpointConfig(num_to_keep=1, checkpoint_score_attribute=monitor_for(task),
-                                               checkpoint_score_order="min"),
-        ),
-    ).fit()
 
 
 def _history(result: Any) -> list[dict[str, float]]:
@@ -138,17 +78,33 @@ def _search(cfg: RunConfig, task: TaskData, samples: int, space: dict[str, Any],
 
         per_trial = cfg.train.cpus_per_worker * max(cfg.train.workers, 1)
         max_concurrent = max(1, int(ray.cluster_resources().get("CPU", 1) // per_trial))
-    trainable = tune.with_resources(tune.with_parameters(run_trial, task=task, base=cfg.model_dump()), resources)
-    scheduler = ASHAScheduler(time_attr="training_iteration", max_t=cfg.train.max_epochs,
-                              grace_period=min(2, cfg.train.max_epochs), reduction_factor=2)
+    name = f"tune-{cfg.model.name}-{uuid.uuid4().hex[:8]}"
+    release_dir = Path(storage_path()) / name / "placement_groups"
+    release_dir.mkdir(parents=True, exist_ok=True)
+    trainable = tune.with_resources(
+        tune.with_parameters(run_trial, task=task, base=cfg.model_dump(), release_dir=str(release_dir)), resources
+    )
+    scheduler = ASHAScheduler(
+        time_attr="training_iteration",
+        max_t=cfg.train.max_epochs,
+        grace_period=min(2, cfg.train.max_epochs),
+        reduction_factor=2,
+    )
     tuner = tune.Tuner(
         trainable,
         param_space=space,
-        tune_config=tune.TuneConfig(metric=monitor, mode="min", num_samples=samples, scheduler=scheduler,
-                                    max_concurrent_trials=max_concurrent),
-        run_config=tune.RunConfig(name=f"tune-{cfg.model.name}-{uuid.uuid4().hex[:8]}", storage_path=storage_path(),
-                                  verbose=0, checkpoint_config=tune.CheckpointConfig(
-                                      num_to_keep=1, checkpoint_score_attribute=monitor, checkpoint_score_order="min")),
+        tune_config=tune.TuneConfig(
+            metric=monitor, mode="min", num_samples=samples, scheduler=scheduler, max_concurrent_trials=max_concurrent
+        ),
+        run_config=tune.RunConfig(
+            name=name,
+            storage_path=storage_path(),
+            verbose=0,
+            callbacks=[] if in_process else [release_callback(str(release_dir))],
+            checkpoint_config=tune.CheckpointConfig(
+                num_to_keep=1, checkpoint_score_attribute=monitor, checkpoint_score_order="min"
+            ),
+        ),
     )
     # a stopped trial whose thread still waits on its Train run is force-killed after this many seconds (Ray's
     # default is 600); killing it takes the Train controller and workers with it, freeing their CPUs
@@ -162,8 +118,14 @@ def _search(cfg: RunConfig, task: TaskData, samples: int, space: dict[str, Any],
             os.environ.pop(FORCE_CLEANUP_ENV, None)
 
 
-def tune(config: ConfigLike = None, samples: int = 4, search_space: dict[str, Any] | None = None, *,
-         max_concurrent: int | None = None, **overrides: Any) -> FitResult:
+def tune(
+    config: ConfigLike = None,
+    samples: int = 4,
+    search_space: dict[str, Any] | None = None,
+    *,
+    max_concurrent: int | None = None,
+    **overrides: Any,
+) -> FitResult:
     """Search hyperparameters with ASHA; log every trial to MLflow and return the best one, fully reported.
 
     Args:
@@ -181,15 +143,21 @@ def tune(config: ConfigLike = None, samples: int = 4, search_space: dict[str, An
 
     cfg = resolve_config(config, overrides)
     if model_info(cfg.model.name).kind != "deep":
-        raise ConfigError(f"tune searches the hyperparameters of trainable models; {cfg.model.name!r} is a "
-                          f"{model_info(cfg.model.name).kind} model: use fit() instead")
+        raise ConfigError(
+            f"tune searches the hyperparameters of trainable models; {cfg.model.name!r} is a "
+            f"{model_info(cfg.model.name).kind} model: use fit() instead"
+        )
     uri = tracking_uri(cfg.tracking.tracking_uri)
     check_server(uri)
     task, fp = load_task(cfg.task)
-    space = {k: ray_tune.choice(v) if isinstance(v, list) else v
-             for k, v in (search_space or default_search_space(cfg)).items()}
+    space = {
+        k: ray_tune.choice(v) if isinstance(v, list) else v
+        for k, v in (search_space or default_search_space(cfg)).items()
+    }
     monitor = monitor_for(task)
-    started = connect(cfg.train.address, max(cfg.train.workers, 1) * cfg.train.cpus_per_worker)
+    started = connect(
+        cfg.train.address, max(cfg.train.workers, 1) * cfg.train.cpus_per_worker, dashboard=cfg.train.workers > 0
+    )
     try:
         results = _search(cfg, task, samples, space, max_concurrent)
     finally:
@@ -215,8 +183,14 @@ def tune(config: ConfigLike = None, samples: int = 4, search_space: dict[str, An
                 child.tags({"cityagent.trial_error": str(r.error)[:500]} if r.error else {})
         best_cfg = trial_config(cfg.model_dump(), best.config)
         state, epoch, ckpt = _best_weights(best, monitor)
-        out = TrainOutput(state, build_params(task, best_cfg.model, best_cfg.train.quantiles), _history(best), ckpt,
-                          epoch, {"mode": "tune", "workers": cfg.train.workers, "trials": len(results)})
+        out = TrainOutput(
+            state,
+            build_params(task, best_cfg.model, best_cfg.train.quantiles),
+            _history(best),
+            ckpt,
+            epoch,
+            {"mode": "tune", "workers": cfg.train.workers, "trials": len(results)},
+        )
         with start_run(uri, best_cfg, task, fp, "deep", parent.run_id, f"best-{cfg.model.name}") as run:
             for row in out.history:
                 run.epoch(row)

@@ -14,9 +14,12 @@ def _mlflow_db(tmp_path_factory) -> str:
     return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
 
 
-@pytest.fixture(autouse=True)
-def _shared_mlflow_store(_mlflow_db, monkeypatch):
-    """One sqlite store for the session: creating its tables costs seconds, so tests share it (runs are unique)."""
+@pytest.fixture
+def shared_mlflow_store(_mlflow_db, monkeypatch):
+    """One sqlite store for the session: creating its tables costs seconds, so tests share it (runs are unique).
+
+    Opt in with ``pytestmark = pytest.mark.usefixtures("shared_mlflow_store")``.
+    """
     monkeypatch.setenv("MLFLOW_TRACKING_URI", _mlflow_db)
 
 

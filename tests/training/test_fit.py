@@ -12,9 +12,12 @@ from cityagent.errors import CityAgentError, ConfigError
 from cityagent.training.bundle import ModelBundle
 from cityagent.training.data import predict_split, torch_predictor
 from cityagent.training.evaluate import evaluate_run
-from cityagent.training.fit import fit, resolve_config
+from cityagent.training.fit import fit
+from cityagent.training.overrides import resolve_config
 from cityagent.training.task import load_task
 from cityagent.training.tracking import tracking_uri
+
+pytestmark = pytest.mark.usefixtures("shared_mlflow_store")
 
 
 def _artifacts(client: MlflowClient, run_id: str, path: str = "") -> set[str]:
@@ -48,6 +51,7 @@ def test_in_process_fit_leaves_a_complete_mlflow_run(tiny_cfg, tmp_path, monkeyp
         "plots/forecast.png",
         "plots/loss.png",
         "bundle/model.pt",
+        "bundle/sample.npz",
     } <= _artifacts(client, result.run_id)
     assert str(tmp_path / "home" / "artifacts") in result.bundle_path  # artifacts beside the db, not ./mlruns
 
@@ -104,3 +108,12 @@ def test_overrides_merge_into_a_config(tiny_cfg):
     with pytest.raises(ConfigError, match=r"not section\.key"):
         resolve_config(base, {"epochs": 3})
     assert mlflow.get_tracking_uri()  # fit never changed the global MLflow state in a way that breaks users
+
+
+def test_registered_when_asked_and_export_failures_do_not_fail_the_run(tiny_cfg):
+    pytest.importorskip("cityagent.training.export", reason="the export/registry module is not in this tree")
+    result = fit(tiny_cfg(**{"model.name": "ha", "model.params": {}, "tracking.register_model": True}))
+    assert result.info["export"].startswith("done: models:/traffic-synthetic/")
+    gbrt = {"model.name": "gbrt", "model.params": {"max_iter": 5}, "tracking.register_model": True}
+    classical = fit(tiny_cfg(**gbrt))  # trees do not export to ONNX: the run stays, the reason is kept
+    assert classical.info["export"].startswith("failed:") and "test_mae" in classical.metrics

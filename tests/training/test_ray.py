@@ -25,6 +25,7 @@ from cityagent.errors import CityAgentError
 from cityagent.training.fit import fit
 from cityagent.training.tracking import tracking_uri
 
+pytestmark = pytest.mark.usefixtures("shared_mlflow_store")
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import the tests package
 
 

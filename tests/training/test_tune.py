@@ -1,0 +1,53 @@
+"""tune(): ASHA over in-process trials and over Ray Train trials, every trial in MLflow, the best one in full."""
+
+import pytest
+import ray
+from mlflow import MlflowClient
+from ray import tune as ray_tune
+
+from cityagent.errors import ConfigError
+from cityagent.training.tracking import tracking_uri
+from cityagent.training.tune import default_search_space, trial_config, tune
+
+pytestmark = pytest.mark.usefixtures("shared_mlflow_store")
+
+
+def test_search_space_and_trial_configs(tiny_cfg):
+    cfg = tiny_cfg()
+    space = default_search_space(cfg)
+    assert {"train.lr", "train.weight_decay", "model.params.hidden_size", "model.params.dropout"} <= set(space)
+    trial = trial_config(cfg.model_dump(), {"train.lr": 0.05, "model.params.hidden_size": 4})
+    assert trial.train.lr == 0.05 and trial.model.params["hidden_size"] == 4 and cfg.model.params["hidden_size"] == 8
+
+
+def test_tune_refuses_models_without_weights(tiny_cfg):
+    with pytest.raises(ConfigError, match="use fit"):
+        tune(tiny_cfg(**{"model.name": "ha", "model.params": {}}), samples=2)
+
+
+def _check_sweep(result, samples: int) -> None:
+    client = MlflowClient(tracking_uri())
+    parent = client.get_run(result.info["parent_run_id"])
+    children = client.search_runs([parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    assert len(children) == samples  # every trial, the best one included
+    best = client.get_run(result.run_id)
+    assert best.data.tags["cityagent.tune_best"] == "true" and "test_mae" in best.data.metrics
+    assert best.data.params["train.lr"] == str(result.info["best_config"]["train.lr"])
+    assert result.bundle_path.endswith("bundle/model.pt")
+
+
+@pytest.mark.slow
+def test_asha_sweep_in_process(tiny_cfg):
+    cfg = tiny_cfg(**{"train.max_epochs": 4})
+    result = tune(cfg, samples=1, search_space={"train.lr": ray_tune.grid_search([1e-3, 1e-2, 3e-2])})  # 3 trials
+    _check_sweep(result, 3)
+    assert not ray.is_initialized()
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_asha_sweep_of_ray_train_trials(tiny_cfg):
+    cfg = tiny_cfg(**{"train.workers": 2})
+    result = tune(cfg, samples=2, search_space={"train.lr": [1e-3, 1e-2]})
+    _check_sweep(result, 2)
+    assert result.info["workers"] == 2 and not ray.is_initialized()

@@ -1,0 +1,116 @@
+"""What runs inside one Tune trial: in-process Lightning reporting to Tune, or a Ray Train run whose reports flow
+up to Tune, plus the callback that frees the workers of a trial that ASHA stopped."""
+
+import copy
+import logging
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+
+from cityagent.hub.protocols import TaskData
+from cityagent.training.config import RunConfig, load_config
+from cityagent.training.engine import (
+    early_stopping,
+    make_loaders,
+    make_module,
+    monitor_for,
+    set_threads,
+    trainer_kwargs,
+)
+from cityagent.training.ray_cluster import storage_path
+from cityagent.training.ray_job import CKPT_NAME, train_worker
+
+log = logging.getLogger(__name__)
+
+
+def trial_config(base: dict[str, Any], trial: dict[str, Any]) -> RunConfig:
+    """``base`` (a ``RunConfig.model_dump()``) with the trial's dotted-key values."""
+    return load_config(None, trial, **copy.deepcopy(base))
+
+
+class _TuneReport(pl.Callback):
+    """Reports each epoch's metrics and a Lightning checkpoint to Tune (in-process trials)."""
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        from ray import tune
+
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items()} | {"epoch": trainer.current_epoch}
+        with tempfile.TemporaryDirectory() as tmp:
+            trainer.save_checkpoint(Path(tmp) / CKPT_NAME)
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
+
+
+def release_file(folder: str | Path, trial_id: str) -> Path:
+    return Path(folder) / f"{trial_id}.placement_group"
+
+
+def release_callback(folder: str) -> Any:
+    """A Tune callback that removes the placement group of a Ray-Train trial once the trial has ended.
+
+    Ray 2.60 keeps a placement group until its job ends even when the actor that made it is gone, so the
+    workers of a trial that ASHA stopped would hold their CPUs for the rest of the sweep (and, on a small
+    cluster, keep every later trial waiting). Rank 0 writes the group's id when the run starts.
+    """
+    from ray import tune
+    from ray.util.placement_group import PlacementGroup, remove_placement_group
+
+    class ReleaseStoppedRuns(tune.Callback):
+        def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            self._release(trial)
+
+        def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            self._release(trial)
+
+        def _release(self, trial: Any) -> None:
+            import ray
+
+            path = release_file(folder, trial.trial_id)
+            if not path.is_file():
+                return
+            try:
+                remove_placement_group(PlacementGroup(ray.PlacementGroupID.from_hex(path.read_text().strip())))
+            except Exception as e:  # already removed by a run that ended normally
+                log.debug("placement group of trial %s: %s", trial.trial_id, e)
+            path.unlink(missing_ok=True)
+
+    return ReleaseStoppedRuns()
+
+
+def run_trial(trial: dict[str, Any], task: TaskData, base: dict[str, Any], release_dir: str = "") -> None:
+    """One Tune trial: in-process Lightning, or a Ray Train run whose reports flow up to Tune."""
+    cfg = trial_config(base, trial)
+    if cfg.train.workers == 0:
+        set_threads(cfg, worker=True)
+        pl.seed_everything(cfg.train.seed, workers=True, verbose=False)
+        module, _ = make_module(task, cfg)
+        callbacks = [_TuneReport(), early_stopping(cfg, monitor_for(task))]
+        trainer = pl.Trainer(**trainer_kwargs(cfg), devices=1, callbacks=callbacks, enable_checkpointing=False)
+        trainer.fit(module, *make_loaders(task, cfg))
+        return
+    import ray
+    from ray import tune
+    from ray.train import CheckpointConfig, FailureConfig, ScalingConfig
+    from ray.train import RunConfig as RayRunConfig
+    from ray.train.torch import TorchTrainer
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    pg_file = release_file(release_dir, tune.get_context().get_trial_id())
+    TorchTrainer(
+        train_worker,
+        train_loop_config={"task": ray.put(task), "cfg": cfg.model_dump(), "pg_file": str(pg_file)},
+        scaling_config=ScalingConfig(
+            num_workers=cfg.train.workers, resources_per_worker={"CPU": cfg.train.cpus_per_worker}
+        ),
+        run_config=RayRunConfig(
+            name=f"trial-{tune.get_context().get_trial_id()}",
+            storage_path=storage_path(),
+            callbacks=[TuneReportCallback()],
+            # no restarts inside a sweep: a run whose trial was stopped must not grab new workers
+            failure_config=FailureConfig(max_failures=0),
+            checkpoint_config=CheckpointConfig(
+                num_to_keep=1, checkpoint_score_attribute=monitor_for(task), checkpoint_score_order="min"
+            ),
+        ),
+    ).fit()
