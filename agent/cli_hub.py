@@ -71,9 +71,7 @@ def _options(pairs: list[str]) -> dict[str, str]:
 @hub_app.command("import")
 def import_(
     kind: str = typer.Argument(..., help="Importer: tgcn-csv, uctb, gsnet or jonas."),
-    source: Path = typer.Argument(
-        ..., help="The public file (speed CSV, UCTB tar.gz, GSNet npz/zip, JONAS npz)."
-    ),
+    source: Path = typer.Argument(..., help="The public file (speed CSV, UCTB tar.gz, GSNet npz/zip, JONAS npz)."),
     out: str = typer.Option(..., help="Hub location to write (directory, URI or SQL URL)."),
     adj: Path = typer.Option(None, help="tgcn-csv: the adjacency CSV."),
     mode: str = typer.Option(None, help="jonas: taxi or bike."),

@@ -59,7 +59,11 @@ def evaluate(run_id: str = typer.Argument(..., help="An MLflow run id from `city
 
 def tune(
     domain: str = typer.Argument(..., help="traffic, demand or risk."),
-    config: Path = typer.Option(None, help="A YAML config with a `search:` section (default: configs/<task>.yaml)."),
+    config: Path = typer.Option(
+        None,
+        help="The base YAML config (default: configs/<task>.yaml); the search space is "
+        "the model's learning rate, batch size and width (training/tune.py).",
+    ),
     samples: int = typer.Option(4, help="Trials to run."),
     overrides: list[str] = typer.Argument(None, help="Config overrides as key=value."),
 ) -> None:

@@ -27,9 +27,7 @@ def _fs(location: str | Path) -> tuple[fsspec.AbstractFileSystem, str]:
     try:
         return fsspec.core.url_to_fs(str(location))
     except (ImportError, ValueError) as e:
-        raise HubError(
-            f"cannot open hub location {location!s}: {e}; use a directory or a supported URI"
-        ) from e
+        raise HubError(f"cannot open hub location {location!s}: {e}; use a directory or a supported URI") from e
 
 
 def _table_files(fs: fsspec.AbstractFileSystem, root: str, name: str) -> list[str]:
@@ -126,9 +124,7 @@ def write_file_hub(hub: Hub, location: str | Path, format: Literal["parquet", "c
     fs, root = _fs(location)
     root = root.rstrip("/")
     if fs.exists(root) and fs.ls(root) and not fs.isfile(f"{root}/{MANIFEST}"):
-        raise HubError(
-            f"{location} exists and is not a hub (no {MANIFEST}); choose an empty or new directory"
-        )
+        raise HubError(f"{location} exists and is not a hub (no {MANIFEST}); choose an empty or new directory")
     tag = uuid.uuid4().hex[:8]
     parent, base = posixpath.split(root)
     tmp, old = f"{parent}/.{base}.tmp-{tag}", f"{parent}/.{base}.old-{tag}"

@@ -34,9 +34,7 @@ class HubMeta:
         try:
             return pd.Timedelta(pd.tseries.frequencies.to_offset(self.step))
         except ValueError as e:
-            raise HubError(
-                f"hub.json step {self.step!r} is not a pandas offset; use e.g. '5min' or '1h'"
-            ) from e
+            raise HubError(f"hub.json step {self.step!r} is not a pandas offset; use e.g. '5min' or '1h'") from e
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -45,9 +43,7 @@ class HubMeta:
     def from_dict(cls, d: dict[str, Any]) -> "HubMeta":
         unknown = set(d) - {"name", "step", "timezone", "source", "extra"}
         if unknown:
-            raise HubError(
-                f"hub.json has unknown keys {sorted(unknown)}; allowed: name, step, timezone, source, extra"
-            )
+            raise HubError(f"hub.json has unknown keys {sorted(unknown)}; allowed: name, step, timezone, source, extra")
         return cls(**d)
 
 

@@ -90,11 +90,7 @@ def write_sql_hub(hub: Hub, url: str, prefix: str = "") -> str:
         for name, df in hub.tables.items():
             if engine.dialect.name == "sqlite":  # SQLite has no time type: store ISO text with its offset
                 df = df.assign(
-                    **{
-                        c: df[c].map(lambda t: t.isoformat())
-                        for c in df
-                        if isinstance(df[c].dtype, pd.DatetimeTZDtype)
-                    }
+                    **{c: df[c].map(lambda t: t.isoformat()) for c in df if isinstance(df[c].dtype, pd.DatetimeTZDtype)}
                 )
             chunk = max(1, 30000 // max(1, len(df.columns)))
             df.to_sql(prefix + name, conn, if_exists="replace", index=False, chunksize=chunk)

@@ -54,6 +54,4 @@ def infer_meta(tables: dict[str, pd.DataFrame], name: str) -> HubMeta:
         if not diffs.empty:
             step = pd.tseries.frequencies.to_offset(diffs.mode().iloc[0]).freqstr
         break
-    return HubMeta(
-        name=name, step=step, timezone=tz, source="inferred: no hub.json", extra={"manifest": "inferred"}
-    )
+    return HubMeta(name=name, step=step, timezone=tz, source="inferred: no hub.json", extra={"manifest": "inferred"})

@@ -54,9 +54,7 @@ def _check_table(report: Report, name: str, df: pd.DataFrame, schema: TableSchem
     cols = set(df.columns)
     for c in schema.required:
         if c not in cols:
-            report.add(
-                "error", name, f"missing required column {c!r}; {name} needs {schema.required}", column=c
-            )
+            report.add("error", name, f"missing required column {c!r}; {name} needs {schema.required}", column=c)
     for c in sorted(cols - set(schema.names)):
         report.add("error", name, f"unexpected column {c!r}; {name} holds only {schema.names}", column=c)
     if schema.one_of and not any(all(c in cols for c in group) for group in schema.one_of):
@@ -150,9 +148,7 @@ def validate_hub(hub: Hub) -> Report:
     try:
         ZoneInfo(meta.timezone)
     except (ZoneInfoNotFoundError, ValueError):
-        report.add(
-            "error", "hub.json", f"timezone {meta.timezone!r} is not an IANA zone; use e.g. 'Asia/Shanghai'"
-        )
+        report.add("error", "hub.json", f"timezone {meta.timezone!r} is not an IANA zone; use e.g. 'Asia/Shanghai'")
     if meta.extra.get("manifest") == "inferred":
         report.add("warning", "hub.json", f"no manifest: assumed step {meta.step}, timezone {meta.timezone}")
     if not hub.tables:

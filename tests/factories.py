@@ -6,9 +6,7 @@ import pandas as pd
 from cityagent.hub import Hub, HubMeta
 
 
-def tiny_hub(
-    sensors: int = 3, zones: int = 2, steps: int = 24, step: str = "15min", tz: str = "Asia/Shanghai"
-) -> Hub:
+def tiny_hub(sensors: int = 3, zones: int = 2, steps: int = 24, step: str = "15min", tz: str = "Asia/Shanghai") -> Hub:
     """A valid hub with every table, ``steps`` readings per sensor and zone."""
     rng = np.random.default_rng(0)
     ts = pd.date_range("2026-03-01 22:00", periods=steps, freq=step, tz=tz)  # crosses midnight: 2 partitions
@@ -36,9 +34,7 @@ def tiny_hub(
             "sensors": pd.DataFrame(
                 {"sensor_id": sids, "lat": 22.5 + 0.01 * np.arange(sensors), "lon": np.full(sensors, 114.05)}
             ),
-            "zones": pd.DataFrame(
-                {"zone_id": zids, "lat": [22.5] * zones, "lon": 114.0 + 0.01 * np.arange(zones)}
-            ),
+            "zones": pd.DataFrame({"zone_id": zids, "lat": [22.5] * zones, "lon": 114.0 + 0.01 * np.arange(zones)}),
             "edges": pd.DataFrame({"src": sids[:-1], "dst": sids[1:], "weight": 1.0, "kind": "road"}),
             "incidents": pd.DataFrame(
                 {

@@ -52,7 +52,12 @@ class ModelBundle:
     meta: dict[str, Any] = field(default_factory=dict)
 
     def build(self) -> ScaledModel:
-        """The trained real-unit model, in eval mode."""
+        """The trained real-unit model, in eval mode (torch models only)."""
+        if self.meta.get("estimator"):
+            raise CityAgentError(
+                f"{self.model_name} is a scikit-learn model: load {self.meta['estimator']} beside this bundle with "
+                "cityagent.training.classical.ClassicalPredictor.load instead"
+            )
         net = build_model(self.model_name, **self.build_params)
         model = ScaledModel(
             net, self.x_scaler["scale"], self.x_scaler["offset"], self.y_scaler["scale"][0], self.y_scaler["offset"][0]

@@ -57,6 +57,7 @@ class TrainConfig(Strict):
     limit_train_batches: float | int = Field(1.0, description="fraction or count of batches per epoch")
     num_threads: int | None = Field(None, description="torch threads per worker")
     accelerator: Literal["cpu", "gpu"] = Field("cpu", description="cpu, or gpu (one GPU per Ray worker)")
+    scheduler: Literal["cosine", "plateau", "none"] = Field("cosine", description="learning-rate schedule")
 
 
 class TrackingConfig(Strict):

@@ -58,7 +58,7 @@ def make_module(task: TaskData, cfg: RunConfig) -> tuple[ForecastModule, dict[st
         lr=cfg.train.lr,
         weight_decay=cfg.train.weight_decay,
         max_epochs=cfg.train.max_epochs,
-        scheduler=getattr(cfg.train, "scheduler", "cosine"),
+        scheduler=cfg.train.scheduler,
         monitor=monitor_for(task),
         point_index=median_level(qs) if qs else None,
     )

@@ -152,9 +152,7 @@ def test_csv_with_bad_timestamp_and_number_is_reported(tmp_path):
 
 
 def test_unreachable_database_says_where():
-    with pytest.raises(
-        HubError, match=r"cannot connect to the hub database postgresql\+psycopg://x@127.0.0.1:1/db"
-    ):
+    with pytest.raises(HubError, match=r"cannot connect to the hub database postgresql\+psycopg://x@127.0.0.1:1/db"):
         read_hub("postgresql://x@127.0.0.1:1/db")
 
 
