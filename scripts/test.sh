@@ -3,6 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
+bash scripts/services.sh
 export CITYAGENT_HOME="${CITYAGENT_HOME:-$(mktemp -d)/home}"
 .venv/bin/ruff check .
 .venv/bin/python -m pytest -m "not slow" --timeout 900 "$@"
