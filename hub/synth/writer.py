@@ -7,12 +7,14 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
 
+import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from cityagent.errors import HubError
+from cityagent.hub.files import replace_dir
 from cityagent.hub.hub import MANIFEST
 from cityagent.hub.synth.chunks import DayChunk, hub_meta, iter_days
 from cityagent.hub.synth.city import build_city, static_tables
@@ -68,17 +70,8 @@ def _check_target(out: Path) -> None:
 
 def _move_into_place(tmp: Path, out: Path) -> None:
     """Swap ``tmp`` in for ``out``; the old hub is removed only once the new one is in place."""
-    if not out.exists():
-        tmp.rename(out)
-        return
     old = out.with_name(f".{out.name}.old-{uuid.uuid4().hex[:8]}")
-    out.rename(old)
-    try:
-        tmp.rename(out)
-    except BaseException:
-        old.rename(out)
-        raise
-    shutil.rmtree(old)
+    replace_dir(fsspec.filesystem("file"), str(tmp), str(out), str(old))
 
 
 def synthesize(
