@@ -3,8 +3,11 @@ in-process on the same inputs, ONNX Runtime vs torch eager, and the server's RSS
 
     python benchmarks/serving.py --write BENCHMARKS.md
 
-The server runs as its own process (`cityagent serve`, configs/serving.yaml defaults); the clients are
-tritonclient.grpc.aio clients in this process, one channel each, closed loop (next request when the last answered).
+For each model (default: STID, our traffic champion, and the heavier GRU) the server runs as its own process
+(`cityagent serve`, configs/serving.yaml defaults); the clients are tritonclient.grpc.aio clients in this process,
+one channel each, closed loop (next request when the last answered). At one client it also measures the stock
+blocking tritonclient and the gRPC floor: a no-op OIP server (its own process) that answers every ModelInfer with a
+canned response of the same size, which is what transport alone costs on this machine.
 Prints the Markdown section and, with --write, replaces the "## Serving" section of that file.
 """
 
@@ -54,6 +57,42 @@ def export(model: torch.nn.Module, shape: tuple[int, ...], path: Path, meta: dic
     for key, value in meta.items():
         proto.metadata_props.add(key=key, value=json.dumps(value))
     path.write_bytes(proto.SerializeToString())
+
+
+FLOOR_SERVER = """
+import asyncio, sys
+import grpc, numpy as np
+from cityagent.serving.proto import inference_pb2 as pb, inference_pb2_grpc as pbg
+answer = pb.ModelInferResponse(model_name=sys.argv[2], model_version="1")
+answer.outputs.add(name="y", datatype="FP32", shape=[1, *map(int, sys.argv[3].split(","))])
+answer.raw_output_contents.append(np.zeros([int(d) for d in sys.argv[3].split(",")], np.float32).tobytes())
+class Canned(pbg.GRPCInferenceServiceServicer):
+    async def ModelInfer(self, request, context):
+        return answer
+async def main():
+    server = grpc.aio.server()
+    pbg.add_GRPCInferenceServiceServicer_to_server(Canned(), server)
+    print(server.add_insecure_port("127.0.0.1:" + sys.argv[1]), flush=True)
+    await server.start()
+    await server.wait_for_termination()
+asyncio.run(main())
+"""
+
+
+def make_windows(shape: tuple[int, ...], calendar: bool, count: int = 64) -> list[np.ndarray]:
+    """Random speeds; with `calendar`, the last 8 channels are a valid time of day and day-of-week one-hot
+    (what STID reads), consecutive 5-minute steps."""
+    rng = np.random.default_rng(0)
+    windows = []
+    for _ in range(count):
+        w = rng.uniform(0, 80, size=(1, *shape)).astype(np.float32)
+        if calendar:
+            t, start, day = shape[0], int(rng.integers(0, 288 - shape[0])), int(rng.integers(0, 7))
+            w[0, :, :, -8] = ((start + np.arange(t)) / 288)[:, None]
+            w[0, :, :, -7:] = 0
+            w[0, :, :, -7 + day] = 1
+        windows.append(w)
+    return windows
 
 
 def quantiles_ms(latencies_s: list[float]) -> tuple[float, float]:
@@ -129,6 +168,39 @@ async def served(address: str, windows: list[np.ndarray], clients: int, seconds:
             "p": quantiles_ms(latencies)}  # fmt: skip
 
 
+def served_blocking(address: str, windows: list[np.ndarray], n: int, model: str = NAME) -> list[float]:
+    """The stock blocking tritonclient, one request at a time (what a simple city service would use)."""
+    client = tc.InferenceServerClient(address)
+    inputs = []
+    for w in windows:
+        tensor = tc.InferInput("x", list(w.shape), "FP32")
+        tensor.set_data_from_numpy(w)
+        inputs.append(tensor)
+    for i in range(30):
+        client.infer(model, [inputs[i % len(inputs)]])
+    out = []
+    for i in range(n):
+        t = time.perf_counter()
+        client.infer(model, [inputs[i % len(inputs)]]).as_numpy("y")
+        out.append(time.perf_counter() - t)
+    client.close()
+    return out
+
+
+def grpc_floor(out_shape: tuple[int, ...], windows: list[np.ndarray], n: int) -> list[float]:
+    """Blocking tritonclient against a no-op OIP server in its own process: transport and protobuf only."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", FLOOR_SERVER, "0", NAME, ",".join(map(str, out_shape))], stdout=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        port = int(proc.stdout.readline())
+        return served_blocking(f"127.0.0.1:{port}", windows, n)
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
 def scrape(port: int) -> dict[str, float]:
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
     found = {}
@@ -172,26 +244,22 @@ def memory_run(address: str, pid: int, windows: list[np.ndarray], seconds: float
             "last10": statistics.mean(samples[-tenth:]), "n": result["n"], "errors": result["errors"]}  # fmt: skip
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="gru", help="registry architecture (cityagent.models)")
-    ap.add_argument("--nodes", type=int, default=207, help="N (207 = METR-LA's sensors)")
-    ap.add_argument("--input-len", type=int, default=12)
-    ap.add_argument("--features", type=int, default=2)
-    ap.add_argument("--horizon", type=int, default=12)
-    ap.add_argument("--levels", type=int, nargs="+", default=[1, 8, 32, 64], help="concurrent clients")
-    ap.add_argument("--seconds", type=float, default=8.0, help="per level and side")
-    ap.add_argument("--memory-seconds", type=float, default=60.0)
-    ap.add_argument("--write", type=Path, help="Markdown file whose '## Serving' section is replaced")
-    args = ap.parse_args(argv)
+def build(name: str, args: argparse.Namespace) -> tuple[torch.nn.Module, tuple[int, ...], bool]:
+    """The model with random weights, its window shape, and whether it reads calendar channels (STID does)."""
+    from cityagent.errors import ConfigError
 
-    torch.set_num_threads(1)
-    shape = (args.input_len, args.nodes, args.features)
-    model = build_model(
-        args.model, num_nodes=args.nodes, in_features=args.features, input_len=args.input_len, horizon=args.horizon
-    ).eval()
-    rng = np.random.default_rng(0)
-    windows = [rng.uniform(0, 80, size=(1, *shape)).astype(np.float32) for _ in range(64)]
+    kw = {"num_nodes": args.nodes, "input_len": args.input_len, "horizon": args.horizon}
+    try:
+        model, features, calendar = build_model(name, in_features=args.features, **kw), args.features, False
+    except ConfigError:  # value channels + time of day + 7 day-of-week channels
+        model, features, calendar = build_model(name, in_features=args.features + 8, **kw), args.features + 8, True
+    return model.eval(), (args.input_len, args.nodes, features), calendar
+
+
+def bench_model(name: str, args: argparse.Namespace, memory: bool) -> dict:
+    """Every measurement for one model, the server in its own process, raw ORT on the same windows in between."""
+    model, shape, calendar = build(name, args)
+    windows = make_windows(shape, calendar)
     work = Path(tempfile.mkdtemp(prefix="serving-bench-"))
     path = work / "model.onnx"
     meta = {"task": "bench", "nodes": [f"s{i}" for i in range(args.nodes)], "horizon": args.horizon}
@@ -203,12 +271,19 @@ def main(argv: list[str] | None = None) -> int:
     with torch.no_grad():
         eager = time_calls(lambda w: model(torch.from_numpy(w)), windows, 300)
     in_process = time_calls(lambda w: session.run(None, {"x": w}), windows, 300)
+    out = {"name": name, "shape": shape, "out": (args.horizon, args.nodes), "eager": eager, "ort": in_process}
 
-    rows = []
+    levels, mem = [], None
     proc, port, metrics_port = start_server(path, work / "server.log")
     address = f"127.0.0.1:{port}"
     try:
         asyncio.run(served(address, windows, 4, 1.0))  # warm-up
+        # One client, side by side: raw ORT, the blocking client on our server, the same client on a no-op server.
+        out["one"] = {
+            "raw": time_calls(lambda w: session.run(None, {"x": w}), windows, args.one_client_n),
+            "blocking": served_blocking(address, windows, args.one_client_n),
+            "floor": grpc_floor(out["out"], windows, args.one_client_n),
+        }
         for clients in args.levels:
             before = scrape(metrics_port)
             s = asyncio.run(served(address, windows, clients, args.seconds))
@@ -216,66 +291,98 @@ def main(argv: list[str] | None = None) -> int:
             runs = after["batch_size_count"] - before["batch_size_count"]
             mean_batch = (after["batch_size_sum"] - before["batch_size_sum"]) / max(runs, 1)
             r = raw_ort(session, windows, clients, args.seconds)
-            rows.append((clients, s, mean_batch, r))
-            print(clients, s, round(mean_batch, 2), r, flush=True)
-        mem = memory_run(address, proc.pid, windows, args.memory_seconds)
-        print("memory", mem, flush=True)
+            levels.append((clients, s, mean_batch, r))
+            print(name, clients, s, round(mean_batch, 2), r, flush=True)
+        if memory:
+            mem = memory_run(address, proc.pid, windows, args.memory_seconds)
+            print("memory", mem, flush=True)
     finally:
         proc.terminate()
         proc.wait(30)
         shutil.rmtree(work, ignore_errors=True)
+    return out | {"levels": levels, "mem": mem}
 
-    section = render(args, rows, eager, in_process, mem)
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", nargs="+", default=["stid", "gru"], help="registry architectures (cityagent.models)")
+    ap.add_argument("--nodes", type=int, default=207, help="N (207 = METR-LA's sensors)")
+    ap.add_argument("--input-len", type=int, default=12)
+    ap.add_argument("--features", type=int, default=2, help="value channels (STID also gets 8 calendar channels)")
+    ap.add_argument("--horizon", type=int, default=12)
+    ap.add_argument("--levels", type=int, nargs="+", default=[1, 8, 32, 64], help="concurrent clients")
+    ap.add_argument("--seconds", type=float, default=8.0, help="per level and side")
+    ap.add_argument("--one-client-n", type=int, default=1000, help="requests per side in the one-client comparison")
+    ap.add_argument("--memory-seconds", type=float, default=60.0, help="RSS run, on the first model")
+    ap.add_argument("--write", type=Path, help="Markdown file whose '## Serving' section is replaced")
+    args = ap.parse_args(argv)
+
+    torch.set_num_threads(1)
+    results = [bench_model(name, args, memory=i == 0) for i, name in enumerate(args.models)]
+    section = render(args, results)
     print(section)
     if args.write:
         write_section(args.write, section)
     return 0
 
 
-def render(args, rows, eager, in_process, mem) -> str:
+def render(args: argparse.Namespace, results: list[dict]) -> str:
     load = os.getloadavg()
     machine = f"{os.cpu_count()} CPU {platform.machine()}, Python {sys.version.split()[0]}, ORT {ort.__version__}"
     lines = [
         "## Serving",
         "",
-        f"The OIP gRPC server (`cityagent serve`, configs/serving.yaml defaults: 2 ORT worker threads, 1 intra-op "
-        f"thread, dynamic batching up to 32 with no added delay) serving `{args.model}` "
-        f"(x [1, {args.input_len}, {args.nodes}, {args.features}] → y [1, {args.horizon}, {args.nodes}]), batch 1 per "
-        f"request, against raw ONNX Runtime in-process (1 intra-op thread, the same windows, one thread per client).",
+        "The OIP gRPC server (`cityagent serve`, configs/serving.yaml defaults: 2 ORT worker threads, 1 intra-op "
+        "thread, dynamic batching up to 32 with no added delay, a lone request on an idle model run inline) against "
+        "raw ONNX Runtime in-process (1 intra-op thread, the same windows), batch 1 per request, for STID (our traffic "
+        "champion) and the heavier GRU, each with random weights on a METR-LA-sized input.",
         "",
         "```",
         "python benchmarks/serving.py --write BENCHMARKS.md",
         "```",
         "",
-        "| clients | served p50 ms | served p99 ms | served req/s | mean batch | errors "
-        "| raw ORT p50 ms | raw ORT p99 ms | raw ORT req/s |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "One client, one request at a time, the three sides interleaved in one run (p50 / p99 ms):",
+        "",
+        "| model | input → output | raw ORT | served, blocking tritonclient | served − raw | gRPC floor (no-op server) "
+        "| served − raw − floor |",
+        "|---|---|---|---|---|---|---|",
     ]
-    for clients, s, mean_batch, r in rows:
+    for r in results:
+        raw, blk, flo = (quantiles_ms(r["one"][k]) for k in ("raw", "blocking", "floor"))
         lines.append(
-            f"| {clients} | {s['p'][0]:.2f} | {s['p'][1]:.2f} | {s['rps']:.0f} | {mean_batch:.1f} | {s['errors']} "
-            f"| {r['p'][0]:.2f} | {r['p'][1]:.2f} | {r['rps']:.0f} |"
+            f"| {r['name']} | x {list((1, *r['shape']))} → y {list((1, *r['out']))} | {raw[0]:.2f} / {raw[1]:.2f} "
+            f"| {blk[0]:.2f} / {blk[1]:.2f} | **{blk[0] - raw[0]:.2f}** | {flo[0]:.2f} / {flo[1]:.2f} "
+            f"| {blk[0] - raw[0] - flo[0]:.2f} |"
         )
-    e, o = quantiles_ms(eager), quantiles_ms(in_process)
-    first, last = rows[0], rows[-1]
-    share = 100 * last[1]["rps"] / max(last[3]["rps"], 1e-9)
     lines += [
         "",
-        "| batch-1 in-process, 1 thread | p50 ms | p99 ms |",
-        "|---|---|---|",
-        f"| torch eager | {e[0]:.3f} | {e[1]:.3f} |",
-        f"| ONNX Runtime | {o[0]:.3f} | {o[1]:.3f} |",
+        "Concurrent tritonclient.grpc.aio clients, closed loop, against raw ORT with one thread per client:",
         "",
-        f"Server RSS over a {args.memory_seconds:.0f}-second run at 8 clients ({mem['n']} requests, {mem['errors']} "
-        f"errors): start {mem['start']:.0f} MiB, peak {mem['peak']:.0f} MiB, end {mem['end']:.0f} MiB; mean of the "
-        f"first tenth {mem['first10']:.0f} MiB vs last tenth {mem['last10']:.0f} MiB.",
+        "| model | clients | served p50 ms | served p99 ms | served req/s | mean batch | errors "
+        "| raw ORT p50 ms | raw ORT p99 ms | raw ORT req/s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        for clients, s, mean_batch, o in r["levels"]:
+            lines.append(
+                f"| {r['name']} | {clients} | {s['p'][0]:.2f} | {s['p'][1]:.2f} | {s['rps']:.0f} | {mean_batch:.1f} "
+                f"| {s['errors']} | {o['p'][0]:.2f} | {o['p'][1]:.2f} | {o['rps']:.0f} |"
+            )
+    lines += ["", "| batch-1 in-process, 1 thread | p50 ms | p99 ms |", "|---|---|---|"]
+    for r in results:
+        e, o = quantiles_ms(r["eager"]), quantiles_ms(r["ort"])
+        lines += [f"| {r['name']}, torch eager | {e[0]:.3f} | {e[1]:.3f} |",
+                  f"| {r['name']}, ONNX Runtime | {o[0]:.3f} | {o[1]:.3f} |"]  # fmt: skip
+    mem = results[0]["mem"]
+    lines += [
+        "",
+        f"Server RSS over a {args.memory_seconds:.0f}-second run of {results[0]['name']} at 8 clients ({mem['n']} "
+        f"requests, {mem['errors']} errors): start {mem['start']:.0f} MiB, peak {mem['peak']:.0f} MiB, end "
+        f"{mem['end']:.0f} MiB; mean of the first tenth {mem['first10']:.0f} MiB vs last tenth "
+        f"{mem['last10']:.0f} MiB.",
         "",
         f"Measured {dt.date.today()} on {machine}; load average at the end {load[0]:.1f} / {load[1]:.1f} / "
-        f"{load[2]:.1f}. The 2 cores were shared with other engineers' jobs and with the benchmark's own Python "
-        "clients (on the same cores as the server), so absolute numbers are pessimistic and noisy. "
-        f"At {last[0]} clients the server answered {last[1]['rps']:.0f} req/s, {share:.0f}% of raw in-process ORT's "
-        f"{last[3]['rps']:.0f}, packing {last[2]:.1f} requests per ORT run; the gap at {first[0]} client "
-        f"({first[1]['p'][0]:.2f} vs {first[3]['p'][0]:.2f} ms p50) is gRPC, protobuf and Python asyncio per request.",
+        f"{load[2]:.1f}. Server, clients and raw ORT share the same 2 cores.",
     ]
     return "\n".join(lines) + "\n"
 

@@ -3,6 +3,13 @@
 Each loaded model version owns one Batcher. Requests wait at most `max_queue_delay_us` for company (counted from
 the oldest waiting request), a run takes at most `max_batch_size` rows (a bigger single request runs alone), and a
 queue already holding `max_queue_size` requests refuses more with RESOURCE_EXHAUSTED instead of growing without bound.
+
+A lone client gains nothing from batching but pays two thread hand-offs per request (event loop → ORT worker →
+event loop), which cost milliseconds on a busy machine. So a model runs in one of two modes. Inline: a lone request
+on an idle model whose one-request run is short runs right on the event-loop thread. Batch: requests queue for the
+worker task. While the loop runs a request inline it cannot read the next one, so concurrency is invisible there;
+every PROBE_EVERY-th request therefore goes through the queue, and if others arrive while it runs the model switches
+to batch mode, returning to inline only after QUIET_TO_INLINE single-request runs that found nobody waiting.
 """
 
 import asyncio
@@ -20,6 +27,9 @@ from cityagent.serving.metrics import ServingMetrics
 from cityagent.serving.session import OrtModel
 
 log = logging.getLogger(__name__)
+
+PROBE_EVERY = 8  # inline runs between two probes through the queue
+QUIET_TO_INLINE = 4  # queued single-request runs with nobody waiting before inline mode resumes
 
 
 @dataclass
@@ -50,6 +60,11 @@ class Batcher:
         self._wakeup = asyncio.Event()
         self._closing = False
         self._task: asyncio.Task | None = None
+        self._busy = False  # a run (inline or on the executor) is in progress
+        self._single_run_s: float | None = None  # moving average of a one-request run, for the inline path
+        self._inline_mode = True
+        self._inline_runs = 0  # since the last probe
+        self._quiet_runs = 0  # consecutive queued runs of one request that found nobody waiting
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._work(), name=f"batcher-{self.model.name}")
@@ -66,11 +81,60 @@ class Batcher:
             )
         first = next(iter(inputs.values()))
         rows = first.shape[0] if self._stack else 1
-        key = tuple((k, v.shape[1:]) for k, v in sorted(inputs.items()))
         future = asyncio.get_running_loop().create_future()
+        if self._inline_ok(rows):
+            self._run_inline(inputs, rows, future)
+            return future
+        key = tuple((k, v.shape[1:]) for k, v in sorted(inputs.items()))
         self._queue.append(_Item(inputs, rows, key, future, time.perf_counter()))
         self._wakeup.set()
         return future
+
+    def _inline_ok(self, rows: int) -> bool:
+        limit = self.cfg.inline_below_us
+        if not (
+            limit > 0
+            and self._inline_mode
+            and not self._busy
+            and not self._queue
+            and rows == 1
+            and self._single_run_s is not None
+            and self._single_run_s * 1e6 < limit
+        ):
+            return False
+        if self._inline_runs >= PROBE_EVERY - 1:  # this one probes for company through the queue
+            self._inline_runs = 0
+            return False
+        self._inline_runs += 1
+        return True
+
+    def _note_company(self, requests: int) -> None:
+        """After a queued run: others waiting (or sharing it) mean concurrent clients → batch mode."""
+        if requests > 1 or self._queue:
+            self._inline_mode, self._quiet_runs = False, 0
+        elif not self._inline_mode:
+            self._quiet_runs += 1
+            self._inline_mode = self._quiet_runs >= QUIET_TO_INLINE
+
+    def _run_inline(self, inputs: dict[str, np.ndarray], rows: int, future: asyncio.Future) -> None:
+        start = time.perf_counter()
+        if self._metrics is not None:
+            self._metrics.observe_batch(self.model.name, [0.0], rows)
+        self._busy = True
+        try:
+            outputs = self.model.run(inputs)
+        except Exception as e:
+            log.warning("model %s version %s failed: %s", self.model.name, self.model.version, e)
+            future.set_exception(ServingError(f"model '{self.model.name}' failed on this input: {e}"))
+            return
+        finally:
+            self._busy = False
+        self._note_single(time.perf_counter() - start)
+        future.set_result(outputs)
+
+    def _note_single(self, seconds: float) -> None:
+        old = self._single_run_s
+        self._single_run_s = seconds if old is None else 0.8 * old + 0.2 * seconds
 
     async def close(self) -> None:
         """Refuse new requests, finish every queued one on this version, then stop."""
@@ -89,12 +153,15 @@ class Batcher:
                 continue
             await self._fill()
             batch = self._take()
+            self._busy = True
             try:
                 await self._run(batch)
             except Exception as e:  # a bug must fail this batch, not strand every later request
                 log.exception("batch on %s version %s failed", self.model.name, self.model.version)
                 for item in batch:
                     _settle(item, error=ServingError(f"model '{self.model.name}' failed on this batch: {e!r}"))
+            finally:
+                self._busy = False
 
     async def _fill(self) -> None:
         """Wait until the batch is full or the oldest request has waited max_queue_delay_us."""
@@ -127,6 +194,13 @@ class Batcher:
             self._queue = keep
         return batch
 
+    def _timed_run(self, feed: dict[str, np.ndarray], requests: int) -> dict[str, np.ndarray]:
+        start = time.perf_counter()
+        outputs = self.model.run(feed)
+        if requests == 1 and next(iter(feed.values())).shape[0] == 1:
+            self._note_single(time.perf_counter() - start)  # a float store: safe from the executor thread
+        return outputs
+
     async def _run(self, batch: list[_Item]) -> None:
         batch = [i for i in batch if not i.future.done()]  # a cancelled client needs no answer
         if not batch:
@@ -139,7 +213,7 @@ class Batcher:
         feed = batch[0].inputs if len(batch) == 1 else _stack(batch)
         loop = asyncio.get_running_loop()
         try:
-            outputs = await loop.run_in_executor(self._executor, self.model.run, feed)
+            outputs = await loop.run_in_executor(self._executor, self._timed_run, feed, len(batch))
         except Exception as e:
             if len(batch) > 1:  # one odd request must not fail its neighbours: retry each alone
                 for item in batch:
@@ -148,6 +222,7 @@ class Batcher:
             log.warning("model %s version %s failed: %s", self.model.name, self.model.version, e)
             _settle(batch[0], error=ServingError(f"model '{self.model.name}' failed on this input: {e}"))
             return
+        self._note_company(len(batch))
         offset = 0
         for item in batch:
             part = {k: v[offset : offset + item.rows] for k, v in outputs.items()} if len(batch) > 1 else outputs

@@ -30,6 +30,12 @@ class BatchingConfig(_Strict):
     max_batch_size: int = Field(32, ge=1, description="rows (batch entries) per ORT run")
     max_queue_delay_us: int = Field(0, ge=0, description="how long the first request waits for company, µs")
     max_queue_size: int = Field(256, ge=1, description="requests waiting per model; one more → RESOURCE_EXHAUSTED")
+    inline_below_us: int = Field(
+        5000,
+        ge=0,
+        description="a lone client's requests run on the event loop (skipping two thread hand-offs) when the "
+        "model's one-request run averages under this, µs; 0 = always queue for the worker threads",
+    )
 
 
 class RegistryConfig(_Strict):

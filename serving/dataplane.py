@@ -76,8 +76,9 @@ class DataPlane:
     @contextmanager
     def observe(self, model_name: str) -> Iterator[None]:
         """Count one request (decoding included) as a success or a failure by status code, and time it."""
-        label = model_name if model_name in self.store.names() else UNKNOWN_MODEL
-        self.metrics.requests.labels(label).inc()
+        label = model_name if self.store.has(model_name) else UNKNOWN_MODEL
+        series = self.metrics.series(label)
+        series.requests.inc()
         start = time.perf_counter()
         try:
             yield
@@ -87,5 +88,5 @@ class DataPlane:
         except Exception:
             self.metrics.failures.labels(label, "INTERNAL").inc()
             raise
-        self.metrics.successes.labels(label).inc()
-        self.metrics.latency.labels(label).observe(time.perf_counter() - start)
+        series.successes.inc()
+        series.latency.observe(time.perf_counter() - start)

@@ -49,9 +49,12 @@ ORT: dict[str, str] = {
 }
 
 
+_BY_KIND_SIZE: dict[tuple[str, int], str] = {(d.kind, d.itemsize): name for name, d in NUMPY.items()}
+
+
 def oip_name(dtype: np.dtype) -> str:
-    """The OIP datatype name of a numpy dtype (byte order ignored)."""
-    for name, candidate in NUMPY.items():
-        if candidate.kind == dtype.kind and candidate.itemsize == dtype.itemsize:
-            return name
-    raise TypeError(f"numpy dtype {dtype} has no Open Inference Protocol datatype")
+    """The OIP datatype name of a numpy dtype (byte order ignored); a dict lookup, as it runs twice per request."""
+    name = _BY_KIND_SIZE.get((dtype.kind, dtype.itemsize))
+    if name is None:
+        raise TypeError(f"numpy dtype {dtype} has no Open Inference Protocol datatype")
+    return name

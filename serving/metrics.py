@@ -1,6 +1,8 @@
 """Prometheus metrics of the prediction service, on their own registry and HTTP port."""
 
 import logging
+from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
@@ -11,6 +13,17 @@ log = logging.getLogger(__name__)
 UNKNOWN_MODEL = "_unknown"
 _LATENCY_BUCKETS = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+
+
+@dataclass(frozen=True)
+class ModelSeries:
+    """One model's label children, looked up once: `labels()` takes a lock and builds tuples on every call."""
+
+    requests: Any
+    successes: Any
+    latency: Any
+    queue_time: Any
+    batch_size: Any
 
 
 class ServingMetrics:
@@ -49,11 +62,23 @@ class ServingMetrics:
             "cityagent_serving_swaps", "Model version loads by outcome.", ["model", "outcome"], registry=r
         )
         self._server = None
+        self._series: dict[str, ModelSeries] = {}
+
+    def series(self, model: str) -> ModelSeries:
+        """The per-model children (model is a loaded name or UNKNOWN_MODEL, so this stays small)."""
+        found = self._series.get(model)
+        if found is None:
+            found = self._series[model] = ModelSeries(
+                *(m.labels(model) for m in (self.requests, self.successes, self.latency, self.queue_time,
+                                            self.batch_size))
+            )  # fmt: skip
+        return found
 
     def observe_batch(self, model: str, waits_s: list[float], rows: int) -> None:
+        series = self.series(model)
         for wait in waits_s:
-            self.queue_time.labels(model).observe(wait)
-        self.batch_size.labels(model).observe(rows)
+            series.queue_time.observe(wait)
+        series.batch_size.observe(rows)
 
     def set_version(self, model: str, version: str, old: str | None = None) -> None:
         """Mark `version` as serving and drop the old version's series."""

@@ -14,11 +14,10 @@ from cityagent.errors import ConfigError
 from cityagent.serving.auth import TokenAuth, load_token
 from cityagent.serving.config import ServingConfig
 from cityagent.serving.dataplane import DataPlane
-from cityagent.serving.guard import DecodeGuard
+from cityagent.serving.guard import add_guarded_inference_service
 from cityagent.serving.health import INFERENCE_SERVICE, Health
 from cityagent.serving.metrics import ServingMetrics
 from cityagent.serving.proto import inference_pb2
-from cityagent.serving.proto import inference_pb2_grpc as pb_grpc
 from cityagent.serving.servicer import InferenceServicer
 from cityagent.serving.spec import parse_spec
 from cityagent.serving.store import ModelStore
@@ -52,15 +51,14 @@ class InferenceServer:
         credentials = server_credentials(cfg.tls)
         # Auth first, so nothing from an unauthenticated caller is even decoded.
         interceptors = [TokenAuth(load_token(cfg.auth), cfg.auth.open_services)] if cfg.auth.enabled else []
-        interceptors.append(DecodeGuard())
         limit = cfg.max_message_mb * 1024 * 1024
         options = [
             ("grpc.max_receive_message_length", limit),
             ("grpc.max_send_message_length", limit),
             ("grpc.so_reuseport", 0),  # a second server on a taken port must fail, not share it silently
         ]
-        server = grpc.aio.server(interceptors=interceptors, options=options)
-        pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(self.dataplane), server)
+        server = grpc.aio.server(interceptors=interceptors or None, options=options)
+        add_guarded_inference_service(InferenceServicer(self.dataplane), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health.servicer, server)
         names = (INFERENCE_SERVICE, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME)
         reflection.enable_server_reflection(names, server, pool=_reflection_pool())

@@ -56,9 +56,9 @@ def _check_one(spec: TensorSpec, array: np.ndarray) -> None:
     if datatype != spec.datatype:
         raise InvalidInput(f"input '{spec.name}' has datatype {datatype} but the model expects {spec.datatype}.")
     shape = array.shape
-    want = ["-1" if d == -1 else str(d) for d in spec.shape]
     if len(shape) != len(spec.shape) or any(d != -1 and d != s for d, s in zip(spec.shape, shape, strict=True)):
-        raise InvalidInput(f"input '{spec.name}' has shape {list(shape)} but the model expects [{', '.join(want)}].")
+        want = ", ".join("-1" if d == -1 else str(d) for d in spec.shape)
+        raise InvalidInput(f"input '{spec.name}' has shape {list(shape)} but the model expects [{want}].")
     if any(s == 0 for s in shape):
         raise InvalidInput(f"input '{spec.name}' has shape {list(shape)}; every dimension must be >= 1.")
     if array.dtype.kind == "f" and not np.isfinite(array).all():
