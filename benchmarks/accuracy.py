@@ -24,6 +24,18 @@ MARK_BEGIN, MARK_END = "<!-- accuracy:begin -->", "<!-- accuracy:end -->"
 
 # (label, config file, overrides) per table; every row is one fit() call.
 TGCN_PARAMS = {"task.params.input_len": 12, "task.params.horizon": 4}
+# gbrt_demand on DiDi: the UCTB window's groups (trend 4, period 7, closeness 6, oldest first), HM 1-1-2, and
+# the tod + weekend channels (1, 2) its hourly profile reads
+DIDI_GBRT = {
+    "task.params.calendar": ["tod", "weekend"],
+    "model.params.closeness_frames": [11, 12, 13, 14, 15, 16],
+    "model.params.period_frames": [4, 5, 6, 7, 8, 9, 10],
+    "model.params.trend_frames": [0, 1, 2, 3],
+    "model.params.base_frames": [2, 3, 10, 16],
+    "model.params.tod_channel": 1,
+    "model.params.weekend_channel": 2,
+    "model.params.n_threads": 2,
+}
 TABLES: dict[str, list[tuple[str, str, dict]]] = {
     "sz-tgcn": [
         ("HA", "models/ha.yaml", TGCN_PARAMS),
@@ -49,11 +61,16 @@ TABLES: dict[str, list[tuple[str, str, dict]]] = {
         ("HM (1-1-2)", "models/hm.yaml", {"model.params.frames": [2, 3, 10, 16]}),
         ("GBRT", "models/gbrt.yaml", {"model.params.n_threads": 2}),
         ("ST-GCN demand", "models/st_gcn_demand.yaml", {}),
+        # trees on the residual to ½ HM (1-1-2) + ½ each cell's usual hourly level scaled by its recent level
+        ("GBRT demand", "models/gbrt_demand.yaml", DIDI_GBRT),
     ],
     "chicago": [
         ("HA (4 weeks)", "models/risk_ha.yaml", {"model.params.frames": [0, 1, 2, 3]}),
         ("GBRT", "models/gbrt.yaml", {"model.params.n_threads": 2}),
         ("risk_conv", "models/risk_conv.yaml", {"train.loss": "risk"}),
+        # same trees, same ranking: raw P(risk > 0) × mean positive risk vs the calibrated E[risk | risk > 0]
+        ("risk_gbrt (uncalibrated)", "models/risk_gbrt.yaml", {"model.params.calibrate": False}),
+        ("risk_gbrt (calibrated)", "models/risk_gbrt.yaml", {}),
     ],
 }
 DATASET = {

@@ -6,11 +6,12 @@ IEEE TKDE 2022; code uctb/UCTB (``dataset/data_loader.NodeTrafficLoader``, ``pre
 """
 
 import warnings
+from collections.abc import Sequence
 
 import numpy as np
 
 from cityagent.hub.hub import Hub
-from cityagent.hub.protocols.common import slots_per_day, splits_for, task_graph
+from cityagent.hub.protocols.common import slots_per_day, splits_for, task_graph, with_calendar
 from cityagent.hub.protocols.registry import register
 from cityagent.hub.protocols.task import TaskData
 from cityagent.hub.scalers import MinMaxScaler
@@ -31,6 +32,7 @@ def uctb(
     val_ratio: float = 0.1,
     remove: bool = True,
     graph_kind: str | None = None,
+    calendar: Sequence[str] = (),
 ) -> TaskData:
     """Closeness/period/trend windows, 1 step ahead; the last ``test_ratio`` of the slots are the test targets.
 
@@ -49,6 +51,8 @@ def uctb(
         val_ratio: share of the training samples (the last ones) kept for validation.
         remove: drop nodes whose training mean × slots per day ≤ 1 (``NodeTrafficLoader(remove=True)``).
         graph_kind: edge kind for the adjacency when the hub has several.
+        calendar: calendar channels appended to every node after the target (``tod``, ``weekend``, ...;
+            default none, as UCTB); they are not scaled. ``holiday`` uses the hub's ``meta.extra['holidays']``.
     """
     st = to_tensor(hub, table, [target])
     daily = slots_per_day(hub.meta)
@@ -68,22 +72,23 @@ def uctb(
     values = st.values[:, keep]  # [T, N', 1]
     nodes = [n for n, k in zip(st.nodes, keep, strict=True) if k]
     y = values[:, :, 0]
+    x, cal_names = with_calendar(values, st.ts, calendar, hub.meta.extra.get("holidays", ()))  # [T, N', 1 + K]
     spec = WindowSpec.periodic(closeness_len, daily, 7 * daily, period_len, trend_len, horizon=1)
     every = spec.anchors(0, t)
     first_target = every + 1
     train_all = every[first_target < train_end]
     train_a, val_a = split_over_samples(train_all, (1 - val_ratio, val_ratio), rounding="cumulative")
     test_a = every[first_target >= train_end]
-    train, val, test = splits_for(values, y, [train_a, val_a, test_a], spec, st.ts, ["train", "val", "test"])
+    train, val, test = splits_for(x, y, [train_a, val_a, test_a], spec, st.ts, ["train", "val", "test"])
     return TaskData(
         train=train,
         val=val,
         test=test,
-        x_scaler=MinMaxScaler().fit(values[:train_end]),
+        x_scaler=MinMaxScaler(channels=[0]).fit(x[:train_end]),
         y_scaler=MinMaxScaler().fit(y[:train_end, :, None]),
         nodes=nodes,
         adjacency=task_graph(hub, nodes, graph_kind, notes),
-        feature_names=[target],
+        feature_names=[target, *cal_names],
         input_len=spec.input_len,
         horizon=1,
         step=hub.meta.step,

@@ -1,5 +1,5 @@
-"""Traffic-accident risk forecasters over a grid: risk HA and a GSNet-inspired two-branch net."""
+"""Traffic-accident risk forecasters over a grid: risk HA, a GSNet-inspired two-branch net and a calibrated GBRT."""
 
-from cityagent.models.risk import risk_conv, risk_ha
+from cityagent.models.risk import risk_conv, risk_gbrt, risk_ha
 
-__all__ = ["risk_conv", "risk_ha"]
+__all__ = ["risk_conv", "risk_gbrt", "risk_ha"]

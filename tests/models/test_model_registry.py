@@ -9,8 +9,8 @@ from tests.models.inputs import common_params
 
 EXPECTED = {
     "traffic": {"ha", "last_value", "gru", "tgcn", "stid", "gwnet"},
-    "demand": {"hm", "st_resnet", "st_gcn_demand"},
-    "risk": {"risk_ha", "risk_conv"},
+    "demand": {"hm", "st_resnet", "st_gcn_demand", "gbrt_demand"},
+    "risk": {"risk_ha", "risk_conv", "risk_gbrt"},
 }
 
 

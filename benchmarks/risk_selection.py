@@ -1,0 +1,78 @@
+"""Model selection for the Chicago risk table on two held-out periods, never the test split.
+
+    python benchmarks/risk_selection.py                      # the default variants of risk_gbrt
+    python benchmarks/risk_selection.py --variants '{"cells": 100}' '{"cells": 50}'
+
+Period A: train on the first 80 % of the training windows, score the last 20 %. Period B: train on all training
+windows, score the validation split. Both periods are ~3 weeks, so one period's Recall / MAP is noisy (±1 point
+between near-identical models); choices are made on the average. Ranking metrics only: the calibration does not
+change them.
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+KEYS = ("recall", "map", "rush_recall", "rush_map")
+
+
+def main() -> int:
+    from cityagent.models import build_model
+    from cityagent.training.build import build_params
+    from cityagent.training.config import load_config, read_yaml_tree
+    from cityagent.training.risk_metrics import gsnet_metrics
+    from cityagent.training.task import load_task
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--variants", nargs="*", default=['{"cells": 100}', '{"cells": 50}'], help="JSON param overrides")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--baselines", action="store_true", help="also rank by per-cell mean risk (train; and oracle)")
+    args = ap.parse_args()
+    tree = read_yaml_tree(ROOT / "configs" / "datasets" / "chicago-gsnet.yaml")
+    tree |= read_yaml_tree(ROOT / "configs" / "models" / "risk_gbrt.yaml")
+    cfg = load_config(None, {}, **tree)
+    task, _ = load_task(cfg.task)
+    xs, xo = task.x_scaler.scale, task.x_scaler.offset
+    ys, yo = float(task.y_scaler.scale[0]), float(task.y_scaler.offset[0])
+    split = {n: getattr(task, n) for n in ("train", "val")}
+    arrays = {n: s.arrays()[:2] for n, s in split.items()}
+    hours = {n: s.ts.hour.to_numpy() for n, s in split.items()}
+    (xt, yt), (xv, yv) = arrays["train"], arrays["val"]
+    cut = int(len(xt) * 0.8)
+    periods = {"A": (xt[:cut], yt[:cut], xt[cut:], yt[cut:], hours["train"][cut:]), "B": (xt, yt, xv, yv, hours["val"])}
+    base = build_params(task, cfg.model, None) | {"n_threads": args.threads, "calibrate": False}
+    print(f"| variant | {' | '.join(f'{p} {k}' for p in (*periods, 'avg') for k in KEYS)} |")
+
+    def row(name: str, found: list[list[float]]) -> None:
+        rows = [*found, list(np.mean(found, axis=0))]
+        text = [f"{v:.4f}" if "map" in k else f"{v:.2f}" for r in rows for k, v in zip(KEYS, r, strict=True)]
+        print(f"| {name} | {' | '.join(text)} |", flush=True)
+
+    def ranked(score: np.ndarray, y_eval: np.ndarray, h_eval: np.ndarray) -> list[float]:
+        m = gsnet_metrics(y_eval, score, task.eval_mask, h_eval, task.extra["rush_hours"])
+        return [m[k] for k in KEYS]
+
+    if args.baselines:  # a static ranking: the same cell order every hour
+        for name, source in (("cell mean of the fitted windows", 1), ("oracle: cell mean of the scored period", 3)):
+            found = []
+            for p in periods.values():
+                mean = np.broadcast_to(p[source].mean(axis=0, keepdims=True), p[3].shape)
+                found.append(ranked(mean + 0.0, p[3], p[4]))
+            row(name, found)
+    for variant in args.variants:
+        found = []
+        for x_fit, y_fit, x_eval, y_eval, h_eval in periods.values():
+            model = build_model(cfg.model.name, **(base | json.loads(variant)))
+            model.fit(x_fit * xs + xo, y_fit * ys + yo)
+            score = model.score(x_eval * xs + xo)[:, None]  # [S, 1, N]; only its per-hour order matters here
+            found.append(ranked(score, y_eval, h_eval))
+        row(variant, found)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

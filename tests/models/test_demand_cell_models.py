@@ -1,0 +1,148 @@
+"""gbrt_demand: cell features, the hourly profile and its level features, HM-residual learning, clear errors."""
+
+import numpy as np
+import pytest
+
+from cityagent.errors import ConfigError
+from cityagent.models import build_model
+from cityagent.models.demand.cell_features import CellFeatures, SlotProfile, neighbour_weights
+from tests.models.inputs import GRID, H, N, common_params, grid_adjacency, make_x
+
+FRAMES = dict(closeness_frames=[9, 10, 11], period_frames=[4, 5, 6, 7, 8], trend_frames=[0, 1, 2, 3])
+
+
+def demand_data(samples: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Targets = HM of frames 3, 8, 11 + a per-node offset + a daytime bump: learnable as a residual to HM."""
+    x = make_x(samples, seed=seed).numpy()
+    hm = x[..., 0][:, [3, 8, 11]].mean(1)  # [S, N]
+    bump = np.sin(2 * np.pi * x[:, -1, :, 1])  # time of day of the last step
+    y = hm + np.linspace(-1.0, 1.0, N) + bump
+    return x, np.repeat(y[:, None], H, axis=1)  # [S, T, N, F], [S, H, N]
+
+
+def test_neighbour_weights_average_the_grid_neighbours_only():
+    w = neighbour_weights(grid_adjacency(*GRID) + np.eye(N))
+    assert np.allclose(np.diag(w), 0.0) and np.allclose(w.sum(1), 1.0)
+    assert np.allclose(w[4, [1, 3, 5, 7]], 0.25)  # the centre cell's four neighbours
+
+
+def test_cell_features_columns_match_their_definitions():
+    x = make_x(2).numpy()
+    feats = CellFeatures.build(12, N, 9, 0, **FRAMES, base_frames=[3, 8, 11], adjacency=grid_adjacency(*GRID))
+    out = feats(x).reshape(2, N, -1)
+    assert out.shape[-1] == feats.width == 12 + 1 + 3 + 2 + 4 + 8 + 1
+    v = x[..., 0]
+    assert np.allclose(out[..., :12], v.transpose(0, 2, 1))  # lags
+    assert np.allclose(out[..., 12], v[:, [3, 8, 11]].mean(1))  # HM
+    assert np.allclose(out[..., 14], v[:, 4:9].mean(1))  # period mean
+    assert np.allclose(out[..., 16], v[:, 11] - v[:, 8])  # last frame minus last period frame
+    corner = 0.5 * (v[0, [3, 8, 11], 1] + v[0, [3, 8, 11], 3])  # cell 0's neighbours are cells 1 and 3
+    assert np.allclose(out[0, 0, 18:21], corner) and np.isclose(out[0, 0, 21], corner.mean())
+    assert np.allclose(out[..., -1], np.arange(N)) and np.allclose(out[..., -9], x[:, -1, :, 1])  # node, tod
+    with pytest.raises(ConfigError, match="shape"):
+        feats(x[:, :5])
+
+
+def test_gbrt_demand_learns_the_residual_and_beats_hm():
+    x, y = demand_data(300, seed=1)
+    xt, yt = demand_data(60, seed=2)
+    params = common_params() | FRAMES
+    model = build_model("gbrt_demand", n_threads=1, base_frames=[3, 8, 11], max_iter=60, **params).fit(x, y)
+    pred = model.predict(xt)
+    assert pred.shape == (60, H, N)
+    hm = xt[..., 0][:, [3, 8, 11]].mean(1)[:, None]
+    assert np.abs(pred - yt).mean() < 0.4 * np.abs(hm - yt).mean()
+
+
+def test_gbrt_demand_errors_say_what_to_do():
+    model = build_model("gbrt_demand", n_threads=1, max_iter=5, **common_params())
+    x, y = demand_data(40, seed=4)
+    with pytest.raises(ConfigError, match="call fit"):
+        model.predict(x)
+    with pytest.raises(ConfigError, match=r"shape \[S, H, N\]"):
+        model.fit(x, y[:, :1])
+    with pytest.raises(ConfigError, match="base_frames"):
+        build_model("gbrt_demand", **common_params(), base_frames=[99])
+    with pytest.raises(ConfigError, match="ONNX export of gbrt_demand"):
+        model.fit(x, y).to_onnx()
+
+
+def hourly(samples: int, days_shock: float | np.ndarray = 1.0, seed: int = 0, noise: float = 0.0) -> np.ndarray:
+    """Hourly windows, F = value + tod: each node's daily profile × a level (per window or one), + noise."""
+    rng = np.random.default_rng(seed)
+    days_shock = np.broadcast_to(days_shock, (samples,))[:, None, None]
+    start = rng.integers(0, 24, samples)  # hour of the first frame
+    hour = (start[:, None] + np.arange(12)[None]) % 24  # [S, T]
+    usual = (1 + np.sin(2 * np.pi * hour / 24))[:, :, None] * np.linspace(1, 2, N)  # [S, T, N]
+    tod = np.broadcast_to((hour / 24)[:, :, None], usual.shape)
+    return np.stack([usual * days_shock + noise * rng.standard_normal(usual.shape), tod], -1)  # [S, T, N, 2]
+
+
+def test_slot_profile_recovers_each_nodes_hourly_mean():
+    x = hourly(200)
+    prof = SlotProfile(24, tod_channel=1).fit(x, tuple(range(12)), 0)
+    hours = np.arange(24)
+    assert np.allclose(prof(hours), (1 + np.sin(2 * np.pi * hours / 24))[:, None] * np.linspace(1, 2, N))
+    assert (SlotProfile(24, 1).slots(x, shift=1)[:, -1] == (SlotProfile(24, 1).slots(x)[:, -1] + 1) % 24).all()
+    with pytest.raises(ConfigError, match="not fitted"):
+        SlotProfile(24, 1)(hours)
+
+
+def test_level_features_carry_a_shock_to_the_target_hour():
+    feats = CellFeatures.build(12, N, 2, 0, closeness_frames=range(12), profile=SlotProfile(24, 1)).fit(hourly(200))
+    x = hourly(5, days_shock=0.7, seed=1)  # every value 30 % below its usual level
+    out = feats(x).reshape(5, N, -1)
+    assert out.shape[-1] == feats.width == 12 + 1 + 1 + 6 + 1 + 1
+    hour = np.round(x[:, -1, 0, 1] * 24) + 1
+    ahead = (1 + np.sin(2 * np.pi * hour / 24))[:, None] * np.linspace(1, 2, N)  # usual level at the target
+    assert np.allclose(out[..., 14], ahead)
+    assert np.allclose(out[..., 15], -0.3 * x[:, -1, :, 0] / 0.7)  # last gap to the usual level
+    assert np.allclose(out[..., 18], 0.7 * ahead, rtol=0.05)  # the profile scaled by the recent level
+    hm = x[..., 0].mean(1)
+    assert np.allclose(feats.baseline(x), 0.5 * out[..., 19] + 0.5 * hm)  # half HM, half the recent-level forecast
+    only_hm = CellFeatures.build(12, N, 2, 0, profile=feats.profile, profile_weight=0.0)
+    assert np.allclose(only_hm.baseline(x), hm)
+
+
+def usual_next(x: np.ndarray) -> np.ndarray:
+    """Each node's usual value at the hour after the window: ``[S, H, N]``."""
+    hour = np.round(x[:, -1, 0, 1] * 24) + 1
+    usual = (1 + np.sin(2 * np.pi * hour / 24))[:, None] * np.linspace(1, 2, N)  # [S, N]
+    return np.repeat(usual[:, None], H, axis=1)
+
+
+def test_gbrt_demand_with_a_profile_learns_the_level_and_the_next_hour():
+    level, level_t = np.random.default_rng(2).uniform(0.5, 1.5, (2, 200))  # each window's demand level
+    x, xt = hourly(200, level, seed=2, noise=0.3), hourly(100, level_t[:100], seed=3, noise=0.3)
+    y, yt = level[:, None, None] * usual_next(x), level_t[:100, None, None] * usual_next(xt)
+    params = common_params(in_features=2, input_len=12, adjacency=None) | dict(n_threads=1, max_iter=40)
+    model = build_model("gbrt_demand", tod_channel=1, seeds=2, **params).fit(x, y)
+    pred = model.predict(xt)
+    assert pred.shape == (100, H, N) and len(model.estimators[0]) == 2
+    hm = xt[..., 0].mean(1)[:, None]  # the baseline it corrects: every frame's mean
+    assert np.abs(pred - yt).mean() < 0.3 * np.abs(hm - yt).mean()
+    with pytest.raises(ConfigError, match="tod_channel"):
+        build_model("gbrt_demand", tod_channel=0, **params)
+    with pytest.raises(ConfigError, match="seeds"):
+        build_model("gbrt_demand", seeds=0, **params)
+    with pytest.raises(ConfigError, match="profile_weight"):
+        build_model("gbrt_demand", profile_weight=1.5, **params)
+    with pytest.raises(ConfigError, match="recent"):
+        build_model("gbrt_demand", recent=13, **params)
+
+
+def test_uctb_calendar_channels_follow_the_unscaled_target(shared_data):
+    """The DiDi task gbrt_demand reads: ``calendar`` appends tod and weekend after the count, outside the scaler."""
+    from cityagent.hub.importers.datasets import import_known
+    from cityagent.hub.protocols import build_task
+
+    hub = import_known("didi-xian", data_dir=shared_data)
+    plain, task = build_task(hub, "uctb"), build_task(hub, "uctb", calendar=["tod", "weekend"])
+    assert plain.feature_names == ["count"] and task.feature_names == ["count", "tod", "weekend"]
+    x, _, _ = task.test.arrays()
+    np.testing.assert_array_equal(x[..., 0], plain.test.arrays()[0][..., 0])  # the same windows
+    np.testing.assert_array_equal(task.x_scaler.scale[1:], 1.0)
+    assert task.x_scaler.scale[0] == plain.x_scaler.scale[0]
+    ts = task.test.times[task.test.anchors]  # the last input step of each test window
+    np.testing.assert_allclose(x[:, -1, 0, 1], ts.hour / 24)
+    np.testing.assert_array_equal(x[:, -1, 0, 2], ts.day_of_week >= 5)

@@ -1,0 +1,97 @@
+"""risk_gbrt and its monotone calibration: shapes, that it ranks risky cells first, order-preserving calibration."""
+
+import numpy as np
+import pytest
+
+from cityagent.errors import ConfigError
+from cityagent.models import build_model, model_info
+from cityagent.models.risk.calibration import MonotoneCalibrator
+from cityagent.models.risk.risk_features import CellRates, Layout, hour_of_week, window_features
+
+GRID, F, T_IN = (4, 4), 41, 7
+N = GRID[0] * GRID[1]
+FRAMES = np.array([0, 168, 336, 504, 669, 670, 671])  # 4 same-hour-previous-weeks + 3 recent hours, GSNet's window
+
+
+def gsnet_windows(samples: int, seed: int, start: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """GSNet-layout windows over a synthetic city: cell n has accidents with rate base[n], tripled at 17:00.
+
+    Returns x [S, 7, N, 41], y [S, 1, N] and the per-cell true rate at each target [S, N].
+    """
+    rng = np.random.default_rng(seed)
+    hours = start + np.arange(samples + 672)
+    base = np.linspace(0.01, 0.3, N)
+    rate = base[None] * np.where(hours % 24 == 17, 3.0, 1.0)[:, None]  # [T, N]
+    series = np.zeros((len(hours), N, F), dtype=np.float32)
+    series[..., 0] = rng.random(rate.shape) < rate
+    series[np.arange(len(hours)), :, 1 + hours % 24] = 1  # one-hot hour of day
+    series[np.arange(len(hours)), :, 25 + (hours // 24) % 7] = 1  # one-hot weekday
+    series[..., 33] = rng.random((len(hours), 1))
+    series[np.arange(len(hours)), :, 34 + hours % 5] = 1  # one-hot weather
+    series[..., 39:41] = rng.random((len(hours), N, 2))
+    idx = np.arange(samples)[:, None] + FRAMES[None]
+    return series[idx], series[672 + np.arange(samples), :, 0][:, None], rate[672 + np.arange(samples)]
+
+
+def params(**kw) -> dict:
+    adjacency = np.ones((N, N)) - np.eye(N)
+    base = dict(num_nodes=N, in_features=F, input_len=T_IN, horizon=1, grid=GRID, adjacency=adjacency)
+    return base | dict(n_threads=1, max_iter=30, min_samples_leaf=20, cells=12) | kw
+
+
+def test_features_read_the_target_hour_and_have_one_row_per_cell():
+    x, y, _ = gsnet_windows(30, seed=0)
+    how = hour_of_week(x, Layout())
+    assert (how == np.arange(672, 702) % 168).all()  # hour 0 is a Monday 00:00 in the synthetic city
+    feats = window_features(x, CellRates(how, y[:, 0]), Layout(), GRID, adjacency=np.eye(N))
+    assert feats.shape[:2] == (30, N) and np.isfinite(feats).all()
+
+
+def test_risk_gbrt_ranks_risky_cells_and_calibration_keeps_the_order():
+    x, y, _ = gsnet_windows(600, seed=1)
+    xt, _, rate = gsnet_windows(48, seed=2, start=600)
+    model = build_model("risk_gbrt", **params()).fit(x, y)
+    score, pred = model.score(xt), model.predict(xt)
+    assert pred.shape == (48, 1, N)
+    corr = np.corrcoef(score.ravel(), rate.ravel())[0, 1]
+    assert corr > 0.7, corr  # the trees recover the per-cell, per-hour accident rate
+    same = np.argsort(-score, axis=1, kind="stable") == np.argsort(-pred[:, 0], axis=1, kind="stable")
+    assert same.all()  # a strictly increasing calibration changes no per-hour ranking
+    assert 0.9 < np.median(pred) < 1.1  # the synthetic risk is 0/1: E[risk | risk > 0] = 1
+    raw = build_model("risk_gbrt", **params(calibrate=False)).fit(x, y).predict(xt)
+    assert np.allclose(raw[:, 0], score * 1.0)  # uncalibrated: P(risk > 0) × mean positive risk (= 1 here)
+
+
+def test_risk_gbrt_errors_say_what_to_do():
+    x, y, _ = gsnet_windows(40, seed=3)
+    with pytest.raises(ConfigError, match="call fit"):
+        build_model("risk_gbrt", **params()).predict(x)
+    with pytest.raises(ConfigError, match="next hour"):
+        build_model("risk_gbrt", **params(horizon=3)).fit(x, y)
+    with pytest.raises(ConfigError, match="grid"):
+        build_model("risk_gbrt", **params(grid=None))
+    with pytest.raises(ConfigError, match="41-channel"):
+        build_model("risk_gbrt", **params(in_features=9)).fit(x, y)
+    with pytest.raises(ConfigError, match="shape"):
+        build_model("risk_gbrt", **params()).fit(x[:, :5], y)
+    with pytest.raises(ConfigError, match="risk > 0"):
+        build_model("risk_gbrt", **params()).fit(x, np.zeros_like(y))
+    with pytest.raises(ConfigError, match="ONNX export of risk_gbrt"):
+        build_model("risk_gbrt", **params()).to_onnx()
+    assert model_info("risk_gbrt").kind == "classical" and model_info("risk_gbrt").domain == "risk"
+
+
+def test_calibrator_is_strictly_increasing_and_fits_conditional_means():
+    rng = np.random.default_rng(0)
+    score = rng.random(4000)
+    target = np.where(score > 0.5, 2.0, 1.0) + rng.normal(0, 0.05, len(score))
+    cal = MonotoneCalibrator(tie_slope=0.01).fit(score, target)
+    grid = np.linspace(-0.5, 1.5, 1001)  # beyond the fitted range too
+    assert (np.diff(cal(grid)) > 0).all()
+    assert abs(cal(np.array(0.25)) - 1.0) < 0.05 and abs(cal(np.array(0.75)) - 2.0) < 0.05
+    with pytest.raises(ConfigError, match="fitted"):
+        MonotoneCalibrator()(score)
+    with pytest.raises(ConfigError, match="tie_slope"):
+        MonotoneCalibrator(tie_slope=0.0)
+    with pytest.raises(ConfigError, match="pairs"):
+        MonotoneCalibrator().fit(score[:1], target[:1])
