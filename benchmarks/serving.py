@@ -100,11 +100,11 @@ def quantiles_ms(latencies_s: list[float]) -> tuple[float, float]:
     return float(q[0]), float(q[1])
 
 
-def time_calls(call, windows: list[np.ndarray], n: int) -> list[float]:
-    for w in windows[:20]:
-        call(w)  # warm-up
+def time_calls(call, windows: list[np.ndarray], n: int, warm: int = 20, offset: int = 0) -> list[float]:
+    for w in windows[:warm]:
+        call(w)
     out = []
-    for i in range(n):
+    for i in range(offset, offset + n):
         t = time.perf_counter()
         call(windows[i % len(windows)])
         out.append(time.perf_counter() - t)
@@ -168,37 +168,57 @@ async def served(address: str, windows: list[np.ndarray], clients: int, seconds:
             "p": quantiles_ms(latencies)}  # fmt: skip
 
 
-def served_blocking(address: str, windows: list[np.ndarray], n: int, model: str = NAME) -> list[float]:
+class BlockingClient:
     """The stock blocking tritonclient, one request at a time (what a simple city service would use)."""
-    client = tc.InferenceServerClient(address)
-    inputs = []
-    for w in windows:
-        tensor = tc.InferInput("x", list(w.shape), "FP32")
-        tensor.set_data_from_numpy(w)
-        inputs.append(tensor)
-    for i in range(30):
-        client.infer(model, [inputs[i % len(inputs)]])
-    out = []
-    for i in range(n):
-        t = time.perf_counter()
-        client.infer(model, [inputs[i % len(inputs)]]).as_numpy("y")
-        out.append(time.perf_counter() - t)
-    client.close()
-    return out
+
+    def __init__(self, address: str, windows: list[np.ndarray], model: str = NAME) -> None:
+        self.client, self.model = tc.InferenceServerClient(address), model
+        self.inputs = []
+        for w in windows:
+            tensor = tc.InferInput("x", list(w.shape), "FP32")
+            tensor.set_data_from_numpy(w)
+            self.inputs.append(tensor)
+        for i in range(30):
+            self.client.infer(model, [self.inputs[i % len(self.inputs)]])
+
+    def time(self, n: int, offset: int = 0) -> list[float]:
+        out = []
+        for i in range(offset, offset + n):
+            t = time.perf_counter()
+            self.client.infer(self.model, [self.inputs[i % len(self.inputs)]]).as_numpy("y")
+            out.append(time.perf_counter() - t)
+        return out
+
+    def close(self) -> None:
+        self.client.close()
 
 
-def grpc_floor(out_shape: tuple[int, ...], windows: list[np.ndarray], n: int) -> list[float]:
-    """Blocking tritonclient against a no-op OIP server in its own process: transport and protobuf only."""
+def start_floor(out_shape: tuple[int, ...]) -> tuple[subprocess.Popen, str]:
+    """A no-op OIP server in its own process (canned answer of the model's output size): transport and protobuf."""
     proc = subprocess.Popen(
         [sys.executable, "-c", FLOOR_SERVER, "0", NAME, ",".join(map(str, out_shape))], stdout=subprocess.PIPE,
         text=True,
     )  # fmt: skip
+    return proc, f"127.0.0.1:{int(proc.stdout.readline())}"
+
+
+def one_client(session: ort.InferenceSession, address: str, windows: list[np.ndarray], out_shape, n: int) -> dict:
+    """Raw ORT, our server and the no-op server, one request at a time, interleaved in rounds of 50 so that a
+    slow spell of this shared machine hits all three alike."""
+    floor_proc, floor_address = start_floor(out_shape)
+    ours, floor = BlockingClient(address, windows), BlockingClient(floor_address, windows)
+    found: dict[str, list[float]] = {"raw": [], "blocking": [], "floor": []}
     try:
-        port = int(proc.stdout.readline())
-        return served_blocking(f"127.0.0.1:{port}", windows, n)
+        for start in range(0, n, 50):
+            found["raw"] += time_calls(lambda w: session.run(None, {"x": w}), windows, 50, warm=0, offset=start)
+            found["blocking"] += ours.time(50, start)
+            found["floor"] += floor.time(50, start)
     finally:
-        proc.terminate()
-        proc.wait(30)
+        ours.close()
+        floor.close()
+        floor_proc.terminate()
+        floor_proc.wait(30)
+    return found
 
 
 def scrape(port: int) -> dict[str, float]:
@@ -279,11 +299,7 @@ def bench_model(name: str, args: argparse.Namespace, memory: bool) -> dict:
     try:
         asyncio.run(served(address, windows, 4, 1.0))  # warm-up
         # One client, side by side: raw ORT, the blocking client on our server, the same client on a no-op server.
-        out["one"] = {
-            "raw": time_calls(lambda w: session.run(None, {"x": w}), windows, args.one_client_n),
-            "blocking": served_blocking(address, windows, args.one_client_n),
-            "floor": grpc_floor(out["out"], windows, args.one_client_n),
-        }
+        out["one"] = one_client(session, address, windows, out["out"], args.one_client_n)
         for clients in args.levels:
             before = scrape(metrics_port)
             s = asyncio.run(served(address, windows, clients, args.seconds))
@@ -341,7 +357,7 @@ def render(args: argparse.Namespace, results: list[dict]) -> str:
         "python benchmarks/serving.py --write BENCHMARKS.md",
         "```",
         "",
-        "One client, one request at a time, the three sides interleaved in one run (p50 / p99 ms):",
+        "One client, one request at a time, the three sides interleaved in rounds of 50 (p50 / p99 ms):",
         "",
         "| model | input → output | raw ORT | served, blocking tritonclient | served − raw | gRPC floor (no-op server) "
         "| served − raw − floor |",
