@@ -202,15 +202,27 @@ def start_floor(out_shape: tuple[int, ...]) -> tuple[subprocess.Popen, str]:
     return proc, f"127.0.0.1:{int(proc.stdout.readline())}"
 
 
+PACE_S = 0.001  # about one local gRPC round trip
+
+
 def one_client(session: ort.InferenceSession, address: str, windows: list[np.ndarray], out_shape, n: int) -> dict:
     """Raw ORT, our server and the no-op server, one request at a time, interleaved in rounds of 50 so that a
     slow spell of this shared machine hits all three alike."""
     floor_proc, floor_address = start_floor(out_shape)
     ours, floor = BlockingClient(address, windows), BlockingClient(floor_address, windows)
-    found: dict[str, list[float]] = {"raw": [], "blocking": [], "floor": []}
+    found: dict[str, list[float]] = {"raw": [], "paced": [], "blocking": [], "floor": []}
+
+    def paced(w: np.ndarray) -> None:  # time only the run, after the idle a served request's core has
+        time.sleep(PACE_S)
+        t = time.perf_counter()
+        session.run(None, {"x": w})
+        found["paced"].append(time.perf_counter() - t)
+
     try:
         for start in range(0, n, 50):
             found["raw"] += time_calls(lambda w: session.run(None, {"x": w}), windows, 50, warm=0, offset=start)
+            for i in range(start, start + 50):
+                paced(windows[i % len(windows)])
             found["blocking"] += ours.time(50, start)
             found["floor"] += floor.time(50, start)
     finally:
@@ -359,17 +371,26 @@ def render(args: argparse.Namespace, results: list[dict]) -> str:
         "",
         "One client, one request at a time, the three sides interleaved in rounds of 50 (p50 / p99 ms):",
         "",
-        "| model | input → output | raw ORT | served, blocking tritonclient | served − raw | gRPC floor (no-op server) "
-        "| served − raw − floor |",
-        "|---|---|---|---|---|---|---|",
+        "| model | input → output | raw ORT | raw ORT after 1 ms idle | served, blocking tritonclient | served − raw "
+        "| gRPC floor (no-op server) | served − idle raw − floor |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
-        raw, blk, flo = (quantiles_ms(r["one"][k]) for k in ("raw", "blocking", "floor"))
+        raw, pac, blk, flo = (quantiles_ms(r["one"][k]) for k in ("raw", "paced", "blocking", "floor"))
         lines.append(
             f"| {r['name']} | x {list((1, *r['shape']))} → y {list((1, *r['out']))} | {raw[0]:.2f} / {raw[1]:.2f} "
-            f"| {blk[0]:.2f} / {blk[1]:.2f} | **{blk[0] - raw[0]:.2f}** | {flo[0]:.2f} / {flo[1]:.2f} "
-            f"| {blk[0] - raw[0] - flo[0]:.2f} |"
+            f"| {pac[0]:.2f} / {pac[1]:.2f} | {blk[0]:.2f} / {blk[1]:.2f} | **{blk[0] - raw[0]:.2f}** "
+            f"| {flo[0]:.2f} / {flo[1]:.2f} | {blk[0] - pac[0] - flo[0]:.2f} |"
         )
+    lines += [
+        "",
+        "A served request runs on a core that just sat idle for a network round trip, and on this VM a 1-thread ORT "
+        "run after 1 ms of idle is measurably slower than back to back (cold caches, a halted vCPU waking up), so the "
+        "middle column is the fairer baseline for what the server itself adds; the target is judged against the "
+        "back-to-back one all the same. What is left after the floor is not server code (its Python costs ~0.07 ms a "
+        "request, ORT excluded, in-process): the same extra appears when a bare grpc.aio server runs a numpy job of "
+        "the same size (`python benchmarks/grpc_compute.py`, section below).",
+    ]
     lines += [
         "",
         "Concurrent tritonclient.grpc.aio clients, closed loop, against raw ORT with one thread per client:",
@@ -389,6 +410,17 @@ def render(args: argparse.Namespace, results: list[dict]) -> str:
         e, o = quantiles_ms(r["eager"]), quantiles_ms(r["ort"])
         lines += [f"| {r['name']}, torch eager | {e[0]:.3f} | {e[1]:.3f} |",
                   f"| {r['name']}, ONNX Runtime | {o[0]:.3f} | {o[1]:.3f} |"]  # fmt: skip
+    lines.append("")
+    for r in results:
+        raw, blk, flo = (quantiles_ms(r["one"][k])[0] for k in ("raw", "blocking", "floor"))
+        first, last = r["levels"][0], r["levels"][-1]
+        verdict = "met" if blk - raw <= 0.5 else "not met"
+        lines.append(
+            f"- {r['name']}: one client pays {blk - raw:.2f} ms p50 over raw ORT (target ≤ 0.5 ms: {verdict}), "
+            f"{flo:.2f} ms of it the gRPC floor; from {first[0]} to {last[0]} clients the server goes from "
+            f"{first[1]['rps']:.0f} to {last[1]['rps']:.0f} req/s ({last[1]['rps'] / first[1]['rps']:.2f}×), "
+            f"{last[2]:.1f} requests per ORT run."
+        )
     mem = results[0]["mem"]
     lines += [
         "",

@@ -28,3 +28,13 @@ def test_the_serving_benchmark_runs_and_replaces_only_its_section(tmp_path, caps
     one_client = re.findall(r"^\| (\w+) \| x \[1, 12, 8, (\d+)\] → y \[1, 12, 8\] \|", text, re.M)
     assert one_client == [("stid", "10"), ("gru", "2")]  # STID got its calendar channels
     assert "| stid, torch eager |" in text and "| gru, ONNX Runtime |" in text and "Server RSS" in text
+
+
+@pytest.mark.slow
+def test_the_grpc_compute_benchmark_prints_one_row_per_round(capsys):
+    spec = importlib.util.spec_from_file_location("grpc_compute", SCRIPT.parent / "grpc_compute.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.main(["--rounds", "2", "-n", "20"]) == 0
+    rows = re.findall(r"^\| (\d) \| [\d.]+ \| [\d.]+ \| [\d.]+ \| -?[\d.]+ \|$", capsys.readouterr().out, re.M)
+    assert rows == ["1", "2"]
