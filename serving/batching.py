@@ -9,7 +9,8 @@ event loop), which cost milliseconds on a busy machine. So a model runs in one o
 on an idle model whose one-request run is short runs right on the event-loop thread. Batch: requests queue for the
 worker task. While the loop runs a request inline it cannot read the next one, so concurrency is invisible there;
 every PROBE_EVERY-th request therefore goes through the queue, and if others arrive while it runs the model switches
-to batch mode, returning to inline only after QUIET_TO_INLINE single-request runs that found nobody waiting.
+to batch mode, returning to inline only after QUIET_TO_INLINE single-request runs that found nobody waiting. Company
+is counted across all models of the server, since an inline run holds up every model's requests.
 """
 
 import asyncio
@@ -41,6 +42,14 @@ class _Item:
     enqueued: float  # time.perf_counter()
 
 
+class Arrivals:
+    """Requests submitted to any model of one server: a probe that sees this move while it runs has company,
+    whichever model the company asked for (an inline run blocks the loop for every model)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+
 class Batcher:
     """Queue + worker task for one model version.
 
@@ -49,12 +58,19 @@ class Batcher:
         cfg: batching limits.
         executor: threads that run ORT (ORT releases the GIL, so the event loop keeps serving meanwhile).
         metrics: where queue times and batch sizes go (None: nowhere).
+        arrivals: the server-wide request count, shared by all batchers (None: this batcher's own).
     """
 
     def __init__(
-        self, model: OrtModel, cfg: BatchingConfig, executor: Executor, metrics: ServingMetrics | None = None
+        self,
+        model: OrtModel,
+        cfg: BatchingConfig,
+        executor: Executor,
+        metrics: ServingMetrics | None = None,
+        arrivals: Arrivals | None = None,
     ) -> None:
         self.model, self.cfg, self._executor, self._metrics = model, cfg, executor, metrics
+        self._arrivals = arrivals or Arrivals()
         self._stack = cfg.enabled and model.signature.batched
         self._queue: deque[_Item] = deque()
         self._wakeup = asyncio.Event()
@@ -79,6 +95,7 @@ class Batcher:
                 f"model '{self.model.name}' has {len(self._queue)} requests waiting (batching.max_queue_size); "
                 "retry later or raise the limit."
             )
+        self._arrivals.count += 1
         first = next(iter(inputs.values()))
         rows = first.shape[0] if self._stack else 1
         future = asyncio.get_running_loop().create_future()
@@ -108,9 +125,10 @@ class Batcher:
         self._inline_runs += 1
         return True
 
-    def _note_company(self, requests: int) -> None:
-        """After a queued run: others waiting (or sharing it) mean concurrent clients → batch mode."""
-        if requests > 1 or self._queue:
+    def _note_company(self, requests: int, arrived: int) -> None:
+        """After a queued run: others sharing it, waiting, or arriving for any model while it ran mean concurrent
+        clients → batch mode."""
+        if requests > 1 or self._queue or arrived:
             self._inline_mode, self._quiet_runs = False, 0
         elif not self._inline_mode:
             self._quiet_runs += 1
@@ -212,6 +230,7 @@ class Batcher:
             )
         feed = batch[0].inputs if len(batch) == 1 else _stack(batch)
         loop = asyncio.get_running_loop()
+        seen = self._arrivals.count
         try:
             outputs = await loop.run_in_executor(self._executor, self._timed_run, feed, len(batch))
         except Exception as e:
@@ -222,7 +241,7 @@ class Batcher:
             log.warning("model %s version %s failed: %s", self.model.name, self.model.version, e)
             _settle(batch[0], error=ServingError(f"model '{self.model.name}' failed on this input: {e}"))
             return
-        self._note_company(len(batch))
+        self._note_company(len(batch), self._arrivals.count - seen)
         offset = 0
         for item in batch:
             part = {k: v[offset : offset + item.rows] for k, v in outputs.items()} if len(batch) > 1 else outputs

@@ -13,7 +13,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cityagent.serving.batching import Batcher
+from cityagent.serving.batching import Arrivals, Batcher
 from cityagent.serving.config import ServingConfig
 from cityagent.serving.errors import ModelLoadError, ModelNotFound
 from cityagent.serving.metrics import ServingMetrics
@@ -64,6 +64,7 @@ class ModelStore:
         local = LocalSource()
         self._slots = [_Slot(s, registry if s.kind == "registry" else local) for s in specs]
         self._poller: asyncio.Task | None = None
+        self._arrivals = Arrivals()  # one count for all models, so inline runs notice every model's clients
 
     async def start(self) -> None:
         """Load every model (raising ModelLoadError if one cannot be served), then start polling."""
@@ -141,7 +142,7 @@ class ModelStore:
             kept = slot.served.version
             self._note(slot, f"version {version} of {spec} not loaded, version {kept} keeps serving: {error}")
             return
-        batcher = Batcher(model, self.cfg.batching, self._executor, self.metrics)
+        batcher = Batcher(model, self.cfg.batching, self._executor, self.metrics, self._arrivals)
         batcher.start()
         old, slot.served, slot.failed, slot.last_error = slot.served, Served(spec, model, batcher), None, None
         self.metrics.set_version(spec.name, version, old.version if old else None)

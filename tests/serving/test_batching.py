@@ -166,3 +166,43 @@ def test_a_probe_that_finds_company_switches_to_batching_until_the_clients_are_a
         return seen
 
     assert run(go()) == [1, 3, 3 + QUIET_TO_INLINE, 3 + QUIET_TO_INLINE]
+
+
+def test_company_on_another_model_also_ends_inline_mode(tmp_path):
+    """An inline run blocks the loop for every model, so a probe that sees another model's request switches too."""
+    from cityagent.serving.batching import PROBE_EVERY, Arrivals
+
+    a = OrtModel("a", "1", om.save(om.linear_model(), tmp_path / "a.onnx"), OrtConfig())
+    b = OrtModel("b", "1", om.save(om.linear_model(scale=2.0), tmp_path / "b.onnx"), OrtConfig())
+
+    async def go() -> tuple[int, int]:
+        executor, arrivals = CountingExecutor(), Arrivals()
+        cfg = BatchingConfig(inline_below_us=10**9)
+        on_a, on_b = Batcher(a, cfg, executor, arrivals=arrivals), Batcher(b, cfg, executor, arrivals=arrivals)
+        on_a.start()
+        on_b.start()
+        for seed in range(PROBE_EVERY):  # the timing run, then inline runs up to the probe
+            await _answer(on_a, om.window(1, seed=seed))
+        before = executor.submitted
+        gate, real_run = threading.Event(), a.run
+
+        def slow_run(feed, outputs=None):
+            gate.wait(10)
+            return real_run(feed, outputs)
+
+        a.run = slow_run
+        probe = asyncio.ensure_future(_answer(on_a, om.window(1, seed=50)))
+        await asyncio.sleep(0.05)
+        other = asyncio.ensure_future(_answer(on_b, om.window(1, seed=51)))  # b's first request: a worker run
+        await asyncio.sleep(0.05)
+        gate.set()
+        await asyncio.gather(probe, other)
+        a.run = real_run
+        after_probe = executor.submitted
+        await _answer(on_a, om.window(1, seed=52))  # a is in batch mode now: a worker run, not inline
+        for batcher in (on_a, on_b):
+            await batcher.close()
+        executor.shutdown()
+        return after_probe - before, executor.submitted - after_probe
+
+    assert run(go()) == (2, 1)
