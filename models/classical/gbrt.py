@@ -112,6 +112,11 @@ class GBRTForecaster:
 
     def to_onnx(self) -> bytes:
         """Not available: the tree ensembles would need skl2onnx, which this environment lacks."""
-        have = importlib.util.find_spec("skl2onnx") is not None
-        why = "ONNX export of gbrt is not implemented" + ("" if have else " and skl2onnx is not installed")
-        raise ConfigError(f"{why}; serve a torch model (e.g. 'stid') or use gbrt offline through predict().")
+        raise no_tree_onnx("gbrt", "serve a torch model (e.g. 'stid') or use gbrt offline through predict()")
+
+
+def no_tree_onnx(model: str, instead: str) -> ConfigError:
+    """The error for asking a tree-ensemble model for ONNX: what is missing and what to use instead."""
+    have = importlib.util.find_spec("skl2onnx") is not None
+    why = f"ONNX export of {model} is not implemented" + ("" if have else " and skl2onnx is not installed")
+    return ConfigError(f"{why}; {instead}.")

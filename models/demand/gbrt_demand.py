@@ -2,7 +2,6 @@
 level scaled by the current level, or the historical mean), on closeness/period/trend summaries, neighbouring
 cells, calendar channels and the recent level against each cell's usual hourly profile (see ``cell_features``)."""
 
-import importlib.util
 from collections.abc import Sequence
 
 import numpy as np
@@ -10,6 +9,7 @@ from sklearn.ensemble import HistGradientBoostingRegressor
 from threadpoolctl import threadpool_limits
 
 from cityagent.errors import ConfigError
+from cityagent.models.classical.gbrt import no_tree_onnx
 from cityagent.models.demand.cell_features import CellFeatures, SlotProfile
 from cityagent.models.registry import register
 
@@ -146,6 +146,6 @@ class GBRTDemand:
 
     def to_onnx(self) -> bytes:
         """Not available: the tree ensembles would need skl2onnx, which this environment lacks."""
-        have = importlib.util.find_spec("skl2onnx") is not None
-        why = "ONNX export of gbrt_demand is not implemented" + ("" if have else " and skl2onnx is not installed")
-        raise ConfigError(f"{why}; serve a torch model (e.g. 'st_gcn_demand') or use gbrt_demand through predict().")
+        raise no_tree_onnx(
+            "gbrt_demand", "serve a torch model (e.g. 'st_gcn_demand') or use gbrt_demand through predict()"
+        )

@@ -8,13 +8,12 @@ risk is > 0 (shared/data/risk/SOURCES.md), so its optimum at every cell is E[ris
 increasing map of the score can approach without changing any order, hence without changing Recall or MAP.
 """
 
-import importlib.util
-
 import numpy as np
 from sklearn.ensemble import HistGradientBoostingClassifier
 from threadpoolctl import threadpool_limits
 
 from cityagent.errors import ConfigError
+from cityagent.models.classical.gbrt import no_tree_onnx
 from cityagent.models.registry import register
 from cityagent.models.risk.calibration import MonotoneCalibrator
 from cityagent.models.risk.risk_features import CellRates, Layout, hour_of_week, out_of_fold_features, window_features
@@ -171,6 +170,4 @@ class RiskGBRT:
 
     def to_onnx(self) -> bytes:
         """Not available: the tree ensembles would need skl2onnx, which this environment lacks."""
-        have = importlib.util.find_spec("skl2onnx") is not None
-        why = "ONNX export of risk_gbrt is not implemented" + ("" if have else " and skl2onnx is not installed")
-        raise ConfigError(f"{why}; use risk_gbrt offline through predict() or serve risk_conv.")
+        raise no_tree_onnx("risk_gbrt", "use risk_gbrt offline through predict() or serve risk_conv")
