@@ -76,7 +76,7 @@ class Batcher:
         self._wakeup = asyncio.Event()
         self._closing = False
         self._task: asyncio.Task | None = None
-        self._busy = False  # a run (inline or on the executor) is in progress
+        self._busy = False  # the worker task has a batch on the executor
         self._single_run_s: float | None = None  # moving average of a one-request run, for the inline path
         self._inline_mode = True
         self._inline_runs = 0  # since the last probe
@@ -138,15 +138,12 @@ class Batcher:
         start = time.perf_counter()
         if self._metrics is not None:
             self._metrics.observe_batch(self.model.name, [0.0], rows)
-        self._busy = True
-        try:
+        try:  # nothing else runs on the loop meanwhile, so no state marks this run as busy
             outputs = self.model.run(inputs)
         except Exception as e:
             log.warning("model %s version %s failed: %s", self.model.name, self.model.version, e)
             future.set_exception(ServingError(f"model '{self.model.name}' failed on this input: {e}"))
             return
-        finally:
-            self._busy = False
         self._note_single(time.perf_counter() - start)
         future.set_result(outputs)
 
