@@ -7,9 +7,12 @@ import joblib
 import numpy as np
 
 from cityagent.hub.protocols import TaskData
+from cityagent.hub.windows import Split
 from cityagent.models.registry import build_model
 from cityagent.training.build import build_params
 from cityagent.training.config import RunConfig
+from cityagent.training.data import predict_split
+from cityagent.training.scoring import score
 
 ESTIMATOR_FILE = "estimator.joblib"
 
@@ -41,17 +44,31 @@ class ClassicalPredictor:
         return joblib.load(path)
 
 
-def fit_classical(task: TaskData, cfg: RunConfig) -> tuple[ClassicalPredictor, dict[str, Any]]:
-    """Fit the classical model on the training windows whose targets are all observed.
+def fit_classical(task: TaskData, cfg: RunConfig) -> tuple[ClassicalPredictor, dict[str, Any], dict[str, float]]:
+    """Fit the classical model on the training windows whose targets are all observed, and score validation.
+
+    With ``train.refit``, the model is then fitted again on the training and validation windows together, and
+    that one is returned: the validation metrics stay those of the first fit, which never saw validation.
 
     Returns:
-        ``(predictor, build params)``.
+        ``(predictor, build params, validation metrics as val_*)``.
     """
     params = build_params(task, cfg.model, cfg.train.quantiles)
-    estimator = build_model(cfg.model.name, **params)
-    x, y, mask = task.train.arrays()  # [S, T, N, F], [S, H, N], [S, H, N]
-    keep = mask.all(axis=(1, 2))  # the trees cannot skip masked targets, so such windows are left out
     xs, xo = task.x_scaler.scale, task.x_scaler.offset
     ys, yo = float(task.y_scaler.scale[0]), float(task.y_scaler.offset[0])
-    estimator.fit(x[keep] * xs + xo, y[keep] * ys + yo)
-    return ClassicalPredictor(estimator, xs, xo, ys, yo), params
+
+    def fitted(splits: list[Split]) -> ClassicalPredictor:
+        x, y, mask = (np.concatenate(a) for a in zip(*(s.arrays() for s in splits), strict=True))  # [S, T, N, F] ...
+        keep = mask.all(axis=(1, 2))  # the trees cannot skip masked targets, so such windows are left out
+        estimator = build_model(cfg.model.name, **params)
+        estimator.fit(x[keep] * xs + xo, y[keep] * ys + yo)
+        return ClassicalPredictor(estimator, xs, xo, ys, yo)
+
+    predictor = fitted([task.train])
+    val: dict[str, float] = {}
+    if len(task.val):
+        found, _ = score(task, task.val, predict_split(predictor, task.val), cfg.task.domain, cfg.train.quantiles)
+        val = {f"val_{k}": v for k, v in found.items()}
+        if cfg.train.refit:
+            predictor = fitted([task.train, task.val])
+    return predictor, params, val

@@ -58,6 +58,7 @@ class TrainConfig(Strict):
     num_threads: int | None = Field(None, description="torch threads per worker")
     accelerator: Literal["cpu", "gpu"] = Field("cpu", description="cpu, or gpu (one GPU per Ray worker)")
     scheduler: Literal["cosine", "plateau", "none"] = Field("cosine", description="learning-rate schedule")
+    refit: bool = Field(False, description="classical models: refit on training + validation after scoring it")
 
 
 class TrackingConfig(Strict):

@@ -9,7 +9,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 
-from cityagent.errors import CityAgentError
+from cityagent.errors import CityAgentError, ConfigError
 from cityagent.home import home_dir
 from cityagent.hub.protocols import TaskData
 from cityagent.models.registry import model_info
@@ -81,7 +81,8 @@ def train_and_report(
     run.tags({"cityagent.mode": kind})
     with tempfile.TemporaryDirectory() as tmp:
         if kind == "classical":
-            predict, params = fit_classical(task, cfg)
+            predict, params, val = fit_classical(task, cfg)
+            run.metrics(val)
             extra = [predict.save(Path(tmp) / ESTIMATOR_FILE)]
             bundle = make_bundle(cfg, task, fp, run.run_id, kind, {}, params)
             bundle.meta["estimator"] = ESTIMATOR_FILE
@@ -127,6 +128,11 @@ def fit(config: ConfigLike = None, *, callbacks: Sequence[pl.Callback] = (), **o
     """
     cfg = resolve_config(config, overrides)
     kind = model_info(cfg.model.name).kind  # an unknown name fails here, before any data is read
+    if cfg.train.refit and kind == "deep":
+        raise ConfigError(
+            f"train.refit applies to classical models; {cfg.model.name!r} is a deep model, whose early stopping "
+            "needs validation held out. Drop train.refit, or pick a classical model such as 'gbrt'."
+        )
     uri = tracking_uri(cfg.tracking.tracking_uri)
     check_server(uri)
     if kind == "deep" and cfg.train.workers > 0:

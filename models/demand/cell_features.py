@@ -81,6 +81,8 @@ class CellFeatures:
         profile: a ``SlotProfile`` (fitted by ``fit``) for the level-vs-usual features, or None.
         recent: how many of the last closeness frames measure the current level for the baseline.
         profile_weight: weight of the profile forecast in the baseline (the rest is HM).
+        city: add the whole city's level against its usual (closeness and recent frames) as features, and scale
+            the baseline's profile forecast by the city's recent level instead of the cell's (or its neighbours').
     """
 
     input_len: int
@@ -95,6 +97,7 @@ class CellFeatures:
     profile: SlotProfile | None = None
     recent: int = 3
     profile_weight: float = 0.5
+    city: bool = False
 
     @classmethod
     def build(
@@ -111,6 +114,7 @@ class CellFeatures:
         profile: SlotProfile | None = None,
         recent: int = 3,
         profile_weight: float = 0.5,
+        city: bool = False,
     ) -> "CellFeatures":
         """Resolve the frame indices (closeness defaults to every frame, period/trend to none, base to every frame)."""
         return cls(
@@ -126,6 +130,7 @@ class CellFeatures:
             profile,
             recent,
             profile_weight,
+            city,
         )
 
     def fit(self, x: np.ndarray) -> "CellFeatures":
@@ -144,18 +149,21 @@ class CellFeatures:
         groups = [g for g in (self.closeness, self.period, self.trend) if g]
         diffs = sum(bool(g) for g in (self.period, self.trend))
         nb = len(self.base) + 1 if self.neighbours is not None else 0
-        prof = 0 if self.profile is None else 6 + 2 * (self.neighbours is not None)
+        prof = 0 if self.profile is None else 6 + 2 * (self.neighbours is not None) + 2 * self.city
         return self.input_len + 1 + len(groups) + diffs + nb + prof + (self.in_features - 1) + 1
 
     def baseline(self, x: np.ndarray) -> np.ndarray:
         """What the trees correct, ``[S, T, N, F]`` → ``[S, N]``: the HM, mixed with a profile forecast (weight
         ``profile_weight``) when there is a profile: the usual level at the target scaled by the last ``recent``
-        frames' level against theirs, pooled with the neighbours when there is a graph. That forecast follows a
-        city-wide shock that the trees cannot extrapolate to; alone it is noisier than HM on ordinary days."""
+        frames' level against theirs: the city's with ``city``, else pooled with the neighbours when there is a
+        graph. That forecast follows a city-wide shock that the trees cannot extrapolate to; alone it is noisier
+        than HM on ordinary days."""
         if self.profile is None or self.profile_weight == 0:
             return self.hm(x)
         levels = self.levels(x, x[..., self.target_channel])
-        shock = levels["recent_pooled" if self.neighbours is not None else "scaled_recent"]
+        shock = levels[
+            "recent_city" if self.city else "recent_pooled" if self.neighbours is not None else "scaled_recent"
+        ]
         return self.profile_weight * shock + (1 - self.profile_weight) * self.hm(x)
 
     def hm(self, x: np.ndarray) -> np.ndarray:
@@ -184,7 +192,8 @@ class CellFeatures:
         return np.concatenate(cols, axis=-1).reshape(s * n, -1)
 
     def levels(self, x: np.ndarray, v: np.ndarray) -> dict[str, np.ndarray]:
-        """Recent level against the profile, carried to the target slot: 6 (8 with neighbours) ``[S, N]`` arrays."""
+        """Recent level against the profile, carried to the target slot: 6 ``[S, N]`` arrays, 2 more each with
+        neighbours and with ``city``."""
         close, recent = list(self.closeness), list(self.closeness[-self.recent :])
         slots = self.profile.slots(x)  # [S, T]
         usual = self.profile(slots[:, close])  # [S, T_c, N]
@@ -209,4 +218,16 @@ class CellFeatures:
                 ("recent_pooled", v[:, recent].sum(1), self.profile(slots[:, recent]).sum(1)),
             ):
                 out[name] = scaled_by(num + num @ self.neighbours.T, den + den @ self.neighbours.T)
+        if self.city:  # the whole city's recent level against its usual: a shock shows here first
+            for name, num, den in (
+                ("scaled_city", v[:, close].sum(1), usual.sum(1)),
+                ("recent_city", v[:, recent].sum(1), self.profile(slots[:, recent]).sum(1)),
+            ):
+                out[name] = ahead * num.sum(1, keepdims=True) / (den.sum(1, keepdims=True) + 1e-9)
+        if self.city:  # the whole city's recent level against its usual: a shock shows here first
+            for name, num, den in (
+                ("scaled_city", v[:, close].sum(1), usual.sum(1)),
+                ("recent_city", v[:, recent].sum(1), self.profile(slots[:, recent]).sum(1)),
+            ):
+                out[name] = ahead * num.sum(1, keepdims=True) / (den.sum(1, keepdims=True) + 1e-9)
         return out

@@ -146,3 +146,37 @@ def test_uctb_calendar_channels_follow_the_unscaled_target(shared_data):
     ts = task.test.times[task.test.anchors]  # the last input step of each test window
     np.testing.assert_allclose(x[:, -1, 0, 1], ts.hour / 24)
     np.testing.assert_array_equal(x[:, -1, 0, 2], ts.day_of_week >= 5)
+
+
+def test_city_level_scales_the_profile_by_the_whole_citys_recent_level():
+    prof = SlotProfile(24, 1)
+    feats = CellFeatures.build(12, N, 2, 0, closeness_frames=range(12), profile=prof, city=True).fit(hourly(200))
+    shock = np.where(np.arange(N) < N // 2, 0.5, 1.0)[None, None, :]  # half the cells run at half their level
+    x = hourly(5, seed=1)
+    x[..., 0] *= shock
+    out = feats(x).reshape(5, N, -1)
+    assert out.shape[-1] == feats.width == 12 + 1 + 1 + 6 + 2 + 1 + 1
+    ahead, recent = out[..., 14], list(range(9, 12))
+    slots = prof.slots(x)[:, recent]
+    ratio = x[..., 0][:, recent].sum((1, 2)) / prof(slots).sum((1, 2))  # [S]: the city's recent level vs usual
+    assert 0.5 < ratio.min() and ratio.max() < 1.0
+    assert np.allclose(out[..., 21], ahead * ratio[:, None])  # the same ratio for every cell
+    assert np.allclose(feats.baseline(x), 0.5 * out[..., 21] + 0.5 * x[..., 0].mean(1))
+    with pytest.raises(ConfigError, match="city_level needs the profile"):
+        build_model("gbrt_demand", city_level=True, **common_params(in_features=2, input_len=12, adjacency=None))
+
+
+def test_halflife_weighs_recent_windows_more():
+    x, y = demand_data(200, seed=5)
+    y = y + np.where(np.arange(200) < 160, 1.0, -1.0)[:, None, None]  # the last 40 windows moved down by 2
+    xt, yt = demand_data(50, seed=6)
+    params = common_params() | FRAMES | dict(n_threads=1, max_iter=40, base_frames=[3, 8, 11])
+    drift = {
+        hl: float(np.mean(build_model("gbrt_demand", halflife=hl, **params).fit(x, y).predict(xt) - yt))
+        for hl in (None, 5.0)
+    }
+    # all alike: mostly the old level (+1 over the truth); halflife 5: towards the new one (-1), as far as the
+    # trees' leaves hold recent windows at all (a leaf of old windows only keeps their mean, whatever the weights)
+    assert drift[None] > 0.4 and drift[5.0] < -0.2
+    with pytest.raises(ConfigError, match="halflife"):
+        build_model("gbrt_demand", halflife=0, **params)

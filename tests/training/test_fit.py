@@ -117,3 +117,16 @@ def test_registered_when_asked_and_export_failures_do_not_fail_the_run(tiny_cfg)
     gbrt = {"model.name": "gbrt", "model.params": {"max_iter": 5}, "tracking.register_model": True}
     classical = fit(tiny_cfg(**gbrt))  # trees do not export to ONNX: the run stays, the reason is kept
     assert classical.info["export"].startswith("failed:") and "test_mae" in classical.metrics
+
+
+def test_classical_runs_log_validation_and_refit_learns_it(tiny_cfg):
+    params = {"model.name": "gbrt", "model.params": {"max_iter": 20, "n_threads": 1}}
+    plain, refit = fit(tiny_cfg(**params)), fit(tiny_cfg(**params, **{"train.refit": True}))
+    client = MlflowClient(tracking_uri())
+    logged = [client.get_run(r.run_id).data.metrics for r in (plain, refit)]
+    val = [{k: v for k, v in m.items() if k.startswith("val_")} for m in logged]
+    assert {"val_mae", "val_rmse"} <= set(val[0]) and val[0] == pytest.approx(val[1])  # scored before the refit
+    assert refit.metrics["test_mae"] != pytest.approx(plain.metrics["test_mae"])  # another estimator: more windows
+    assert evaluate_run(refit.run_id) == pytest.approx(refit.metrics, rel=1e-5, nan_ok=True)  # the refit one is kept
+    with pytest.raises(ConfigError, match=r"train\.refit applies to classical models; 'gru' is a deep model"):
+        fit(tiny_cfg(**{"model.name": "gru", "train.refit": True}))
