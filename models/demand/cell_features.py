@@ -224,10 +224,4 @@ class CellFeatures:
                 ("recent_city", v[:, recent].sum(1), self.profile(slots[:, recent]).sum(1)),
             ):
                 out[name] = ahead * num.sum(1, keepdims=True) / (den.sum(1, keepdims=True) + 1e-9)
-        if self.city:  # the whole city's recent level against its usual: a shock shows here first
-            for name, num, den in (
-                ("scaled_city", v[:, close].sum(1), usual.sum(1)),
-                ("recent_city", v[:, recent].sum(1), self.profile(slots[:, recent]).sum(1)),
-            ):
-                out[name] = ahead * num.sum(1, keepdims=True) / (den.sum(1, keepdims=True) + 1e-9)
         return out
