@@ -134,7 +134,7 @@ class GBRTDemand:
         ]
 
     def fit(self, x: np.ndarray, y: np.ndarray) -> "GBRTDemand":
-        """Fit on x [S, T, N, F] and targets y [S, H, N] (scaled space)."""
+        """Fit on x [S, T, N, F] and targets y [S, H, N] (scaled space), windows oldest first (``halflife``)."""
         feats = self.features.fit(x)(x)
         y = np.asarray(y, dtype=np.float64)
         want = (len(x), self.horizon, self.features.num_nodes)
