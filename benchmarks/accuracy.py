@@ -41,6 +41,9 @@ DIDI_GBRT = {
     "model.params.recent": 2,
     "model.params.profile_weight": 0.6,
     "train.refit": True,
+    # 2026-12-02 (session 4), same selection: the profile from every frame, out-of-fold for training windows
+    "model.params.profile_frames": "all",
+    "model.params.profile_folds": 10,
 }
 TABLES: dict[str, list[tuple[str, str, dict]]] = {
     "sz-tgcn": [

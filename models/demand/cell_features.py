@@ -83,6 +83,8 @@ class CellFeatures:
         profile_weight: weight of the profile forecast in the baseline (the rest is HM).
         city: add the whole city's level against its usual (closeness and recent frames) as features, and scale
             the baseline's profile forecast by the city's recent level instead of the cell's (or its neighbours').
+        profile_all: fit the profile on every frame of the windows (period and trend frames reach weeks further
+            back) instead of the closeness frames only.
     """
 
     input_len: int
@@ -98,6 +100,7 @@ class CellFeatures:
     recent: int = 3
     profile_weight: float = 0.5
     city: bool = False
+    profile_all: bool = False
 
     @classmethod
     def build(
@@ -115,6 +118,7 @@ class CellFeatures:
         recent: int = 3,
         profile_weight: float = 0.5,
         city: bool = False,
+        profile_all: bool = False,
     ) -> "CellFeatures":
         """Resolve the frame indices (closeness defaults to every frame, period/trend to none, base to every frame)."""
         return cls(
@@ -131,13 +135,19 @@ class CellFeatures:
             recent,
             profile_weight,
             city,
+            profile_all,
         )
 
     def fit(self, x: np.ndarray) -> "CellFeatures":
-        """Fit the profile (if any) on the closeness frames of the training windows ``x [S, T, N, F]``."""
+        """Fit the profile (if any) on the ``profile_frames`` of the training windows ``x [S, T, N, F]``."""
         if self.profile is not None:
-            self.profile.fit(np.asarray(x, dtype=np.float64), self.closeness, self.target_channel)
+            self.profile.fit(np.asarray(x, dtype=np.float64), self.profile_frames, self.target_channel)
         return self
+
+    @property
+    def profile_frames(self) -> tuple[int, ...]:
+        """The frames the profile averages: all of them with ``profile_all``, else the closeness frames."""
+        return tuple(range(self.input_len)) if self.profile_all else self.closeness
 
     @property
     def node_column(self) -> int:

@@ -3,12 +3,14 @@ level scaled by the current level, or the historical mean), on closeness/period/
 cells, calendar channels and the recent level against each cell's usual hourly profile (see ``cell_features``)."""
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 from sklearn.ensemble import HistGradientBoostingRegressor
 from threadpoolctl import threadpool_limits
 
 from cityagent.errors import ConfigError
+from cityagent.models.classical.binning import QuantileBins
 from cityagent.models.classical.gbrt import no_tree_onnx
 from cityagent.models.demand.cell_features import CellFeatures, SlotProfile
 from cityagent.models.registry import register
@@ -36,7 +38,7 @@ class GBRTDemand:
         base_frames: frames averaged into the HM baseline (default every frame), e.g. UCTB's Xi'an HM 1-1-2.
         neighbours: use the adjacency's neighbour features.
         tod_channel: channel with the time of day in [0, 1); when set, a per-cell profile by slot (fitted on the
-            training windows' closeness frames) adds the level-vs-usual features. None: no profile.
+            training windows' ``profile_frames``) adds the level-vs-usual features. None: no profile.
         weekend_channel: channel with a 0/1 weekend flag for separate weekend profiles, or None.
         steps_per_day: slots per day of the profile (24 hourly).
         recent: last closeness frames whose level against the profile scales the profile forecast.
@@ -48,11 +50,19 @@ class GBRTDemand:
             which smooths the stopping point's noise (about ±1 % RMSE on DiDi between single seeds).
         halflife: weigh each training window by 0.5 ** (age / halflife), its age counted in windows back from the
             newest (demand drifts over the weeks; 96 hourly windows was best over DiDi's three selection blocks,
-            between 24 and 336); None weighs all alike. Costs fit time: with sample weights scikit-learn 1.9 bins
-            each feature by weighted percentiles, ~13x slower on DiDi (53 s vs 4 s for 5 seeds on 2 cores).
+            between 24 and 336); None weighs all alike.
+        prebin: with ``halflife``, bin the features by their weighted quantiles once, before the estimators see
+            them (``QuantileBins``, the thresholds scikit-learn would choose): scikit-learn 1.9 bins a weighted fit
+            with one weighted percentile per threshold, ~11x the fit time on DiDi. False leaves it to scikit-learn.
         city_level: with ``tod_channel``, add the whole city's recent level against its usual as features and
             scale the baseline's profile forecast by it (less noisy than one cell's or its neighbours' level, and
             a city-wide shock shows in it first).
+        profile_frames: ``closeness`` fits the profile on the closeness frames of the training windows; ``all``
+            on every frame, so the period and trend frames add the weeks before the first window's closeness.
+        profile_folds: with k > 1, the training windows' profile features and baseline come from a profile fitted
+            on the other k - 1 contiguous blocks of windows, so a window's own target hour (a closeness frame of
+            later windows) is not in the profile it is described by; as at prediction time, where the target is
+            unseen. 0 or 1: one in-sample profile (the trees then learn to trust it more than they should).
         n_threads: OpenMP threads (None = all cores; 1 avoids spin-wait stalls on shared cores).
     """
 
@@ -83,6 +93,9 @@ class GBRTDemand:
         seeds: int = 1,
         halflife: float | None = None,
         city_level: bool = False,
+        prebin: bool = True,
+        profile_frames: str = "closeness",
+        profile_folds: int = 0,
         n_threads: int | None = None,
     ) -> None:
         for name, c in (("tod_channel", tod_channel), ("weekend_channel", weekend_channel)):
@@ -102,6 +115,7 @@ class GBRTDemand:
             recent,
             profile_weight,
             city_level,
+            profile_frames == "all",
         )
         self.horizon, self.n_threads, self.fitted = horizon, n_threads, False
         cat = np.zeros(self.features.width, dtype=bool)
@@ -114,9 +128,15 @@ class GBRTDemand:
             raise ConfigError(f"gbrt_demand seeds must be at least 1, got {seeds!r}.")
         if city_level and tod_channel is None:
             raise ConfigError("gbrt_demand city_level needs the profile: set tod_channel to the time-of-day channel.")
+        if profile_frames not in ("closeness", "all"):
+            raise ConfigError(f"gbrt_demand profile_frames={profile_frames!r} must be 'closeness' or 'all'.")
+        if isinstance(profile_folds, bool) or not (isinstance(profile_folds, int) and profile_folds >= 0):
+            raise ConfigError(f"gbrt_demand profile_folds={profile_folds!r} must be a whole number ≥ 0 (0: no folds).")
         if halflife is not None and not halflife > 0:
             raise ConfigError(f"gbrt_demand halflife={halflife!r} must be a positive number of windows, or null.")
-        self.halflife = halflife
+        self.halflife, self.profile_folds = halflife, profile_folds
+        # node ids stay categorical; the other columns become weighted-quantile bin codes
+        self.bins = QuantileBins(skip=(self.features.node_column,)) if halflife is not None and prebin else None
         self.estimators = [
             [
                 HistGradientBoostingRegressor(
@@ -135,16 +155,18 @@ class GBRTDemand:
 
     def fit(self, x: np.ndarray, y: np.ndarray) -> "GBRTDemand":
         """Fit on x [S, T, N, F] and targets y [S, H, N] (scaled space), windows oldest first (``halflife``)."""
-        feats = self.features.fit(x)(x)
-        y = np.asarray(y, dtype=np.float64)
+        x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
         want = (len(x), self.horizon, self.features.num_nodes)
         if y.shape != want:
             raise ConfigError(f"gbrt_demand expects y of shape [S, H, N] = {want}, got {y.shape}.")
-        residual = y - self.features.baseline(np.asarray(x, dtype=np.float64))[:, None]  # [S, H, N]
+        feats, base = self.training_features(x)
+        residual = y - base[:, None]  # [S, H, N]
         weight = None
         if self.halflife is not None:  # windows come oldest first; the newest weighs 1
             age = np.arange(len(x))[::-1]
             weight = np.repeat(0.5 ** (age / self.halflife), self.features.num_nodes)
+        if self.bins is not None:
+            feats = self.bins.fit(feats, weight).codes(feats)
         with threadpool_limits(self.n_threads, user_api="openmp"):
             for h, per_seed in enumerate(self.estimators):
                 for est in per_seed:
@@ -152,11 +174,29 @@ class GBRTDemand:
         self.fitted = True
         return self
 
+    def training_features(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Features ``[S*N, K]`` and baseline ``[S, N]`` of the training windows ``x``; fits the profile that
+        ``predict`` uses on all of them, and with ``profile_folds`` describes each block by the others' profile."""
+        f = self.features.fit(x)
+        folds = min(self.profile_folds, len(x)) if f.profile is not None else 0
+        if folds <= 1:
+            return f(x), f.baseline(x)
+        n, p = f.num_nodes, f.profile
+        feats, base = np.empty((len(x) * n, f.width)), np.empty((len(x), n))
+        for block in np.array_split(np.arange(len(x)), folds):
+            rest = np.delete(np.arange(len(x)), block)
+            other = SlotProfile(p.steps_per_day, p.tod_channel, p.weekend_channel)
+            g = replace(f, profile=other.fit(x[rest], f.profile_frames, f.target_channel))
+            feats[block[0] * n : (block[-1] + 1) * n], base[block] = g(x[block]), g.baseline(x[block])
+        return feats, base
+
     def predict(self, x: np.ndarray) -> np.ndarray:
         """x [S, T, N, F] → [S, H, N]."""
         if not self.fitted:
             raise ConfigError("gbrt_demand has not been fitted; call fit(x, y) before predict(x).")
         feats = self.features(x)
+        if getattr(self, "bins", None) is not None:  # models saved before prebin have no bins
+            feats = self.bins.codes(feats)
         s, n = len(x), self.features.num_nodes
         with threadpool_limits(self.n_threads, user_api="openmp"):
             out = np.stack([np.mean([e.predict(feats) for e in per_seed], 0) for per_seed in self.estimators], 1)

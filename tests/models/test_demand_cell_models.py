@@ -180,3 +180,38 @@ def test_halflife_weighs_recent_windows_more():
     assert drift[None] > 0.4 and drift[5.0] < -0.2
     with pytest.raises(ConfigError, match="halflife"):
         build_model("gbrt_demand", halflife=0, **params)
+
+
+def test_profile_frames_all_fits_the_profile_on_every_frame():
+    x = hourly(100, np.linspace(0.5, 1.5, 100), seed=7)
+    close = CellFeatures.build(12, N, 2, 0, closeness_frames=range(9, 12), profile=SlotProfile(24, 1)).fit(x)
+    every = CellFeatures.build(
+        12, N, 2, 0, closeness_frames=range(9, 12), profile=SlotProfile(24, 1), profile_all=True
+    ).fit(x)
+    assert close.profile_frames == (9, 10, 11) and every.profile_frames == tuple(range(12))
+    assert np.allclose(close.profile.table, SlotProfile(24, 1).fit(x, (9, 10, 11), 0).table)
+    assert np.allclose(every.profile.table, SlotProfile(24, 1).fit(x, tuple(range(12)), 0).table)
+    with pytest.raises(ConfigError, match="profile_frames"):
+        build_model("gbrt_demand", profile_frames="period", **common_params())
+
+
+def test_profile_folds_describe_each_block_by_the_other_blocks_profile():
+    level = np.where(np.arange(200) < 100, 1.0, 3.0)  # the second block runs at 3x the first
+    x = hourly(200, level, seed=8)
+    y = level[:, None, None] * usual_next(x)
+    params = common_params(in_features=2, input_len=12, adjacency=None) | dict(n_threads=1, max_iter=20, tod_channel=1)
+    usual = usual_next(x)[:, 0]  # [S, N] each node's level-1 value at the target hour
+    folded = build_model("gbrt_demand", profile_folds=2, **params)
+    feats, base = folded.training_features(x)
+    ahead = feats.reshape(200, N, -1)[..., 14]  # the usual level at the target hour, as the trees see it
+    assert np.allclose(ahead[:100], 3 * usual[:100]) and np.allclose(ahead[100:], usual[100:])  # the other block's
+    in_sample = build_model("gbrt_demand", **params).training_features(x)[0].reshape(200, N, -1)[..., 14]
+    ratio = in_sample[usual > 0.1] / usual[usual > 0.1]  # (the profile is 0 at 18:00)
+    assert np.all(ratio > 1.1) and np.all(ratio < 2.9)  # both blocks mixed in, the window's own among them
+    # predictions use the profile of all windows, the same one an unfolded model fits
+    assert np.allclose(folded.features.profile.table, SlotProfile(24, 1).fit(x, tuple(range(12)), 0).table)
+    assert not np.allclose(base, folded.features.baseline(x))  # training baselines came from the folds' profiles
+    assert folded.fit(x, y).predict(x).shape == (200, H, N)
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ConfigError, match="profile_folds"):
+            build_model("gbrt_demand", profile_folds=bad, **params)
