@@ -59,18 +59,30 @@ def evaluate(run_id: str = typer.Argument(..., help="An MLflow run id from `city
 
 def tune(
     domain: str = typer.Argument(..., help="traffic, demand or risk."),
+    overrides: list[str] = typer.Argument(None, help="Config overrides as key=value."),
     config: Path = typer.Option(
         None,
-        help="The base YAML config (default: configs/<task>.yaml); the search space is "
-        "the model's learning rate, batch size and width (training/tune.py).",
+        help="The base YAML config (default: configs/<task>.yaml); the search space is the learning rate, "
+        "weight decay and, where the model has them, its width and dropout (training/tune.py).",
     ),
     samples: int = typer.Option(4, help="Trials to run."),
-    overrides: list[str] = typer.Argument(None, help="Config overrides as key=value."),
+    hub: str = typer.Option(None, help="Hub location (default: the synthetic city under $CITYAGENT_HOME)."),
+    workers: int = typer.Option(None, help="Ray Train workers per trial; 0 runs each trial in-process."),
+    address: str = typer.Option(None, help="Ray cluster address (default: $RAY_ADDRESS or a local Ray)."),
 ) -> None:
-    """Search hyperparameters with Ray Tune (ASHA early stopping); logs and prints the best trial."""
+    """Search hyperparameters with Ray Tune (ASHA early stopping); logs every trial, prints the best one."""
     from cityagent.training.config import load_config
     from cityagent.training.tune import tune as run_tune
 
-    cfg = load_config(config or default_config(domain), _overrides(domain, None, None, None, overrides or []))
+    cfg = load_config(config or default_config(domain), _overrides(domain, hub, workers, address, overrides or []))
     best = run_tune(cfg, samples=samples)
-    console.print(f"[green]best trial[/]: {best}")
+    console.print(
+        f"[green]best of {best.info['trials']} trials[/] {cfg.model.name} on {cfg.task.dataset}: run {best.run_id} "
+        f"(sweep {best.info['parent_run_id']})"
+    )
+    for key, value in sorted(best.info["best_config"].items()):
+        console.print(f"  {key:>28} {value:.4g}" if isinstance(value, float) else f"  {key:>28} {value}")
+    for key, value in sorted(best.metrics.items()):
+        console.print(f"  {key:>28} {value:.4f}")
+    if best.info.get("export"):
+        console.print(f"  {'export':>28} {best.info['export']}")

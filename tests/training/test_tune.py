@@ -36,7 +36,6 @@ def _check_sweep(result, samples: int) -> None:
     assert result.bundle_path.endswith("bundle/model.pt")
 
 
-@pytest.mark.slow
 def test_asha_sweep_in_process(tiny_cfg):
     cfg = tiny_cfg(**{"train.max_epochs": 4})
     result = tune(cfg, samples=1, search_space={"train.lr": ray_tune.grid_search([1e-3, 1e-2, 3e-2])})  # 3 trials
