@@ -15,18 +15,29 @@ class ScaledModel(nn.Module):
         net: a registry model taking scaled ``[B, T, N, F]`` and returning ``[B, H, N]`` (or ``[B, H, N, Q]``).
         x_scale, x_offset: ``[F]`` affine scaling of the input features (calendar features: 1 and 0).
         y_scale, y_offset: scalars for the target channel.
+        dtype: precision of the scaling; float64 for tree models, whose splits compare the scaled input with
+            thresholds found in float64 (a float32 rounding could send a value on a threshold the other way).
+            The output is float32 either way.
     """
 
-    def __init__(self, net: nn.Module, x_scale: np.ndarray, x_offset: np.ndarray, y_scale: float, y_offset: float):
+    def __init__(
+        self,
+        net: nn.Module,
+        x_scale: np.ndarray,
+        x_offset: np.ndarray,
+        y_scale: float,
+        y_offset: float,
+        dtype: torch.dtype = torch.float32,
+    ):
         super().__init__()
         self.net = net
-        self.register_buffer("x_scale", torch.as_tensor(np.asarray(x_scale), dtype=torch.float32))
-        self.register_buffer("x_offset", torch.as_tensor(np.asarray(x_offset), dtype=torch.float32))
-        self.register_buffer("y_scale", torch.tensor(float(y_scale), dtype=torch.float32))
-        self.register_buffer("y_offset", torch.tensor(float(y_offset), dtype=torch.float32))
+        self.register_buffer("x_scale", torch.as_tensor(np.asarray(x_scale), dtype=dtype))
+        self.register_buffer("x_offset", torch.as_tensor(np.asarray(x_offset), dtype=dtype))
+        self.register_buffer("y_scale", torch.tensor(float(y_scale), dtype=dtype))
+        self.register_buffer("y_offset", torch.tensor(float(y_offset), dtype=dtype))
 
     def scale_x(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.x_scale + self.x_offset  # [B, T, N, F], broadcast over F
+        return x.to(self.x_scale.dtype) * self.x_scale + self.x_offset  # [B, T, N, F], broadcast over F
 
     def scale_y(self, y: torch.Tensor) -> torch.Tensor:
         return y * self.y_scale + self.y_offset
@@ -39,4 +50,4 @@ class ScaledModel(nn.Module):
         return self.net(self.scale_x(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.unscale_y(self.forward_scaled(x))
+        return self.unscale_y(self.forward_scaled(x)).to(torch.float32)

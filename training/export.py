@@ -26,6 +26,7 @@ from mlflow.types import Schema, TensorSpec
 from cityagent.errors import CityAgentError
 from cityagent.home import home_dir
 from cityagent.training.bundle import BUNDLE_FILE, ModelBundle
+from cityagent.training.classical import ClassicalPredictor
 from cityagent.training.onnx_export import OnnxExport, build_onnx, export_bundle
 from cityagent.training.onnx_meta import INPUT_NAME, OUTPUT_NAME
 from cityagent.training.parity import ExportError
@@ -72,8 +73,10 @@ def _signature(exported: OnnxExport) -> ModelSignature:
     )
 
 
-def _fetch_bundle(client: MlflowClient, run_id: str, dst: Path) -> tuple[ModelBundle, np.ndarray | None]:
-    """Download ``bundle/model.pt`` (and ``bundle/sample.npz`` when there) of ``run_id``."""
+def _fetch_bundle(
+    client: MlflowClient, run_id: str, dst: Path
+) -> tuple[ModelBundle, np.ndarray | None, ClassicalPredictor | None]:
+    """Download ``bundle/model.pt`` (``bundle/sample.npz`` when there, and a classical model's estimator)."""
     try:
         client.get_run(run_id)
     except MlflowException as e:
@@ -94,12 +97,23 @@ def _fetch_bundle(client: MlflowClient, run_id: str, dst: Path) -> tuple[ModelBu
         raise ExportError(
             f"run {run_id}: model bundle {path.name} is corrupt ({e.__class__.__name__}); retrain."
         ) from e
+    estimator = None
+    if bundle.meta.get("estimator"):
+        name = str(bundle.meta["estimator"])
+        if name not in names:
+            raise ExportError(f"run {run_id} has no {BUNDLE_DIR}/{name}, the fitted estimator; retrain it.")
+        try:
+            estimator = ClassicalPredictor.load(client.download_artifacts(run_id, f"{BUNDLE_DIR}/{name}", str(dst)))
+        except Exception as e:  # joblib raises whatever unpickling a damaged file raises
+            raise ExportError(
+                f"run {run_id}: {BUNDLE_DIR}/{name} is unreadable ({e.__class__.__name__}); retrain."
+            ) from e
     if SAMPLE_FILE not in names:
-        return bundle, None
+        return bundle, None, estimator
     sample = Path(client.download_artifacts(run_id, f"{BUNDLE_DIR}/{SAMPLE_FILE}", str(dst)))
     try:
         with np.load(sample) as npz:
-            return bundle, npz["x"]
+            return bundle, npz["x"], estimator
     except (OSError, KeyError, ValueError) as e:
         raise ExportError(f"run {run_id}: {BUNDLE_DIR}/{SAMPLE_FILE} is unreadable or lacks 'x' ({e}).") from e
 
@@ -182,8 +196,8 @@ def export_run(
     uri = resolve_tracking_uri(tracking_uri)
     client = get_client(uri)
     with tempfile.TemporaryDirectory() as tmp:
-        bundle, sample_x = _fetch_bundle(client, run_id, Path(tmp))
-    exported = build_onnx(bundle, sample_x, tolerance)  # parity failure raises here, before any write
+        bundle, sample_x, estimator = _fetch_bundle(client, run_id, Path(tmp))
+    exported = build_onnx(bundle, sample_x, tolerance, estimator)  # parity failure raises here, before any write
     task = str(bundle.meta["task"])
     local = home_dir() / "exports" / run_id / "model.onnx"
     local.parent.mkdir(parents=True, exist_ok=True)

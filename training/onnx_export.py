@@ -13,10 +13,13 @@ import numpy as np
 import onnx
 import torch
 
+from cityagent.errors import CityAgentError
 from cityagent.models.registry import model_info
+from cityagent.models.scaled import ScaledModel
 from cityagent.training.bundle import ModelBundle
+from cityagent.training.classical import ClassicalPredictor
 from cityagent.training.onnx_meta import INPUT_NAME, OUTPUT_NAME, REQUIRED, onnx_metadata, write_metadata
-from cityagent.training.parity import ExportError, check_parity, sample_inputs
+from cityagent.training.parity import ExportError, check_parity, relative_diff, sample_inputs
 
 OPSET = 17
 
@@ -67,16 +70,27 @@ def to_onnx(model: torch.nn.Module, example: torch.Tensor) -> onnx.ModelProto:
     return proto
 
 
-def build_onnx(bundle: ModelBundle, sample_x: np.ndarray | None = None, tolerance: float = 1e-4) -> OnnxExport:
+def build_onnx(
+    bundle: ModelBundle,
+    sample_x: np.ndarray | None = None,
+    tolerance: float = 1e-4,
+    estimator: ClassicalPredictor | None = None,
+) -> OnnxExport:
     """Export ``bundle`` and check parity on ``sample_x`` (default: noise through the x-scaler's inverse).
 
     Args:
-        bundle: a trained model bundle (a torch model, not a classical estimator).
+        bundle: a trained model bundle.
         sample_x: real-unit windows [S, T_in, N, F], ideally held-out test windows.
-        tolerance: largest allowed relative difference torch vs ONNX Runtime.
+        tolerance: largest allowed relative difference torch vs ONNX Runtime (and, for a classical model, its
+            torch translation vs the fitted estimator itself).
+        estimator: a classical model's fitted estimator (``estimator.joblib`` beside the bundle).
     """
-    if model_info(bundle.model_name).kind == "classical":
-        raise ExportError(f"{bundle.model_name!r} is a classical estimator; only torch models export to ONNX.")
+    classical = model_info(bundle.model_name).kind == "classical"
+    if classical and estimator is None:
+        raise ExportError(
+            f"{bundle.model_name!r} is a classical estimator: export it with its fitted estimator "
+            f"({bundle.meta.get('estimator', 'estimator.joblib')} beside the bundle; export_run fetches it)."
+        )
     shape = input_shape(bundle)
     if sample_x is None:
         sample_x = sample_inputs(bundle.x_scaler["scale"], bundle.x_scaler["offset"], shape)
@@ -84,7 +98,7 @@ def build_onnx(bundle: ModelBundle, sample_x: np.ndarray | None = None, toleranc
     if sample_x.ndim != 4 or sample_x.shape[1:] != shape or len(sample_x) < 1:
         raise ExportError(f"sample windows have shape {sample_x.shape}; the task needs [S, *{shape}] (T_in, N, F).")
     try:
-        model = bundle.build()
+        model = classical_module(estimator, bundle.model_name) if classical else bundle.build()
     except RuntimeError as e:  # load_state_dict: weights that do not fit the architecture
         raise ExportError(f"bundle weights do not fit {bundle.model_name!r} ({e}); the bundle is corrupt.") from e
     try:
@@ -95,11 +109,43 @@ def build_onnx(bundle: ModelBundle, sample_x: np.ndarray | None = None, toleranc
         out_shape = [-1, *model(torch.from_numpy(sample_x[:1])).shape[1:]]  # [B, H, N] or [B, H, N, Q]
     write_metadata(proto, onnx_metadata(bundle.meta, bundle.model_name, [-1, *shape], out_shape))
     parity = check_parity(model, proto.SerializeToString(), sample_x, tolerance)
+    if classical:  # the translation itself must forecast what the fitted estimator does
+        with torch.no_grad():
+            translated = model(torch.from_numpy(sample_x)).numpy()
+        diff = relative_diff(estimator(sample_x), translated)
+        if not diff <= tolerance:
+            raise ExportError(
+                f"the torch translation of {bundle.model_name!r} disagrees with the fitted estimator: relative "
+                f"difference {diff:.3g} > tolerance {tolerance:g}; report the model name."
+            )
+        parity = max(parity, diff)
     return OnnxExport(proto, parity, sample_x)
 
 
+def classical_module(estimator: ClassicalPredictor, name: str) -> torch.nn.Module:
+    """A fitted classical model as a real-unit torch module, or an ExportError saying it has no translation."""
+    inner = estimator.estimator
+    if not hasattr(inner, "to_torch"):
+        raise ExportError(
+            f"{name!r} has no ONNX translation yet; serve a torch model of the task, or use it through "
+            "cityagent evaluate / ClassicalPredictor offline."
+        )
+    try:
+        net = inner.to_torch()
+    except CityAgentError as e:
+        raise ExportError(f"{name!r} does not export: {e}") from e
+    return ScaledModel(
+        net, estimator.x_scale, estimator.x_offset, estimator.y_scale, estimator.y_offset, dtype=torch.float64
+    ).eval()
+
+
 def export_bundle(
-    bundle: ModelBundle, out_path: str | Path, *, sample_x: np.ndarray | None = None, tolerance: float = 1e-4
+    bundle: ModelBundle,
+    out_path: str | Path,
+    *,
+    sample_x: np.ndarray | None = None,
+    tolerance: float = 1e-4,
+    estimator: ClassicalPredictor | None = None,
 ) -> Path:
     """Write ``bundle`` as one self-contained ONNX file (no MLflow needed); see ``build_onnx``.
 
@@ -108,8 +154,9 @@ def export_bundle(
         out_path: the .onnx file to write (parents are created).
         sample_x: real-unit windows [S, T_in, N, F] for the parity check.
         tolerance: largest allowed relative difference torch vs ONNX Runtime.
+        estimator: a classical model's fitted estimator (see ``build_onnx``).
     """
-    exported = build_onnx(bundle, sample_x, tolerance)
+    exported = build_onnx(bundle, sample_x, tolerance, estimator)
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(exported.to_bytes())

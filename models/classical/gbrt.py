@@ -1,13 +1,14 @@
 """GBRT: gradient-boosted regression trees on lag and calendar features (Friedman 2001; scikit-learn's
 histogram GBM, after LightGBM, Ke et al. NeurIPS 2017). A strong non-deep baseline for all domains."""
 
-import importlib.util
-
 import numpy as np
+import torch
 from sklearn.ensemble import HistGradientBoostingRegressor
 from threadpoolctl import threadpool_limits
+from torch import nn
 
 from cityagent.errors import ConfigError
+from cityagent.models.classical.tree_module import TreeEnsemble
 from cityagent.models.registry import register
 
 
@@ -110,13 +111,32 @@ class GBRTForecaster:
         out = out.reshape(s, n, self.horizon, -1).transpose(0, 2, 1, 3)  # [S, H, N, Q]
         return np.sort(out, axis=-1) if self.quantiles else out[..., 0]
 
-    def to_onnx(self) -> bytes:
-        """Not available: the tree ensembles would need skl2onnx, which this environment lacks."""
-        raise no_tree_onnx("gbrt", "serve a torch model (e.g. 'stid') or use gbrt offline through predict()")
+    def to_torch(self) -> nn.Module:
+        """The fitted model as a torch module (scaled space, ``[B, T, N, F] -> [B, H, N]`` or ``[B, H, N, Q]``)
+        that computes the same features and descends the same trees, so it exports to ONNX."""
+        if not self.fitted:
+            raise ConfigError("gbrt has not been fitted; call fit(x, y) before exporting it.")
+        return GBRTModule(self)
 
 
-def no_tree_onnx(model: str, instead: str) -> ConfigError:
-    """The error for asking a tree-ensemble model for ONNX: what is missing and what to use instead."""
-    have = importlib.util.find_spec("skl2onnx") is not None
-    why = f"ONNX export of {model} is not implemented" + ("" if have else " and skl2onnx is not installed")
-    return ConfigError(f"{why}; {instead}.")
+class GBRTModule(nn.Module):
+    """``GBRTForecaster.predict`` in torch: lags, the last step's other channels and the node index per cell,
+    then one ``TreeEnsemble`` per horizon step and quantile level."""
+
+    def __init__(self, model: GBRTForecaster) -> None:
+        super().__init__()
+        _, self.n, f = model.shape
+        self.lags, self.target_channel, self.sort = model.lags, model.target_channel, bool(model.quantiles)
+        self.register_buffer("other", torch.as_tensor([c for c in range(f) if c != model.target_channel]))
+        self.trees = nn.ModuleList(nn.ModuleList(TreeEnsemble(e) for e in lv) for lv in model.estimators)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(torch.float64)
+        s = x.shape[0]
+        lags = x[:, -self.lags :, :, self.target_channel].transpose(1, 2)  # [S, N, lags]
+        other = x[:, -1].index_select(-1, self.other)  # [S, N, F-1]
+        node = torch.arange(self.n, dtype=torch.float64).view(1, self.n, 1).expand(s, self.n, 1)
+        feats = torch.cat([lags, other, node], -1).reshape(s * self.n, -1)
+        out = torch.stack([torch.stack([t(feats) for t in lv], -1) for lv in self.trees], 1)  # [S*N, H, Q]
+        out = out.reshape(s, self.n, len(self.trees), -1).permute(0, 2, 1, 3)  # [S, H, N, Q]
+        return out.sort(-1).values if self.sort else out[..., 0]

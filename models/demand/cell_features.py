@@ -19,6 +19,16 @@ import numpy as np
 from cityagent.errors import ConfigError
 from cityagent.models.params import check_frames
 
+# Features are snapped to multiples of 2^-20 (~1e-6 in the scaled units): the trees compare them with thresholds
+# taken from the training features themselves, and the exported model (torch, then ONNX Runtime) sums and averages
+# in other orders than numpy, a few ulps apart. Snapped, both land on the same grid point and take the same branch.
+SNAP = 2.0**20
+
+
+def snap(a: np.ndarray) -> np.ndarray:
+    """``a`` rounded to the feature grid (half to even, as torch and ONNX Runtime round)."""
+    return np.round(a * SNAP) / SNAP
+
 
 def neighbour_weights(adjacency: np.ndarray) -> np.ndarray:
     """Row-normalised adjacency without self-loops: ``W @ v`` is the mean over each node's neighbours."""
@@ -199,7 +209,7 @@ class CellFeatures:
             cols += [f[..., None] for f in self.levels(x, v).values()]
         cols.append(np.delete(x[:, -1], self.target_channel, axis=-1))  # calendar / exogenous [S, N, F-1]
         cols.append(np.broadcast_to(np.arange(n, dtype=np.float64)[None, :, None], (s, n, 1)))
-        return np.concatenate(cols, axis=-1).reshape(s * n, -1)
+        return snap(np.concatenate(cols, axis=-1).reshape(s * n, -1))
 
     def levels(self, x: np.ndarray, v: np.ndarray) -> dict[str, np.ndarray]:
         """Recent level against the profile, carried to the target slot: 6 ``[S, N]`` arrays, 2 more each with

@@ -13,7 +13,6 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from threadpoolctl import threadpool_limits
 
 from cityagent.errors import ConfigError
-from cityagent.models.classical.gbrt import no_tree_onnx
 from cityagent.models.registry import register
 from cityagent.models.risk.calibration import MonotoneCalibrator
 from cityagent.models.risk.risk_features import CellRates, Layout, hour_of_week, out_of_fold_features, window_features
@@ -167,7 +166,3 @@ class RiskGBRT:
         p = self.score(x)
         out = self.calibrator(p) if self.calibrator is not None else p * self.positive_mean
         return out[:, None]
-
-    def to_onnx(self) -> bytes:
-        """Not available: the tree ensembles would need skl2onnx, which this environment lacks."""
-        raise no_tree_onnx("risk_gbrt", "use risk_gbrt offline through predict() or serve risk_conv")

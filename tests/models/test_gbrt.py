@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import torch
 
 from cityagent.errors import ConfigError
 from cityagent.models import build_model
@@ -44,5 +45,13 @@ def test_gbrt_errors_say_what_to_do():
         model.fit(x, y[:, :1])
     with pytest.raises(ConfigError, match="lags"):
         build_model("gbrt", n_threads=1, **common_params(), lags=99)
-    with pytest.raises(ConfigError, match="ONNX export of gbrt"):
-        model.fit(x, y).to_onnx()
+    with pytest.raises(ConfigError, match="not been fitted"):
+        model.to_torch()
+
+
+def test_gbrt_in_torch_forecasts_what_the_trees_do():
+    x, y = data(200, seed=5)
+    model = build_model("gbrt", n_threads=1, **common_params(quantiles=QUANTILES), max_iter=20, lags=4).fit(x, y)
+    with torch.no_grad():
+        got = model.to_torch()(torch.as_tensor(x[:20])).numpy()  # [S, H, N, Q], sorted along Q as predict sorts
+    np.testing.assert_allclose(got, model.predict(x[:20]), atol=1e-6)

@@ -1,0 +1,68 @@
+"""The DiDi table's gbrt_demand exported to ONNX: does ONNX Runtime forecast what scikit-learn does, and how fast?
+
+    python benchmarks/tree_onnx.py            # trains the table's model (~20 s), exports it, compares on test
+
+Trains through ``cityagent.training.fit`` (so the export is the one `cityagent train` registers), then predicts
+every test window one at a time with the fitted estimator and with the exported model in ONNX Runtime, in the
+same process, alternating, and reports the largest difference and the median time per window of each.
+"""
+
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+
+def main() -> int:
+    os.environ.setdefault("CITYAGENT_HOME", tempfile.mkdtemp(prefix="cityagent-bench-"))
+    from accuracy import DIDI_GBRT
+
+    from cityagent.home import home_dir
+    from cityagent.training.config import load_config, read_yaml_tree
+    from cityagent.training.evaluate import bundle_predictor, load_run
+    from cityagent.training.fit import fit
+    from cityagent.training.parity import ort_session
+    from cityagent.training.task import load_task
+
+    tree = read_yaml_tree(ROOT / "configs" / "datasets" / "didi-xian-uctb.yaml")
+    tree |= {k: v for k, v in read_yaml_tree(ROOT / "configs" / "models" / "gbrt_demand.yaml").items() if k == "model"}
+    tree["tracking"] = {"plots": False, "register_model": True, "experiment": "bench-tree-onnx"}
+    result = fit(load_config(None, DIDI_GBRT, **tree))
+    if not result.info["export"].startswith("done"):
+        print(f"export failed: {result.info['export']}")
+        return 1
+    bundle, cfg, folder = load_run(result.run_id)
+    sklearn = bundle_predictor(bundle, folder)
+    onnx_file = home_dir() / "exports" / result.run_id / "model.onnx"
+    session = ort_session(str(onnx_file))
+    task, _ = load_task(cfg.task)
+    times: dict[str, list[float]] = {"scikit-learn": [], "ONNX Runtime": []}
+    diff = 0.0
+    for i in range(len(task.test)):
+        x = np.ascontiguousarray(task.test.batch(np.array([i]))[0], dtype=np.float32)  # raw units, batch 1
+        t0 = time.perf_counter()
+        want = sklearn(x)
+        t1 = time.perf_counter()
+        got = session.run(None, {"x": x})[0]
+        t2 = time.perf_counter()
+        times["scikit-learn"].append(t1 - t0)
+        times["ONNX Runtime"].append(t2 - t1)
+        diff = max(diff, float(np.abs(got - want).max()))
+    print(f"{len(task.test)} test windows, {onnx_file.stat().st_size / 2**20:.1f} MiB ONNX, {result.info['export']}")
+    print("| predictor | ms per window (p50) | vs scikit-learn | max abs difference (trips) |")
+    print("|---|---|---|---|")
+    base = float(np.median(times["scikit-learn"]))
+    for name, t in times.items():
+        gap = 0.0 if name == "scikit-learn" else diff
+        print(f"| {name} | {1e3 * np.median(t):.1f} | {np.median(t) / base:.2f}× | {gap:.2g} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
