@@ -1,12 +1,14 @@
-"""The DiDi table's gbrt_demand exported to ONNX: does ONNX Runtime forecast what scikit-learn does, and how fast?
+"""A table's tree model exported to ONNX: does ONNX Runtime forecast what scikit-learn does, and how fast?
 
-    python benchmarks/tree_onnx.py            # trains the table's model (~20 s), exports it, compares on test
+    python benchmarks/tree_onnx.py                  # DiDi's gbrt_demand (~20 s to train), compared on test
+    python benchmarks/tree_onnx.py --table chicago  # Chicago's calibrated risk_gbrt (~1 min)
 
 Trains through ``cityagent.training.fit`` (so the export is the one `cityagent train` registers), then predicts
 every test window one at a time with the fitted estimator and with the exported model in ONNX Runtime, in the
 same process, alternating, and reports the largest difference and the median time per window of each.
 """
 
+import argparse
 import os
 import sys
 import tempfile
@@ -21,7 +23,13 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 def main() -> int:
     os.environ.setdefault("CITYAGENT_HOME", tempfile.mkdtemp(prefix="cityagent-bench-"))
-    from accuracy import DIDI_GBRT
+    from accuracy import DATASET, TABLES
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--table", choices=["didi-uctb", "chicago"], default="didi-uctb")
+    args = ap.parse_args()
+    label = {"didi-uctb": "GBRT demand", "chicago": "risk_gbrt (calibrated)"}[args.table]
+    _, model_cfg, overrides = next(row for row in TABLES[args.table] if row[0] == label)
 
     from cityagent.home import home_dir
     from cityagent.training.config import load_config, read_yaml_tree
@@ -30,10 +38,10 @@ def main() -> int:
     from cityagent.training.parity import ort_session
     from cityagent.training.task import load_task
 
-    tree = read_yaml_tree(ROOT / "configs" / "datasets" / "didi-xian-uctb.yaml")
-    tree |= {k: v for k, v in read_yaml_tree(ROOT / "configs" / "models" / "gbrt_demand.yaml").items() if k == "model"}
+    tree = read_yaml_tree(ROOT / "configs" / "datasets" / f"{DATASET[args.table]}.yaml")
+    tree |= {k: v for k, v in read_yaml_tree(ROOT / "configs" / model_cfg).items() if k == "model"}
     tree["tracking"] = {"plots": False, "register_model": True, "experiment": "bench-tree-onnx"}
-    result = fit(load_config(None, DIDI_GBRT, **tree))
+    result = fit(load_config(None, overrides, **tree))
     if not result.info["export"].startswith("done"):
         print(f"export failed: {result.info['export']}")
         return 1
@@ -55,7 +63,8 @@ def main() -> int:
         times["ONNX Runtime"].append(t2 - t1)
         diff = max(diff, float(np.abs(got - want).max()))
     print(f"{len(task.test)} test windows, {onnx_file.stat().st_size / 2**20:.1f} MiB ONNX, {result.info['export']}")
-    print("| predictor | ms per window (p50) | vs scikit-learn | max abs difference (trips) |")
+    print(f"{label}: {result.run_id}")
+    print("| predictor | ms per window (p50) | vs scikit-learn | max abs difference |")
     print("|---|---|---|---|")
     base = float(np.median(times["scikit-learn"]))
     for name, t in times.items():

@@ -9,6 +9,7 @@ increasing map of the score can approach without changing any order, hence witho
 """
 
 import numpy as np
+import torch
 from sklearn.ensemble import HistGradientBoostingClassifier
 from threadpoolctl import threadpool_limits
 
@@ -166,3 +167,16 @@ class RiskGBRT:
         p = self.score(x)
         out = self.calibrator(p) if self.calibrator is not None else p * self.positive_mean
         return out[:, None]
+
+    def to_torch(self) -> "torch.nn.Module":
+        """The fitted model as a torch module (scaled space, ``[B, T, N, F] -> [B, 1, N]``) that computes the same
+        window features, classifier and calibration, so it exports to ONNX (``risk_module``)."""
+        if self.estimator is None or self.rates is None:
+            raise ConfigError("risk_gbrt has not been fitted; call fit(x, y) before exporting it.")
+        if self.layout_error:
+            raise ConfigError(self.layout_error)
+        if self.estimator.classes_.size == 1:
+            raise ConfigError("risk_gbrt saw one class only in training (no risk or risk everywhere); retrain it.")
+        from cityagent.models.risk.risk_module import RiskGBRTModule
+
+        return RiskGBRTModule(self)

@@ -93,3 +93,23 @@ def test_calibrator_is_strictly_increasing_and_fits_conditional_means():
         MonotoneCalibrator(tie_slope=0.0)
     with pytest.raises(ConfigError, match="pairs"):
         MonotoneCalibrator().fit(score[:1], target[:1])
+
+
+@pytest.mark.parametrize("calibrate", [True, False])
+def test_risk_gbrt_in_torch_forecasts_what_the_trees_and_calibration_do(calibrate):
+    import torch
+
+    from cityagent.models.risk.risk_module import WindowFeatures
+
+    x, y, _ = gsnet_windows(400, seed=3)
+    xt, _, _ = gsnet_windows(24, seed=4, start=400)
+    model = build_model("risk_gbrt", **params(calibrate=calibrate)).fit(x, y)
+    module = model.to_torch()
+    features = WindowFeatures(model.rates, model.layout, model.grid, model.target_channel, model.adjacency)
+    with torch.no_grad():
+        got, feats = module(torch.as_tensor(xt)).numpy(), features(torch.as_tensor(xt, dtype=torch.float64)).numpy()
+    want = window_features(xt.astype(np.float64), model.rates, model.layout, GRID, adjacency=model.adjacency)
+    np.testing.assert_array_equal(feats, want)  # bit for bit: every split goes the same way
+    np.testing.assert_allclose(got, model.predict(xt), rtol=1e-7, atol=1e-9)
+    with pytest.raises(ConfigError, match="not been fitted"):
+        build_model("risk_gbrt", **params()).to_torch()

@@ -1,6 +1,7 @@
 """Tree models in ONNX: the fitted trees translated to torch, exported, checked against scikit-learn itself, served."""
 
 import dataclasses
+from types import SimpleNamespace
 
 import numpy as np
 import onnx
@@ -80,9 +81,9 @@ def check_onnx(predictor: ClassicalPredictor, bundle, quantiles, tmp_path) -> No
 def test_tree_export_refuses_what_it_cannot_translate():
     with pytest.raises(ExportError, match="fitted estimator"):
         build_onnx(bundle_of("gbrt"))  # no estimator given
-    risk = ClassicalPredictor(build_model("risk_gbrt", **build_params()), X_SCALE, X_OFFSET, Y_SCALE, Y_OFFSET)
+    opaque = ClassicalPredictor(SimpleNamespace(), X_SCALE, X_OFFSET, Y_SCALE, Y_OFFSET)  # no to_torch
     with pytest.raises(ExportError, match="no ONNX translation yet"):
-        build_onnx(bundle_of("risk_gbrt"), estimator=risk)
+        build_onnx(bundle_of("gbrt"), estimator=opaque)
     unfitted = ClassicalPredictor(build_model("gbrt", **build_params()), X_SCALE, X_OFFSET, Y_SCALE, Y_OFFSET)
     with pytest.raises(ExportError, match="not been fitted"):
         build_onnx(bundle_of("gbrt"), estimator=unfitted)
@@ -102,3 +103,32 @@ def test_a_served_tree_model_answers_what_the_trees_forecast(tmp_path):
     finally:
         server.stop()
     np.testing.assert_allclose(got, predictor(x), rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("calibrate", [True, False])
+def test_risk_gbrt_exports_its_window_features_classifier_and_calibration(calibrate, tmp_path):
+    from tests.models.test_risk_gbrt import GRID, gsnet_windows
+    from tests.models.test_risk_gbrt import params as risk_params
+
+    x, y, _ = gsnet_windows(400, seed=5)
+    model = build_model("risk_gbrt", **risk_params(calibrate=calibrate)).fit(x, y)
+    f = x.shape[-1]
+    predictor = ClassicalPredictor(model, np.ones(f), np.zeros(f), 1.0, 0.0)  # GSNet's risk data is unscaled
+    base = bundle_of("risk_gbrt")
+    n = GRID[0] * GRID[1]
+    meta = base.meta | {
+        "nodes": [f"c{i}" for i in range(n)],
+        "input_len": x.shape[1],
+        "horizon": 1,
+        "feature_names": [f"f{i}" for i in range(f)],
+        "domain": "risk",
+    }
+    xs = {"kind": "standard", "scale": [1.0] * f, "offset": [0.0] * f}
+    bundle = dataclasses.replace(
+        base, meta=meta, x_scaler=xs, y_scaler={"kind": "standard", "scale": [1.0], "offset": [0.0]}
+    )
+    xt, _, _ = gsnet_windows(24, seed=6, start=400)
+    path = export_bundle(bundle, tmp_path / "risk.onnx", sample_x=xt[:8], estimator=predictor)
+    got = ort_session(str(path)).run(None, {"x": xt})[0]
+    np.testing.assert_allclose(got, predictor(xt), rtol=1e-5, atol=1e-5)
+    assert read_metadata(onnx.load(str(path)))["output_shape"] == [-1, 1, n]
