@@ -27,24 +27,17 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 
 def main() -> int:
-    from accuracy import DIDI_GBRT
+    from accuracy import didi_gbrt_task
 
     from cityagent.models import build_model
     from cityagent.training.build import build_params
-    from cityagent.training.config import load_config, read_yaml_tree
-    from cityagent.training.task import load_task
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--variants", nargs="*", default=["{}"], help="JSON overrides of gbrt_demand's params")
     ap.add_argument("--refit", action="store_true", help="score each block with and without the 63 samples before it")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
-    tree = read_yaml_tree(ROOT / "configs" / "datasets" / "didi-xian-uctb.yaml")
-    tree |= read_yaml_tree(ROOT / "configs" / "models" / "gbrt_demand.yaml")
-    cfg = load_config(None, DIDI_GBRT | {"model.params.n_threads": args.threads}, **tree)
-    task, _ = load_task(cfg.task)
-    xs, xo = task.x_scaler.scale, task.x_scaler.offset
-    ys, yo = float(task.y_scaler.scale[0]), float(task.y_scaler.offset[0])
+    cfg, task, (xs, xo, ys, yo) = didi_gbrt_task(args.threads)
     xt, yt, mt = task.train.arrays()
     xv, yv, mv = task.val.arrays()
     x, y, m = np.concatenate([xt, xv]), np.concatenate([yt, yv]), np.concatenate([mt, mv])
