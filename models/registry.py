@@ -106,6 +106,12 @@ def build_model(name: str, **params: Any) -> Any:
         if key not in valid and key not in COMMON_PARAMS:
             near = difflib.get_close_matches(key, sorted(valid | set(COMMON_PARAMS)), n=1, cutoff=0.4)
             hint = f" Did you mean {near[0]!r}?" if near else ""
+            owners = [m for m in list_models() if key in _REGISTRY[m].params]
+            if owners:  # most likely a config written for another model, with only model.name changed
+                hint += (
+                    f" It is a parameter of {owners[0]!r}: when changing model.name, reset the params too "
+                    f"(model.params={{}} gives the defaults of {name!r})."
+                )
             raise ConfigError(f"model {name!r} has no parameter {key!r}.{hint} Valid: {', '.join(sorted(valid))}.")
     if params.get("quantiles") is not None and "quantiles" not in info.common:
         raise ConfigError(f"model {name!r} cannot predict quantiles; drop 'quantiles' or pick another model.")

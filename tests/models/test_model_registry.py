@@ -43,6 +43,9 @@ def test_unknown_param_names_nearest_valid_param():
         build_model("gru", **common_params(), hiden_size=8)
     with pytest.raises(ConfigError, match=r"no parameter 'zzz'"):
         build_model("stid", **common_params(), zzz=1)
+    # a config of another model with only model.name changed: say so, and how to reset the params
+    with pytest.raises(ConfigError, match=r"parameter of '\w+': when changing model.name.*model.params=\{\}"):
+        build_model("gbrt_demand", **common_params(), hidden_size=8)
 
 
 def test_common_params_a_builder_does_not_use_are_ignored():
