@@ -5,6 +5,8 @@ their arithmetic in float64 torch ops (gathers for the profile, comparisons for 
 its forecasts against the fitted model's on sample windows before anything is written.
 """
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 from torch import nn
@@ -12,6 +14,9 @@ from torch import nn
 from cityagent.models.classical.binning import QuantileBins
 from cityagent.models.classical.tree_module import TreeEnsemble
 from cityagent.models.demand.cell_features import SNAP, CellFeatures
+
+if TYPE_CHECKING:
+    from cityagent.models.demand.gbrt_demand import GBRTDemand
 
 
 class CellFeaturesModule(nn.Module):
@@ -115,7 +120,7 @@ class BinCodes(nn.Module):
 class GBRTDemandModule(nn.Module):
     """``GBRTDemand.predict`` in torch: features (and bin codes), the mean of each step's seeds, plus the baseline."""
 
-    def __init__(self, model: "GBRTDemand") -> None:  # noqa: F821 (gbrt_demand imports this module lazily)
+    def __init__(self, model: "GBRTDemand") -> None:
         super().__init__()
         self.features = CellFeaturesModule(model.features)
         bins = getattr(model, "bins", None)

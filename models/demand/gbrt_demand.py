@@ -6,13 +6,14 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 import numpy as np
-import torch
 from sklearn.ensemble import HistGradientBoostingRegressor
 from threadpoolctl import threadpool_limits
+from torch import nn
 
 from cityagent.errors import ConfigError
 from cityagent.models.classical.binning import QuantileBins
 from cityagent.models.demand.cell_features import CellFeatures, SlotProfile
+from cityagent.models.demand.cell_module import GBRTDemandModule
 from cityagent.models.registry import register
 
 
@@ -203,11 +204,9 @@ class GBRTDemand:
         out = out.reshape(s, n, -1).transpose(0, 2, 1)  # [S*N, H] → [S, H, N]
         return out + self.features.baseline(np.asarray(x, dtype=np.float64))[:, None]
 
-    def to_torch(self) -> "torch.nn.Module":
+    def to_torch(self) -> nn.Module:
         """The fitted model as a torch module (scaled space, ``[B, T, N, F] -> [B, H, N]``) that computes the same
         features, bins and trees, so it exports to ONNX (``cell_module``)."""
         if not self.fitted:
             raise ConfigError("gbrt_demand has not been fitted; call fit(x, y) before exporting it.")
-        from cityagent.models.demand.cell_module import GBRTDemandModule
-
         return GBRTDemandModule(self)

@@ -9,14 +9,15 @@ increasing map of the score can approach without changing any order, hence witho
 """
 
 import numpy as np
-import torch
 from sklearn.ensemble import HistGradientBoostingClassifier
 from threadpoolctl import threadpool_limits
+from torch import nn
 
 from cityagent.errors import ConfigError
 from cityagent.models.registry import register
 from cityagent.models.risk.calibration import MonotoneCalibrator
 from cityagent.models.risk.risk_features import CellRates, Layout, hour_of_week, out_of_fold_features, window_features
+from cityagent.models.risk.risk_module import RiskGBRTModule
 
 
 @register("risk_gbrt", domain="risk", kind="classical")
@@ -168,7 +169,7 @@ class RiskGBRT:
         out = self.calibrator(p) if self.calibrator is not None else p * self.positive_mean
         return out[:, None]
 
-    def to_torch(self) -> "torch.nn.Module":
+    def to_torch(self) -> nn.Module:
         """The fitted model as a torch module (scaled space, ``[B, T, N, F] -> [B, 1, N]``) that computes the same
         window features, classifier and calibration, so it exports to ONNX (``risk_module``)."""
         if self.estimator is None or self.rates is None:
@@ -177,6 +178,4 @@ class RiskGBRT:
             raise ConfigError(self.layout_error)
         if self.estimator.classes_.size == 1:
             raise ConfigError("risk_gbrt saw one class only in training (no risk or risk everywhere); retrain it.")
-        from cityagent.models.risk.risk_module import RiskGBRTModule
-
         return RiskGBRTModule(self)

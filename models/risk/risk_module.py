@@ -5,12 +5,17 @@ torch, summing frames in the same order (so the float32 features come out bit-id
 same way), and the export checks its forecasts against the fitted model's before anything is written.
 """
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 from torch import nn
 
 from cityagent.models.classical.tree_module import TreeEnsemble
 from cityagent.models.risk.risk_features import DAY, CellRates, Layout
+
+if TYPE_CHECKING:
+    from cityagent.models.risk.risk_gbrt import RiskGBRT
 
 
 def ordered_sum(frames: list[torch.Tensor]) -> torch.Tensor:
@@ -119,7 +124,7 @@ class Calibration(nn.Module):
 class RiskGBRTModule(nn.Module):
     """``RiskGBRT.predict`` in torch: ``[S, T, N, F] -> [S, 1, N]`` (scaled space)."""
 
-    def __init__(self, model: "RiskGBRT") -> None:  # noqa: F821 (risk_gbrt imports this module lazily)
+    def __init__(self, model: "RiskGBRT") -> None:
         super().__init__()
         self.features = WindowFeatures(model.rates, model.layout, model.grid, model.target_channel, model.adjacency)
         self.trees = TreeEnsemble(model.estimator)
