@@ -118,21 +118,32 @@ class BinCodes(nn.Module):
 
 
 class GBRTDemandModule(nn.Module):
-    """``GBRTDemand.predict`` in torch: features (and bin codes), the mean of each step's seeds, plus the baseline."""
+    """``GBRTDemand.predict`` in torch: features (and bin codes), the mean of each step's (and level's) seeds, plus
+    the baseline; quantile levels sorted as ``predict`` sorts them."""
 
     def __init__(self, model: "GBRTDemand") -> None:
         super().__init__()
         self.features = CellFeaturesModule(model.features)
         bins = getattr(model, "bins", None)
         self.codes = BinCodes(bins) if bins is not None else None
-        self.trees = nn.ModuleList(nn.ModuleList(TreeEnsemble(e) for e in per_seed) for per_seed in model.estimators)
-        self.n = model.features.num_nodes
+        self.trees = nn.ModuleList(
+            nn.ModuleList(nn.ModuleList(TreeEnsemble(e) for e in per_seed) for per_seed in per_level)
+            for per_level in model.step_estimators()
+        )
+        self.n, self.sort = model.features.num_nodes, bool(getattr(model, "quantiles", None))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.to(torch.float64)
         feats, base = self.features(x)
         if self.codes is not None:
             feats = self.codes(feats)
-        out = torch.stack([torch.stack([t(feats) for t in seeds], 0).mean(0) for seeds in self.trees], 1)  # [S*N, H]
-        out = out.reshape(x.shape[0], self.n, -1).permute(0, 2, 1)  # [S, H, N]
-        return out + base.unsqueeze(1)
+        out = torch.stack(
+            [
+                torch.stack([torch.stack([t(feats) for t in seeds], 0).mean(0) for seeds in levels], -1)
+                for levels in self.trees
+            ],
+            1,
+        )  # [S*N, H, Q]
+        out = out.reshape(x.shape[0], self.n, len(self.trees), -1).permute(0, 2, 1, 3)  # [S, H, N, Q]
+        out = out + base.view(base.shape[0], 1, self.n, 1)
+        return out.sort(-1).values if self.sort else out[..., 0]

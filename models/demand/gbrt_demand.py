@@ -19,7 +19,8 @@ from cityagent.models.registry import register
 
 @register("gbrt_demand", domain="demand", kind="classical")
 class GBRTDemand:
-    """One HistGradientBoostingRegressor per horizon step on ``CellFeatures``, fitted to the residual to a baseline.
+    """HistGradientBoostingRegressors per horizon step (and quantile level) on ``CellFeatures``, fitted to the
+    residual to a baseline.
 
     The baseline is ``CellFeatures.baseline``: the HM of ``base_frames`` and, with ``tod_channel``, mixed with each
     cell's usual level at the target hour scaled by how far its last ``recent`` hours ran above or below theirs.
@@ -32,6 +33,8 @@ class GBRTDemand:
         in_features: F; channels other than the target (calendar) enter from the last input step.
         input_len: T_in.
         horizon: H, one estimator per step.
+        quantiles: levels; each gets its own quantile-loss estimators of the residual (the baseline is a location,
+            so a residual quantile plus the baseline is the forecast's quantile), and outputs are sorted per level.
         target_channel: the channel to forecast.
         adjacency: [N, N] graph for neighbour means of the base frames; None leaves them out.
         closeness_frames, period_frames, trend_frames: input indices of each group (default: every frame is
@@ -73,6 +76,7 @@ class GBRTDemand:
         in_features: int,
         input_len: int,
         horizon: int,
+        quantiles: tuple[float, ...] | None = None,
         target_channel: int = 0,
         adjacency: np.ndarray | None = None,
         closeness_frames: Sequence[int] | None = None,
@@ -119,6 +123,7 @@ class GBRTDemand:
             profile_frames == "all",
         )
         self.horizon, self.n_threads, self.fitted = horizon, n_threads, False
+        self.quantiles = tuple(quantiles) if quantiles else None
         cat = np.zeros(self.features.width, dtype=bool)
         cat[self.features.node_column] = num_nodes <= 255  # the histogram GBM's category limit
         if not 1 <= recent <= len(self.features.closeness):
@@ -138,18 +143,24 @@ class GBRTDemand:
         self.halflife, self.profile_folds = halflife, profile_folds
         # node ids stay categorical; the other columns become weighted-quantile bin codes
         self.bins = QuantileBins(skip=(self.features.node_column,)) if halflife is not None and prebin else None
+        losses = [dict(loss="quantile", quantile=q) for q in self.quantiles] if self.quantiles else [{}]
+        # [step][level][seed]; a point model has one level
         self.estimators = [
             [
-                HistGradientBoostingRegressor(
-                    max_iter=max_iter,
-                    learning_rate=learning_rate,
-                    max_leaf_nodes=max_leaf_nodes,
-                    min_samples_leaf=min_samples_leaf,
-                    l2_regularization=l2_regularization,
-                    random_state=random_state + k,
-                    categorical_features=cat,
-                )
-                for k in range(seeds)
+                [
+                    HistGradientBoostingRegressor(
+                        max_iter=max_iter,
+                        learning_rate=learning_rate,
+                        max_leaf_nodes=max_leaf_nodes,
+                        min_samples_leaf=min_samples_leaf,
+                        l2_regularization=l2_regularization,
+                        random_state=random_state + k,
+                        categorical_features=cat,
+                        **loss,
+                    )
+                    for k in range(seeds)
+                ]
+                for loss in losses
             ]
             for _ in range(horizon)
         ]
@@ -169,8 +180,8 @@ class GBRTDemand:
         if self.bins is not None:
             feats = self.bins.fit(feats, weight).codes(feats)
         with threadpool_limits(self.n_threads, user_api="openmp"):
-            for h, per_seed in enumerate(self.estimators):
-                for est in per_seed:
+            for h, per_level in enumerate(self.step_estimators()):
+                for est in (e for per_seed in per_level for e in per_seed):
                     est.fit(feats, residual[:, h].reshape(-1), sample_weight=weight)  # rows s*N + n
         self.fitted = True
         return self
@@ -191,8 +202,14 @@ class GBRTDemand:
             feats[block[0] * n : (block[-1] + 1) * n], base[block] = g(x[block]), g.baseline(x[block])
         return feats, base
 
+    def step_estimators(self) -> list[list[list[HistGradientBoostingRegressor]]]:
+        """The estimators as ``[step][level][seed]`` (models saved before quantiles held ``[step][seed]``)."""
+        if not hasattr(self, "quantiles"):
+            return [[per_seed] for per_seed in self.estimators]
+        return self.estimators
+
     def predict(self, x: np.ndarray) -> np.ndarray:
-        """x [S, T, N, F] → [S, H, N]."""
+        """x [S, T, N, F] → [S, H, N], or [S, H, N, Q] sorted along Q when built with quantiles."""
         if not self.fitted:
             raise ConfigError("gbrt_demand has not been fitted; call fit(x, y) before predict(x).")
         feats = self.features(x)
@@ -200,9 +217,16 @@ class GBRTDemand:
             feats = self.bins.codes(feats)
         s, n = len(x), self.features.num_nodes
         with threadpool_limits(self.n_threads, user_api="openmp"):
-            out = np.stack([np.mean([e.predict(feats) for e in per_seed], 0) for per_seed in self.estimators], 1)
-        out = out.reshape(s, n, -1).transpose(0, 2, 1)  # [S*N, H] → [S, H, N]
-        return out + self.features.baseline(np.asarray(x, dtype=np.float64))[:, None]
+            out = np.stack(
+                [
+                    np.stack([np.mean([e.predict(feats) for e in per_seed], 0) for per_seed in per_level], -1)
+                    for per_level in self.step_estimators()
+                ],
+                1,
+            )  # [S*N, H, Q]
+        out = out.reshape(s, n, self.horizon, -1).transpose(0, 2, 1, 3)  # [S, H, N, Q]
+        out = out + self.features.baseline(np.asarray(x, dtype=np.float64))[:, None, :, None]
+        return np.sort(out, axis=-1) if getattr(self, "quantiles", None) else out[..., 0]
 
     def to_torch(self) -> nn.Module:
         """The fitted model as a torch module (scaled space, ``[B, T, N, F] -> [B, H, N]``) that computes the same

@@ -59,6 +59,20 @@ def test_gbrt_demand_learns_the_residual_and_beats_hm():
     assert np.abs(pred - yt).mean() < 0.4 * np.abs(hm - yt).mean()
 
 
+def test_gbrt_demand_quantiles_bracket_the_noise_around_the_baseline():
+    rng = np.random.default_rng(7)
+    (x, y), (xt, yt) = demand_data(300, seed=1), demand_data(100, seed=2)
+    y, yt = y + rng.normal(0, 0.5, y.shape), yt + rng.normal(0, 0.5, yt.shape)
+    params = common_params(quantiles=(0.1, 0.5, 0.9)) | FRAMES | dict(base_frames=[3, 8, 11], n_threads=1)
+    model = build_model("gbrt_demand", max_iter=60, seeds=2, **params).fit(x, y)
+    pred = model.predict(xt)
+    assert pred.shape == (100, H, N, 3) and (np.diff(pred, axis=-1) >= 0).all()
+    inside = ((pred[..., 0] <= yt) & (yt <= pred[..., 2])).mean()
+    assert 0.65 < inside < 0.92, inside  # an 80 % interval, learnt from 300 windows
+    hm = xt[..., 0][:, [3, 8, 11]].mean(1)[:, None]
+    assert np.abs(pred[..., 1] - yt).mean() < 0.6 * np.abs(hm - yt).mean()
+
+
 def test_gbrt_demand_errors_say_what_to_do():
     model = build_model("gbrt_demand", n_threads=1, max_iter=5, **common_params())
     x, y = demand_data(40, seed=4)
@@ -123,7 +137,7 @@ def test_gbrt_demand_with_a_profile_learns_the_level_and_the_next_hour():
     params = common_params(in_features=2, input_len=12, adjacency=None) | dict(n_threads=1, max_iter=40)
     model = build_model("gbrt_demand", tod_channel=1, seeds=2, **params).fit(x, y)
     pred = model.predict(xt)
-    assert pred.shape == (100, H, N) and len(model.estimators[0]) == 2
+    assert pred.shape == (100, H, N) and len(model.estimators[0][0]) == 2  # [step][level][seed]
     hm = xt[..., 0].mean(1)[:, None]  # the baseline it corrects: every frame's mean
     assert np.abs(pred - yt).mean() < 0.3 * np.abs(hm - yt).mean()
     with pytest.raises(ConfigError, match="tod_channel"):

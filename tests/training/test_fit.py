@@ -135,3 +135,20 @@ def test_classical_runs_log_validation_and_refit_learns_it(tiny_cfg):
     assert evaluate_run(refit.run_id) == pytest.approx(refit.metrics, rel=1e-5, nan_ok=True)  # the refit one is kept
     with pytest.raises(ConfigError, match=r"train\.refit applies to classical models; 'gru' is a deep model"):
         fit(tiny_cfg(**{"model.name": "gru", "train.refit": True}))
+
+
+def test_gbrt_demand_quantile_run_scores_intervals_and_registers_them(tiny_cfg):
+    pytest.importorskip("cityagent.training.export", reason="the export/registry module is not in this tree")
+    cfg = tiny_cfg(
+        **{
+            "model.name": "gbrt_demand",
+            "model.params": {"max_iter": 20, "n_threads": 1},
+            "train.quantiles": [0.1, 0.5, 0.9],
+            "tracking.register_model": True,
+        }
+    )
+    result = fit(cfg)
+    assert {"test_mae", "test_pinball", "test_coverage"} <= set(result.metrics)
+    assert 0 < result.metrics["test_coverage"] <= 100
+    assert result.info["export"].startswith("done: models:/traffic-synthetic/")  # the ONNX holds all three levels
+    assert evaluate_run(result.run_id) == pytest.approx(result.metrics, rel=1e-5, nan_ok=True)

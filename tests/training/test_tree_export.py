@@ -55,11 +55,15 @@ DEMAND = dict(
 )
 
 
-@pytest.mark.parametrize("options", [DEMAND, {"max_iter": 30, "n_threads": 1}], ids=["didi-options", "plain"])
-def test_gbrt_demand_exports_its_features_bins_and_trees(options, tmp_path):
-    predictor = fitted("gbrt_demand", **options)
+@pytest.mark.parametrize(
+    ("options", "quantiles"),
+    [(DEMAND, None), ({"max_iter": 30, "n_threads": 1}, None), (DEMAND, (0.1, 0.5, 0.9))],
+    ids=["didi-options", "plain", "didi-options-quantiles"],
+)
+def test_gbrt_demand_exports_its_features_bins_and_trees(options, quantiles, tmp_path):
+    predictor = fitted("gbrt_demand", quantiles, **options)
     assert (predictor.estimator.bins is not None) == ("halflife" in options)
-    check_onnx(predictor, bundle_of("gbrt_demand"), None, tmp_path)
+    check_onnx(predictor, bundle_of("gbrt_demand", quantiles), quantiles, tmp_path)
 
 
 def check_onnx(predictor: ClassicalPredictor, bundle, quantiles, tmp_path) -> None:
