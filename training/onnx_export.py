@@ -14,6 +14,7 @@ import onnx
 import torch
 
 from cityagent.errors import CityAgentError
+from cityagent.models.classical.tree_module import ML_DOMAIN, ML_OPSET
 from cityagent.models.registry import model_info
 from cityagent.models.scaled import ScaledModel
 from cityagent.training.bundle import ModelBundle
@@ -64,6 +65,7 @@ def to_onnx(model: torch.nn.Module, example: torch.Tensor) -> onnx.ModelProto:
             input_names=[INPUT_NAME],
             output_names=[OUTPUT_NAME],
             dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+            custom_opsets={ML_DOMAIN: ML_OPSET},  # tree models' TreeEnsemble nodes
         )
     proto = onnx.load_from_string(buf.getvalue())
     onnx.checker.check_model(proto)

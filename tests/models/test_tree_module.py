@@ -1,12 +1,16 @@
-"""TreeEnsemble: scikit-learn's fitted histogram GBMs, descended in torch, decide every split as scikit-learn does."""
+"""TreeEnsemble: scikit-learn's fitted histogram GBMs, descended in torch and as ONNX's TreeEnsemble node, decide
+every split as scikit-learn does."""
 
 import numpy as np
+import onnx
 import pytest
 import torch
 from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 
 from cityagent.errors import ConfigError
-from cityagent.models.classical.tree_module import TreeEnsemble
+from cityagent.models.classical.tree_module import ML_DOMAIN, TreeEnsemble
+from cityagent.training.onnx_export import to_onnx
+from cityagent.training.parity import ort_session
 
 
 def data(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -49,6 +53,37 @@ def test_binary_classifier_gives_the_positive_probability():
     trees = TreeEnsemble(est)
     xt = probes(trees, 3)
     np.testing.assert_allclose(trees(torch.from_numpy(xt)).numpy(), est.predict_proba(xt)[:, 1], atol=1e-6)
+
+
+def onnx_forecast(trees: TreeEnsemble, xt: np.ndarray, path) -> np.ndarray:
+    proto = to_onnx(trees, torch.from_numpy(xt[:2]))
+    assert [n.op_type for n in proto.graph.node if n.domain == ML_DOMAIN] == (["TreeEnsemble"] if trees.ml else [])
+    onnx.save(proto, path)
+    return ort_session(str(path)).run(None, {"x": xt})[0]
+
+
+@pytest.mark.parametrize("model", ["regressor", "classifier"])
+def test_onnx_tree_ensemble_node_takes_every_split_as_scikit_learn(model, tmp_path):
+    x, y = data(5000, 5)
+    cat = [False, False, True, False]
+    if model == "regressor":
+        est = HistGradientBoostingRegressor(max_iter=60, categorical_features=cat).fit(x, y)
+        predict = est.predict
+    else:
+        est = HistGradientBoostingClassifier(max_iter=40, categorical_features=cat).fit(x, y > 1)
+        predict = lambda v: est.predict_proba(v)[:, 1]  # noqa: E731
+    trees = TreeEnsemble(est)
+    xt = probes(trees, 6)  # NaNs, unknown categories, values exactly on thresholds
+    np.testing.assert_allclose(onnx_forecast(trees, xt, tmp_path / "t.onnx"), predict(xt), rtol=0, atol=1e-9)
+
+
+def test_single_leaf_trees_export_as_their_constant(tmp_path):
+    x, _ = data(400, 7)
+    flat = HistGradientBoostingRegressor(max_iter=5).fit(x, np.full(len(x), 3.25))  # nothing to split on
+    trees = TreeEnsemble(flat)
+    assert trees.ml is None
+    xt = probes(trees, 8)
+    np.testing.assert_allclose(onnx_forecast(trees, xt, tmp_path / "flat.onnx"), flat.predict(xt), atol=1e-12)
 
 
 def test_what_cannot_be_translated_says_so():

@@ -72,7 +72,9 @@ def check_onnx(predictor: ClassicalPredictor, bundle, quantiles, tmp_path) -> No
     if name == "gbrt":  # a missing speed in a lag: the trees send it where training sent missing values
         x[::5, -2, 1, 0] = np.nan  # (gbrt_demand's baseline averages the frames: a missing one has no forecast)
     path = export_bundle(bundle, tmp_path / f"{name}.onnx", sample_x=x[:8], estimator=predictor)
-    meta = read_metadata(onnx.load(str(path)))
+    proto = onnx.load(str(path))
+    assert "TreeEnsemble" in {n.op_type for n in proto.graph.node}  # ONNX Runtime's own tree kernel
+    meta = read_metadata(proto)
     assert meta["model_name"] == name and meta["output_shape"] == [-1, H, N, *([3] if quantiles else [])]
     session = ort_session(str(path))
     want = predictor(x)
