@@ -3,6 +3,7 @@
     python benchmarks/demand_selection.py                                  # the configured gbrt_demand
     python benchmarks/demand_selection.py --variants '{}' '{"learning_rate": 0.05, "max_iter": 400}'
     python benchmarks/demand_selection.py --refit                          # does refitting on val pay?
+    python benchmarks/demand_selection.py --blend stid                     # blend with a deep model? (~15 min)
 
 The blocks are the validation split and the two blocks of the same length (63 hourly samples) before it. For each
 block a model is fitted on the samples before it and scored on it (RMSE in trips); choices are made on the mean over
@@ -13,17 +14,65 @@ a shock and punishes the rest.
 starts right after validation, so a model fitted on the training split alone forecasts one validation length
 (63 samples, ~2.6 days) past its last example, and a refitted one forecasts right after it. Each block is scored
 both ways: fitted on the samples ending 63 before it ("gap"), and on all samples before it ("refit").
+
+``--blend MODEL`` asks whether averaging the configured gbrt_demand with a deep model pays. For each block the deep
+model is trained (3 seeds, averaged) on the samples before it, early-stopped on the last 10 % of them, as the UCTB
+protocol splits validation, and each blend weight w of the deep model is scored as (1 - w) gbrt + w deep.
 """
 
 import argparse
 import json
 import sys
+import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
+
+
+# the deep models a blend may take, with their DiDi settings (STID reads the hour of day and the day of week)
+DEEP = {"stid": ("models/stid.yaml", {"task.params.calendar": ["tod", "dow"], "model.params.steps_per_day": 24})}
+BLEND_WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 1.0)
+
+
+def deep_block_forecasts(name: str, blocks: list[tuple[int, int]], seeds: tuple[int, ...] = (0, 1, 2)) -> list:
+    """Real-unit forecasts ``[B, H, N]`` of deep model ``name`` for each block, trained on the samples before it."""
+    from cityagent.training.build import build_scaled_model
+    from cityagent.training.config import load_config, read_yaml_tree
+    from cityagent.training.data import predict_split, torch_predictor
+    from cityagent.training.local import train_local
+    from cityagent.training.task import load_task
+
+    model_cfg, overrides = DEEP[name]
+    tree = read_yaml_tree(ROOT / "configs" / "datasets" / "didi-xian-uctb.yaml")
+    tree |= {k: v for k, v in read_yaml_tree(ROOT / "configs" / model_cfg).items() if k == "model"}
+    tree["train"] = {"max_epochs": 40, "patience": 8, "workers": 0, "batch_size": 64, "num_threads": 2}
+    out = []
+    for start, stop in blocks:
+        preds = []
+        for seed in seeds:
+            cfg = load_config(None, overrides | {"train.seed": seed}, **tree)
+            task, _ = load_task(cfg.task)
+            anchors = np.concatenate([task.train.anchors, task.val.anchors])  # windows over the same arrays
+            inner = max(1, round(0.1 * start))
+            part = replace(
+                task,
+                train=replace(task.train, anchors=anchors[: start - inner]),
+                val=replace(task.val, anchors=anchors[start - inner : start]),
+                test=replace(task.val, anchors=anchors[start:stop]),
+            )
+            with tempfile.TemporaryDirectory() as folder:
+                trained = train_local(part, cfg, folder)
+            model, _ = build_scaled_model(part, cfg.model, None)
+            model.load_state_dict(trained.state_dict)
+            preds.append(predict_split(torch_predictor(model), part.test))
+            note = f"  {name} [{start}, {stop}) seed {seed}: best epoch {trained.best_epoch}"
+            print(note, file=sys.stderr, flush=True)
+        out.append(np.mean(preds, 0))
+    return out
 
 
 def main() -> int:
@@ -36,6 +85,7 @@ def main() -> int:
     ap.add_argument("--variants", nargs="*", default=["{}"], help="JSON overrides of gbrt_demand's params")
     ap.add_argument("--refit", action="store_true", help="score each block with and without the 63 samples before it")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--blend", choices=sorted(DEEP), help="also score blends of each variant with this deep model")
     args = ap.parse_args()
     cfg, task, (xs, xo, ys, yo) = didi_gbrt_task(args.threads)
     xt, yt, mt = task.train.arrays()
@@ -47,8 +97,15 @@ def main() -> int:
     base = build_params(task, cfg.model, None)
     names = [f"{b}{' ' + g if g else ''}" for b in ("block -2", "block -1", "val") for g in gaps]
     print(f"| variant | {' | '.join(names)} | {' | '.join(f'mean {g}'.strip() for g in gaps)} |")
+
+    def rmse(pred: np.ndarray, start: int, stop: int) -> float:
+        err = (pred - y[start:stop])[:, :, keep_nodes]
+        return float(np.sqrt(np.mean(err[m[start:stop][:, :, keep_nodes]] ** 2)))
+
+    deep = deep_block_forecasts(args.blend, blocks) if args.blend else None
     for variant in args.variants:
         found: dict[str, list[float]] = {g: [] for g in gaps}
+        trees = []  # the last gap's forecasts per block, for the blends
         for start, stop in blocks:
             for g, gap in gaps.items():
                 fit_end = start - gap
@@ -56,13 +113,16 @@ def main() -> int:
                 model = build_model(cfg.model.name, **(base | json.loads(variant)))
                 model.fit(x[:fit_end][ok] * xs + xo, y[:fit_end][ok] * ys + yo)
                 pred = (model.predict(x[start:stop] * xs + xo) - yo) / ys
-                err = (pred - y[start:stop])[:, :, keep_nodes]
-                valid = m[start:stop][:, :, keep_nodes]
-                found[g].append(float(np.sqrt(np.mean(err[valid] ** 2))))
+                found[g].append(rmse(pred, start, stop))
                 print(f"  {variant} {g} [{start}, {stop}): {found[g][-1]:.4f}", file=sys.stderr, flush=True)
+            trees.append(pred)
         cells = [f"{found[g][b]:.4f}" for b in range(3) for g in gaps]
         means = [f"**{np.mean(found[g]):.4f}**" for g in gaps]
         print(f"| `{variant}` | {' | '.join(cells)} | {' | '.join(means)} |", flush=True)
+        for w in BLEND_WEIGHTS if deep else ():
+            scores = [rmse((1 - w) * t + w * d, a, b) for t, d, (a, b) in zip(trees, deep, blocks, strict=True)]
+            cells = " | ".join(f"{v:.4f}" for v in scores)
+            print(f"| `{variant}`, {w:.0%} {args.blend} | {cells} | {np.mean(scores):.4f} |", flush=True)
     return 0
 
 
