@@ -22,29 +22,27 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 MARK_BEGIN, MARK_END = "<!-- accuracy:begin -->", "<!-- accuracy:end -->"
 
+
+def run_settings(name: str) -> dict:
+    """What a ``configs/benchmarks`` file sets on top of its defaults, as dotted overrides (tracking left out)."""
+    import yaml
+
+    def dotted(tree: dict, prefix: str = "") -> dict:
+        out = {}
+        for key, value in tree.items():
+            out |= dotted(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value}
+        return out
+
+    tree = yaml.safe_load((ROOT / "configs" / "benchmarks" / f"{name}.yaml").read_text())
+    return {k: v for k, v in dotted(tree).items() if k.split(".")[0] not in ("defaults", "tracking")}
+
+
 # (label, config file, overrides) per table; every row is one fit() call.
 TGCN_PARAMS = {"task.params.input_len": 12, "task.params.horizon": 4}
-# gbrt_demand on DiDi: the UCTB window's groups (trend 4, period 7, closeness 6, oldest first), HM 1-1-2, and
-# the tod + weekend channels (1, 2) its hourly profile reads
-DIDI_GBRT = {
-    "task.params.calendar": ["tod", "weekend"],
-    "model.params.closeness_frames": [11, 12, 13, 14, 15, 16],
-    "model.params.period_frames": [4, 5, 6, 7, 8, 9, 10],
-    "model.params.trend_frames": [0, 1, 2, 3],
-    "model.params.base_frames": [2, 3, 10, 16],
-    "model.params.tod_channel": 1,
-    "model.params.weekend_channel": 2,
-    "model.params.n_threads": 2,
-    # chosen on the mean RMSE over three pre-test blocks (benchmarks/demand_selection.py), test unseen
-    "model.params.halflife": 96,
-    "model.params.city_level": True,
-    "model.params.recent": 2,
-    "model.params.profile_weight": 0.6,
-    "train.refit": True,
-    # 2026-12-02 (session 4), same selection: the profile from every frame, out-of-fold for training windows
-    "model.params.profile_frames": "all",
-    "model.params.profile_folds": 10,
-}
+# gbrt_demand on DiDi (configs/benchmarks/didi-gbrt-demand.yaml): the UCTB window's groups, HM 1-1-2, the tod and
+# weekend channels its hourly profile reads, and the settings chosen on three pre-test blocks
+# (benchmarks/demand_selection.py), test unseen
+DIDI_GBRT = run_settings("didi-gbrt-demand")
 TABLES: dict[str, list[tuple[str, str, dict]]] = {
     "sz-tgcn": [
         ("HA", "models/ha.yaml", TGCN_PARAMS),
@@ -80,7 +78,7 @@ TABLES: dict[str, list[tuple[str, str, dict]]] = {
         # same trees, same ranking: raw P(risk > 0) × mean positive risk vs the calibrated E[risk | risk > 0]
         # refit on train + val: better on all four averages of benchmarks/risk_selection.py --refit
         ("risk_gbrt (uncalibrated)", "models/risk_gbrt.yaml", {"model.params.calibrate": False, "train.refit": True}),
-        ("risk_gbrt (calibrated)", "models/risk_gbrt.yaml", {"train.refit": True}),
+        ("risk_gbrt (calibrated)", "models/risk_gbrt.yaml", run_settings("chicago-risk-gbrt")),
     ],
 }
 DATASET = {

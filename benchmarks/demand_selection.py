@@ -4,6 +4,7 @@
     python benchmarks/demand_selection.py --variants '{}' '{"learning_rate": 0.05, "max_iter": 400}'
     python benchmarks/demand_selection.py --refit                          # does refitting on val pay?
     python benchmarks/demand_selection.py --blend stid                     # blend with a deep model? (~15 min)
+    python benchmarks/demand_selection.py --quantiles 0.1 0.5 0.9          # intervals: coverage and pinball
 
 The blocks are the validation split and the two blocks of the same length (63 hourly samples) before it. For each
 block a model is fitted on the samples before it and scored on it (RMSE in trips); choices are made on the mean over
@@ -18,6 +19,9 @@ both ways: fitted on the samples ending 63 before it ("gap"), and on all samples
 ``--blend MODEL`` asks whether averaging the configured gbrt_demand with a deep model pays. For each block the deep
 model is trained (3 seeds, averaged) on the samples before it, early-stopped on the last 10 % of them, as the UCTB
 protocol splits validation, and each blend weight w of the deep model is scored as (1 - w) gbrt + w deep.
+
+``--quantiles`` fits quantile-loss trees per level instead and reports, per block, the coverage of the outermost
+interval, the pinball loss and the interval's mean width (the RMSE column is then the median level's).
 """
 
 import argparse
@@ -80,12 +84,14 @@ def main() -> int:
 
     from cityagent.models import build_model
     from cityagent.training.build import build_params
+    from cityagent.training.metrics import median_level, quantile_metrics
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--variants", nargs="*", default=["{}"], help="JSON overrides of gbrt_demand's params")
     ap.add_argument("--refit", action="store_true", help="score each block with and without the 63 samples before it")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--blend", choices=sorted(DEEP), help="also score blends of each variant with this deep model")
+    ap.add_argument("--quantiles", type=float, nargs="+", help="fit these quantile levels and score the intervals")
     args = ap.parse_args()
     cfg, task, (xs, xo, ys, yo) = didi_gbrt_task(args.threads)
     xt, yt, mt = task.train.arrays()
@@ -94,13 +100,20 @@ def main() -> int:
     n_val, keep_nodes = len(xv), np.asarray(task.eval_mask, dtype=bool)
     blocks = [(len(x) - k * n_val, len(x) - (k - 1) * n_val) for k in (3, 2, 1)]  # oldest first; last = val
     gaps = {"gap": n_val, "refit": 0} if args.refit else {"": 0}
-    base = build_params(task, cfg.model, None)
+    base = build_params(task, cfg.model, args.quantiles)
     names = [f"{b}{' ' + g if g else ''}" for b in ("block -2", "block -1", "val") for g in gaps]
     print(f"| variant | {' | '.join(names)} | {' | '.join(f'mean {g}'.strip() for g in gaps)} |")
 
     def rmse(pred: np.ndarray, start: int, stop: int) -> float:
         err = (pred - y[start:stop])[:, :, keep_nodes]
         return float(np.sqrt(np.mean(err[m[start:stop][:, :, keep_nodes]] ** 2)))
+
+    def intervals(pred: np.ndarray, start: int, stop: int) -> str:
+        valid = m[start:stop][:, :, keep_nodes]
+        q = pred[:, :, keep_nodes][valid]  # [M, Q]
+        scores = quantile_metrics(y[start:stop][:, :, keep_nodes][valid], q, args.quantiles)
+        width = float(np.mean(q[:, -1] - q[:, 0]))
+        return f"coverage {scores['coverage']:.1f} %, pinball {scores['pinball']:.4f}, mean width {width:.2f}"
 
     deep = deep_block_forecasts(args.blend, blocks) if args.blend else None
     for variant in args.variants:
@@ -113,6 +126,9 @@ def main() -> int:
                 model = build_model(cfg.model.name, **(base | json.loads(variant)))
                 model.fit(x[:fit_end][ok] * xs + xo, y[:fit_end][ok] * ys + yo)
                 pred = (model.predict(x[start:stop] * xs + xo) - yo) / ys
+                if args.quantiles:
+                    print(f"  {variant} {g} [{start}, {stop}): {intervals(pred, start, stop)}", file=sys.stderr)
+                    pred = pred[..., median_level(args.quantiles)]
                 found[g].append(rmse(pred, start, stop))
                 print(f"  {variant} {g} [{start}, {stop}): {found[g][-1]:.4f}", file=sys.stderr, flush=True)
             trees.append(pred)

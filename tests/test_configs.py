@@ -12,7 +12,7 @@ from cityagent.training.config import load_config
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 DOMAIN_FILES = [CONFIGS / f"{d}.yaml" for d in ("traffic", "demand", "risk")]
 RUN_CONFIGS = DOMAIN_FILES + sorted(
-    p for sub in ("datasets", "models", "train") for p in (CONFIGS / sub).glob("*.yaml")
+    p for sub in ("datasets", "models", "train", "benchmarks") for p in (CONFIGS / sub).glob("*.yaml")
 )
 
 
