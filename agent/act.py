@@ -4,6 +4,11 @@ One rule per domain, picked by name (``DECIDERS``): congestion alerts where fore
 free-flow speed, rebalancing moves from zones expected below their usual demand to zones expected above it,
 and the top-K accident-risk cells over the next hour. Each decision is stamped with the time it was made and the
 model name and version that forecast it; the table is only ever appended to.
+
+With a quantile model each rule can decide on its interval instead of the median (``alerts.intervals``):
+``confident`` acts only when the whole interval agrees (the end of it least in favour of the event: the upper speed
+for congestion, the lower demand for a surge, the lower risk for a hotspot), ``possible`` when any of it does, and
+every decision's detail quotes the interval.
 """
 
 from collections.abc import Callable
@@ -30,6 +35,23 @@ def _span(times: pd.DatetimeIndex) -> str:
     return f"{times[0]:%m-%d %H:%M}–{times[-1]:%H:%M}"
 
 
+def decided_on(fc: Forecast, cfg: AlertConfig, event_when_high: bool) -> np.ndarray:
+    """``[H, N]`` the forecast a rule decides on: the median, or with a quantile model the end of its interval that
+    makes the rule's event least likely (``confident``) or most likely (``possible``)."""
+    if cfg.intervals == "median" or fc.lower is None or fc.upper is None:
+        return fc.values
+    return fc.lower if (cfg.intervals == "confident") == event_when_high else fc.upper
+
+
+def interval_note(fc: Forecast, lower: float, upper: float, unit: str) -> str:
+    """`` (10–90 % interval a–b unit)`` for a quantile model's forecast; empty for a point model."""
+    if fc.band is None:
+        return ""
+    lo, hi = fc.band
+    level = f"{lo:.0%}–{hi:.0%} interval" if np.isfinite([lo, hi]).all() else "interval"
+    return f" ({level} {lower:.1f}–{upper:.1f}{unit})"
+
+
 def congestion_alerts(fc: Forecast, window: Window, hub: Hub, cfg: AlertConfig) -> list[dict]:
     """Road segments whose lowest forecast speed falls below ``congestion_share`` of their free-flow speed."""
     nodes = window.facts.nodes
@@ -38,8 +60,9 @@ def congestion_alerts(fc: Forecast, window: Window, hub: Hub, cfg: AlertConfig) 
         s = hub.table("sensors")
         free = s.set_index(s["sensor_id"].astype(str))["free_flow"].reindex(nodes).astype(float)
     limit = np.where(np.isfinite(free.to_numpy()), cfg.congestion_share * free.to_numpy(), cfg.congestion_kmh)  # [N]
-    low = fc.values.min(axis=0)  # [N] km/h
-    when = fc.values.argmin(axis=0)  # [N] horizon step of the lowest speed
+    speed = decided_on(fc, cfg, event_when_high=False)  # [H, N] km/h
+    low = speed.min(axis=0)  # [N] km/h
+    when = speed.argmin(axis=0)  # [N] horizon step of the lowest speed
     rows = []
     for n in np.flatnonzero(low < limit):
         f = free.iloc[n]
@@ -53,7 +76,9 @@ def congestion_alerts(fc: Forecast, window: Window, hub: Hub, cfg: AlertConfig) 
                 kind="congestion_alert",
                 target_id=nodes[n],
                 value=float(low[n]),
-                detail=f"forecast {low[n]:.1f} km/h at {window.target_times[when[n]]:%m-%d %H:%M} (< {why})",
+                detail=f"forecast {fc.values[when[n], n]:.1f} km/h at {window.target_times[when[n]]:%m-%d %H:%M}"
+                + (interval_note(fc, fc.lower[when[n], n], fc.upper[when[n], n], " km/h") if fc.band else "")
+                + f" (< {why})",
             )
         )
     return rows
@@ -83,13 +108,14 @@ def rebalancing(fc: Forecast, window: Window, hub: Hub, cfg: AlertConfig) -> lis
     nodes, times = window.facts.nodes, window.target_times
     usual = usual_demand(hub, window, cfg.usual_days)  # [H, N]
     known = np.isfinite(usual).all(axis=0)
-    want, have = fc.values.sum(axis=0), np.where(known, usual.sum(axis=0), np.nan)  # [N] departures over H
+    demand = decided_on(fc, cfg, event_when_high=True)  # [H, N]
+    want, have = demand.sum(axis=0), np.where(known, usual.sum(axis=0), np.nan)  # [N] departures over H
     short = [n for n in np.argsort(-(want - have)) if known[n] and want[n] >= cfg.demand_surge * max(have[n], 1e-9)]
     spare = {n: have[n] - want[n] for n in np.argsort(want - have) if known[n] and have[n] - want[n] >= 1}
     rows = []
     for dst in short:
         need = want[dst] - have[dst]
-        peak = times[int(np.argmax(fc.values[:, dst] - usual[:, dst]))]
+        peak = times[int(np.argmax(demand[:, dst] - usual[:, dst]))]
         moves = []
         for src in list(spare):
             k = int(min(need, spare[src]))
@@ -101,7 +127,9 @@ def rebalancing(fc: Forecast, window: Window, hub: Hub, cfg: AlertConfig) -> lis
                 del spare[src]
             if need < 1:
                 break
-        why = f"forecast {want[dst]:.0f} vs usual {have[dst]:.0f} departures over {_span(times)}"
+        why = f"forecast {fc.values[:, dst].sum():.0f} vs usual {have[dst]:.0f} departures over {_span(times)}"
+        if fc.band:  # the bounds summed over the horizon: a band for the total, not its exact quantiles
+            why += interval_note(fc, fc.lower[:, dst].sum(), fc.upper[:, dst].sum(), "")
         for src, k in moves or [(None, int(np.ceil(want[dst] - have[dst])))]:
             origin = f"from {nodes[src]}" if src is not None else "from outside (no zone has spare vehicles)"
             rows.append(
@@ -119,21 +147,24 @@ def risk_hotspots(fc: Forecast, window: Window, hub: Hub, cfg: AlertConfig) -> l
     """The ``risk_top_k`` cells with the highest forecast risk (summed severity) over the next ``risk_window``."""
     facts, times = window.facts, window.target_times
     ahead = times < window.anchor + pd.Timedelta(cfg.risk_window) + pd.Timedelta("1ns")
-    risk = fc.values[ahead].sum(axis=0)  # [N]
+    values = decided_on(fc, cfg, event_when_high=True)
+    risk = values[ahead].sum(axis=0)  # [N]
     cells = np.flatnonzero(risk > 0)
     if facts.eval_mask is not None:
         cells = cells[np.asarray(facts.eval_mask, dtype=bool)[cells]]
     top = cells[np.argsort(-risk[cells], kind="stable")][: cfg.risk_top_k]
     rows = []
     for rank, n in enumerate(top, 1):
-        peak = float(fc.values[ahead, n].max())
+        peak = float(values[ahead, n].max())
         flag = "hotspot: " if peak >= cfg.risk_hotspot else ""
+        note = interval_note(fc, fc.lower[ahead, n].sum(), fc.upper[ahead, n].sum(), "") if fc.band else ""
         rows.append(
             dict(
                 kind="risk_hotspot",
                 target_id=facts.nodes[n],
                 value=float(risk[n]),
-                detail=f"{flag}rank {rank} of the riskiest cells over {_span(times[ahead])} (peak {peak:.3f} per step)",
+                detail=f"{flag}rank {rank} of the riskiest cells over {_span(times[ahead])} (peak {peak:.3f} per step)"
+                + note,
             )
         )
     return rows

@@ -5,7 +5,7 @@ Parsed from configs/agent.yaml at the entry point; unknown keys are an error so 
 
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 import yaml
@@ -114,6 +114,11 @@ class AlertConfig(_Strict):
     risk_hotspot: float = Field(1.0, gt=0, description="predicted risk (summed severity per cell and step)")
     risk_top_k: int = Field(5, ge=1, description="how many of the riskiest cells to report each cycle")
     risk_window: str = Field("1h", description="the look-ahead the top-K risk cells are ranked over")
+    intervals: Literal["median", "confident", "possible"] = Field(
+        "median",
+        description="with a quantile model: decide on the median, only when the whole interval agrees (confident), "
+        "or when any of it does (possible)",
+    )
 
     _risk_window = field_validator("risk_window")(lambda v: _duration(v))
 

@@ -48,11 +48,23 @@ class Backoff:
 
 @dataclass(frozen=True)
 class Forecast:
-    """A served model's answer: ``values [H, N]`` in real units (the median level of a quantile model)."""
+    """A served model's answer: ``values [H, N]`` in real units (the median level of a quantile model), and for a
+    quantile model the outermost levels ``lower``/``upper [H, N]`` at ``band`` (e.g. (0.1, 0.9))."""
 
     model: str
     version: str
     values: np.ndarray
+    lower: np.ndarray | None = None
+    upper: np.ndarray | None = None
+    band: tuple[float, float] | None = None
+
+    @classmethod
+    def of(cls, model: str, version: str, y: np.ndarray, facts: ModelFacts) -> "Forecast":
+        """From one answer ``[H, N]`` or ``[H, N, Q]`` of the model ``facts`` describe."""
+        if y.ndim == 2 or y.shape[-1] < 2:
+            return cls(model, version, point(y, facts))
+        levels = facts.quantiles or [float("nan")] * y.shape[-1]  # unnamed levels: an interval of unknown level
+        return cls(model, version, point(y, facts), y[..., 0], y[..., -1], (levels[0], levels[-1]))
 
 
 class ServingClient:
@@ -182,7 +194,7 @@ class ServingClient:
             if "has no version" in str(e):
                 raise VersionMoved(f"{facts.name} no longer serves version {facts.version}") from e
             raise
-        return Forecast(facts.name, result.get_response().model_version, point(result.as_numpy("y")[0], facts))
+        return Forecast.of(facts.name, result.get_response().model_version, result.as_numpy("y")[0], facts)
 
 
 def point(y: np.ndarray, facts: ModelFacts) -> np.ndarray:

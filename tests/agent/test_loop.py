@@ -281,6 +281,43 @@ def test_rebalancing_moves_spare_vehicles_to_a_surging_zone(template, models, pe
     assert rebalancing(Forecast("d", "1", usual.copy()), window, hub, cfg) == []  # a usual day: nothing to move
 
 
+def test_quantile_forecasts_decide_on_the_interval_when_asked(template, models, peak):
+    hub = read_hub(template)
+    facts = facts_of(models["traffic-synthetic"], "traffic-synthetic")
+    window = sense(hub, facts, peak)
+    free = hub.table("sensors")["free_flow"].to_numpy()
+    median = np.repeat((0.45 * free)[None, :], 12, axis=0)  # every segment under 50 % of free flow
+    upper = median.copy()
+    upper[:, 2:] = 0.55 * free[2:]  # ... but for most of them the interval reaches above the limit
+    y = np.stack([median - 5, median, upper], -1)  # [H, N, Q] as the server answers
+    fc = Forecast.of("t", "1", y, ModelFacts(**{**facts.__dict__, "quantiles": [0.1, 0.5, 0.9]}))
+    assert fc.band == (0.1, 0.9) and np.array_equal(fc.values, median) and np.array_equal(fc.upper, upper)
+
+    def alerted(mode: str) -> list[str]:
+        cfg = load_agent_config(overrides={"alerts": {"intervals": mode}}).alerts
+        return [r["target_id"] for r in congestion_alerts(fc, window, hub, cfg)]
+
+    assert alerted("median") == alerted("possible") == list(window.facts.nodes)
+    assert alerted("confident") == ["s0000", "s0001"]  # the whole interval below the limit
+    rows = congestion_alerts(fc, window, hub, load_agent_config().alerts)
+    lo, hi = median[0, 0] - 5, upper[0, 0]
+    assert f"(10%–90% interval {lo:.1f}–{hi:.1f} km/h) (< 50% of free-flow" in rows[0]["detail"]
+    point = Forecast.of("t", "1", median, facts)  # a point model: no interval, the same decisions in every mode
+    assert (
+        point.lower is None
+        and "interval" not in congestion_alerts(point, window, hub, load_agent_config().alerts)[0]["detail"]
+    )
+
+    risk_facts = facts_of(models["risk-synthetic"], "risk-synthetic")
+    risk_window = sense(hub, risk_facts, peak)
+    values = np.zeros((12, 4))
+    values[:, :3] = [0.4, 0.3, 0.2]
+    lower = values * [0.1, 1.0, 0.9, 0]  # z000's forecast is the least certain
+    risk = Forecast("r", "1", values, lower, values * 2, (0.1, 0.9))
+    cfg = load_agent_config(overrides={"alerts": {"risk_top_k": 2, "intervals": "confident"}}).alerts
+    assert [r["target_id"] for r in risk_hotspots(risk, risk_window, hub, cfg)] == ["z001", "z002"]
+
+
 def test_risk_hotspots_rank_the_top_cells_over_the_look_ahead(template, models, peak):
     hub = read_hub(template)
     facts = facts_of(models["risk-synthetic"], "risk-synthetic")
