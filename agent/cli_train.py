@@ -63,14 +63,16 @@ def tune(
     config: Path = typer.Option(
         None,
         help="The base YAML config (default: configs/<task>.yaml); the search space is the learning rate, "
-        "weight decay and, where the model has them, its width and dropout (training/tune.py).",
+        "weight decay and, where the model has them, its width and dropout (training/tune.py); for a tree model, "
+        "its learning rate, leaves, leaf size and L2 regularisation (training/tune_classical.py).",
     ),
     samples: int = typer.Option(4, help="Trials to run."),
     hub: str = typer.Option(None, help="Hub location (default: the synthetic city under $CITYAGENT_HOME)."),
     workers: int = typer.Option(None, help="Ray Train workers per trial; 0 runs each trial in-process."),
     address: str = typer.Option(None, help="Ray cluster address (default: $RAY_ADDRESS or a local Ray)."),
 ) -> None:
-    """Search hyperparameters with Ray Tune (ASHA early stopping); logs every trial, prints the best one."""
+    """Search hyperparameters with Ray Tune (ASHA early stopping; tree models: one fit per trial); logs every
+    trial, prints the best one."""
     from cityagent.training.config import load_config
     from cityagent.training.tune import tune as run_tune
 

@@ -1,5 +1,6 @@
 """Hyperparameter search with Ray Tune and ASHA: each trial is a Ray Train run (or, with ``train.workers=0``,
-an in-process Lightning run); every trial is logged to MLflow under one parent run, the best one in full."""
+an in-process Lightning run; for a classical model, one scikit-learn fit, see ``tune_classical``); every trial is
+logged to MLflow under one parent run, the best one in full."""
 
 import logging
 import os
@@ -20,6 +21,7 @@ from cityagent.training.ray_job import CKPT_NAME
 from cityagent.training.run_start import start_run
 from cityagent.training.task import load_task, task_name
 from cityagent.training.tracking import check_server, tracking_uri
+from cityagent.training.tune_classical import classical_search_space, tune_classical
 from cityagent.training.tune_trial import release_callback, run_trial, trial_config
 
 log = logging.getLogger(__name__)
@@ -132,7 +134,7 @@ def tune(
         config: as for ``fit`` (a RunConfig, dict, YAML path or None).
         samples: number of trials.
         search_space: dotted config keys → Ray Tune domains (``tune.loguniform(1e-4, 1e-2)``), lists (a choice)
-            or constants; default ``default_search_space(cfg)``.
+            or constants; default ``default_search_space(cfg)`` (deep) or ``classical_search_space(cfg)``.
         max_concurrent: trials at once (default: as many as the cluster's CPUs allow).
         **overrides: as for ``fit``.
 
@@ -142,23 +144,26 @@ def tune(
     from ray import tune as ray_tune
 
     cfg = resolve_config(config, overrides)
-    if model_info(cfg.model.name).kind != "deep":
+    kind = model_info(cfg.model.name).kind
+    if kind == "baseline":
         raise ConfigError(
-            f"tune searches the hyperparameters of trainable models; {cfg.model.name!r} is a "
-            f"{model_info(cfg.model.name).kind} model: use fit() instead"
+            f"tune searches hyperparameters of models that learn; {cfg.model.name!r} is a parameter-free "
+            "baseline: use fit() instead"
         )
     uri = tracking_uri(cfg.tracking.tracking_uri)
     check_server(uri)
     task, fp = load_task(cfg.task)
-    space = {
-        k: ray_tune.choice(v) if isinstance(v, list) else v
-        for k, v in (search_space or default_search_space(cfg)).items()
-    }
+    default = classical_search_space(cfg) if kind == "classical" else default_search_space(cfg)
+    space = {k: ray_tune.choice(v) if isinstance(v, list) else v for k, v in (search_space or default).items()}
+    if not space:
+        raise ConfigError(f"{cfg.model.name!r} has no default search space; pass search_space={{'model.params.…': …}}")
     monitor = monitor_for(task)
     started = connect(
         cfg.train.address, max(cfg.train.workers, 1) * cfg.train.cpus_per_worker, dashboard=cfg.train.workers > 0
     )
     try:
+        if kind == "classical":
+            return tune_classical(cfg, task, fp, uri, samples, space, max_concurrent)
         results = _search(cfg, task, samples, space, max_concurrent)
     finally:
         if started:

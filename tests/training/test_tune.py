@@ -7,7 +7,9 @@ from ray import tune as ray_tune
 
 from cityagent.errors import ConfigError
 from cityagent.training.tracking import tracking_uri
-from cityagent.training.tune import default_search_space, trial_config, tune
+from cityagent.training.tune import classical_search_space, default_search_space, trial_config, tune
+
+BOOSTING = ("learning_rate", "max_leaf_nodes", "min_samples_leaf", "l2_regularization")
 
 pytestmark = pytest.mark.usefixtures("shared_mlflow_store")
 
@@ -23,6 +25,24 @@ def test_search_space_and_trial_configs(tiny_cfg):
 def test_tune_refuses_models_without_weights(tiny_cfg):
     with pytest.raises(ConfigError, match="use fit"):
         tune(tiny_cfg(**{"model.name": "ha", "model.params": {}}), samples=2)
+
+
+def test_classical_sweep_ranks_trials_on_validation_and_fits_the_best_in_full(tiny_cfg):
+    cfg = tiny_cfg(**{"model.name": "gbrt", "model.params": {"max_iter": 20, "n_threads": 1}, "train.refit": True})
+    assert set(classical_search_space(cfg)) == {f"model.params.{k}" for k in BOOSTING}
+    space = {"model.params.max_leaf_nodes": ray_tune.grid_search([3, 31]), "model.params.learning_rate": 0.2}
+    result = tune(cfg, samples=1, search_space=space)  # 2 trials
+    client = MlflowClient(tracking_uri())
+    parent = client.get_run(result.info["parent_run_id"])
+    children = client.search_runs([parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    assert len(children) == 2 and parent.data.metrics["trials_ok"] == 2
+    val = {c.data.params["model.params.max_leaf_nodes"]: c.data.metrics["val_mae"] for c in children}
+    best_leaves = result.info["best_config"]["model.params.max_leaf_nodes"]
+    assert val[str(best_leaves)] == min(val.values()) == parent.data.metrics["best_val_mae"]
+    best = client.get_run(result.run_id)
+    assert best.data.tags["cityagent.tune_best"] == "true" and "test_mae" in result.metrics
+    assert best.data.params["train.refit"] == "True"  # the final fit learns validation too, the trials did not
+    assert result.info["export"].startswith("skipped") and not ray.is_initialized()
 
 
 def _check_sweep(result, samples: int) -> None:
