@@ -5,7 +5,8 @@
 
 Trains through ``cityagent.training.fit`` (so the export is the one `cityagent train` registers), then predicts
 every test window one at a time with the fitted estimator and with the exported model in ONNX Runtime, in the
-same process, alternating, and reports the largest difference and the median time per window of each.
+same process, alternating, and last asks ``cityagent serve`` (its own process) for each window over gRPC; reports
+the largest difference from scikit-learn and the median time per window of each.
 """
 
 import argparse
@@ -62,15 +63,42 @@ def main() -> int:
         times["scikit-learn"].append(t1 - t0)
         times["ONNX Runtime"].append(t2 - t1)
         diff = max(diff, float(np.abs(got - want).max()))
+    gaps = {"scikit-learn": 0.0, "ONNX Runtime": diff}
+    times["served over gRPC"], gaps["served over gRPC"] = served(onnx_file, task, sklearn)
     print(f"{len(task.test)} test windows, {onnx_file.stat().st_size / 2**20:.1f} MiB ONNX, {result.info['export']}")
     print(f"{label}: {result.run_id}")
     print("| predictor | ms per window (p50) | vs scikit-learn | max abs difference |")
     print("|---|---|---|---|")
     base = float(np.median(times["scikit-learn"]))
     for name, t in times.items():
-        gap = 0.0 if name == "scikit-learn" else diff
-        print(f"| {name} | {1e3 * np.median(t):.1f} | {np.median(t) / base:.2f}× | {gap:.2g} |")
+        print(f"| {name} | {1e3 * np.median(t):.1f} | {np.median(t) / base:.2f}× | {gaps[name]:.2g} |")
     return 0
+
+
+def served(onnx_file: Path, task, sklearn) -> tuple[list[float], float]:
+    """Every test window asked one at a time of ``cityagent serve`` (its own process) with the stock blocking
+    tritonclient, as a city service would: the times, and the largest difference from scikit-learn."""
+    import tritonclient.grpc as tc
+
+    from serving import NAME, start_server
+
+    with tempfile.TemporaryDirectory() as folder:
+        proc, port, _ = start_server(onnx_file, Path(folder) / "serve.log")
+        try:
+            with tc.InferenceServerClient(f"127.0.0.1:{port}") as client:
+                out, diff = [], 0.0
+                for i in [*range(10), *range(len(task.test))]:  # 10 warm-up requests
+                    x = np.ascontiguousarray(task.test.batch(np.array([i]))[0], dtype=np.float32)
+                    tensor = tc.InferInput("x", list(x.shape), "FP32")
+                    tensor.set_data_from_numpy(x)
+                    t0 = time.perf_counter()
+                    got = client.infer(NAME, [tensor]).as_numpy("y")
+                    out.append(time.perf_counter() - t0)
+                    diff = max(diff, float(np.abs(got - sklearn(x)).max()))
+        finally:
+            proc.terminate()
+            proc.wait(30)
+    return out[10:], diff
 
 
 if __name__ == "__main__":
