@@ -44,6 +44,8 @@ class RiskGBRT:
         calib_frac: share of training windows (the latest) held out to fit the calibration.
         max_iter, learning_rate, max_leaf_nodes, min_samples_leaf, l2_regularization: boosting settings.
         random_state: seed of the estimator.
+        halflife: weigh each training window by 0.5 ** (age / halflife), its age counted in windows (hours) back
+            from the newest, so the trees follow where accidents happen lately; None weighs all alike.
         n_threads: OpenMP threads (None = all cores).
         week_frame, weeks, hour_channel, dow_channel, flow_channels: window layout (GSNet's by default).
     """
@@ -67,6 +69,7 @@ class RiskGBRT:
         min_samples_leaf: int = 100,
         l2_regularization: float = 0.0,
         random_state: int = 0,
+        halflife: float | None = None,
         n_threads: int | None = None,
         week_frame: int = 3,
         weeks: int = 4,
@@ -102,7 +105,9 @@ class RiskGBRT:
             random_state=random_state,
             early_stopping=False,
         )
-        self.n_threads = n_threads
+        if halflife is not None and not halflife > 0:
+            raise ConfigError(f"risk_gbrt halflife={halflife!r} must be a positive number of windows, or null.")
+        self.n_threads, self.halflife = n_threads, halflife
         self.estimator: HistGradientBoostingClassifier | None = None
         self.rates: CellRates | None = None
         self.calibrator: MonotoneCalibrator | None = None
@@ -126,8 +131,12 @@ class RiskGBRT:
         top = np.argsort(-y.sum(0), kind="stable")[: self.cells]
         feats = out_of_fold_features(x, y, self.layout, self.grid, self.folds, self.target_channel, self.adjacency)
         rows = feats[:, top].reshape(-1, feats.shape[-1])
+        weight = None
+        if getattr(self, "halflife", None) is not None:  # windows come oldest first; the newest weighs 1
+            age = np.arange(len(x))[::-1]
+            weight = np.repeat(0.5 ** (age / self.halflife), len(top))  # rows s * len(top) + cell
         est = HistGradientBoostingClassifier(**self.settings)
-        est.fit(rows, (y[:, top] > 0).reshape(-1))
+        est.fit(rows, (y[:, top] > 0).reshape(-1), sample_weight=weight)
         return est, CellRates(hour_of_week(x, self.layout), y), top
 
     def _score(self, est: HistGradientBoostingClassifier, rates: CellRates, x: np.ndarray) -> np.ndarray:

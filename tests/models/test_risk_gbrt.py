@@ -62,6 +62,22 @@ def test_risk_gbrt_ranks_risky_cells_and_calibration_keeps_the_order():
     assert np.allclose(raw[:, 0], score * 1.0)  # uncalibrated: P(risk > 0) × mean positive risk (= 1 here)
 
 
+def test_halflife_follows_where_accidents_happen_lately():
+    x, y, _ = gsnet_windows(600, seed=4)
+    # the city's risky cells swap in the last 150 windows: cell n now has the risk of cell N - 1 - n
+    x[450:, :, :, 0], y[450:] = x[450:, :, ::-1, 0], y[450:, :, ::-1]
+    xt, _, rate = gsnet_windows(48, seed=5, start=600)
+    xt[..., 0], rate = xt[:, :, ::-1, 0], rate[:, ::-1]
+
+    def follows(**kw) -> float:
+        score = build_model("risk_gbrt", **params(cells=N, calibrate=False, **kw)).fit(x, y).score(xt)
+        return float(np.corrcoef(score.ravel(), rate.ravel())[0, 1])
+
+    assert follows(halflife=50.0) > follows() + 0.05
+    with pytest.raises(ConfigError, match="halflife"):
+        build_model("risk_gbrt", **params(halflife=0))
+
+
 def test_risk_gbrt_errors_say_what_to_do():
     x, y, _ = gsnet_windows(40, seed=3)
     with pytest.raises(ConfigError, match="call fit"):
