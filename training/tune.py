@@ -10,7 +10,7 @@ from typing import Any
 
 from cityagent.errors import CityAgentError, ConfigError
 from cityagent.hub.protocols import TaskData
-from cityagent.models.registry import model_info
+from cityagent.models.registry import build_model, model_info
 from cityagent.training.build import build_params
 from cityagent.training.config import RunConfig
 from cityagent.training.engine import TrainOutput, monitor_for, read_checkpoint
@@ -39,6 +39,22 @@ def default_search_space(cfg: RunConfig) -> dict[str, Any]:
     if "dropout" in params:
         space["model.params.dropout"] = tune.uniform(0.0, 0.3)
     return space
+
+
+def check_space(cfg: RunConfig, task: TaskData, space: dict[str, Any]) -> None:
+    """Build one trial's model from a value of every searched key, so a key that is not a config path or not a
+    parameter of the model fails here, named, rather than in every trial on the cluster."""
+
+    def example(domain: Any) -> Any:
+        if isinstance(domain, dict) and "grid_search" in domain:
+            return domain["grid_search"][0]
+        return domain.sample() if callable(getattr(domain, "sample", None)) else domain
+
+    try:
+        trial = trial_config(cfg.model_dump(), {k: example(v) for k, v in space.items()})
+        build_model(trial.model.name, **build_params(task, trial.model, trial.train.quantiles))
+    except ConfigError as e:
+        raise ConfigError(f"search space {sorted(space)}: {e}") from e
 
 
 def _history(result: Any) -> list[dict[str, float]]:
@@ -157,6 +173,7 @@ def tune(
     space = {k: ray_tune.choice(v) if isinstance(v, list) else v for k, v in (search_space or default).items()}
     if not space:
         raise ConfigError(f"{cfg.model.name!r} has no default search space; pass search_space={{'model.params.…': …}}")
+    check_space(cfg, task, space)
     monitor = monitor_for(task)
     started = connect(
         cfg.train.address, max(cfg.train.workers, 1) * cfg.train.cpus_per_worker, dashboard=cfg.train.workers > 0

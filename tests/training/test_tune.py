@@ -27,6 +27,20 @@ def test_tune_refuses_models_without_weights(tiny_cfg):
         tune(tiny_cfg(**{"model.name": "ha", "model.params": {}}), samples=2)
 
 
+@pytest.mark.parametrize(
+    ("space", "message"),
+    [
+        ({"model.params.max_leafs": [3, 5]}, "no parameter 'max_leafs'. Did you mean 'max_leaf_nodes'"),
+        ({"train.learning_rate": ray_tune.loguniform(1e-3, 1e-1)}, "train.learning_rate"),
+    ],
+)
+def test_a_bad_search_space_key_fails_before_any_trial(tiny_cfg, space, message):
+    cfg = tiny_cfg(**{"model.name": "gbrt", "model.params": {"max_iter": 5}})
+    with pytest.raises(ConfigError, match=message):
+        tune(cfg, samples=2, search_space=space)
+    assert not ray.is_initialized()
+
+
 def test_classical_sweep_ranks_trials_on_validation_and_fits_the_best_in_full(tiny_cfg):
     cfg = tiny_cfg(**{"model.name": "gbrt", "model.params": {"max_iter": 20, "n_threads": 1}, "train.refit": True})
     assert set(classical_search_space(cfg)) == {f"model.params.{k}" for k in BOOSTING}
