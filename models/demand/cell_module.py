@@ -131,6 +131,8 @@ class GBRTDemandModule(nn.Module):
             for per_level in model.step_estimators()
         )
         self.n, self.sort = model.features.num_nodes, bool(getattr(model, "quantiles", None))
+        margin = getattr(model, "margin", np.zeros(model.horizon))  # the conformal margin per step
+        self.register_buffer("margin", torch.as_tensor(np.asarray(margin), dtype=torch.float64))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.to(torch.float64)
@@ -146,4 +148,8 @@ class GBRTDemandModule(nn.Module):
         )  # [S*N, H, Q]
         out = out.reshape(x.shape[0], self.n, len(self.trees), -1).permute(0, 2, 1, 3)  # [S, H, N, Q]
         out = out + base.view(base.shape[0], 1, self.n, 1)
-        return out.sort(-1).values if self.sort else out[..., 0]
+        if not self.sort:
+            return out[..., 0]
+        m = self.margin.view(1, -1, 1)
+        out = torch.cat([out[..., :1] - m.unsqueeze(-1), out[..., 1:-1], out[..., -1:] + m.unsqueeze(-1)], -1)
+        return out.sort(-1).values

@@ -2,6 +2,7 @@
 level scaled by the current level, or the historical mean), on closeness/period/trend summaries, neighbouring
 cells, calendar channels and the recent level against each cell's usual hourly profile (see ``cell_features``)."""
 
+import copy
 from collections.abc import Sequence
 from dataclasses import replace
 
@@ -67,6 +68,11 @@ class GBRTDemand:
             on the other k - 1 contiguous blocks of windows, so a window's own target hour (a closeness frame of
             later windows) is not in the profile it is described by; as at prediction time, where the target is
             unseen. 0 or 1: one in-sample profile (the trees then learn to trust it more than they should).
+        conformal: with quantiles, widen (or narrow) the outermost levels by a split-conformal margin per step
+            (conformalised quantile regression, Romano et al. 2019) so the interval covers its nominal share:
+            a first fit on all but the newest ``conformal_frac`` of the windows is scored on them, and the margin
+            is the matching quantile of how far each target fell outside its interval. Doubles the fit time.
+        conformal_frac: share of the training windows (the newest) held out for that margin.
         n_threads: OpenMP threads (None = all cores; 1 avoids spin-wait stalls on shared cores).
     """
 
@@ -101,6 +107,8 @@ class GBRTDemand:
         prebin: bool = True,
         profile_frames: str = "closeness",
         profile_folds: int = 0,
+        conformal: bool = False,
+        conformal_frac: float = 0.2,
         n_threads: int | None = None,
     ) -> None:
         for name, c in (("tod_channel", tod_channel), ("weekend_channel", weekend_channel)):
@@ -141,6 +149,12 @@ class GBRTDemand:
         if halflife is not None and not halflife > 0:
             raise ConfigError(f"gbrt_demand halflife={halflife!r} must be a positive number of windows, or null.")
         self.halflife, self.profile_folds = halflife, profile_folds
+        if conformal and (self.quantiles is None or len(self.quantiles) < 2):
+            raise ConfigError("gbrt_demand conformal needs an interval: set train.quantiles to ≥ 2 levels.")
+        if not 0 < conformal_frac < 1:
+            raise ConfigError(f"gbrt_demand conformal_frac={conformal_frac!r} must be in (0, 1).")
+        self.conformal, self.conformal_frac = conformal, conformal_frac
+        self.margin = np.zeros(horizon)  # added below the lowest level and above the highest, per step
         # node ids stay categorical; the other columns become weighted-quantile bin codes
         self.bins = QuantileBins(skip=(self.features.node_column,)) if halflife is not None and prebin else None
         losses = [dict(loss="quantile", quantile=q) for q in self.quantiles] if self.quantiles else [{}]
@@ -171,6 +185,8 @@ class GBRTDemand:
         want = (len(x), self.horizon, self.features.num_nodes)
         if y.shape != want:
             raise ConfigError(f"gbrt_demand expects y of shape [S, H, N] = {want}, got {y.shape}.")
+        if self.conformal:
+            self.margin = self._conformal_margin(x, y)
         feats, base = self.training_features(x)
         residual = y - base[:, None]  # [S, H, N]
         weight = None
@@ -185,6 +201,20 @@ class GBRTDemand:
                     est.fit(feats, residual[:, h].reshape(-1), sample_weight=weight)  # rows s*N + n
         self.fitted = True
         return self
+
+    def _conformal_margin(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """``[H]`` the CQR margin: fit a copy on the older windows, score the newest ``conformal_frac`` of them."""
+        cut = round(len(x) * (1 - self.conformal_frac))
+        if cut < 1 or len(x) - cut < 2:
+            raise ConfigError(f"gbrt_demand conformal needs more windows than {len(x)} to hold some out.")
+        first = copy.deepcopy(self)
+        first.conformal = False
+        pred = first.fit(x[:cut], y[:cut]).predict(x[cut:])  # [S', H, N, Q]
+        outside = np.maximum(pred[..., 0] - y[cut:], y[cut:] - pred[..., -1])  # [S', H, N]
+        score = outside.transpose(1, 0, 2).reshape(self.horizon, -1)  # [H, S' * N]
+        share = self.quantiles[-1] - self.quantiles[0]  # the interval's nominal coverage
+        level = min(1.0, share * (1 + 1 / score.shape[1]))
+        return np.quantile(score, level, axis=1, method="higher")
 
     def training_features(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Features ``[S*N, K]`` and baseline ``[S, N]`` of the training windows ``x``; fits the profile that
@@ -226,7 +256,11 @@ class GBRTDemand:
             )  # [S*N, H, Q]
         out = out.reshape(s, n, self.horizon, -1).transpose(0, 2, 1, 3)  # [S, H, N, Q]
         out = out + self.features.baseline(np.asarray(x, dtype=np.float64))[:, None, :, None]
-        return np.sort(out, axis=-1) if getattr(self, "quantiles", None) else out[..., 0]
+        if not getattr(self, "quantiles", None):
+            return out[..., 0]
+        margin = getattr(self, "margin", np.zeros(self.horizon))[None, :, None]  # older models have none
+        out[..., 0], out[..., -1] = out[..., 0] - margin, out[..., -1] + margin
+        return np.sort(out, axis=-1)
 
     def to_torch(self) -> nn.Module:
         """The fitted model as a torch module (scaled space, ``[B, T, N, F] -> [B, H, N]``) that computes the same

@@ -73,6 +73,26 @@ def test_gbrt_demand_quantiles_bracket_the_noise_around_the_baseline():
     assert np.abs(pred[..., 1] - yt).mean() < 0.6 * np.abs(hm - yt).mean()
 
 
+def test_conformal_margin_brings_the_interval_to_its_nominal_coverage():
+    rng = np.random.default_rng(7)
+    (x, y), (xt, yt) = demand_data(300, seed=1), demand_data(300, seed=2)
+    y, yt = y + rng.normal(0, 0.5, y.shape), yt + rng.normal(0, 0.5, yt.shape)
+    params = common_params(quantiles=(0.1, 0.5, 0.9)) | FRAMES | dict(base_frames=[3, 8, 11], n_threads=1)
+
+    def coverage(conformal: bool) -> tuple[float, np.ndarray]:
+        model = build_model("gbrt_demand", max_iter=60, conformal=conformal, **params).fit(x, y)
+        pred = model.predict(xt)
+        return float(((pred[..., 0] <= yt) & (yt <= pred[..., 2])).mean()), model.margin
+
+    (plain, none), (calibrated, margin) = coverage(False), coverage(True)
+    assert (none == 0).all() and margin.shape == (H,) and (margin > 0).all()  # quantile trees ran narrow here
+    assert plain < 0.74 and 0.75 < calibrated < 0.86, (plain, calibrated)  # nominal: 0.8
+    with pytest.raises(ConfigError, match="conformal needs an interval"):
+        build_model("gbrt_demand", conformal=True, **(params | {"quantiles": None}))
+    with pytest.raises(ConfigError, match="conformal_frac"):
+        build_model("gbrt_demand", conformal=True, conformal_frac=1.0, **params)
+
+
 def test_gbrt_demand_errors_say_what_to_do():
     model = build_model("gbrt_demand", n_threads=1, max_iter=5, **common_params())
     x, y = demand_data(40, seed=4)

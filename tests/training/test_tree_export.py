@@ -57,8 +57,8 @@ DEMAND = dict(
 
 @pytest.mark.parametrize(
     ("options", "quantiles"),
-    [(DEMAND, None), ({"max_iter": 30, "n_threads": 1}, None), (DEMAND, (0.1, 0.5, 0.9))],
-    ids=["didi-options", "plain", "didi-options-quantiles"],
+    [(DEMAND, None), ({"max_iter": 30, "n_threads": 1}, None), (DEMAND | {"conformal": True}, (0.1, 0.5, 0.9))],
+    ids=["didi-options", "plain", "didi-options-conformal-quantiles"],
 )
 def test_gbrt_demand_exports_its_features_bins_and_trees(options, quantiles, tmp_path):
     predictor = fitted("gbrt_demand", quantiles, **options)
