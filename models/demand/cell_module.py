@@ -130,7 +130,8 @@ class GBRTDemandModule(nn.Module):
             nn.ModuleList(nn.ModuleList(TreeEnsemble(e) for e in per_seed) for per_seed in per_level)
             for per_level in model.step_estimators()
         )
-        self.n, self.sort = model.features.num_nodes, bool(getattr(model, "quantiles", None))
+        levels = getattr(model, "quantiles", None) or ()
+        self.n, self.sort, self.widen = model.features.num_nodes, bool(levels), len(levels) > 1
         margin = getattr(model, "margin", np.zeros(model.horizon))  # the conformal margin per step
         self.register_buffer("margin", torch.as_tensor(np.asarray(margin), dtype=torch.float64))
 
@@ -150,6 +151,7 @@ class GBRTDemandModule(nn.Module):
         out = out + base.view(base.shape[0], 1, self.n, 1)
         if not self.sort:
             return out[..., 0]
-        m = self.margin.view(1, -1, 1)
-        out = torch.cat([out[..., :1] - m.unsqueeze(-1), out[..., 1:-1], out[..., -1:] + m.unsqueeze(-1)], -1)
+        if self.widen:  # the conformal margin below the lowest level and above the highest
+            m = self.margin.view(1, -1, 1, 1)
+            out = torch.cat([out[..., :1] - m, out[..., 1:-1], out[..., -1:] + m], -1)
         return out.sort(-1).values

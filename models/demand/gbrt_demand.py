@@ -258,8 +258,9 @@ class GBRTDemand:
         out = out + self.features.baseline(np.asarray(x, dtype=np.float64))[:, None, :, None]
         if not getattr(self, "quantiles", None):
             return out[..., 0]
-        margin = getattr(self, "margin", np.zeros(self.horizon))[None, :, None]  # older models have none
-        out[..., 0], out[..., -1] = out[..., 0] - margin, out[..., -1] + margin
+        if out.shape[-1] > 1:  # the conformal margin below the lowest level and above the highest
+            margin = getattr(self, "margin", np.zeros(self.horizon))[None, :, None]  # older models have none
+            out[..., 0], out[..., -1] = out[..., 0] - margin, out[..., -1] + margin
         return np.sort(out, axis=-1)
 
     def to_torch(self) -> nn.Module:

@@ -4,6 +4,7 @@ import functools
 
 import numpy as np
 import pytest
+import torch
 
 from cityagent.errors import ConfigError
 from cityagent.models import build_model
@@ -71,6 +72,11 @@ def test_gbrt_demand_quantiles_bracket_the_noise_around_the_baseline():
     assert 0.65 < inside < 0.92, inside  # an 80 % interval, learnt from 300 windows
     hm = xt[..., 0][:, [3, 8, 11]].mean(1)[:, None]
     assert np.abs(pred[..., 1] - yt).mean() < 0.6 * np.abs(hm - yt).mean()
+    median = build_model("gbrt_demand", max_iter=20, **(params | {"quantiles": (0.5,)})).fit(x, y)
+    with torch.no_grad():  # one level: no interval to widen, the translation keeps its one output
+        got = median.to_torch()(torch.as_tensor(xt[:4])).numpy()
+    np.testing.assert_allclose(got, median.predict(xt[:4]), atol=1e-9)
+    assert got.shape == (4, H, N, 1)
 
 
 def test_conformal_margin_brings_the_interval_to_its_nominal_coverage():
