@@ -7,6 +7,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from cityagent.models.conformal import widen
+
 
 class ScaledModel(nn.Module):
     """``y = (net(x * x_scale + x_offset) - y_offset) / y_scale``, per feature for x, one channel for y.
@@ -35,6 +37,13 @@ class ScaledModel(nn.Module):
         self.register_buffer("x_offset", torch.as_tensor(np.asarray(x_offset), dtype=dtype))
         self.register_buffer("y_scale", torch.tensor(float(y_scale), dtype=dtype))
         self.register_buffer("y_offset", torch.tensor(float(y_offset), dtype=dtype))
+        self.register_buffer("margin", None)  # a quantile model's conformal margin [H], real units (set_margin)
+
+    def set_margin(self, margin: np.ndarray) -> "ScaledModel":
+        """Move the lowest quantile level down and the highest up by ``margin [H]`` (real units) in ``forward``;
+        a calibrated model's state dict then holds ``margin``, so bundles and exports keep it."""
+        self.margin = torch.as_tensor(np.asarray(margin, dtype=np.float32))
+        return self
 
     def scale_x(self, x: torch.Tensor) -> torch.Tensor:
         return x.to(self.x_scale.dtype) * self.x_scale + self.x_offset  # [B, T, N, F], broadcast over F
@@ -50,4 +59,5 @@ class ScaledModel(nn.Module):
         return self.net(self.scale_x(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.unscale_y(self.forward_scaled(x)).to(torch.float32)
+        y = self.unscale_y(self.forward_scaled(x)).to(torch.float32)
+        return y if self.margin is None else widen(y, self.margin)

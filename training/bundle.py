@@ -62,6 +62,8 @@ class ModelBundle:
         model = ScaledModel(
             net, self.x_scaler["scale"], self.x_scaler["offset"], self.y_scaler["scale"][0], self.y_scaler["offset"][0]
         )
+        if "margin" in self.state_dict:  # a conformally calibrated quantile model
+            model.set_margin(np.zeros(tuple(self.state_dict["margin"].shape), dtype=np.float32))
         model.load_state_dict(self.state_dict)
         return model.eval()
 

@@ -47,6 +47,11 @@ class TrainConfig(Strict):
     weight_decay: float = Field(1e-4, ge=0)
     loss: Literal["mae", "mse", "huber", "risk", "quantile"] = "mae"
     quantiles: list[float] | None = None
+    conformal: bool = Field(
+        False,
+        description="deep quantile models: calibrate the outermost levels on validation (split conformal, CQR) "
+        "so the interval covers its nominal share",
+    )
     patience: int = Field(5, ge=1, description="early stopping on validation loss")
     grad_clip: float = Field(5.0, ge=0)
     seed: int = 0

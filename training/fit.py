@@ -8,16 +8,20 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
+import numpy as np
 
 from cityagent.errors import CityAgentError, ConfigError
 from cityagent.home import home_dir
 from cityagent.hub.protocols import TaskData
+from cityagent.models.conformal import cqr_margin
 from cityagent.models.registry import model_info
+from cityagent.models.scaled import ScaledModel
 from cityagent.training.build import build_scaled_model
 from cityagent.training.classical import ESTIMATOR_FILE, fit_classical
 from cityagent.training.config import RunConfig
-from cityagent.training.data import torch_predictor
+from cityagent.training.data import predict_split, torch_predictor
 from cityagent.training.engine import TrainOutput
+from cityagent.training.metrics import quantile_metrics
 from cityagent.training.overrides import ConfigLike, resolve_config
 from cityagent.training.report import make_bundle, report
 from cityagent.training.run_start import start_run
@@ -50,10 +54,35 @@ class FitResult:
     info: dict[str, Any] = field(default_factory=dict)
 
 
+def calibrate(model: ScaledModel, task: TaskData, quantiles: Sequence[float]) -> dict[str, float]:
+    """Set ``model``'s conformal margin from its validation forecasts; returns what to log (the margin per step,
+    validation coverage before and after).
+
+    Validation also picked the epoch, a mild reuse the margin inherits; it is the only split deep training holds
+    out, and the test split stays unseen."""
+    _, y, observed = task.val.arrays()
+    mask = observed & np.asarray(task.eval_mask, dtype=bool)[None, None, :]
+    before = predict_split(torch_predictor(model), task.val)
+    margin = cqr_margin(before, y, tuple(quantiles), mask)
+    after = predict_split(torch_predictor(model.set_margin(margin)), task.val)
+    logged = {f"conformal_margin_h{h + 1}": float(m) for h, m in enumerate(margin)}
+    logged["val_coverage_uncalibrated"] = quantile_metrics(y, before, quantiles, mask)["coverage"]
+    logged["val_coverage_calibrated"] = quantile_metrics(y, after, quantiles, mask)["coverage"]
+    log.info(
+        "conformal margin per step %s; validation coverage %.1f%% -> %.1f%%",
+        np.round(margin, 4).tolist(),
+        logged["val_coverage_uncalibrated"],
+        logged["val_coverage_calibrated"],
+    )
+    return logged
+
+
 def report_trained(run: TrackedRun, cfg: RunConfig, task: TaskData, fp: HubFingerprint, out: TrainOutput) -> FitResult:
     """Rebuild the best weights of a deep model, then score, plot and bundle it into ``run``."""
     model, _ = build_scaled_model(task, cfg.model, cfg.train.quantiles)
     model.load_state_dict(out.state_dict)
+    if cfg.train.conformal:
+        run.metrics(calibrate(model, task, cfg.train.quantiles or []))
     bundle = make_bundle(cfg, task, fp, run.run_id, "deep", model.state_dict(), out.build_params)
     run.metrics({"best_epoch": out.best_epoch})
     run.tags({"cityagent.mode": out.info.get("mode", "deep")})
@@ -111,6 +140,22 @@ def maybe_export(cfg: RunConfig, run_id: str) -> str:
         return f"failed: {e}"
 
 
+def check_conformal(cfg: RunConfig, kind: str) -> None:
+    """``train.conformal`` calibrates a deep model's interval: it needs ≥ 2 quantile levels."""
+    if not cfg.train.conformal:
+        return
+    if kind != "deep":
+        raise ConfigError(
+            f"train.conformal calibrates deep quantile models; {cfg.model.name!r} is {kind}. "
+            "gbrt_demand has its own: model.params.conformal=true."
+        )
+    if len(cfg.train.quantiles or []) < 2:
+        raise ConfigError(
+            f"train.conformal needs an interval to calibrate: train.quantiles={cfg.train.quantiles!r}; "
+            "set at least two levels, e.g. train.quantiles=[0.1,0.5,0.9] with train.loss=quantile"
+        )
+
+
 def fit(config: ConfigLike = None, *, callbacks: Sequence[pl.Callback] = (), **overrides: Any) -> FitResult:
     """Train, evaluate and track one model.
 
@@ -128,6 +173,7 @@ def fit(config: ConfigLike = None, *, callbacks: Sequence[pl.Callback] = (), **o
     """
     cfg = resolve_config(config, overrides)
     kind = model_info(cfg.model.name).kind  # an unknown name fails here, before any data is read
+    check_conformal(cfg, kind)
     if cfg.train.refit and kind == "deep":
         raise ConfigError(
             f"train.refit applies to classical models; {cfg.model.name!r} is a deep model, whose early stopping "

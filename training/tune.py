@@ -14,7 +14,7 @@ from cityagent.models.registry import build_model, model_info
 from cityagent.training.build import build_params
 from cityagent.training.config import RunConfig
 from cityagent.training.engine import TrainOutput, monitor_for, read_checkpoint
-from cityagent.training.fit import FitResult, maybe_export, report_trained
+from cityagent.training.fit import FitResult, check_conformal, maybe_export, report_trained
 from cityagent.training.overrides import ConfigLike, resolve_config
 from cityagent.training.ray_cluster import connect, storage_path
 from cityagent.training.ray_job import CKPT_NAME
@@ -166,6 +166,7 @@ def tune(
             f"tune searches hyperparameters of models that learn; {cfg.model.name!r} is a parameter-free "
             "baseline: use fit() instead"
         )
+    check_conformal(cfg, kind)
     uri = tracking_uri(cfg.tracking.tracking_uri)
     check_server(uri)
     task, fp = load_task(cfg.task)

@@ -13,6 +13,7 @@ from torch import nn
 
 from cityagent.models.classical.binning import QuantileBins
 from cityagent.models.classical.tree_module import TreeEnsemble
+from cityagent.models.conformal import widen
 from cityagent.models.demand.cell_features import SNAP, CellFeatures
 
 if TYPE_CHECKING:
@@ -151,7 +152,4 @@ class GBRTDemandModule(nn.Module):
         out = out + base.view(base.shape[0], 1, self.n, 1)
         if not self.sort:
             return out[..., 0]
-        if self.widen:  # the conformal margin below the lowest level and above the highest
-            m = self.margin.view(1, -1, 1, 1)
-            out = torch.cat([out[..., :1] - m, out[..., 1:-1], out[..., -1:] + m], -1)
-        return out.sort(-1).values
+        return widen(out, self.margin) if self.widen else out.sort(-1).values

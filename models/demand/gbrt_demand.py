@@ -13,6 +13,7 @@ from torch import nn
 
 from cityagent.errors import ConfigError
 from cityagent.models.classical.binning import QuantileBins
+from cityagent.models.conformal import cqr_margin
 from cityagent.models.demand.cell_features import CellFeatures, SlotProfile
 from cityagent.models.demand.cell_module import GBRTDemandModule
 from cityagent.models.registry import register
@@ -209,12 +210,7 @@ class GBRTDemand:
             raise ConfigError(f"gbrt_demand conformal needs more windows than {len(x)} to hold some out.")
         first = copy.deepcopy(self)
         first.conformal = False
-        pred = first.fit(x[:cut], y[:cut]).predict(x[cut:])  # [S', H, N, Q]
-        outside = np.maximum(pred[..., 0] - y[cut:], y[cut:] - pred[..., -1])  # [S', H, N]
-        score = outside.transpose(1, 0, 2).reshape(self.horizon, -1)  # [H, S' * N]
-        share = self.quantiles[-1] - self.quantiles[0]  # the interval's nominal coverage
-        level = min(1.0, share * (1 + 1 / score.shape[1]))
-        return np.quantile(score, level, axis=1, method="higher")
+        return cqr_margin(first.fit(x[:cut], y[:cut]).predict(x[cut:]), y[cut:], tuple(self.quantiles))
 
     def training_features(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Features ``[S*N, K]`` and baseline ``[S, N]`` of the training windows ``x``; fits the profile that

@@ -12,6 +12,7 @@ import torch
 
 from cityagent.errors import CityAgentError
 from cityagent.models import list_models, model_info
+from cityagent.models.conformal import widen
 from cityagent.training import parity
 from cityagent.training.export import ExportError, export_bundle, export_run
 from cityagent.training.onnx_export import build_onnx
@@ -73,6 +74,19 @@ def test_quantile_model_exports_quantile_axis(tmp_path):
     x, _ = real_windows()
     assert parity.run_onnx(str(path), x).shape == (len(x), H, N, 3)
     assert read_metadata(path)["quantiles"] == [0.1, 0.5, 0.9]
+
+
+def test_calibrated_quantile_model_exports_its_margin(tmp_path):
+    bundle = tiny_bundle("gru", quantiles=(0.1, 0.5, 0.9))
+    plain = bundle.build()
+    margin = np.linspace(0.5, 1.5, H).astype(np.float32)
+    bundle.state_dict = bundle.build().set_margin(margin).state_dict()
+    x, _ = real_windows()
+    got = parity.run_onnx(str(export_bundle(bundle, tmp_path / "c.onnx", sample_x=x)), x)
+    with torch.no_grad():
+        want = widen(plain(torch.from_numpy(x)), torch.from_numpy(margin)).numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    assert not np.allclose(got, plain(torch.from_numpy(x)).detach().numpy(), atol=0.1)
 
 
 def test_noise_samples_are_standard_normal_after_scaling():

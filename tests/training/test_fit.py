@@ -152,3 +152,24 @@ def test_gbrt_demand_quantile_run_scores_intervals_and_registers_them(tiny_cfg):
     assert 0 < result.metrics["test_coverage"] <= 100
     assert result.info["export"].startswith("done: models:/traffic-synthetic/")  # the ONNX holds all three levels
     assert evaluate_run(result.run_id) == pytest.approx(result.metrics, rel=1e-5, nan_ok=True)
+
+
+def test_deep_quantile_run_calibrates_its_interval_on_validation(tiny_cfg):
+    pytest.importorskip("cityagent.training.export", reason="the export/registry module is not in this tree")
+    q = {"model.name": "gru", "train.loss": "quantile", "train.quantiles": [0.1, 0.5, 0.9]}
+    result = fit(tiny_cfg(**q, **{"train.conformal": True, "tracking.register_model": True}))
+    logged = MlflowClient(tracking_uri()).get_run(result.run_id).data.metrics
+    assert {"conformal_margin_h1", "conformal_margin_h2", "conformal_margin_h3"} <= set(logged)
+    # the margin is the (0.8 × (1 + 1/n))-quantile of validation's scores: at least nominal there, barely above
+    assert 80 <= logged["val_coverage_calibrated"] <= 85
+    margin = ModelBundle.load(result.bundle_path).state_dict["margin"]
+    assert margin.numpy() == pytest.approx([logged[f"conformal_margin_h{h}"] for h in (1, 2, 3)], abs=1e-6)
+    assert evaluate_run(result.run_id) == pytest.approx(result.metrics, rel=1e-5, nan_ok=True)  # margin reloaded
+    assert result.info["export"].startswith("done: models:/traffic-synthetic/")  # and in the ONNX graph
+
+
+def test_conformal_without_an_interval_or_on_a_tree_model_is_refused(tiny_cfg):
+    with pytest.raises(ConfigError, match=r"train\.conformal needs an interval to calibrate: train\.quantiles=None"):
+        fit(tiny_cfg(**{"model.name": "gru", "train.conformal": True}))
+    with pytest.raises(ConfigError, match=r"'gbrt_demand' is classical\. gbrt_demand has its own"):
+        fit(tiny_cfg(**{"model.name": "gbrt_demand", "train.quantiles": [0.1, 0.9], "train.conformal": True}))
