@@ -33,8 +33,9 @@ def _bits(bitset: np.ndarray) -> np.ndarray:
 
 
 class TreeEnsemble(nn.Module):
-    """``forward(x [R, K]) -> [R]``: the raw prediction of a fitted ``HistGradientBoostingRegressor`` (or the
-    probability of the positive class of a binary ``HistGradientBoostingClassifier``)."""
+    """``forward(x [R, K]) -> [R]``: the prediction of a fitted ``HistGradientBoostingRegressor`` (through the
+    inverse link of its loss: exp for ``poisson`` and ``gamma``) or the probability of the positive class of a
+    binary ``HistGradientBoostingClassifier``."""
 
     def __init__(self, estimator: HistGradientBoostingRegressor | HistGradientBoostingClassifier) -> None:
         super().__init__()
@@ -44,6 +45,7 @@ class TreeEnsemble(nn.Module):
         if any(len(per_iter) != 1 for per_iter in predictors):
             raise ConfigError("only regressors and binary classifiers export (one tree per boosting iteration).")
         self.proba = isinstance(estimator, HistGradientBoostingClassifier)
+        self.log_link = not self.proba and getattr(estimator, "loss", None) in ("poisson", "gamma")
         self._encoder(estimator)
         known = getattr(estimator._bin_mapper, "known_categories", None) or []
         known_bits = {f: np.isin(np.arange(CATEGORIES), c) for f, c in enumerate(known) if c is not None}
@@ -120,7 +122,9 @@ class TreeEnsemble(nn.Module):
         x = self.encode(x.to(torch.float64))
         exporting = self.ml is not None and torch.onnx.is_in_onnx_export()
         raw = (_TreeEnsembleOp.apply(x, self.ml) if exporting else self.descend(x)) + self.baseline
-        return torch.sigmoid(raw) if self.proba else raw
+        if self.proba:
+            return torch.sigmoid(raw)
+        return torch.exp(raw) if self.log_link else raw
 
     def descend(self, x: torch.Tensor) -> torch.Tensor:
         """The trees' summed leaf values ``[R]`` of encoded features ``[R, K]``, all trees a level per step."""

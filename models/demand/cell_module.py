@@ -120,7 +120,7 @@ class BinCodes(nn.Module):
 
 class GBRTDemandModule(nn.Module):
     """``GBRTDemand.predict`` in torch: features (and bin codes), the mean of each step's (and level's) seeds, plus
-    the baseline; quantile levels sorted as ``predict`` sorts them."""
+    the baseline (times it, for ``loss="poisson"``); quantile levels sorted as ``predict`` sorts them."""
 
     def __init__(self, model: "GBRTDemand") -> None:
         super().__init__()
@@ -135,6 +135,8 @@ class GBRTDemandModule(nn.Module):
         self.n, self.sort, self.widen = model.features.num_nodes, bool(levels), len(levels) > 1
         margin = getattr(model, "margin", np.zeros(model.horizon))  # the conformal margin per step
         self.register_buffer("margin", torch.as_tensor(np.asarray(margin), dtype=torch.float64))
+        # loss="poisson": the trees give a factor of the baseline (floored), not a residual
+        self.floor = float(getattr(model, "floor", 0.0)) if getattr(model, "loss", "") == "poisson" else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.to(torch.float64)
@@ -149,7 +151,8 @@ class GBRTDemandModule(nn.Module):
             1,
         )  # [S*N, H, Q]
         out = out.reshape(x.shape[0], self.n, len(self.trees), -1).permute(0, 2, 1, 3)  # [S, H, N, Q]
-        out = out + base.view(base.shape[0], 1, self.n, 1)
+        base = base.view(base.shape[0], 1, self.n, 1)
+        out = out + base if self.floor is None else out * base.clamp_min(self.floor)
         if not self.sort:
             return out[..., 0]
         return widen(out, self.margin) if self.widen else out.sort(-1).values

@@ -74,6 +74,11 @@ class GBRTDemand:
             a first fit on all but the newest ``conformal_frac`` of the windows is scored on them, and the margin
             is the matching quantile of how far each target fell outside its interval. Doubles the fit time.
         conformal_frac: share of the training windows (the newest) held out for that margin.
+        loss: ``squared_error`` fits the trees to the residual ``y - baseline``; ``poisson`` fits them to a factor
+            of the baseline under the Poisson deviance (``y / b`` weighted by ``b``, the baseline floored at
+            1e-3 of the mean target: Poisson regression of the counts with ``log b`` as offset), so the forecast
+            is ``b * exp(trees)``, never negative, and a count's noise growing with its level does not let the
+            busiest cells dominate the fit. Needs targets ≥ 0 in the scaled space (min-max of counts: 0 stays 0).
         n_threads: OpenMP threads (None = all cores; 1 avoids spin-wait stalls on shared cores).
     """
 
@@ -110,6 +115,7 @@ class GBRTDemand:
         profile_folds: int = 0,
         conformal: bool = False,
         conformal_frac: float = 0.2,
+        loss: str = "squared_error",
         n_threads: int | None = None,
     ) -> None:
         for name, c in (("tod_channel", tod_channel), ("weekend_channel", weekend_channel)):
@@ -158,7 +164,18 @@ class GBRTDemand:
         self.margin = np.zeros(horizon)  # added below the lowest level and above the highest, per step
         # node ids stay categorical; the other columns become weighted-quantile bin codes
         self.bins = QuantileBins(skip=(self.features.node_column,)) if halflife is not None and prebin else None
-        losses = [dict(loss="quantile", quantile=q) for q in self.quantiles] if self.quantiles else [{}]
+        if loss not in ("squared_error", "poisson"):
+            raise ConfigError(f"gbrt_demand loss={loss!r} must be 'squared_error' or 'poisson'.")
+        if loss == "poisson" and self.quantiles:
+            raise ConfigError(
+                "gbrt_demand loss='poisson' is for point forecasts; quantile levels fit the quantile loss of the "
+                "residual: set model.params.loss=squared_error with train.quantiles (or drop train.quantiles)."
+            )
+        self.loss, self.floor = loss, 0.0
+        if self.quantiles:
+            losses = [dict(loss="quantile", quantile=q) for q in self.quantiles]
+        else:
+            losses = [dict(loss=loss)]
         # [step][level][seed]; a point model has one level
         self.estimators = [
             [
@@ -189,17 +206,26 @@ class GBRTDemand:
         if self.conformal:
             self.margin = self._conformal_margin(x, y)
         feats, base = self.training_features(x)
-        residual = y - base[:, None]  # [S, H, N]
         weight = None
         if self.halflife is not None:  # windows come oldest first; the newest weighs 1
             age = np.arange(len(x))[::-1]
             weight = np.repeat(0.5 ** (age / self.halflife), self.features.num_nodes)
         if self.bins is not None:
             feats = self.bins.fit(feats, weight).codes(feats)
+        if getattr(self, "loss", "squared_error") == "poisson":
+            if y.min() < 0:
+                raise ConfigError(f"gbrt_demand loss='poisson' needs targets ≥ 0 (scaled), got min {y.min():.4g}.")
+            self.floor = 1e-3 * max(float(y.mean()), 1e-12)
+            b = np.maximum(base, self.floor)  # [S, N]
+            # Poisson deviance of y against base * f equals that of y / base against f weighted by base: an offset
+            target = y / b[:, None]
+            step_weight = b.reshape(-1) if weight is None else b.reshape(-1) * weight
+        else:
+            target, step_weight = y - base[:, None], weight  # [S, H, N]
         with threadpool_limits(self.n_threads, user_api="openmp"):
             for h, per_level in enumerate(self.step_estimators()):
                 for est in (e for per_seed in per_level for e in per_seed):
-                    est.fit(feats, residual[:, h].reshape(-1), sample_weight=weight)  # rows s*N + n
+                    est.fit(feats, target[:, h].reshape(-1), sample_weight=step_weight)  # rows s*N + n
         self.fitted = True
         return self
 
@@ -251,7 +277,11 @@ class GBRTDemand:
                 1,
             )  # [S*N, H, Q]
         out = out.reshape(s, n, self.horizon, -1).transpose(0, 2, 1, 3)  # [S, H, N, Q]
-        out = out + self.features.baseline(np.asarray(x, dtype=np.float64))[:, None, :, None]
+        base = self.features.baseline(np.asarray(x, dtype=np.float64))[:, None, :, None]
+        if getattr(self, "loss", "squared_error") == "poisson":
+            out = out * np.maximum(base, self.floor)
+        else:
+            out = out + base
         if not getattr(self, "quantiles", None):
             return out[..., 0]
         if out.shape[-1] > 1:  # the conformal margin below the lowest level and above the highest

@@ -99,6 +99,33 @@ def test_conformal_margin_brings_the_interval_to_its_nominal_coverage():
         build_model("gbrt_demand", conformal=True, conformal_frac=1.0, **params)
 
 
+def test_poisson_loss_learns_a_factor_of_the_baseline_for_counts():
+    rng = np.random.default_rng(3)
+
+    def counts(samples: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        x, _ = demand_data(samples, seed)
+        x[..., 0] = np.abs(x[..., 0]) * 5 + 1  # positive levels
+        rate = x[..., 0][:, [3, 8, 11]].mean(1) * np.linspace(0.5, 2.0, N)  # each cell a multiple of its HM
+        return x, np.repeat(rng.poisson(rate)[:, None], H, axis=1).astype(float)
+
+    (x, y), (xt, yt) = counts(300, 1), counts(100, 2)
+    params = common_params() | FRAMES | dict(base_frames=[3, 8, 11], n_threads=1, max_iter=60)
+    model = build_model("gbrt_demand", loss="poisson", **params).fit(x, y)
+    pred = model.predict(xt)
+    assert pred.shape == (100, H, N) and (pred > 0).all()  # a factor of the floored baseline: never negative
+    hm = xt[..., 0][:, [3, 8, 11]].mean(1)[:, None]
+    assert np.sqrt(((pred - yt) ** 2).mean()) < 0.8 * np.sqrt(((hm - yt) ** 2).mean())
+    with torch.no_grad():
+        got = model.to_torch()(torch.as_tensor(xt[:4])).numpy()
+    np.testing.assert_allclose(got, pred[:4], rtol=1e-9, atol=1e-9)
+    with pytest.raises(ConfigError, match="targets ≥ 0"):
+        build_model("gbrt_demand", loss="poisson", **params).fit(x, y - 10)
+    with pytest.raises(ConfigError, match="is for point forecasts"):
+        build_model("gbrt_demand", loss="poisson", **(params | {"quantiles": (0.1, 0.9)}))
+    with pytest.raises(ConfigError, match="'squared_error' or 'poisson'"):
+        build_model("gbrt_demand", loss="gamma", **params)
+
+
 def test_gbrt_demand_errors_say_what_to_do():
     model = build_model("gbrt_demand", n_threads=1, max_iter=5, **common_params())
     x, y = demand_data(40, seed=4)

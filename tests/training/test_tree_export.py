@@ -23,6 +23,8 @@ from tests.training.export_factories import tiny_bundle as torch_bundle
 def fitted(name: str, quantiles: tuple[float, ...] | None = None, **params) -> ClassicalPredictor:
     x, y = real_windows(300, seed=3)
     y = y * 0.2 + 0.8 * x[:, -1:, :, 0]  # learnable: mostly the last speed
+    if params.get("loss") == "poisson":  # counts-like: the scaled targets must not be negative
+        y = y - min(0.0, float((y * Y_SCALE + Y_OFFSET).min())) / Y_SCALE
     model = build_model(name, **(build_params(quantiles) | params))
     model.fit(x * X_SCALE + X_OFFSET, y * Y_SCALE + Y_OFFSET)
     return ClassicalPredictor(model, X_SCALE, X_OFFSET, Y_SCALE, Y_OFFSET)
@@ -57,8 +59,13 @@ DEMAND = dict(
 
 @pytest.mark.parametrize(
     ("options", "quantiles"),
-    [(DEMAND, None), ({"max_iter": 30, "n_threads": 1}, None), (DEMAND | {"conformal": True}, (0.1, 0.5, 0.9))],
-    ids=["didi-options", "plain", "didi-options-conformal-quantiles"],
+    [
+        (DEMAND, None),
+        ({"max_iter": 30, "n_threads": 1}, None),
+        (DEMAND | {"conformal": True}, (0.1, 0.5, 0.9)),
+        (DEMAND | {"loss": "poisson"}, None),
+    ],
+    ids=["didi-options", "plain", "didi-options-conformal-quantiles", "didi-options-poisson"],
 )
 def test_gbrt_demand_exports_its_features_bins_and_trees(options, quantiles, tmp_path):
     predictor = fitted("gbrt_demand", quantiles, **options)
