@@ -9,6 +9,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 import numpy as np
+import pandas as pd
 
 from cityagent.errors import CityAgentError, ConfigError
 from cityagent.home import home_dir
@@ -62,10 +63,19 @@ def calibrate(model: ScaledModel, task: TaskData, quantiles: Sequence[float]) ->
     out, and the test split stays unseen."""
     _, y, observed = task.val.arrays()
     mask = observed & np.asarray(task.eval_mask, dtype=bool)[None, None, :]
+    targets = task.val.target_times()  # [S, H]
+    days = (targets.max() - targets.min() + pd.Timedelta(task.step)) / pd.Timedelta(days=1) if targets.size else 0.0
+    if days < 7:  # weekday/weekend mixes differ: the margin may not carry to the days after (notebook 05)
+        log.warning(
+            "train.conformal calibrates on a validation split of %.1f days, less than a week: its margin may not "
+            "carry to other days of the week; compare val_coverage_uncalibrated with a later period, or give "
+            "validation a longer share",
+            days,
+        )
     before = predict_split(torch_predictor(model), task.val)
     margin = cqr_margin(before, y, tuple(quantiles), mask)
     after = predict_split(torch_predictor(model.set_margin(margin)), task.val)
-    logged = {f"conformal_margin_h{h + 1}": float(m) for h, m in enumerate(margin)}
+    logged = {f"conformal_margin_h{h + 1}": float(m) for h, m in enumerate(margin)} | {"conformal_val_days": days}
     logged["val_coverage_uncalibrated"] = quantile_metrics(y, before, quantiles, mask)["coverage"]
     logged["val_coverage_calibrated"] = quantile_metrics(y, after, quantiles, mask)["coverage"]
     log.info(

@@ -1,5 +1,6 @@
 """fit() in-process: one MLflow run with everything in it, bundles that reproduce, baselines in the same shape."""
 
+import logging
 import socket
 import time
 
@@ -154,11 +155,13 @@ def test_gbrt_demand_quantile_run_scores_intervals_and_registers_them(tiny_cfg):
     assert evaluate_run(result.run_id) == pytest.approx(result.metrics, rel=1e-5, nan_ok=True)
 
 
-def test_deep_quantile_run_calibrates_its_interval_on_validation(tiny_cfg):
+def test_deep_quantile_run_calibrates_its_interval_on_validation(tiny_cfg, caplog):
     pytest.importorskip("cityagent.training.export", reason="the export/registry module is not in this tree")
     q = {"model.name": "gru", "train.loss": "quantile", "train.quantiles": [0.1, 0.5, 0.9]}
-    result = fit(tiny_cfg(**q, **{"train.conformal": True, "tracking.register_model": True}))
+    with caplog.at_level(logging.WARNING, logger="cityagent.training.fit"):
+        result = fit(tiny_cfg(**q, **{"train.conformal": True, "tracking.register_model": True}))
     logged = MlflowClient(tracking_uri()).get_run(result.run_id).data.metrics
+    assert 0 < logged["conformal_val_days"] < 7 and "less than a week" in caplog.text  # the tiny city's few days
     assert {"conformal_margin_h1", "conformal_margin_h2", "conformal_margin_h3"} <= set(logged)
     # the margin is the (0.8 × (1 + 1/n))-quantile of validation's scores: at least nominal there, barely above
     assert 80 <= logged["val_coverage_calibrated"] <= 85
