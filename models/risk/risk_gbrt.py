@@ -46,6 +46,9 @@ class RiskGBRT:
         random_state: seed of the estimator.
         halflife: weigh each training window by 0.5 ** (age / halflife), its age counted in windows (hours) back
             from the newest, so the trees follow where accidents happen lately; None weighs all alike.
+        hour_balance: weigh each training hour by 1 / (its cells with risk), so every hour's accidents count
+            alike, as GSNet's Recall@K and MAP@K average over hours; False weighs every cell-hour alike (busy hours
+            then dominate the fit).
         n_threads: OpenMP threads (None = all cores).
         week_frame, weeks, hour_channel, dow_channel, flow_channels: window layout (GSNet's by default).
     """
@@ -70,6 +73,7 @@ class RiskGBRT:
         l2_regularization: float = 0.0,
         random_state: int = 0,
         halflife: float | None = None,
+        hour_balance: bool = False,
         n_threads: int | None = None,
         week_frame: int = 3,
         weeks: int = 4,
@@ -107,7 +111,7 @@ class RiskGBRT:
         )
         if halflife is not None and not halflife > 0:
             raise ConfigError(f"risk_gbrt halflife={halflife!r} must be a positive number of windows, or null.")
-        self.n_threads, self.halflife = n_threads, halflife
+        self.n_threads, self.halflife, self.hour_balance = n_threads, halflife, hour_balance
         self.estimator: HistGradientBoostingClassifier | None = None
         self.rates: CellRates | None = None
         self.calibrator: MonotoneCalibrator | None = None
@@ -135,6 +139,10 @@ class RiskGBRT:
         if getattr(self, "halflife", None) is not None:  # windows come oldest first; the newest weighs 1
             age = np.arange(len(x))[::-1]
             weight = np.repeat(0.5 ** (age / self.halflife), len(top))  # rows s * len(top) + cell
+        if getattr(self, "hour_balance", False):  # each hour's positives weigh 1 together, as Recall@K averages hours
+            per_hour = 1.0 / np.maximum((y[:, top] > 0).sum(1), 1)  # [S]
+            balance = np.repeat(per_hour / per_hour.mean(), len(top))
+            weight = balance if weight is None else weight * balance
         est = HistGradientBoostingClassifier(**self.settings)
         est.fit(rows, (y[:, top] > 0).reshape(-1), sample_weight=weight)
         return est, CellRates(hour_of_week(x, self.layout), y), top

@@ -129,3 +129,25 @@ def test_risk_gbrt_in_torch_forecasts_what_the_trees_and_calibration_do(calibrat
     np.testing.assert_allclose(got, model.predict(xt), rtol=1e-7, atol=1e-9)
     with pytest.raises(ConfigError, match="not been fitted"):
         build_model("risk_gbrt", **params()).to_torch()
+
+
+def test_hour_balance_gives_every_hours_accidents_the_same_weight(monkeypatch):
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    seen = []
+    fit = HistGradientBoostingClassifier.fit
+
+    def recording(self, x, y, sample_weight=None):
+        seen.append((y, sample_weight))
+        return fit(self, x, y, sample_weight=sample_weight)
+
+    monkeypatch.setattr(HistGradientBoostingClassifier, "fit", recording)
+    x, y, _ = gsnet_windows(300, seed=6)
+    build_model("risk_gbrt", **params(cells=N, calibrate=False, hour_balance=True, halflife=100.0)).fit(x, y)
+    label, weight = seen[-1]
+    label, weight = label.reshape(300, N), weight.reshape(300, N)  # rows s * cells + cell
+    recency = 0.5 ** (np.arange(300)[::-1] / 100.0)
+    per_hour = (weight * label).sum(1) / recency  # each hour's positives together, recency taken out
+    busy = label.sum(1) > 0
+    assert np.allclose(per_hour[busy], per_hour[busy][0])  # one accident or five: the hour weighs the same
+    assert np.isclose((weight / recency[:, None]).mean(), 1.0)  # the balance re-spreads weight, averaging 1
