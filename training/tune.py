@@ -13,8 +13,9 @@ from cityagent.hub.protocols import TaskData
 from cityagent.models.registry import build_model, model_info
 from cityagent.training.build import build_params
 from cityagent.training.config import RunConfig
+from cityagent.training.conformal import check_conformal
 from cityagent.training.engine import TrainOutput, monitor_for, read_checkpoint
-from cityagent.training.fit import FitResult, check_conformal, maybe_export, report_trained
+from cityagent.training.fit import FitResult, maybe_export, report_trained
 from cityagent.training.overrides import ConfigLike, resolve_config
 from cityagent.training.ray_cluster import connect, storage_path
 from cityagent.training.ray_job import CKPT_NAME

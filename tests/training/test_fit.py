@@ -158,7 +158,7 @@ def test_gbrt_demand_quantile_run_scores_intervals_and_registers_them(tiny_cfg):
 def test_deep_quantile_run_calibrates_its_interval_on_validation(tiny_cfg, caplog):
     pytest.importorskip("cityagent.training.export", reason="the export/registry module is not in this tree")
     q = {"model.name": "gru", "train.loss": "quantile", "train.quantiles": [0.1, 0.5, 0.9]}
-    with caplog.at_level(logging.WARNING, logger="cityagent.training.fit"):
+    with caplog.at_level(logging.WARNING, logger="cityagent.training.conformal"):
         result = fit(tiny_cfg(**q, **{"train.conformal": True, "tracking.register_model": True}))
     logged = MlflowClient(tracking_uri()).get_run(result.run_id).data.metrics
     assert 0 < logged["conformal_val_days"] < 7 and "less than a week" in caplog.text  # the tiny city's few days
