@@ -3,7 +3,7 @@
 Contract for readers (serving does not import training): every value is JSON; decode each with
 ``json.loads``. Keys: task, domain, dataset, protocol, model_name, nodes (node ids), step, input_len,
 horizon, input_offsets, target_offsets, feature_names, units, quantiles, eval_mask, run_id (and target,
-grid, model_kind, hub_fingerprint when training recorded them), input_names, output_names,
+interval_calibration, grid, model_kind, hub_fingerprint when training recorded them), input_names, output_names,
 input_shape / output_shape (-1 = dynamic batch), cityagent_version, metadata_format.
 """
 
@@ -27,6 +27,7 @@ OPTIONAL = (
     "target_offsets",
     "units",
     "quantiles",
+    "interval_calibration",
     "eval_mask",
     "run_id",
     "target",

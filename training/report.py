@@ -25,6 +25,18 @@ BUNDLE_DIR = "bundle"
 SAMPLE_FILE = "sample.npz"  # x [S, T_in, N, F], y / mask / pred [S, H, N], real units
 
 
+def interval_calibration(cfg: RunConfig) -> str | None:
+    """How the outer quantile levels were calibrated, for clients showing the interval; None without one."""
+    if len(cfg.train.quantiles or []) < 2:
+        return None
+    if cfg.train.conformal:
+        return "split conformal (CQR) on the validation split"
+    if cfg.model.params.get("conformal"):
+        share = cfg.model.params.get("conformal_frac", 0.2)
+        return f"split conformal (CQR) on the newest {share:.0%} of the training windows"
+    return "none: the quantile loss alone"
+
+
 def bundle_meta(cfg: RunConfig, task: TaskData, fp: HubFingerprint, run_id: str, kind: str) -> dict[str, Any]:
     """Task facts serving needs (JSON types only)."""
     return {
@@ -42,6 +54,7 @@ def bundle_meta(cfg: RunConfig, task: TaskData, fp: HubFingerprint, run_id: str,
         "target": task.extra.get("target", task.feature_names[0]),
         "units": UNITS[cfg.task.domain],
         "quantiles": list(cfg.train.quantiles) if cfg.train.quantiles else None,
+        "interval_calibration": interval_calibration(cfg),
         "eval_mask": [bool(v) for v in task.eval_mask],
         "run_id": run_id,
         "model_kind": kind,

@@ -16,6 +16,7 @@ from cityagent.training.data import predict_split, torch_predictor
 from cityagent.training.evaluate import evaluate_run
 from cityagent.training.fit import fit
 from cityagent.training.overrides import resolve_config
+from cityagent.training.report import interval_calibration
 from cityagent.training.task import load_task
 from cityagent.training.tracking import tracking_uri
 
@@ -165,10 +166,20 @@ def test_deep_quantile_run_calibrates_its_interval_on_validation(tiny_cfg, caplo
     assert {"conformal_margin_h1", "conformal_margin_h2", "conformal_margin_h3"} <= set(logged)
     # the margin is the (0.8 × (1 + 1/n))-quantile of validation's scores: at least nominal there, barely above
     assert 80 <= logged["val_coverage_calibrated"] <= 85
-    margin = ModelBundle.load(result.bundle_path).state_dict["margin"]
+    bundle = ModelBundle.load(result.bundle_path)
+    assert bundle.meta["interval_calibration"] == "split conformal (CQR) on the validation split"  # for clients
+    margin = bundle.state_dict["margin"]
     assert margin.numpy() == pytest.approx([logged[f"conformal_margin_h{h}"] for h in (1, 2, 3)], abs=1e-6)
     assert evaluate_run(result.run_id) == pytest.approx(result.metrics, rel=1e-5, nan_ok=True)  # margin reloaded
     assert result.info["export"].startswith("done: models:/traffic-synthetic/")  # and in the ONNX graph
+
+
+def test_bundles_say_how_their_interval_was_calibrated(tiny_cfg):
+    assert interval_calibration(tiny_cfg()) is None  # a point forecast has no interval
+    assert interval_calibration(tiny_cfg(**{"train.quantiles": [0.1, 0.5, 0.9]})) == "none: the quantile loss alone"
+    trees = {"model.name": "gbrt_demand", "model.params": {"conformal": True, "conformal_frac": 0.25}}
+    got = interval_calibration(tiny_cfg(**trees, **{"train.quantiles": [0.1, 0.9]}))
+    assert got == "split conformal (CQR) on the newest 25% of the training windows"
 
 
 def test_conformal_without_an_interval_or_on_a_tree_model_is_refused(tiny_cfg):
