@@ -1,6 +1,7 @@
 """After training: score the test split, and log metrics, per-horizon table, plots and the model bundle."""
 
 import csv
+import inspect
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -11,6 +12,7 @@ from urllib.request import url2pathname
 import numpy as np
 
 from cityagent.hub.protocols import TaskData
+from cityagent.models.registry import model_info
 from cityagent.training.bundle import BUNDLE_FILE, ModelBundle
 from cityagent.training.config import RunConfig
 from cityagent.training.data import predict_split
@@ -32,7 +34,8 @@ def interval_calibration(cfg: RunConfig) -> str | None:
     if cfg.train.conformal:
         return "split conformal (CQR) on the validation split"
     if cfg.model.params.get("conformal"):
-        share = cfg.model.params.get("conformal_frac", 0.2)
+        default = inspect.signature(model_info(cfg.model.name).builder).parameters["conformal_frac"].default
+        share = cfg.model.params.get("conformal_frac", default)
         return f"split conformal (CQR) on the newest {share:.0%} of the training windows"
     return "none: the quantile loss alone"
 
