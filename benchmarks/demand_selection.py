@@ -5,6 +5,7 @@
     python benchmarks/demand_selection.py --refit                          # does refitting on val pay?
     python benchmarks/demand_selection.py --blend stid                     # blend with a deep model? (~15 min)
     python benchmarks/demand_selection.py --quantiles 0.1 0.5 0.9          # intervals: coverage and pinball
+    python benchmarks/demand_selection.py --diagnose                       # where the error above noise is
 
 The blocks are the validation split and the two blocks of the same length (63 hourly samples) before it. For each
 block a model is fitted on the samples before it and scored on it (RMSE in trips); choices are made on the mean over
@@ -22,6 +23,11 @@ protocol splits validation, and each blend weight w of the deep model is scored 
 
 ``--quantiles`` fits quantile-loss trees per level instead and reports, per block, the coverage of the outermost
 interval, the pinball loss and the interval's mean width (the RMSE column is then the median level's).
+
+``--diagnose`` breaks each block's error down: the squared error above a Poisson floor (the forecast itself taken
+as the rate), the share of that excess in the 10 busiest cells, the lag-1 autocorrelation of each cell's residuals
+(negative: the last hour is trusted too much) and the share of the squared error that is city-wide (the residual's
+mean over cells).
 """
 
 import argparse
@@ -92,6 +98,7 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--blend", choices=sorted(DEEP), help="also score blends of each variant with this deep model")
     ap.add_argument("--quantiles", type=float, nargs="+", help="fit these quantile levels and score the intervals")
+    ap.add_argument("--diagnose", action="store_true", help="break each block's error down")
     args = ap.parse_args()
     cfg, task, (xs, xo, ys, yo) = didi_gbrt_task(args.threads)
     xt, yt, mt = task.train.arrays()
@@ -115,6 +122,21 @@ def main() -> int:
         width = float(np.mean(q[:, -1] - q[:, 0]))
         return f"coverage {scores['coverage']:.1f} %, pinball {scores['pinball']:.4f}, mean width {width:.2f}"
 
+    def diagnose(pred: np.ndarray, start: int, stop: int) -> str:
+        p, t = pred[:, 0][:, keep_nodes], y[start:stop][:, 0][:, keep_nodes]  # [B, N'] one step ahead
+        if not m[start:stop][:, :, keep_nodes].all():
+            return "skipped: the block has masked targets"
+        e = t - p
+        excess = e**2 - np.maximum(p, 0)  # squared error above a Poisson count's variance at rate p
+        busiest = np.argsort(t.mean(0))[::-1][:10]
+        lag1 = np.nanmean([np.corrcoef(e[1:, i], e[:-1, i])[0, 1] for i in range(e.shape[1]) if e[:, i].std() > 0])
+        city = np.mean(e.mean(1) ** 2) / np.mean(e**2)
+        return (
+            f"MSE {np.mean(e**2):.2f}, above the Poisson floor {excess.mean():.2f}, "
+            f"busiest 10 cells' share of that {excess[:, busiest].sum() / excess.sum():.0%}, "
+            f"residual lag-1 autocorrelation {lag1:+.3f}, city-wide share of MSE {city:.1%}"
+        )
+
     deep = deep_block_forecasts(args.blend, blocks) if args.blend else None
     for variant in args.variants:
         found: dict[str, list[float]] = {g: [] for g in gaps}
@@ -130,6 +152,8 @@ def main() -> int:
                     print(f"  {variant} {g} [{start}, {stop}): {intervals(pred, start, stop)}", file=sys.stderr)
                     pred = pred[..., median_level(args.quantiles)]
                 found[g].append(rmse(pred, start, stop))
+                if args.diagnose:
+                    print(f"  {variant} {g} [{start}, {stop}): {diagnose(pred, start, stop)}", file=sys.stderr)
                 print(f"  {variant} {g} [{start}, {stop}): {found[g][-1]:.4f}", file=sys.stderr, flush=True)
             trees.append(pred)
         cells = [f"{found[g][b]:.4f}" for b in range(3) for g in gaps]

@@ -45,10 +45,16 @@ class SlotProfile:
         steps_per_day: slots per day (24 hourly).
         tod_channel: channel with the time of day in [0, 1).
         weekend_channel: channel with a 0/1 weekend flag, or None for one profile for all days.
+        rank: keep only the ``rank`` leading components of the ``[slots, N]`` table (on the square-root scale,
+            where count noise is about even): the cells share a few daily shapes, so a slot seen on few days
+            (weekend hours) borrows the shape the others show instead of its own noise. None keeps the raw means.
     """
 
-    def __init__(self, steps_per_day: int, tod_channel: int, weekend_channel: int | None = None) -> None:
+    def __init__(
+        self, steps_per_day: int, tod_channel: int, weekend_channel: int | None = None, rank: int | None = None
+    ) -> None:
         self.steps_per_day, self.tod_channel, self.weekend_channel = steps_per_day, tod_channel, weekend_channel
+        self.rank = rank
         self.table: np.ndarray | None = None  # [slots, N]
 
     def slots(self, x: np.ndarray, shift: int = 0) -> np.ndarray:
@@ -69,7 +75,21 @@ class SlotProfile:
         np.add.at(sums, slots, values)
         overall = values.mean(0, keepdims=True)  # a slot never seen falls back to the node's mean
         self.table = np.where(counts > 0, sums / np.maximum(counts, 1), overall)
+        if getattr(self, "rank", None):
+            if self.rank >= min(self.table.shape):
+                slots, nodes = self.table.shape
+                raise ConfigError(
+                    f"profile rank {self.rank} keeps every component of the {slots}-slot × {nodes}-node profile; "
+                    f"set it below {min(slots, nodes)}, or null for the raw means."
+                )
+            root = np.sqrt(np.maximum(self.table, 0.0))
+            u, s, vt = np.linalg.svd(root, full_matrices=False)
+            self.table = np.maximum((u[:, : self.rank] * s[: self.rank]) @ vt[: self.rank], 0.0) ** 2
         return self
+
+    def empty(self) -> "SlotProfile":
+        """An unfitted profile with the same settings."""
+        return SlotProfile(self.steps_per_day, self.tod_channel, self.weekend_channel, getattr(self, "rank", None))
 
     def __call__(self, slots: np.ndarray) -> np.ndarray:
         """Profile values at ``slots [...]`` → ``[..., N]``."""

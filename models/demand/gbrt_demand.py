@@ -69,6 +69,8 @@ class GBRTDemand:
             on the other k - 1 contiguous blocks of windows, so a window's own target hour (a closeness frame of
             later windows) is not in the profile it is described by; as at prediction time, where the target is
             unseen. 0 or 1: one in-sample profile (the trees then learn to trust it more than they should).
+        profile_rank: keep the profile's ``profile_rank`` leading components across cells (``SlotProfile``'s
+            ``rank``), which smooths slots seen on few days; None: each cell's raw slot means.
         conformal: with quantiles, widen (or narrow) the outermost levels by a split-conformal margin per step
             (conformalised quantile regression, Romano et al. 2019) so the interval covers its nominal share:
             a first fit on all but the newest ``conformal_frac`` of the windows is scored on them, and the margin
@@ -113,6 +115,7 @@ class GBRTDemand:
         prebin: bool = True,
         profile_frames: str = "closeness",
         profile_folds: int = 0,
+        profile_rank: int | None = None,
         conformal: bool = False,
         conformal_frac: float = 0.2,
         loss: str = "squared_error",
@@ -131,7 +134,7 @@ class GBRTDemand:
             trend_frames,
             base_frames,
             adjacency if neighbours else None,
-            None if tod_channel is None else SlotProfile(steps_per_day, tod_channel, weekend_channel),
+            None if tod_channel is None else SlotProfile(steps_per_day, tod_channel, weekend_channel, profile_rank),
             recent,
             profile_weight,
             city_level,
@@ -153,6 +156,10 @@ class GBRTDemand:
             raise ConfigError(f"gbrt_demand profile_frames={profile_frames!r} must be 'closeness' or 'all'.")
         if isinstance(profile_folds, bool) or not (isinstance(profile_folds, int) and profile_folds >= 0):
             raise ConfigError(f"gbrt_demand profile_folds={profile_folds!r} must be a whole number ≥ 0 (0: no folds).")
+        if profile_rank is not None and (
+            isinstance(profile_rank, bool) or not isinstance(profile_rank, int) or profile_rank < 1
+        ):
+            raise ConfigError(f"gbrt_demand profile_rank={profile_rank!r} must be a whole number ≥ 1, or null.")
         if halflife is not None and not halflife > 0:
             raise ConfigError(f"gbrt_demand halflife={halflife!r} must be a positive number of windows, or null.")
         self.halflife, self.profile_folds = halflife, profile_folds
@@ -249,7 +256,7 @@ class GBRTDemand:
         feats, base = np.empty((len(x) * n, f.width)), np.empty((len(x), n))
         for block in np.array_split(np.arange(len(x)), folds):
             rest = np.delete(np.arange(len(x)), block)
-            other = SlotProfile(p.steps_per_day, p.tod_channel, p.weekend_channel)
+            other = p.empty()
             g = replace(f, profile=other.fit(x[rest], f.profile_frames, f.target_channel))
             feats[block[0] * n : (block[-1] + 1) * n], base[block] = g(x[block]), g.baseline(x[block])
         return feats, base

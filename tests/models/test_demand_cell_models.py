@@ -160,6 +160,26 @@ def test_slot_profile_recovers_each_nodes_hourly_mean():
         SlotProfile(24, 1)(hours)
 
 
+def test_slot_profile_rank_shares_the_nodes_daily_shape():
+    # every node is the same daily shape × its own level: rank 1 on the square-root scale
+    truth = (1 + np.sin(2 * np.pi * np.arange(24) / 24))[:, None] * np.linspace(1, 2, N)
+    x = hourly(40, seed=3, noise=0.3)
+    raw = SlotProfile(24, 1).fit(x, tuple(range(12)), 0)
+    low = SlotProfile(24, 1, rank=1).fit(x, tuple(range(12)), 0)
+    assert np.linalg.matrix_rank(np.sqrt(low.table), tol=1e-9) == 1 and (low.table >= 0).all()
+    assert np.abs(low.table - truth).mean() < 0.7 * np.abs(raw.table - truth).mean()  # the noise averages out
+    assert low.empty().rank == 1 and low.empty().table is None  # fold profiles keep the setting
+    whole = "rank 9 keeps every component of the 24-slot × 9-node profile; set it below 9"
+    with pytest.raises(ConfigError, match=whole):
+        SlotProfile(24, 1, rank=9).fit(x, tuple(range(12)), 0)
+    params = common_params(in_features=2, input_len=12, adjacency=None) | dict(n_threads=1, max_iter=5, tod_channel=1)
+    folded = build_model("gbrt_demand", profile_rank=1, profile_folds=2, **params)
+    assert np.allclose(folded.fit(x, usual_next(x)).features.profile.table, low.table)
+    for bad in (0, 1.5, True):
+        with pytest.raises(ConfigError, match="profile_rank"):
+            build_model("gbrt_demand", profile_rank=bad, **params)
+
+
 def test_level_features_carry_a_shock_to_the_target_hour():
     feats = CellFeatures.build(12, N, 2, 0, closeness_frames=range(12), profile=SlotProfile(24, 1)).fit(hourly(200))
     x = hourly(5, days_shock=0.7, seed=1)  # every value 30 % below its usual level

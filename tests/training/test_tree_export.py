@@ -64,8 +64,9 @@ DEMAND = dict(
         ({"max_iter": 30, "n_threads": 1}, None),
         (DEMAND | {"conformal": True}, (0.1, 0.5, 0.9)),
         (DEMAND | {"loss": "poisson"}, None),
+        (DEMAND | {"profile_rank": 2}, None),
     ],
-    ids=["didi-options", "plain", "didi-options-conformal-quantiles", "didi-options-poisson"],
+    ids=["didi-options", "plain", "didi-options-conformal-quantiles", "didi-options-poisson", "didi-low-rank-profile"],
 )
 def test_gbrt_demand_exports_its_features_bins_and_trees(options, quantiles, tmp_path):
     predictor = fitted("gbrt_demand", quantiles, **options)
