@@ -89,15 +89,19 @@ DATASET = {
 }
 
 
-def didi_gbrt_task(threads: int) -> tuple:
-    """The DiDi table's gbrt_demand config (OpenMP ``threads``), its UCTB task and the scalers as
-    ``(cfg, task, (x_scale, x_offset, y_scale, y_offset))``, for the scripts that fit it outside ``fit``."""
+def didi_gbrt_task(threads: int, calendar: list[str] | None = None) -> tuple:
+    """The DiDi table's gbrt_demand config (OpenMP ``threads``; ``calendar`` replaces its task's calendar channels),
+    its UCTB task and the scalers as ``(cfg, task, (x_scale, x_offset, y_scale, y_offset))``, for the scripts that
+    fit it outside ``fit``."""
     from cityagent.training.config import load_config, read_yaml_tree
     from cityagent.training.task import load_task
 
     tree = read_yaml_tree(ROOT / "configs" / "datasets" / "didi-xian-uctb.yaml")
     tree |= read_yaml_tree(ROOT / "configs" / "models" / "gbrt_demand.yaml")
-    cfg = load_config(None, DIDI_GBRT | {"model.params.n_threads": threads}, **tree)
+    overrides = DIDI_GBRT | {"model.params.n_threads": threads}
+    if calendar is not None:
+        overrides["task.params.calendar"] = list(calendar)
+    cfg = load_config(None, overrides, **tree)
     task, _ = load_task(cfg.task)
     scalers = task.x_scaler.scale, task.x_scaler.offset, float(task.y_scaler.scale[0]), float(task.y_scaler.offset[0])
     return cfg, task, scalers

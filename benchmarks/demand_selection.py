@@ -6,6 +6,7 @@
     python benchmarks/demand_selection.py --blend stid                     # blend with a deep model? (~15 min)
     python benchmarks/demand_selection.py --quantiles 0.1 0.5 0.9          # intervals: coverage and pinball
     python benchmarks/demand_selection.py --diagnose                       # where the error above noise is
+    python benchmarks/demand_selection.py --calendar tod weekend dow_index --variants '{"day_channel": 3, ...}'
 
 The blocks are the validation split and the two blocks of the same length (63 hourly samples) before it. For each
 block a model is fitted on the samples before it and scored on it (RMSE in trips); choices are made on the mean over
@@ -98,9 +99,15 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--blend", choices=sorted(DEEP), help="also score blends of each variant with this deep model")
     ap.add_argument("--quantiles", type=float, nargs="+", help="fit these quantile levels and score the intervals")
+    ap.add_argument(
+        "--calendar",
+        nargs="+",
+        help="the task's calendar channels instead of the config's (channel "
+        "1 onwards, in this order), e.g. tod weekend dow_index for a day_channel of 3",
+    )
     ap.add_argument("--diagnose", action="store_true", help="break each block's error down")
     args = ap.parse_args()
-    cfg, task, (xs, xo, ys, yo) = didi_gbrt_task(args.threads)
+    cfg, task, (xs, xo, ys, yo) = didi_gbrt_task(args.threads, args.calendar)
     xt, yt, mt = task.train.arrays()
     xv, yv, mv = task.val.arrays()
     x, y, m = np.concatenate([xt, xv]), np.concatenate([yt, yv]), np.concatenate([mt, mv])

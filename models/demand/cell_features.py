@@ -45,21 +45,41 @@ class SlotProfile:
         steps_per_day: slots per day (24 hourly).
         tod_channel: channel with the time of day in [0, 1).
         weekend_channel: channel with a 0/1 weekend flag, or None for one profile for all days.
+        day_channel: channel with the day of week 0..6 (``dow_index``) for one profile per weekday and slot,
+            instead of ``weekend_channel``; a slot ``shift`` steps ahead that crosses midnight then lands on the
+            next day (a weekend flag cannot say whether Friday 23:00 + 1 h is a weekend hour, so it keeps the day).
         rank: keep only the ``rank`` leading components of the ``[slots, N]`` table (on the square-root scale,
             where count noise is about even): the cells share a few daily shapes, so a slot seen on few days
             (weekend hours) borrows the shape the others show instead of its own noise. None keeps the raw means.
     """
 
     def __init__(
-        self, steps_per_day: int, tod_channel: int, weekend_channel: int | None = None, rank: int | None = None
+        self,
+        steps_per_day: int,
+        tod_channel: int,
+        weekend_channel: int | None = None,
+        rank: int | None = None,
+        day_channel: int | None = None,
     ) -> None:
+        if weekend_channel is not None and day_channel is not None:
+            raise ConfigError("a slot profile takes weekend_channel or day_channel, not both (days hold weekends).")
         self.steps_per_day, self.tod_channel, self.weekend_channel = steps_per_day, tod_channel, weekend_channel
-        self.rank = rank
+        self.rank, self.day_channel = rank, day_channel
         self.table: np.ndarray | None = None  # [slots, N]
+
+    @property
+    def n_slots(self) -> int:
+        """Rows of the table: slots per day, times 7 days or 2 (weekday, weekend) when it has those channels."""
+        if getattr(self, "day_channel", None) is not None:
+            return 7 * self.steps_per_day
+        return self.steps_per_day * (2 if self.weekend_channel is not None else 1)
 
     def slots(self, x: np.ndarray, shift: int = 0) -> np.ndarray:
         """Slot index of every step of ``x [S, T, N, F]`` (``shift`` steps later): ``[S, T]``."""
         step = np.floor(x[:, :, 0, self.tod_channel] * self.steps_per_day + 0.5).astype(np.int64) + shift
+        if getattr(self, "day_channel", None) is not None:  # slots count through the week, so midnight rolls over
+            day = np.round(x[:, :, 0, self.day_channel]).astype(np.int64)
+            return (day * self.steps_per_day + step) % self.n_slots
         out = step % self.steps_per_day
         if self.weekend_channel is not None:
             out = out + self.steps_per_day * (x[:, :, 0, self.weekend_channel] > 0.5)
@@ -67,9 +87,16 @@ class SlotProfile:
 
     def fit(self, x: np.ndarray, frames: tuple[int, ...], target_channel: int) -> "SlotProfile":
         """Average the target over the given frames of the training windows, per slot and node."""
+        if getattr(self, "day_channel", None) is not None:
+            day = x[:, list(frames), 0, self.day_channel]
+            if not np.isin(day, np.arange(7)).all():
+                raise ConfigError(
+                    f"day_channel {self.day_channel} holds {day[~np.isin(day, np.arange(7))].flat[0]!r}, not a day "
+                    "of week 0..6: point it at the calendar's dow_index channel (task.params.calendar)."
+                )
         slots = self.slots(x)[:, list(frames)].reshape(-1)  # [S*T_g]
         values = x[..., target_channel][:, list(frames)].reshape(len(slots), -1)  # [S*T_g, N]
-        n_slots = self.steps_per_day * (2 if self.weekend_channel is not None else 1)
+        n_slots = self.n_slots
         counts = np.bincount(slots, minlength=n_slots)[:, None]
         sums = np.zeros((n_slots, values.shape[1]))
         np.add.at(sums, slots, values)
@@ -89,7 +116,13 @@ class SlotProfile:
 
     def empty(self) -> "SlotProfile":
         """An unfitted profile with the same settings."""
-        return SlotProfile(self.steps_per_day, self.tod_channel, self.weekend_channel, getattr(self, "rank", None))
+        return SlotProfile(
+            self.steps_per_day,
+            self.tod_channel,
+            self.weekend_channel,
+            getattr(self, "rank", None),
+            getattr(self, "day_channel", None),
+        )
 
     def __call__(self, slots: np.ndarray) -> np.ndarray:
         """Profile values at ``slots [...]`` → ``[..., N]``."""

@@ -37,6 +37,9 @@ class CellFeaturesModule(nn.Module):
     def slots(self, x: torch.Tensor, shift: int = 0) -> torch.Tensor:
         p = self.f.profile
         step = torch.floor(x[:, :, 0, p.tod_channel] * p.steps_per_day + 0.5).to(torch.int64) + shift
+        if getattr(p, "day_channel", None) is not None:
+            day = torch.round(x[:, :, 0, p.day_channel]).to(torch.int64)
+            return torch.remainder(day * p.steps_per_day + step, p.n_slots)
         out = torch.remainder(step, p.steps_per_day)
         if p.weekend_channel is not None:
             out = out + p.steps_per_day * (x[:, :, 0, p.weekend_channel] > 0.5).to(torch.int64)

@@ -46,6 +46,8 @@ class GBRTDemand:
         tod_channel: channel with the time of day in [0, 1); when set, a per-cell profile by slot (fitted on the
             training windows' ``profile_frames``) adds the level-vs-usual features. None: no profile.
         weekend_channel: channel with a 0/1 weekend flag for separate weekend profiles, or None.
+        day_channel: channel with the day of week 0..6 (calendar ``dow_index``) for a profile per weekday, instead
+            of ``weekend_channel`` (with ``profile_rank`` the weekdays share their shapes rather than their noise).
         steps_per_day: slots per day of the profile (24 hourly).
         recent: last closeness frames whose level against the profile scales the profile forecast.
         profile_weight: weight of the profile forecast in the baseline, the rest HM (with ``tod_channel``; 0.5 was
@@ -100,6 +102,7 @@ class GBRTDemand:
         neighbours: bool = True,
         tod_channel: int | None = None,
         weekend_channel: int | None = None,
+        day_channel: int | None = None,
         steps_per_day: int = 24,
         recent: int = 3,
         profile_weight: float = 0.5,
@@ -121,9 +124,20 @@ class GBRTDemand:
         loss: str = "squared_error",
         n_threads: int | None = None,
     ) -> None:
-        for name, c in (("tod_channel", tod_channel), ("weekend_channel", weekend_channel)):
+        channels = (("tod_channel", tod_channel), ("weekend_channel", weekend_channel), ("day_channel", day_channel))
+        for name, c in channels:
             if c is not None and not (0 <= c < in_features and c != target_channel):
                 raise ConfigError(f"gbrt_demand {name}={c!r} must be a calendar channel in [0, {in_features}).")
+        if weekend_channel is not None and day_channel is not None:
+            raise ConfigError(
+                "gbrt_demand takes weekend_channel or day_channel, not both (a profile per weekday already splits "
+                "weekends): set one of them to null."
+            )
+        if tod_channel is None and (weekend_channel is not None or day_channel is not None):
+            raise ConfigError(
+                "gbrt_demand weekend_channel and day_channel split the hourly profile, which needs tod_channel: set "
+                "tod_channel to the time-of-day channel, or drop them."
+            )
         self.features = CellFeatures.build(
             input_len,
             num_nodes,
@@ -134,7 +148,9 @@ class GBRTDemand:
             trend_frames,
             base_frames,
             adjacency if neighbours else None,
-            None if tod_channel is None else SlotProfile(steps_per_day, tod_channel, weekend_channel, profile_rank),
+            None
+            if tod_channel is None
+            else SlotProfile(steps_per_day, tod_channel, weekend_channel, profile_rank, day_channel),
             recent,
             profile_weight,
             city_level,

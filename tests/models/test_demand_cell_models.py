@@ -180,6 +180,44 @@ def test_slot_profile_rank_shares_the_nodes_daily_shape():
             build_model("gbrt_demand", profile_rank=bad, **params)
 
 
+def weekly(samples: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Hourly windows with F = value + tod + day of week (0..6) whose level depends on the weekday (Fridays 1.5x,
+    Sundays 0.5x), and each node's next-hour value ``[S, H, N]``."""
+    start = np.random.default_rng(seed).integers(0, 24 * 7 * 4, samples)
+    steps = start[:, None] + np.arange(13)[None]  # 12 input frames, then the target hour
+    hour, day = steps % 24, (steps // 24) % 7
+    usual = ((1 + np.sin(2 * np.pi * hour / 24)) * np.select([day == 4, day == 6], [1.5, 0.5], 1.0))[..., None]
+    value = usual * np.linspace(1, 2, N)  # [S, 13, N]
+    cal = np.broadcast_to(np.stack([hour / 24, day], -1)[:, :, None], (*value.shape, 2))
+    x = np.concatenate([value[..., None], cal], -1)[:, :12]
+    return x, np.repeat(value[:, 12:13], H, axis=1)
+
+
+def test_a_day_of_week_profile_rolls_over_midnight():
+    x, y = weekly(400, seed=5)
+    prof = SlotProfile(24, tod_channel=1, day_channel=2).fit(x, tuple(range(12)), 0)
+    assert prof.table.shape == (7 * 24, N) and prof.empty().day_channel == 2
+    ahead = prof(prof.slots(x[:, -1:], shift=1)[:, 0])  # the usual level at each window's target hour
+    np.testing.assert_allclose(ahead, y[:, 0])  # Friday 23:00 + 1 h is a Saturday hour, Sunday 23:00 a Monday one
+    crossing = np.round(x[:, -1, 0, 1] * 24) == 23
+    assert crossing.any() and np.allclose(ahead[crossing], y[crossing, 0])
+    params = common_params(in_features=3, input_len=12, adjacency=None) | dict(n_threads=1, max_iter=30)
+    model = build_model("gbrt_demand", tod_channel=1, day_channel=2, **params).fit(x, y)
+    xt, yt = weekly(50, seed=6)
+    pred = model.predict(xt)
+    assert np.abs(pred - yt).mean() < 0.05 * np.abs(yt).mean()
+    with torch.no_grad():
+        np.testing.assert_allclose(model.to_torch()(torch.as_tensor(xt)).numpy(), pred, rtol=1e-9, atol=1e-9)
+    with pytest.raises(ConfigError, match="weekend_channel or day_channel, not both"):
+        build_model("gbrt_demand", tod_channel=1, weekend_channel=2, day_channel=2, **params)
+    with pytest.raises(ConfigError, match="needs tod_channel"):
+        build_model("gbrt_demand", day_channel=2, **params)
+    bad = x.copy()
+    bad[..., 2] /= 7  # a day in [0, 1) instead of its index
+    with pytest.raises(ConfigError, match=r"day_channel 2 holds .* not a day of week 0\.\.6: .* dow_index"):
+        build_model("gbrt_demand", tod_channel=1, day_channel=2, **params).fit(bad, y)
+
+
 def test_level_features_carry_a_shock_to_the_target_hour():
     feats = CellFeatures.build(12, N, 2, 0, closeness_frames=range(12), profile=SlotProfile(24, 1)).fit(hourly(200))
     x = hourly(5, days_shock=0.7, seed=1)  # every value 30 % below its usual level
