@@ -75,6 +75,8 @@ TABLES: dict[str, list[tuple[str, str, dict]]] = {
         ("HA (4 weeks)", "models/risk_ha.yaml", {"model.params.frames": [0, 1, 2, 3]}),
         ("GBRT", "models/gbrt.yaml", {"model.params.n_threads": 2}),
         ("risk_conv", "models/risk_conv.yaml", {"train.loss": "risk"}),
+        # STID reading GSNet's one-hot hours and weekdays (configs/benchmarks/chicago-stid.yaml)
+        ("STID (risk loss)", "models/stid.yaml", run_settings("chicago-stid")),
         # same trees, same ranking: raw P(risk > 0) × mean positive risk vs the calibrated E[risk | risk > 0]
         # refit on train + val: better on all four averages of benchmarks/risk_selection.py --refit
         ("risk_gbrt (uncalibrated)", "models/risk_gbrt.yaml", {"model.params.calibrate": False, "train.refit": True}),

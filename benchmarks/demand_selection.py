@@ -34,8 +34,6 @@ mean over cells).
 import argparse
 import json
 import sys
-import tempfile
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -51,39 +49,19 @@ BLEND_WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 1.0)
 
 def deep_block_forecasts(name: str, blocks: list[tuple[int, int]], seeds: tuple[int, ...] = (0, 1, 2)) -> list:
     """Real-unit forecasts ``[B, H, N]`` of deep model ``name`` for each block, trained on the samples before it."""
-    from cityagent.training.build import build_scaled_model
+    from deep_periods import deep_period_forecasts
+
     from cityagent.training.config import load_config, read_yaml_tree
-    from cityagent.training.data import predict_split, torch_predictor
-    from cityagent.training.local import train_local
     from cityagent.training.task import load_task
 
     model_cfg, overrides = DEEP[name]
     tree = read_yaml_tree(ROOT / "configs" / "datasets" / "didi-xian-uctb.yaml")
     tree |= {k: v for k, v in read_yaml_tree(ROOT / "configs" / model_cfg).items() if k == "model"}
     tree["train"] = {"max_epochs": 40, "patience": 8, "workers": 0, "batch_size": 64, "num_threads": 2}
-    out = []
-    for start, stop in blocks:
-        preds = []
-        for seed in seeds:
-            cfg = load_config(None, overrides | {"train.seed": seed}, **tree)
-            task, _ = load_task(cfg.task)
-            anchors = np.concatenate([task.train.anchors, task.val.anchors])  # windows over the same arrays
-            inner = max(1, round(0.1 * start))
-            part = replace(
-                task,
-                train=replace(task.train, anchors=anchors[: start - inner]),
-                val=replace(task.val, anchors=anchors[start - inner : start]),
-                test=replace(task.val, anchors=anchors[start:stop]),
-            )
-            with tempfile.TemporaryDirectory() as folder:
-                trained = train_local(part, cfg, folder)
-            model, _ = build_scaled_model(part, cfg.model, None)
-            model.load_state_dict(trained.state_dict)
-            preds.append(predict_split(torch_predictor(model), part.test))
-            note = f"  {name} [{start}, {stop}) seed {seed}: best epoch {trained.best_epoch}"
-            print(note, file=sys.stderr, flush=True)
-        out.append(np.mean(preds, 0))
-    return out
+    task, _ = load_task(load_config(None, overrides, **tree).task)
+    anchors = np.concatenate([task.train.anchors, task.val.anchors])  # windows over the same arrays
+    periods = [(anchors[:start], anchors[start:stop]) for start, stop in blocks]
+    return deep_period_forecasts(tree, overrides, periods, seeds, label=name)
 
 
 def main() -> int:

@@ -2,6 +2,7 @@
 
     python benchmarks/risk_selection.py                      # the default variants of risk_gbrt
     python benchmarks/risk_selection.py --variants '{"cells": 100}' '{"cells": 50}'
+    python benchmarks/risk_selection.py --refit --variants '{"cells": 50}' --blend stid   # with a deep model? (~25 min)
 
 Period A: train on the first 80 % of the training windows, score the last 20 %. Period B: train on all training
 windows, score the validation split. Both periods are ~3 weeks, so one period's Recall / MAP is noisy (±1 point
@@ -11,6 +12,10 @@ change them.
 ``--refit`` asks whether the final model should also learn the validation split (``train.refit``): each period is
 scored by a model whose windows end one validation length before it ("gap", as for test without a refit) and by
 one whose windows end right before it ("refit").
+
+``--blend stid`` asks whether mixing the trees' ranking with a deep model's pays: for each period STID
+(``configs/benchmarks/chicago-stid.yaml``, one seed) is trained on the same windows as the trees, early-stopped on
+the newest 10 % of them, and each cell's rank within its hour is mixed, ``(1 - w)`` trees + ``w`` STID.
 """
 
 import argparse
@@ -21,7 +26,14 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
 KEYS = ("recall", "map", "rush_recall", "rush_map")
+BLEND_WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.5, 1.0)
+
+
+def hour_ranks(score: np.ndarray) -> np.ndarray:
+    """Each cell's rank within its hour, scaled to [0, 1] (ties in input order): ``[S, ..., N]`` → same shape."""
+    return np.argsort(np.argsort(score, axis=-1, kind="stable"), axis=-1) / (score.shape[-1] - 1)
 
 
 def main() -> int:
@@ -36,6 +48,7 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--baselines", action="store_true", help="also rank by per-cell mean risk (train; and oracle)")
     ap.add_argument("--refit", action="store_true", help="score each period with and without the windows before it")
+    ap.add_argument("--blend", choices=["stid"], help="also score rank blends of each variant with this deep model")
     args = ap.parse_args()
     tree = read_yaml_tree(ROOT / "configs" / "datasets" / "chicago-gsnet.yaml")
     tree |= read_yaml_tree(ROOT / "configs" / "models" / "risk_gbrt.yaml")
@@ -68,16 +81,30 @@ def main() -> int:
                 mean = np.broadcast_to(p[source].mean(axis=0, keepdims=True), p[3].shape)
                 found.append(ranked(mean + 0.0, p[3], p[4]))
             row(name, found)
+    deep = None
+    if args.blend:  # the deep model learns from the same windows the trees do (the last gap's, "refit" if asked)
+        from deep_periods import deep_period_forecasts
+
+        at = {"train": task.train.anchors, "val": task.val.anchors}
+        fits = {"A": (at["train"][:cut], at["train"][cut:]), "B": (at["train"], at["val"])}
+        tree = read_yaml_tree(ROOT / "configs" / "benchmarks" / "chicago-stid.yaml")
+        tree["train"] = tree.get("train", {}) | {"max_epochs": 40, "patience": 8, "workers": 0, "num_threads": 2}
+        deep = deep_period_forecasts(tree, {}, list(fits.values()), seeds=(0,), label=args.blend)
     gaps = {"gap": len(xv), "refit": 0} if args.refit else {"": 0}
     for variant in args.variants:
         for name, gap in gaps.items():
-            found = []
+            found, scores = [], []
             for x_fit, y_fit, x_eval, y_eval, h_eval in periods.values():
                 model = build_model(cfg.model.name, **(base | json.loads(variant)))
                 model.fit(x_fit[: len(x_fit) - gap] * xs + xo, y_fit[: len(y_fit) - gap] * ys + yo)
                 score = model.score(x_eval * xs + xo)[:, None]  # [S, 1, N]; only its per-hour order matters here
                 found.append(ranked(score, y_eval, h_eval))
+                scores.append(score)
             row(f"{variant} {name}".strip(), found)
+        for w in BLEND_WEIGHTS if deep is not None else ():  # `scores` holds the last gap's: the deep model's windows
+            mixed = [(1 - w) * hour_ranks(t) + w * hour_ranks(d) for t, d in zip(scores, deep, strict=True)]
+            found = [ranked(m, p[3], p[4]) for m, p in zip(mixed, periods.values(), strict=True)]
+            row(f"{variant} {name}, {w:.0%} {args.blend}".strip(), found)
     return 0
 
 

@@ -6,7 +6,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from cityagent.models.layers.calendar import CalendarEmbedding, resolve_calendar
+from cityagent.errors import ConfigError
+from cityagent.models.layers.calendar import CalendarEmbedding, resolve_calendar, resolve_hour_channels
 from cityagent.models.layers.quantile_head import QuantileOutput
 from cityagent.models.registry import register
 
@@ -35,7 +36,9 @@ class STID(nn.Module):
         quantiles: levels for a quantile forecast, or None.
         tod_channel: time-of-day channel (default ``in_features - 8``).
         dow_channels: seven day-of-week one-hot channels (default the last seven).
-        steps_per_day: time-of-day slots (288 for 5-min data, 96 for 15-min).
+        steps_per_day: time-of-day slots (288 for 5-min data, 96 for 15-min; 24 with ``hour_channels``).
+        hour_channels: 24 one-hot hour-of-day channels read instead of a time-of-day fraction (GSNet's risk
+            windows: channels 1–24, with ``dow_channels`` 25–31); they are calendar, not values.
         embed_dim, node_dim, tod_dim, dow_dim: embedding sizes (32 each in the paper).
         num_layers: residual MLP layers (3 in the paper).
         dropout: dropout inside each layer (0.15 in the paper).
@@ -51,6 +54,7 @@ class STID(nn.Module):
         tod_channel: int | None = None,
         dow_channels: Sequence[int] | None = None,
         steps_per_day: int = 288,
+        hour_channels: Sequence[int] | None = None,
         embed_dim: int = 32,
         node_dim: int = 32,
         tod_dim: int = 32,
@@ -59,13 +63,24 @@ class STID(nn.Module):
         dropout: float = 0.15,
     ) -> None:
         super().__init__()
-        tod, dow = resolve_calendar(in_features, tod_channel, dow_channels)
-        values = [c for c in range(in_features) if c != tod and c not in dow]
+        if hour_channels is not None and tod_channel is not None:
+            raise ConfigError("stid reads the time of day from tod_channel or hour_channels, not both: drop one.")
+        if hour_channels is None:
+            tod, dow = resolve_calendar(in_features, tod_channel, dow_channels)
+            hours, calendar = None, {tod, *dow}
+        else:  # the placeholder tod channel only lets resolve_calendar check the weekdays
+            if dow_channels is None:
+                raise ConfigError("stid with hour_channels needs dow_channels (the seven weekday one-hots) too.")
+            hours = resolve_hour_channels(in_features, hour_channels, ())
+            _, dow = resolve_calendar(in_features, hours[0], dow_channels)
+            tod, hours = None, resolve_hour_channels(in_features, hour_channels, dow)
+            calendar = {*hours, *dow}
+        values = [c for c in range(in_features) if c not in calendar]
         self.register_buffer("value_idx", torch.tensor(values, dtype=torch.long))
         self.series = nn.Linear(input_len * len(values), embed_dim)  # the paper's 1×1 conv over T_in·C
         self.node = nn.Parameter(torch.empty(num_nodes, node_dim))
         nn.init.xavier_uniform_(self.node)
-        self.calendar = CalendarEmbedding(tod, dow, steps_per_day, tod_dim, dow_dim)
+        self.calendar = CalendarEmbedding(tod, dow, steps_per_day, tod_dim, dow_dim, hours)
         hidden = embed_dim + node_dim + tod_dim + dow_dim
         self.encoder = nn.Sequential(*[ResidualMLP(hidden, dropout) for _ in range(num_layers)])
         self.head = QuantileOutput(horizon, quantiles)

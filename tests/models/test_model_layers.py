@@ -1,8 +1,10 @@
 """Baselines compute what their papers say; shared layers keep their promises (monotone quantiles, norms)."""
 
 import numpy as np
+import pytest
 import torch
 
+from cityagent.errors import ConfigError
 from cityagent.models import build_model
 from cityagent.models.layers.calendar import resolve_calendar
 from cityagent.models.layers.graph import double_transition, sym_norm_adjacency
@@ -65,3 +67,31 @@ def test_stid_reads_time_of_day_and_day_of_week():
     other_day[..., 2:] = other_day[..., 2:].roll(1, dims=-1)
     assert not torch.allclose(model(x), model(shifted))
     assert not torch.allclose(model(x), model(other_day))
+
+
+def test_stid_reads_one_hot_hours_as_calendar_not_values():
+    # GSNet's risk layout: 0 risk, 1–24 one-hot hour, 25–31 one-hot weekday, then other values
+    f = 34
+    hours, days = list(range(1, 25)), list(range(25, 32))
+    model = build_model(
+        "stid", **common_params(in_features=f), steps_per_day=24, hour_channels=hours, dow_channels=days
+    ).eval()
+    assert model.value_idx.tolist() == [0, 32, 33]  # the calendar one-hots are not embedded as values
+    x = torch.zeros(2, common_params()["input_len"], common_params()["num_nodes"], f)
+    x[..., 0], x[..., 32:] = torch.rand(x.shape[:-1]), torch.rand(*x.shape[:-1], 2)
+    x[..., 1 + 8], x[..., 25 + 2] = 1.0, 1.0  # 08:00 on a Wednesday
+    later, other_day = x.clone(), x.clone()
+    later[..., 1 + 8], later[..., 1 + 17] = 0.0, 1.0
+    other_day[..., 25 + 2], other_day[..., 25 + 5] = 0.0, 1.0
+    tod = model.calendar(x[:, -1])[..., : model.calendar.tod.shape[1]]  # the hour's part of the embedding
+    torch.testing.assert_close(tod, model.calendar.tod[8].expand_as(tod))
+    assert not torch.allclose(model(x), model(later)) and not torch.allclose(model(x), model(other_day))
+    for bad, match in (
+        (dict(hour_channels=hours[:23], dow_channels=days), "must be 24 distinct one-hot hour channels"),
+        (dict(hour_channels=[*hours[1:], 25], dow_channels=days), "apart from the day-of-week channels"),
+        (dict(hour_channels=hours, dow_channels=days, tod_channel=0), "tod_channel or hour_channels, not both"),
+        (dict(hour_channels=hours), "needs dow_channels"),
+        (dict(hour_channels=hours, dow_channels=days, steps_per_day=96), "steps_per_day must be 24"),
+    ):
+        with pytest.raises(ConfigError, match=match):
+            build_model("stid", **common_params(in_features=f), **({"steps_per_day": 24} | bad))
