@@ -23,7 +23,7 @@ class ResidualMLP(nn.Module):
         return x + self.net(x)
 
 
-@register("stid", domain="traffic")
+@register("stid", domain="any")
 class STID(nn.Module):
     """STID. Calendar layout: see ``cityagent.models.layers.calendar`` (by default the last 8 channels
     are an unscaled time-of-day fraction in [0, 1) and 7 day-of-week one-hots; the rest are values).
