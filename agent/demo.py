@@ -17,7 +17,6 @@ from cityagent.agent.console import console
 from cityagent.errors import HubError
 
 DOMAINS = ("traffic", "demand", "risk")
-ACCIDENT_RATE = 5e-3  # per segment and hour: a small city over a few days needs frequent accidents to learn risk
 
 
 @dataclass
@@ -73,7 +72,7 @@ def run_demo(
     from cityagent.agent.retrain import retrain
     from cityagent.home import home_dir
     from cityagent.hub import read_hub
-    from cityagent.hub.synth import SynthParams, synthesize
+    from cityagent.hub.synth import synthesize
     from cityagent.hub.validate import validate_hub
     from cityagent.serving.background import ServerThread
     from cityagent.serving.config import ServingConfig
@@ -87,8 +86,7 @@ def run_demo(
     console.rule("[bold]cityagent demo[/]")
 
     _step(1, f"synthesising a city: {sensors} road sensors, {zones} zones, {days} days of 5-minute data", t0)
-    synthesize(hub_dir, sensors=sensors, zones=zones, days=days, seed=seed, progress=False,
-               params=SynthParams(accident_rate=ACCIDENT_RATE))  # fmt: skip
+    synthesize(hub_dir, sensors=sensors, zones=zones, days=days, seed=seed, progress=False)
     hub = read_hub(hub_dir)
     report = validate_hub(hub)
     if not report.ok:

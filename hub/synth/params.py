@@ -25,7 +25,9 @@ class SynthParams:
         congestion_tau_min: time constant (minutes) with which congestion follows demand.
         spread: share of a road's congestion target taken from its neighbours (0 = no spreading).
         incident_tau_min: time constant (minutes) with which an accident's slowdown fades.
-        accident_rate: accidents per road segment per hour at free flow, dry weather, daytime.
+        accident_rate: accidents per road segment per hour at free flow, dry weather, daytime. High for one real
+            segment on purpose: a city of a few dozen sensors over a week must hold enough accidents for a risk
+            model to learn from and be scored on (at 2.5e-4 the default city had 3 in a week, none in its test days).
         accident_congestion: extra accident rate per unit of congestion (multiplier ``1 + x * c``).
         accident_rain: extra accident rate while it rains (multiplier ``1 + x``).
         accident_night: extra accident rate between 22:00 and 05:00 (multiplier ``1 + x``).
@@ -40,7 +42,7 @@ class SynthParams:
     congestion_tau_min: float = 20.0
     spread: float = 0.35
     incident_tau_min: float = 45.0
-    accident_rate: float = 2.5e-4
+    accident_rate: float = 5e-3
     accident_congestion: float = 4.0
     accident_rain: float = 1.5
     accident_night: float = 1.5
