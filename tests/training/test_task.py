@@ -1,12 +1,15 @@
 """load_task: where the hub comes from, the domain's table and target, fingerprints and clear errors."""
 
 import re
+from pathlib import Path
 
 import pytest
 
 from cityagent.errors import ConfigError, HubError
-from cityagent.training.config import TaskConfig
+from cityagent.training.config import TaskConfig, load_config
 from cityagent.training.task import load_task, task_name
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_synthetic_default_city_is_made_once_under_home(tmp_path, caplog):
@@ -20,6 +23,15 @@ def test_synthetic_default_city_is_made_once_under_home(tmp_path, caplog):
     _, again = load_task(cfg)
     assert manifest.stat().st_mtime_ns == stamp and again == fp  # same data, same fingerprint
     assert task_name(cfg) == "traffic-synthetic"
+
+
+def test_the_default_city_has_accidents_to_learn_and_score_risk_on():
+    # `cityagent train risk` on a fresh home: configs/risk.yaml's task on the city synthesised under home
+    cfg = load_config(ROOT / "configs" / "risk.yaml", {}).task
+    task, _ = load_task(cfg)
+    for name in ("train", "test"):
+        _, y, _ = getattr(task, name).arrays()
+        assert (y > 0).sum() >= 10, f"{name} split holds {(y > 0).sum()} cell-steps with risk"
 
 
 @pytest.mark.parametrize(("domain", "target", "nodes"), [("demand", "count", 4), ("risk", "severity", 4)])
