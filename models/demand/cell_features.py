@@ -62,7 +62,10 @@ class SlotProfile:
         day_channel: int | None = None,
     ) -> None:
         if weekend_channel is not None and day_channel is not None:
-            raise ConfigError("a slot profile takes weekend_channel or day_channel, not both (days hold weekends).")
+            raise ConfigError(
+                "the hourly profile takes weekend_channel or day_channel, not both (a profile per weekday already "
+                "splits weekends): set one of them to null."
+            )
         self.steps_per_day, self.tod_channel, self.weekend_channel = steps_per_day, tod_channel, weekend_channel
         self.rank, self.day_channel = rank, day_channel
         self.table: np.ndarray | None = None  # [slots, N]
@@ -104,10 +107,10 @@ class SlotProfile:
         self.table = np.where(counts > 0, sums / np.maximum(counts, 1), overall)
         if getattr(self, "rank", None):
             if self.rank >= min(self.table.shape):
-                slots, nodes = self.table.shape
+                rows, nodes = self.table.shape
                 raise ConfigError(
-                    f"profile rank {self.rank} keeps every component of the {slots}-slot × {nodes}-node profile; "
-                    f"set it below {min(slots, nodes)}, or null for the raw means."
+                    f"profile rank {self.rank} keeps every component of the {rows}-slot × {nodes}-node profile; "
+                    f"set it below {min(rows, nodes)}, or null for the raw means."
                 )
             root = np.sqrt(np.maximum(self.table, 0.0))
             u, s, vt = np.linalg.svd(root, full_matrices=False)

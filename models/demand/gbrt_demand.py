@@ -128,11 +128,6 @@ class GBRTDemand:
         for name, c in channels:
             if c is not None and not (0 <= c < in_features and c != target_channel):
                 raise ConfigError(f"gbrt_demand {name}={c!r} must be a calendar channel in [0, {in_features}).")
-        if weekend_channel is not None and day_channel is not None:
-            raise ConfigError(
-                "gbrt_demand takes weekend_channel or day_channel, not both (a profile per weekday already splits "
-                "weekends): set one of them to null."
-            )
         if tod_channel is None and (weekend_channel is not None or day_channel is not None):
             raise ConfigError(
                 "gbrt_demand weekend_channel and day_channel split the hourly profile, which needs tod_channel: set "
