@@ -80,8 +80,8 @@ def main() -> int:
     ap.add_argument(
         "--calendar",
         nargs="+",
-        help="the task's calendar channels instead of the config's (channel "
-        "1 onwards, in this order), e.g. tod weekend dow_index for a day_channel of 3",
+        help="the task's calendar channels instead of the config's, from channel 1 in this order "
+        "(e.g. tod weekend dow_index puts dow_index at channel 3, for day_channel: 3)",
     )
     ap.add_argument("--diagnose", action="store_true", help="break each block's error down")
     args = ap.parse_args()
