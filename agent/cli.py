@@ -1,5 +1,6 @@
 """The `cityagent` command: the system's face. Each sub-command lives in its own module."""
 
+import os
 import sys
 
 import typer
@@ -35,6 +36,8 @@ app.command()(demo)
 
 def main() -> None:
     """Console entry point: user errors print one clear line and exit 2, never a traceback."""
+    # the commands narrate their own progress; MLflow's bar for each small artifact it fetches is noise here
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     try:
         app()
     except CityAgentError as e:

@@ -1,5 +1,7 @@
 """The pieces both train loops share (in-process and Ray workers): module, loaders, trainer settings, weights."""
 
+import logging
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +21,13 @@ from cityagent.training.metrics import median_level
 from cityagent.training.module import ForecastModule
 
 MODEL_PREFIX = "model."  # ForecastModule keeps the ScaledModel as .model
+
+# Library chatter on every run, in the driver and in each Ray worker (both import this module): Lightning 2.6 still
+# builds torch's deprecated LeafSpec (their FutureWarning to fix, not the user's), and advertises a cloud logger.
+warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated", category=FutureWarning)
+logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(
+    lambda record: not str(record.msg).startswith("💡 Tip")
+)
 
 
 @dataclass
@@ -77,13 +86,19 @@ def trainer_kwargs(cfg: RunConfig) -> dict[str, Any]:
     return {
         "max_epochs": cfg.train.max_epochs,
         "gradient_clip_val": cfg.train.grad_clip or None,
-        "limit_train_batches": cfg.train.limit_train_batches,
+        "limit_train_batches": all_batches_as_none(cfg.train.limit_train_batches),
         "accelerator": cfg.train.accelerator,
         "logger": False,
         "enable_progress_bar": False,
         "enable_model_summary": False,
         "num_sanity_val_steps": 0,
     }
+
+
+def all_batches_as_none(limit: float | int) -> float | int | None:
+    """None (Lightning's own "all batches") for the float 1.0, which Lightning otherwise announces on every run; an
+    int 1 is one batch and stays."""
+    return None if isinstance(limit, float) and limit == 1.0 else limit
 
 
 def early_stopping(cfg: RunConfig, monitor: str) -> EarlyStopping:

@@ -14,7 +14,7 @@ import onnx
 import torch
 
 from cityagent.errors import CityAgentError
-from cityagent.models.classical.tree_module import ML_DOMAIN, ML_OPSET
+from cityagent.models.classical.tree_module import ML_DOMAIN, ML_OPSET, TreeEnsemble
 from cityagent.models.registry import model_info
 from cityagent.models.scaled import ScaledModel
 from cityagent.training.bundle import ModelBundle
@@ -51,6 +51,12 @@ def input_shape(bundle: ModelBundle) -> tuple[int, int, int]:
     return int(bundle.meta["input_len"]), len(bundle.meta["nodes"]), len(bundle.meta["feature_names"])
 
 
+def has_tree_nodes(model: torch.nn.Module) -> bool:
+    """Whether ``model`` exports ``ai.onnx.ml`` TreeEnsemble nodes; only then is that domain declared (the exporter
+    warns of a declared domain no node uses, as in every deep model)."""
+    return any(isinstance(m, TreeEnsemble) and m.ml is not None for m in model.modules())
+
+
 def to_onnx(model: torch.nn.Module, example: torch.Tensor) -> onnx.ModelProto:
     """Trace ``model`` with the legacy exporter (opset 17), input 'x' and output 'y' with a dynamic batch axis."""
     buf = io.BytesIO()
@@ -65,7 +71,7 @@ def to_onnx(model: torch.nn.Module, example: torch.Tensor) -> onnx.ModelProto:
             input_names=[INPUT_NAME],
             output_names=[OUTPUT_NAME],
             dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
-            custom_opsets={ML_DOMAIN: ML_OPSET},  # tree models' TreeEnsemble nodes
+            custom_opsets={ML_DOMAIN: ML_OPSET} if has_tree_nodes(model) else None,
         )
     proto = onnx.load_from_string(buf.getvalue())
     onnx.checker.check_model(proto)

@@ -58,6 +58,8 @@ def test_binary_classifier_gives_the_positive_probability():
 def onnx_forecast(trees: TreeEnsemble, xt: np.ndarray, path) -> np.ndarray:
     proto = to_onnx(trees, torch.from_numpy(xt[:2]))
     assert [n.op_type for n in proto.graph.node if n.domain == ML_DOMAIN] == (["TreeEnsemble"] if trees.ml else [])
+    # the ML domain is declared exactly when a node uses it (the exporter warns of an unused one)
+    assert (ML_DOMAIN in {o.domain for o in proto.opset_import}) == (trees.ml is not None)
     onnx.save(proto, path)
     return ort_session(str(path)).run(None, {"x": xt})[0]
 

@@ -10,7 +10,7 @@ from torch.utils.data.distributed import DistributedSampler
 from cityagent.errors import ConfigError
 from cityagent.training.build import build_params
 from cityagent.training.data import WindowDataset, predict_split, torch_predictor
-from cityagent.training.engine import History, make_loaders, make_module, trainer_kwargs
+from cityagent.training.engine import History, all_batches_as_none, make_loaders, make_module, trainer_kwargs
 from cityagent.training.task import load_task
 
 
@@ -55,6 +55,12 @@ def test_loss_drops_and_history_has_every_epoch(task_and_cfg):
     assert {"val_mae", "lr"} <= set(history.rows[0])
     pred = predict_split(torch_predictor(module.model), task.test)
     assert pred.shape == (len(task.test), 3, 6) and np.isfinite(pred).all()
+
+
+def test_all_batches_is_lightnings_default_and_one_batch_stays_one():
+    assert all_batches_as_none(1.0) is None  # Lightning announces an explicit 1.0 on every run
+    assert all_batches_as_none(1) == 1 and isinstance(all_batches_as_none(1), int)  # one batch, not all
+    assert all_batches_as_none(0.25) == 0.25 and all_batches_as_none(7) == 7
 
 
 def test_quantile_module_predicts_sorted_levels(tiny_cfg):
