@@ -8,7 +8,11 @@ Level = Literal["error", "warning"]
 
 @dataclass(frozen=True)
 class Issue:
-    """One finding. ``row`` is the 0-based position of the first offending row in the table as read."""
+    """One finding. ``row`` is the 0-based position of the first offending row in the table as read (partitions
+    in date order, SQL ordered by key); ``at`` names that row by its key, e.g. ``sensor_id='s3', ts=...``.
+
+    Printed, the row is 1-based and excludes the header: ``data row 99`` is line 100 of a one-file CSV table.
+    """
 
     level: Level
     table: str
@@ -16,14 +20,18 @@ class Issue:
     column: str | None = None
     row: int | None = None
     count: int | None = None
+    at: str | None = None
+
+    @property
+    def location(self) -> str:
+        """``table.column at data row N (line N+1 if CSV; key=value, ...)``, as much of it as is known."""
+        where = self.table + (f".{self.column}" if self.column else "")
+        if self.row is not None:
+            where += f" at data row {self.row + 1} (line {self.row + 2} if CSV" + (f"; {self.at})" if self.at else ")")
+        return where
 
     def __str__(self) -> str:
-        where = (
-            self.table
-            + (f".{self.column}" if self.column else "")
-            + (f" row {self.row}" if self.row is not None else "")
-        )
-        return f"{self.level.upper()} {where}: {self.message}"
+        return f"{self.level.upper()} {self.location}: {self.message}"
 
 
 @dataclass

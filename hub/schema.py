@@ -1,6 +1,7 @@
 """Hub table contracts: which tables exist, their columns, kinds and keys.
 
-Long format, one row per reading; timestamps are timezone-aware; ids are strings.
+Long format, one row per reading; timestamps are timezone-aware; ids are strings. Measured values have physical
+``bounds``, set generously (far beyond any real reading) so that only sentinels such as 1e9 and unit mistakes fail.
 The optional ``supply`` column of ``demand`` holds arrivals (drop-offs, inflow) next to ``count``
 (departures, pick-ups, outflow).
 """
@@ -10,16 +11,22 @@ from typing import Literal
 
 Kind = Literal["id", "ts", "float", "int", "str", "bool"]
 
+LAT, LON = (-90.0, 90.0), (-180.0, 180.0)
+SPEED = (0.0, 300.0)  # km/h: SZ-taxi tops out near 81, the synthetic city near 117 (1.15 × a 102 km/h free flow)
+COUNT = (0.0, 1e7)  # per step: the busiest real hub (Shanghai metro) peaks near 28,000 riders per station and step
+
 
 @dataclass(frozen=True)
 class Column:
-    """One column: its name, kind, whether it must be present, and whether NaN is allowed."""
+    """One column: its name, kind, whether it must be present, whether NaN is allowed, and its valid range."""
 
     name: str
     kind: Kind
     required: bool = True
     nullable: bool = False
     doc: str = ""
+    bounds: tuple[float, float] | None = None  # inclusive [low, high], in ``unit``
+    unit: str = ""
 
 
 @dataclass(frozen=True)
@@ -52,8 +59,8 @@ TRAFFIC = TableSchema(
     (
         Column("sensor_id", "id"),
         Column("ts", "ts"),
-        Column("speed", "float", doc="km/h"),
-        Column("flow", "float", required=False, doc="vehicles per step"),
+        Column("speed", "float", doc="km/h", bounds=SPEED, unit="km/h"),
+        Column("flow", "float", required=False, doc="vehicles per step", bounds=COUNT, unit="vehicles per step"),
     ),
     key=("sensor_id", "ts"),
     node_column="sensor_id",
@@ -66,8 +73,15 @@ DEMAND = TableSchema(
     (
         Column("zone_id", "id"),
         Column("ts", "ts"),
-        Column("count", "float", doc="departures (trips, pick-ups, riders) per step"),
-        Column("supply", "float", required=False, doc="arrivals (drop-offs, inflow) per step"),
+        Column("count", "float", doc="departures (trips, pick-ups, riders) per step", bounds=COUNT, unit="per step"),
+        Column(
+            "supply",
+            "float",
+            required=False,
+            doc="arrivals (drop-offs, inflow) per step",
+            bounds=COUNT,
+            unit="per step",
+        ),
     ),
     key=("zone_id", "ts"),
     node_column="zone_id",
@@ -79,10 +93,10 @@ INCIDENTS = TableSchema(
     "incidents",
     (
         Column("ts", "ts"),
-        Column("lat", "float", required=False),
-        Column("lon", "float", required=False),
+        Column("lat", "float", required=False, bounds=LAT, unit="degrees"),
+        Column("lon", "float", required=False, bounds=LON, unit="degrees"),
         Column("cell_id", "id", required=False),
-        Column("severity", "float", doc="severity weight; risk = sum of severities per cell and step"),
+        Column("severity", "float", doc="severity weight; risk = sum of severities per cell and step", bounds=COUNT),
         Column("kind", "str", required=False),
     ),
     key=(),
@@ -96,9 +110,9 @@ SENSORS = TableSchema(
     "sensors",
     (
         Column("sensor_id", "id"),
-        Column("lat", "float", required=False),
-        Column("lon", "float", required=False),
-        Column("free_flow", "float", required=False, doc="free-flow speed, km/h"),
+        Column("lat", "float", required=False, bounds=LAT, unit="degrees"),
+        Column("lon", "float", required=False, bounds=LON, unit="degrees"),
+        Column("free_flow", "float", required=False, doc="free-flow speed, km/h", bounds=SPEED, unit="km/h"),
         Column("name", "str", required=False),
     ),
     key=("sensor_id",),
@@ -108,8 +122,8 @@ ZONES = TableSchema(
     "zones",
     (
         Column("zone_id", "id"),
-        Column("lat", "float", required=False),
-        Column("lon", "float", required=False),
+        Column("lat", "float", required=False, bounds=LAT, unit="degrees"),
+        Column("lon", "float", required=False, bounds=LON, unit="degrees"),
         Column("row", "int", required=False, doc="grid row, for gridded cities"),
         Column("col", "int", required=False, doc="grid column"),
         Column("risk_mask", "bool", required=False, doc="cell counts in risk evaluation"),
@@ -134,8 +148,8 @@ WEATHER = TableSchema(
     "weather",
     (
         Column("ts", "ts"),
-        Column("temperature", "float", required=False, doc="degrees Celsius"),
-        Column("precipitation", "float", required=False, doc="mm per hour"),
+        Column("temperature", "float", required=False, doc="degrees Celsius", bounds=(-90.0, 60.0), unit="°C"),
+        Column("precipitation", "float", required=False, doc="mm per hour", bounds=(0.0, 500.0), unit="mm/h"),
         Column("condition", "str", required=False, doc="clear, cloudy, rain, snow, mist, ..."),
     ),
     key=("ts",),

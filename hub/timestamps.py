@@ -1,8 +1,15 @@
-"""Timestamp parsing for text sources (CSV, SQLite) and step inference for hubs without a manifest."""
+"""Timestamp parsing for text sources (CSV, SQLite), what to say when it fails, and step inference for hubs without a
+manifest."""
 
+import datetime
+import re
+
+import numpy as np
 import pandas as pd
 
 from cityagent.hub.hub import HubMeta
+
+OFFSET = re.compile(r"(?:[+-]\d\d:?\d\d|Z)$")  # the UTC offset that ends ISO-8601 text
 
 
 def parse_ts_column(col: pd.Series, timezone: str | None = None) -> pd.Series:
@@ -20,7 +27,7 @@ def parse_ts_column(col: pd.Series, timezone: str | None = None) -> pd.Series:
     except (ValueError, TypeError):
         try:  # mixed UTC offsets across a DST change parse only as UTC
             text = col.astype(str)
-            if not text.str.contains(r"(?:[+-]\d\d:?\d\d|Z)$", regex=True).all():
+            if not text.str.contains(OFFSET, regex=True).all():
                 return col
             parsed = pd.to_datetime(col, format="ISO8601", utc=True)
         except (ValueError, TypeError):
@@ -28,6 +35,47 @@ def parse_ts_column(col: pd.Series, timezone: str | None = None) -> pd.Series:
     if isinstance(parsed.dtype, pd.DatetimeTZDtype) and timezone:
         parsed = parsed.dt.tz_convert(timezone)
     return parsed
+
+
+def utc_offset(value: object) -> str | None:
+    """The UTC offset a timestamp (text or object) carries, e.g. ``'+08:00'``; None when it has none."""
+    if isinstance(value, str):
+        m = OFFSET.search(value.strip())
+        return m.group(0) if m else None
+    if isinstance(value, pd.Timestamp | datetime.datetime) and value.tzinfo is not None:
+        return pd.Timestamp(value).isoformat()[-6:]
+    return None
+
+
+def text_ts_problem(s: pd.Series, problem: str, timezone: str) -> tuple[str, int | None]:
+    """Why a ``ts`` column stayed text, and the row: its first value that is no timestamp or lacks a UTC offset.
+
+    Args:
+        s: the column as read.
+        problem: what to say when no single value is to blame.
+        timezone: the hub's IANA zone, for the offset in the hint when no value has one.
+    """
+    unparsable = pd.to_datetime(s, errors="coerce", format="ISO8601", utc=True).isna() & s.notna()
+    if unparsable.any():
+        row = int(np.flatnonzero(unparsable.to_numpy())[0])
+        return f"{problem} (first bad value {s.iloc[row]!r})", row
+    offsets = s.map(utc_offset)
+    naive = (offsets.isna() & s.notna()).to_numpy()
+    if not naive.any():
+        return problem, None
+    row = int(np.flatnonzero(naive)[0])
+    value = s.iloc[row]
+    offset = offsets.dropna().iloc[0] if offsets.notna().any() else None
+    if offset is None:
+        try:  # no value to copy the offset from: the hub's timezone says it
+            offset = pd.Timestamp(value).tz_localize(timezone).isoformat()[-6:]
+        except (ValueError, TypeError, KeyError):
+            offset = "+08:00"
+    return (
+        f"holds {int(naive.sum())} timestamp(s) without a UTC offset (first {value!r}); "
+        f"write every timestamp with its offset, e.g. {str(value) + offset!r}",
+        row,
+    )
 
 
 def _iana(tz: object) -> str:

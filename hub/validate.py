@@ -5,6 +5,7 @@ non-monotonic or off-grid timestamps, out-of-range values, ids unknown to the st
 Warnings: gaps in a series, tables that cannot be cross-checked, a manifest that had to be inferred.
 """
 
+from dataclasses import replace
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
@@ -13,16 +14,43 @@ import pandas as pd
 from cityagent.errors import HubError
 from cityagent.hub.hub import Hub
 from cityagent.hub.references import check_references
-from cityagent.hub.report import Report
-from cityagent.hub.schema import Column, TableSchema, table_schema
+from cityagent.hub.report import Issue, Report
+from cityagent.hub.schema import TABLES, Column, TableSchema, table_schema
 from cityagent.hub.timeline import check_timeline
+from cityagent.hub.timestamps import text_ts_problem
 
-NON_NEGATIVE = {"speed", "flow", "count", "supply", "severity", "free_flow"}
-RANGES = {"lat": (-90.0, 90.0), "lon": (-180.0, 180.0)}
+# column -> inclusive (low, high) from the table contracts; live readings are checked against the same bounds
+RANGES = {c.name: c.bounds for t in TABLES.values() for c in t.columns if c.bounds}
+NON_NEGATIVE = {name for name, (lo, _) in RANGES.items() if lo >= 0}
 
 
 def _first(mask: np.ndarray | pd.Series) -> int:
     return int(np.flatnonzero(np.asarray(mask))[0])
+
+
+def _number(x: float) -> str:
+    return f"{x:,.0f}" if float(x).is_integer() else f"{x:g}"
+
+
+def _check_bounds(report: Report, name: str, s: pd.Series, col: Column) -> None:
+    """Negative and out-of-range values of a measured column, each reported with the first one."""
+    lo, hi = col.bounds or (-np.inf, np.inf)
+    v = s.to_numpy(dtype=float, na_value=np.nan)
+    finite = np.isfinite(v)  # NaN/inf are reported as such
+    neg = finite & (v < 0) if lo >= 0 else np.zeros(len(v), dtype=bool)
+    out = finite & ~neg & ((v < lo) | (v > hi))
+    unit = f" {col.unit}" if col.unit else ""
+    for mask, what, todo in (
+        (neg, f"negative value(s) in {col.name!r}", "fix or remove those readings"),
+        (
+            out,
+            f"value(s) of {col.name!r} outside [{_number(lo)}, {_number(hi)}]{unit}",
+            "check the unit or remove them",
+        ),
+    ):
+        if mask.any():
+            row, n = _first(mask), int(mask.sum())
+            report.add("error", name, f"{n} {what} (first {v[row]:g}); {todo}", column=col.name, row=row, count=n)
 
 
 def _type_problem(s: pd.Series, col: Column) -> str | None:
@@ -49,7 +77,7 @@ def _type_problem(s: pd.Series, col: Column) -> str | None:
     return None
 
 
-def _check_table(report: Report, name: str, df: pd.DataFrame, schema: TableSchema) -> set[str]:
+def _check_table(report: Report, name: str, df: pd.DataFrame, schema: TableSchema, timezone: str) -> set[str]:
     """Column, type, null, range and key checks; returns the columns whose type is usable."""
     cols = set(df.columns)
     for c in schema.required:
@@ -70,10 +98,7 @@ def _check_table(report: Report, name: str, df: pd.DataFrame, schema: TableSchem
             bad = s.map(lambda v: not isinstance(v, str)) if col.kind in ("id", "str") else None
             row = _first(bad) if bad is not None and bad.any() else None
             if col.kind == "ts" and not pd.api.types.is_datetime64_any_dtype(s.dtype):
-                unparsable = pd.to_datetime(s, errors="coerce", format="ISO8601", utc=True).isna() & s.notna()
-                if unparsable.any():
-                    row = _first(unparsable)
-                    problem += f" (first bad value {s.iloc[row]!r})"
+                problem, row = text_ts_problem(s, problem, timezone)
             report.add("error", name, f"column {col.name!r} {problem}", column=col.name, row=row)
             continue
         usable.add(col.name)
@@ -90,29 +115,8 @@ def _check_table(report: Report, name: str, df: pd.DataFrame, schema: TableSchem
                 row=_first(null),
                 count=int(null.sum()),
             )
-        if col.name in NON_NEGATIVE and pd.api.types.is_numeric_dtype(s):
-            neg = (s < 0).to_numpy()
-            if neg.any():
-                report.add(
-                    "error",
-                    name,
-                    f"{int(neg.sum())} negative value(s) in {col.name!r}",
-                    column=col.name,
-                    row=_first(neg),
-                    count=int(neg.sum()),
-                )
-        if col.name in RANGES:
-            lo, hi = RANGES[col.name]
-            out = ((s < lo) | (s > hi)).to_numpy()
-            if out.any():
-                report.add(
-                    "error",
-                    name,
-                    f"{int(out.sum())} value(s) of {col.name!r} outside [{lo}, {hi}]",
-                    column=col.name,
-                    row=_first(out),
-                    count=int(out.sum()),
-                )
+        if col.bounds and pd.api.types.is_numeric_dtype(s):
+            _check_bounds(report, name, s, col)
     key = [k for k in schema.key if k in cols]
     if key and set(key) <= usable:
         dup = df.duplicated(subset=key, keep="first").to_numpy()
@@ -125,6 +129,18 @@ def _check_table(report: Report, name: str, df: pd.DataFrame, schema: TableSchem
                 count=int(dup.sum()),
             )
     return usable
+
+
+def _locate(issue: Issue, tables: dict[str, pd.DataFrame]) -> Issue:
+    """``issue`` with its row named by key (``sensor_id='s3', ts=...``): row numbers alone mislead in SQL hubs."""
+    df = tables.get(issue.table)
+    if issue.row is None or df is None or not 0 <= issue.row < len(df):
+        return issue
+    schema = TABLES[issue.table]
+    cols = [c for c in dict.fromkeys(schema.key or (schema.node_column, "ts")) if c in df and c != issue.column]
+    shown = [(c, v.item() if isinstance(v := df[c].iloc[issue.row], np.generic) else v) for c in cols]
+    at = ", ".join(f"{c}={v.isoformat() if isinstance(v, pd.Timestamp) else repr(v)}" for c, v in shown)
+    return replace(issue, at=at or None)
 
 
 def _summary(df: pd.DataFrame, schema: TableSchema) -> dict[str, object]:
@@ -155,9 +171,10 @@ def validate_hub(hub: Hub) -> Report:
         report.add("error", "hub", "the hub has no tables")
     for name, df in hub.tables.items():
         schema = table_schema(name)
-        usable = _check_table(report, name, df, schema)
+        usable = _check_table(report, name, df, schema, meta.timezone)
         report.tables[name] = _summary(df, schema)
         if schema.temporal and "ts" in usable and step is not None and name not in ("incidents", "decisions"):
             check_timeline(report, name, df, schema, step, meta)
     check_references(report, hub)
+    report.issues = [_locate(issue, hub.tables) for issue in report.issues]
     return report

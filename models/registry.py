@@ -92,6 +92,35 @@ def model_info(name: str) -> ModelInfo:
     return _REGISTRY[name]
 
 
+def _quoted(names: list[str]) -> str:
+    return ", ".join(map(repr, names))
+
+
+def _unknown_params(name: str, unknown: list[str], valid: set[str]) -> ConfigError:
+    """The error for params ``name`` does not take: typos get the nearest valid name; params of other models
+    (a config whose model.name alone was changed) name every model that has them, and how to reset."""
+    choices = sorted(valid | set(COMMON_PARAMS))
+    hints = []
+    for key in unknown:
+        near = difflib.get_close_matches(key, choices, n=1, cutoff=0.4)
+        if near and not any(key in info.params for info in _REGISTRY.values()):
+            hints.append(f" Did you mean {near[0]!r}" + (f" for {key!r}?" if len(unknown) > 1 else "?"))
+    others = [m for m in list_models() if m != name]
+    owners = [m for m in others if all(k in _REGISTRY[m].params for k in unknown)]
+    which = "It is a parameter" if len(unknown) == 1 else "They are parameters"
+    if not owners:
+        owners, which = [m for m in others if any(k in _REGISTRY[m].params for k in unknown)], "Some are parameters"
+    if owners:  # most likely a config written for another model, with only model.name changed
+        hints.append(
+            f" {which} of {_quoted(owners)}: when changing model.name, reset the params too "
+            f"(model.params={{}} gives the defaults of {name!r})."
+        )
+    noun = "parameter" if len(unknown) == 1 else "parameters"
+    return ConfigError(
+        f"model {name!r} has no {noun} {_quoted(unknown)}.{''.join(hints)} Valid: {', '.join(sorted(valid))}."
+    )
+
+
 def build_model(name: str, **params: Any) -> Any:
     """Build the model registered as ``name`` (an nn.Module, or an estimator wrapper for kind='classical').
 
@@ -102,17 +131,9 @@ def build_model(name: str, **params: Any) -> Any:
     """
     info = model_info(name)
     valid = set(info.common) | set(info.params)
-    for key in params:
-        if key not in valid and key not in COMMON_PARAMS:
-            near = difflib.get_close_matches(key, sorted(valid | set(COMMON_PARAMS)), n=1, cutoff=0.4)
-            hint = f" Did you mean {near[0]!r}?" if near else ""
-            owners = [m for m in list_models() if key in _REGISTRY[m].params]
-            if owners:  # most likely a config written for another model, with only model.name changed
-                hint += (
-                    f" It is a parameter of {owners[0]!r}: when changing model.name, reset the params too "
-                    f"(model.params={{}} gives the defaults of {name!r})."
-                )
-            raise ConfigError(f"model {name!r} has no parameter {key!r}.{hint} Valid: {', '.join(sorted(valid))}.")
+    unknown = [k for k in params if k not in valid and k not in COMMON_PARAMS]
+    if unknown:
+        raise _unknown_params(name, unknown, valid)
     if params.get("quantiles") is not None and "quantiles" not in info.common:
         raise ConfigError(f"model {name!r} cannot predict quantiles; drop 'quantiles' or pick another model.")
     missing = [r for r in info.required if r not in params]

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cityagent.hub import Hub
+from cityagent.hub import Hub, read_hub, write_hub
 from cityagent.hub.validate import validate_hub
 from tests.factories import tiny_hub
 
@@ -34,6 +34,14 @@ def _broken(table: str, change) -> tuple[Hub, pd.DataFrame]:
         ("traffic", lambda d: d.assign(speed=d.speed.where(d.index != 5)), "NaN/inf", "speed"),
         ("traffic", lambda d: d.assign(speed=d.speed.where(d.index != 6, np.inf)), "NaN/inf", "speed"),
         ("traffic", lambda d: d.assign(speed=d.speed.where(d.index != 6, -3.0)), "negative", "speed"),
+        ("traffic", lambda d: d.assign(speed=d.speed.where(d.index != 6, 1e9)), "outside [0, 300] km/h", "speed"),
+        ("traffic", lambda d: d.assign(flow=d.flow.where(d.index != 2, 1e9)), "outside [0, 10,000,000]", "flow"),
+        ("demand", lambda d: d.assign(count=d["count"].where(d.index != 1, 1e9)), "outside", "count"),
+        ("demand", lambda d: d.assign(supply=-d["count"] - 1), "negative", "supply"),
+        ("incidents", lambda d: d.assign(severity=[1.0, 1e12]), "outside", "severity"),
+        ("weather", lambda d: d.assign(temperature=d.temperature + 273.15), "outside [-90, 60] °C", "temperature"),
+        ("weather", lambda d: d.assign(precipitation=-1.0), "negative", "precipitation"),
+        ("sensors", lambda d: d.assign(free_flow=[60.0, 400.0, 60.0]), "outside [0, 300] km/h", "free_flow"),
         ("traffic", lambda d: pd.concat([d, d.iloc[[4]]], ignore_index=True), "duplicate", None),
         ("traffic", lambda d: d.iloc[[1, 0, *range(2, len(d))]].reset_index(drop=True), "go backwards", "ts"),
         (
@@ -74,6 +82,54 @@ def test_error_names_the_first_bad_row():
     hub, _ = _broken("traffic", lambda d: d.assign(speed=d.speed.where(~d.index.isin([7, 9]))))
     issue = validate_hub(hub).find("traffic", "NaN")[0]
     assert (issue.row, issue.count) == (7, 2)
+
+
+def test_out_of_range_error_names_the_first_value():
+    hub, _ = _broken("traffic", lambda d: d.assign(speed=d.speed.where(~d.index.isin([4, 8]), 1e9)))
+    issue = validate_hub(hub).find("traffic", "outside")[0]
+    assert (issue.column, issue.row, issue.count) == ("speed", 4, 2)
+    assert "(first 1e+09)" in issue.message and "traffic.speed at data row 5" in str(issue)
+
+
+def test_csv_errors_name_the_file_line_and_the_key(tmp_path):
+    write_hub(tiny_hub(), tmp_path / "hub", format="csv")
+    path = tmp_path / "hub" / "traffic.csv"
+    lines = path.read_text().splitlines()
+    sensor, ts, _, flow = lines[49].split(",")  # file line 50 (1-based, line 1 is the header)
+    lines[49] = f"{sensor},{ts},,{flow}"
+    path.write_text("\n".join(lines) + "\n")
+    issue = validate_hub(read_hub(tmp_path / "hub")).find("traffic", "NaN")[0]
+    assert issue.row == 48  # 0-based position in the table, as read
+    assert f"traffic.speed at data row 49 (line 50 if CSV; sensor_id={sensor!r}, ts=" in str(issue)
+    assert ts[:19] in str(issue)
+
+
+def test_naive_timestamp_among_aware_ones_names_row_and_value(tmp_path):
+    d = tmp_path / "city"
+    d.mkdir()
+    (d / "hub.json").write_text('{"name": "x", "step": "1h", "timezone": "Asia/Shanghai"}')
+    (d / "traffic.csv").write_text(
+        "sensor_id,ts,speed\na,2026-03-01T23:00:00+08:00,10\na,2026-03-02T00:00:00,11\na,2026-03-02T01:00:00+08:00,12\n"
+    )
+    issue = validate_hub(read_hub(d)).find("traffic", "without a UTC offset")[0]
+    assert (issue.column, issue.row, issue.count) == ("ts", 1, None)
+    assert "'2026-03-02T00:00:00'" in issue.message and "e.g. '2026-03-02T00:00:00+08:00'" in issue.message
+    assert "at data row 2 (line 3 if CSV; sensor_id='a')" in str(issue)
+
+
+def test_naive_text_timestamps_take_the_hubs_offset_in_the_hint():
+    hub = tiny_hub()
+    hub.tables["weather"] = hub.tables["weather"].assign(ts=hub.tables["weather"].ts.dt.strftime("%Y-%m-%dT%H:%M"))
+    issue = validate_hub(hub).find("weather", "without a UTC offset")[0]
+    assert issue.row == 0 and "e.g. '2026-03-01T22:00+08:00'" in issue.message
+
+
+def test_key_locates_rows_of_any_table():
+    hub, _ = _broken("zones", lambda d: d.assign(lat=[22.5, 95.0]))
+    issue = validate_hub(hub).find("zones", "outside")[0]
+    assert issue.at == "zone_id='z1'" and str(issue).startswith(
+        "ERROR zones.lat at data row 2 (line 3 if CSV; zone_id='z1')"
+    )
 
 
 def test_gaps_are_warnings_with_counts():

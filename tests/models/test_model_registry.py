@@ -1,7 +1,11 @@
 """The name → builder registry: listing, info, and errors that say what to do."""
 
+import re
+from pathlib import Path
+
 import pytest
 import torch
+import yaml
 
 from cityagent.errors import ConfigError
 from cityagent.models import build_model, list_models, model_info, registry
@@ -13,6 +17,7 @@ EXPECTED = {
     "risk": {"risk_ha", "risk_conv", "risk_gbrt"},
 }
 ANY = {"gbrt", "stid"}  # listed under every domain
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
 def test_lists_every_model_by_domain_with_the_domain_agnostic_ones_in_all():
@@ -45,8 +50,21 @@ def test_unknown_param_names_nearest_valid_param():
     with pytest.raises(ConfigError, match=r"no parameter 'zzz'"):
         build_model("stid", **common_params(), zzz=1)
     # a config of another model with only model.name changed: say so, and how to reset the params
-    with pytest.raises(ConfigError, match=r"parameter of '\w+': when changing model.name.*model.params=\{\}"):
+    with pytest.raises(ConfigError, match=r"parameter of '\w+'.*: when changing model.name.*model.params=\{\}"):
         build_model("gbrt_demand", **common_params(), hidden_size=8)
+
+
+def test_params_of_another_model_name_every_model_that_has_them():
+    # `cityagent train traffic model.name=gru`: configs/traffic.yaml's params are stid's, not gbrt_demand's
+    stid = yaml.safe_load((CONFIGS / "models" / "stid.yaml").read_text())["model"]["params"]
+    with pytest.raises(ConfigError) as err:
+        build_model("gru", **common_params(), **stid)
+    msg = str(err.value)
+    assert "no parameters 'steps_per_day', 'embed_dim'" in msg and "They are parameters of 'stid': " in msg
+    assert "gbrt_demand" not in msg and "model.params={} gives the defaults of 'gru'" in msg
+    # one param that several models have: all of them, not the alphabetically first
+    with pytest.raises(ConfigError, match=r"It is a parameter of 'gbrt_demand', 'stid': when changing model.name"):
+        build_model("gru", **common_params(), steps_per_day=288)
 
 
 def test_common_params_a_builder_does_not_use_are_ignored():
@@ -88,3 +106,21 @@ def test_quantiles_are_refused_by_builders_without_them(monkeypatch):
         build_model("point_only", **common_params(quantiles=(0.1, 0.5, 0.9)))
     with pytest.raises(ValueError, match="registered twice"):
         registry.register("point_only", domain="traffic")(lambda horizon: None)
+
+
+def test_documented_model_name_overrides_give_params_the_model_takes():
+    # a `cityagent train DOMAIN ... model.name=X` in the docs must not keep the config's params of another model
+    from cityagent.training.config import load_config
+
+    root = CONFIGS.parent
+    commands = [
+        m.group(1).split()
+        for page in [root / "README.md", *sorted((root / "docs").glob("*.md"))]
+        for m in re.finditer(r"`cityagent train ([^`]*model\.name=[^`]*)`", page.read_text())
+    ]
+    assert commands, "the docs show no `cityagent train ... model.name=...` example to check"
+    for domain, *args in commands:
+        config = args[args.index("--config") + 1] if "--config" in args else f"configs/{domain}.yaml"
+        cfg = load_config(root / config, [a for a in args if "=" in a])
+        extra = set(cfg.model.params) - set(model_info(cfg.model.name).params)
+        assert not extra, f"`cityagent train {domain} {' '.join(args)}` passes {cfg.model.name} params {extra}"
