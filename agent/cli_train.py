@@ -1,11 +1,16 @@
 """`cityagent train | evaluate | tune`: learn models from the hub, on Ray or in-process."""
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from cityagent.agent.console import console
 from cityagent.errors import ConfigError
+from cityagent.hub.io import is_sql_url
+
+if TYPE_CHECKING:
+    from cityagent.training.config import RunConfig
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 DOMAINS = ("traffic", "demand", "risk")
@@ -18,10 +23,15 @@ def default_config(domain: str) -> Path:
     return CONFIG_DIR / f"{domain}.yaml"
 
 
-def _overrides(domain: str, hub: str | None, workers: int | None, address: str | None, rest: list[str]) -> list[str]:
-    out = [f"task.domain={domain}"]
-    if hub is not None:
-        out.append(f"task.hub={hub}")
+def _overrides(
+    hub: str | None, workers: int | None, address: str | None, rest: list[str], prefix: str | None = None
+) -> list[str]:
+    out = []
+    if hub is not None:  # logged with the run: absolute, so `evaluate` finds the same hub from any directory
+        local = "://" not in hub and not is_sql_url(hub)
+        out.append(f"task.hub={Path(hub).expanduser().resolve() if local else hub}")
+    if prefix is not None:
+        out.append(f"task.hub_prefix={prefix}")
     if workers is not None:
         out.append(f"train.workers={workers}")
     if address is not None:
@@ -29,19 +39,44 @@ def _overrides(domain: str, hub: str | None, workers: int | None, address: str |
     return out + list(rest)
 
 
+def run_config(domain: str, config: Path | None, overrides: list[str], command: str = "train") -> "RunConfig":
+    """The config of ``cityagent train|tune DOMAIN``: ``config`` (default ``configs/<domain>.yaml``) with the
+    overrides, whose task must be ``domain``; a config written for another domain is refused, not relabelled."""
+    from cityagent.training.config import load_config, read_yaml_tree
+
+    path = config or default_config(domain)
+    default_config(domain)  # an unknown domain fails here, listing the valid ones
+    cfg = load_config(path, overrides)
+    stated = read_yaml_tree(path).get("task", {}).get("domain")
+    said = any(o.split("=", 1)[0].strip() == "task.domain" for o in overrides)
+    if not (said or stated):  # a config silent on the domain takes the one asked for
+        return load_config(path, [f"task.domain={domain}", *overrides])
+    if cfg.task.domain != domain:
+        where = "the override task.domain" if said else f"{path} (its task.domain)"
+        raise ConfigError(
+            f"`cityagent {command} {domain}` was given a {cfg.task.domain} task by {where}: run "
+            f"`cityagent {command} {cfg.task.domain}`, or pass a {domain} config"
+        )
+    return cfg
+
+
 def train(
     domain: str = typer.Argument(..., help="traffic, demand or risk."),
-    overrides: list[str] = typer.Argument(None, help="Config overrides as key=value, e.g. model.name=tgcn."),
+    overrides: list[str] = typer.Argument(
+        None,
+        help="Config overrides as key=value, e.g. train.max_epochs=3; another model: model.name=tgcn "
+        "model.params={} (its defaults).",
+    ),
     config: Path = typer.Option(None, help="A YAML config (default: configs/<task>.yaml)."),
     hub: str = typer.Option(None, help="Hub location (default: the synthetic city under $CITYAGENT_HOME)."),
+    prefix: str = typer.Option(None, help="SQL hubs: the table-name prefix the hub was written with."),
     workers: int = typer.Option(None, help="Ray Train workers; 0 trains in-process."),
     address: str = typer.Option(None, help="Ray cluster address (default: $RAY_ADDRESS or a local Ray)."),
 ) -> None:
     """Train, evaluate and track one model; prints the metrics and the MLflow run id."""
-    from cityagent.training.config import load_config
     from cityagent.training.fit import fit
 
-    cfg = load_config(config or default_config(domain), _overrides(domain, hub, workers, address, overrides or []))
+    cfg = run_config(domain, config, _overrides(hub, workers, address, overrides or [], prefix))
     result = fit(cfg)
     console.print(f"[green]trained[/] {cfg.model.name} on {cfg.task.dataset}: run {result.run_id}")
     for key, value in sorted(result.metrics.items()):
@@ -68,15 +103,15 @@ def tune(
     ),
     samples: int = typer.Option(4, help="Trials to run."),
     hub: str = typer.Option(None, help="Hub location (default: the synthetic city under $CITYAGENT_HOME)."),
+    prefix: str = typer.Option(None, help="SQL hubs: the table-name prefix the hub was written with."),
     workers: int = typer.Option(None, help="Ray Train workers per trial; 0 runs each trial in-process."),
     address: str = typer.Option(None, help="Ray cluster address (default: $RAY_ADDRESS or a local Ray)."),
 ) -> None:
     """Search hyperparameters with Ray Tune (ASHA early stopping; tree models: one fit per trial); logs every
     trial, prints the best one."""
-    from cityagent.training.config import load_config
     from cityagent.training.tune import tune as run_tune
 
-    cfg = load_config(config or default_config(domain), _overrides(domain, hub, workers, address, overrides or []))
+    cfg = run_config(domain, config, _overrides(hub, workers, address, overrides or [], prefix), "tune")
     best = run_tune(cfg, samples=samples)
     console.print(
         f"[green]best of {best.info['trials']} trials[/] {cfg.model.name} on {cfg.task.dataset}: run {best.run_id} "

@@ -50,3 +50,19 @@ def build_scaled_model(
     """``(ScaledModel, build params)`` for an nn.Module model; the params rebuild it through the registry."""
     params = build_params(task, model, quantiles)
     return scaled(task, build_model(model.name, **params)), params
+
+
+def check_buildable(task: TaskData, model: ModelConfig, quantiles: Sequence[float] | None = None) -> None:
+    """Build the model once, before an MLflow run opens, so a bad ``model.params`` value fails as a ConfigError
+    naming it (not a torch traceback after the run has started, leaving a FAILED run behind)."""
+    params = build_params(task, model, quantiles)
+    try:
+        build_model(model.name, **params)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError, RuntimeError, OverflowError) as e:  # a constructor choking on a value
+        own = {k: v for k, v in model.params.items()}
+        raise ConfigError(
+            f"model {model.name!r} cannot be built from model.params {own}: {e}; check each value's type and range "
+            "(docs/configuration.md lists them)"
+        ) from e

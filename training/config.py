@@ -5,18 +5,30 @@ Unknown keys are rejected with their dotted path and the nearest valid key, so Y
 
 import difflib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from cityagent.errors import ConfigError
 
 Domain = Literal["traffic", "demand", "risk"]
 
 
+def _admits_bool(annotation: Any) -> bool:
+    return annotation is bool or annotation is Any or any(_admits_bool(a) for a in get_args(annotation))
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_number(cls, value: Any, info: ValidationInfo) -> Any:
+        # pydantic takes YAML's true/false as 1/0 where a number belongs (train.max_epochs=true ran one epoch)
+        if isinstance(value, bool) and not _admits_bool(cls.model_fields[info.field_name].annotation):
+            raise ValueError(f"expected a number or text, not the boolean {str(value).lower()}")
+        return value
 
 
 class TaskConfig(Strict):
@@ -27,6 +39,7 @@ class TaskConfig(Strict):
         "synthetic", description="a dataset name from `cityagent.hub.importers.datasets` or 'synthetic'"
     )
     hub: str | None = Field(None, description="hub location; default $CITYAGENT_HOME/hub for 'synthetic'")
+    hub_prefix: str = Field("", description="SQL hubs only: the table-name prefix the hub was written with")
     protocol: str = Field("strict", description="windowing preset: strict, tgcn, uctb, gsnet, eastnet")
     params: dict[str, Any] = Field(default_factory=dict, description="protocol parameters (input_len, horizon, ...)")
 

@@ -13,7 +13,7 @@ from cityagent.errors import CityAgentError, ConfigError
 from cityagent.home import home_dir
 from cityagent.hub.protocols import TaskData
 from cityagent.models.registry import model_info
-from cityagent.training.build import build_scaled_model
+from cityagent.training.build import build_scaled_model, check_buildable
 from cityagent.training.classical import ESTIMATOR_FILE, fit_classical
 from cityagent.training.config import RunConfig
 from cityagent.training.conformal import calibrate, check_conformal
@@ -146,6 +146,7 @@ def fit(config: ConfigLike = None, *, callbacks: Sequence[pl.Callback] = (), **o
         if address:
             check_reachable(address)
     task, fp = load_task(cfg.task)
+    check_buildable(task, cfg.model, cfg.train.quantiles)
     with start_run(uri, cfg, task, fp, kind) as run:
         result = train_and_report(run, cfg, task, fp, callbacks)
     result.info["export"] = maybe_export(cfg, result.run_id)

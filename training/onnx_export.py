@@ -5,6 +5,7 @@ the MLflow logging and registration on top.
 """
 
 import io
+import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,6 +94,8 @@ def build_onnx(
             torch translation vs the fitted estimator itself).
         estimator: a classical model's fitted estimator (``estimator.joblib`` beside the bundle).
     """
+    if not (isinstance(tolerance, int | float) and math.isfinite(tolerance) and tolerance >= 0):
+        raise ExportError(f"tolerance={tolerance!r} is not a relative difference; pass a number ≥ 0, e.g. 1e-4.")
     classical = model_info(bundle.model_name).kind == "classical"
     if classical and estimator is None:
         raise ExportError(

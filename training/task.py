@@ -13,6 +13,7 @@ from cityagent.home import home_dir
 from cityagent.hub.hub import MANIFEST, Hub
 from cityagent.hub.io import is_sql_url, read_hub
 from cityagent.hub.protocols import TaskData, build_task, protocol_params
+from cityagent.hub.validate import validate_hub
 from cityagent.training.config import TaskConfig
 
 log = logging.getLogger(__name__)
@@ -61,26 +62,56 @@ def _known_datasets() -> dict[str, Any]:
 
 
 def resolve_hub(cfg: TaskConfig) -> tuple[Hub, str]:
-    """The hub ``cfg`` names and a string saying where it came from."""
-    datasets = _known_datasets()
-    if cfg.dataset == "synthetic":
-        location = cfg.hub or str(home_dir() / "hub")
-        if not is_sql_url(location) and "://" not in location and not (Path(location) / MANIFEST).is_file():
-            from cityagent.hub.synth import synthesize
+    """The hub ``cfg`` names and a string saying where it came from; a hub read from a location is validated.
 
-            log.warning("no hub at %s: synthesising a default city there (%s)", location, DEFAULT_CITY)
-            synthesize(location, progress=False, **DEFAULT_CITY)
-        return read_hub(location), str(location)
-    if cfg.dataset in datasets:
+    Only the default location of the synthetic city (``$CITYAGENT_HOME/hub``) is synthesised when missing: a
+    ``task.hub`` that names nothing is an error, so a mistyped path never trains on a made-up city.
+    """
+    datasets = _known_datasets()
+    if cfg.dataset in datasets and cfg.dataset != "synthetic":
         from cityagent.hub.importers.datasets import import_known
 
         return import_known(cfg.dataset), f"dataset:{cfg.dataset}"
-    if cfg.hub:
-        return read_hub(cfg.hub), str(cfg.hub)
-    raise ConfigError(
-        f"unknown dataset {cfg.dataset!r}; use 'synthetic', one of {', '.join(datasets)}, "
-        f"or set task.hub to a hub location"
-    )
+    if cfg.dataset != "synthetic" and not cfg.hub:
+        raise ConfigError(
+            f"unknown dataset {cfg.dataset!r}; use 'synthetic', one of {', '.join(datasets)}, "
+            f"or set task.hub to a hub location"
+        )
+    location = cfg.hub or str(home_dir() / "hub")
+    local = not is_sql_url(location) and "://" not in location
+    if local and cfg.hub and not (Path(location).is_dir() and any(Path(location).iterdir())):
+        raise HubError(
+            f"no hub at {location}: check the path, or write one there with `cityagent hub synth --out {location}`, "
+            "`cityagent hub import` or `cityagent hub copy`"
+        )
+    if local and not cfg.hub and not (Path(location) / MANIFEST).is_file():
+        from cityagent.hub.synth import synthesize
+
+        log.warning("no hub at %s: synthesising a default city there (%s)", location, DEFAULT_CITY)
+        synthesize(location, progress=False, **DEFAULT_CITY)
+    if cfg.hub_prefix and not is_sql_url(location):
+        raise ConfigError(
+            f"task.hub_prefix={cfg.hub_prefix!r} names tables in a SQL database, but the hub {location} is not a SQL "
+            "URL: drop the prefix, or point task.hub at the database"
+        )
+    hub = read_hub(location, prefix=cfg.hub_prefix)
+    check_valid(hub, location)
+    return hub, str(location)
+
+
+def check_valid(hub: Hub, location: str) -> None:
+    """Refuse a hub that breaks the table contracts (as ``cityagent hub validate`` reports it): windows built from
+    it would carry the fault into training, silently or as a traceback far from its cause."""
+    report = validate_hub(hub)
+    if report.warnings:
+        log.warning("hub %s: %d validation warning(s), e.g. %s", location, len(report.warnings), report.warnings[0])
+    if not report.ok:
+        shown = "; ".join(str(i) for i in report.errors[:3])
+        more = f" (and {len(report.errors) - 3} more)" if len(report.errors) > 3 else ""
+        raise HubError(
+            f"hub {location} is not valid: {shown}{more}; fix the data (`cityagent hub validate {location}` "
+            "lists every problem)"
+        )
 
 
 def task_params(cfg: TaskConfig) -> dict[str, Any]:
@@ -133,6 +164,13 @@ def load_task(cfg: TaskConfig) -> tuple[TaskData, HubFingerprint]:
             f"{source}: the {cfg.protocol} protocol left no training windows; the hub has "
             f"{len(task.train.times)} steps and one window needs {spec.need()} "
             f"({spec.input_len} in, horizon {spec.horizon}); use a longer hub or a shorter window"
+        )
+    empty = [name for name, split in (("validation", task.val), ("test", task.test)) if len(split) == 0]
+    if "test" in empty:  # a run is scored on test: without it, training would run to the end and then fail
+        raise HubError(
+            f"{source}: the {cfg.protocol} protocol left no {' and no '.join(empty)} windows (train "
+            f"{len(task.train)}); the hub's last part lacks complete windows of {task.spec.need()} steps — check "
+            f"it for a gap at the end (`cityagent hub validate {source}` shows gaps), or use a longer hub"
         )
     grid = hub.meta.extra.get("grid")
     if "grid" not in task.extra and grid and int(grid[0]) * int(grid[1]) == len(task.nodes):

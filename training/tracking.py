@@ -9,12 +9,11 @@ import logging
 import math
 import os
 import subprocess
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 from cityagent.errors import CityAgentError
+from cityagent.health import unreachable
 from cityagent.home import home_dir
 from cityagent.training.config import RunConfig
 
@@ -30,19 +29,12 @@ def tracking_uri(uri: str | None = None) -> str:
 
 def check_server(uri: str, timeout: float = 3.0) -> None:
     """Raise CityAgentError naming ``uri`` when an http(s) tracking server does not answer its health check."""
-    if not uri.startswith(("http://", "https://")):
-        return
-    try:
-        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout):
-            pass
-    except urllib.error.HTTPError:
-        return  # it answered (e.g. an auth proxy): the server is up
-    except (urllib.error.URLError, OSError) as e:
-        why = getattr(e, "reason", e)
+    why = unreachable(uri, timeout)
+    if why is not None:
         raise CityAgentError(
             f"MLflow tracking server {uri} is not reachable ({why}); start it, fix "
             f"MLFLOW_TRACKING_URI / tracking.tracking_uri, or unset them for the local store"
-        ) from e
+        )
 
 
 def artifact_root(uri: str) -> str | None:

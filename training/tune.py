@@ -11,7 +11,7 @@ from typing import Any
 from cityagent.errors import CityAgentError, ConfigError
 from cityagent.hub.protocols import TaskData
 from cityagent.models.registry import build_model, model_info
-from cityagent.training.build import build_params
+from cityagent.training.build import build_params, check_buildable
 from cityagent.training.config import RunConfig
 from cityagent.training.conformal import check_conformal
 from cityagent.training.engine import TrainOutput, monitor_for, read_checkpoint
@@ -160,6 +160,8 @@ def tune(
     """
     from ray import tune as ray_tune
 
+    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:  # Ray reads -1 as "forever"
+        raise ConfigError(f"tune samples={samples!r} must be a whole number ≥ 1: the number of trials to run.")
     cfg = resolve_config(config, overrides)
     kind = model_info(cfg.model.name).kind
     if kind == "baseline":
@@ -171,6 +173,7 @@ def tune(
     uri = tracking_uri(cfg.tracking.tracking_uri)
     check_server(uri)
     task, fp = load_task(cfg.task)
+    check_buildable(task, cfg.model, cfg.train.quantiles)
     default = classical_search_space(cfg) if kind == "classical" else default_search_space(cfg)
     space = {k: ray_tune.choice(v) if isinstance(v, list) else v for k, v in (search_space or default).items()}
     if not space:

@@ -103,6 +103,9 @@ def test_bad_sample_and_missing_meta_are_export_errors():
     del bundle.meta["nodes"]
     with pytest.raises(ExportError, match="nodes"):
         build_onnx(bundle)
+    for bad in (-1.0, float("nan"), float("inf")):  # not "parity failed: difference 0 > tolerance -1"
+        with pytest.raises(ExportError, match=r"is not a relative difference; pass a number ≥ 0"):
+            build_onnx(tiny_bundle("gru"), tolerance=bad)
     assert issubclass(ExportError, CityAgentError)
 
 

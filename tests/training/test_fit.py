@@ -103,6 +103,22 @@ def test_unreachable_tracking_server_fails_fast_naming_it(tiny_cfg):
     assert time.perf_counter() - t0 < 10
 
 
+def _run_count(client: MlflowClient) -> int:
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    return len(client.search_runs(experiments)) if experiments else 0
+
+
+@pytest.mark.parametrize(
+    ("model", "params", "named"), [("stid", {"dropout": "abc"}, "'dropout': 'abc'"), ("gru", {"hidden_size": -4}, "-4")]
+)
+def test_a_model_param_the_model_cannot_take_fails_before_a_run_opens(tiny_cfg, model, params, named):
+    client = MlflowClient(tracking_uri())
+    before = _run_count(client)
+    with pytest.raises(ConfigError, match=rf"model '{model}' cannot be built from model.params .*{named}.*type and"):
+        fit(tiny_cfg(**{"model.name": model, "model.params": params}))
+    assert _run_count(client) == before  # no FAILED run left behind
+
+
 def test_overrides_merge_into_a_config(tiny_cfg):
     base = tiny_cfg()
     cfg = resolve_config(base, {"train__max_epochs": 7, "model": {"name": "tgcn"}, "task.params": {"horizon": 1}})

@@ -1,11 +1,15 @@
 """load_task: where the hub comes from, the domain's table and target, fingerprints and clear errors."""
 
 import re
+import shutil
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from cityagent.errors import ConfigError, HubError
+from cityagent.hub.hub import Hub
+from cityagent.hub.io import read_hub, write_hub
 from cityagent.training.config import TaskConfig, load_config
 from cityagent.training.task import load_task, task_name
 
@@ -60,3 +64,48 @@ def test_hub_too_short_says_steps_it_has_and_needs(tiny_hub):
 def test_known_dataset_goes_through_its_importer(shared_data):
     task, fp = load_task(TaskConfig(dataset="sz-taxi", protocol="tgcn", params={"input_len": 4, "horizon": 1}))
     assert fp.source == "dataset:sz-taxi" and len(task.nodes) == 40 and task.protocol == "tgcn"
+
+
+def test_a_named_hub_that_is_not_there_is_an_error_not_a_new_city(tmp_path):
+    typo = tmp_path / "hbu"
+    with pytest.raises(HubError, match=rf"no hub at {re.escape(str(typo))}: check the path"):
+        load_task(TaskConfig(hub=str(typo), params={"input_len": 6, "horizon": 3}))
+    assert not typo.exists()  # nothing was synthesised there
+
+
+def copy_of(hub: Path, dest: Path) -> Path:
+    shutil.copytree(hub, dest)
+    return dest
+
+
+def test_a_hub_that_breaks_the_contracts_is_refused_with_the_validators_words(tiny_hub, tmp_path):
+    bad = copy_of(tiny_hub, tmp_path / "bad")
+    traffic = bad / "traffic"
+    part = sorted(traffic.rglob("*.parquet"))[0]
+    df = pd.read_parquet(part)
+    df.loc[df.index[3], "speed"] = -5.0
+    df.to_parquet(part, index=False)
+    with pytest.raises(HubError, match=r"is not valid: ERROR traffic\.speed.*negative.*cityagent hub validate"):
+        load_task(TaskConfig(hub=str(bad), params={"input_len": 6, "horizon": 3}))
+
+
+def test_a_hub_without_test_windows_fails_before_training(tiny_hub, tmp_path):
+    cut = copy_of(tiny_hub, tmp_path / "cut")
+    hub = read_hub(cut)
+    traffic = hub.table("traffic")
+    last = traffic["ts"].max() - pd.Timedelta(hours=30)  # a gap over the whole test part: no complete window
+    tables = {**hub.tables, "traffic": traffic[traffic["ts"] <= last]}
+    write_hub(Hub(tables, hub.meta), cut)
+    with pytest.raises(HubError, match=r"left no (validation and no )?test windows.*gap at the end"):
+        load_task(TaskConfig(hub=str(cut), params={"input_len": 6, "horizon": 3}))
+
+
+def test_a_table_prefix_belongs_to_sql_hubs(tiny_hub):
+    with pytest.raises(ConfigError, match=r"task\.hub_prefix='city_' names tables in a SQL database"):
+        load_task(TaskConfig(hub=str(tiny_hub), hub_prefix="city_", params={"input_len": 6, "horizon": 3}))
+
+
+def test_a_boolean_where_a_number_belongs_is_refused():
+    with pytest.raises(ConfigError, match=r"train\.max_epochs.*not the boolean true"):
+        load_config(None, ["train.max_epochs=true"])
+    assert load_config(None, ["train.refit=true"]).train.refit is True
