@@ -6,6 +6,7 @@ from pathlib import Path
 import typer
 
 DEFAULT_CONFIG = Path("configs/serving.yaml")
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 MODEL_HELP = (
     "Model to serve (repeatable): NAME@ALIAS from the MLflow registry, models:/NAME/VERSION, PATH.onnx or "
     "NAME=PATH.onnx. Default: the config's models."
@@ -27,7 +28,7 @@ def serve(
     auth: bool = typer.Option(
         None, "--auth/--no-auth", help="Require 'authorization: Bearer <token>' (token from $CITYAGENT_SERVING_TOKEN)."
     ),
-    log_level: str = typer.Option("info", help="Log level: debug, info, warning, error."),
+    log_level: str = typer.Option("info", help=f"Log level: {', '.join(LOG_LEVELS)}."),
 ) -> None:
     """Serve ONNX models with ONNX Runtime: dynamic batching, hot swap on alias moves, health, metrics, TLS, auth."""
     import asyncio
@@ -35,6 +36,10 @@ def serve(
     from cityagent.serving.config import load_serving_config
     from cityagent.serving.server import serve_forever
 
+    if log_level.lower() not in LOG_LEVELS:
+        raise typer.BadParameter(
+            f"'{log_level}' is not a log level; use one of {', '.join(LOG_LEVELS)}.", param_hint="'--log-level'"
+        )
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if config is None and DEFAULT_CONFIG.is_file():
         config = DEFAULT_CONFIG

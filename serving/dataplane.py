@@ -52,6 +52,13 @@ class DataPlane:
             return False
         return True
 
+    def served_version(self, name: str, version: str = "") -> str:
+        """The version that answers `name` (and `version`) now, or "" when none does."""
+        try:
+            return self.store.get(name, version).version
+        except ModelNotFound:
+            return ""
+
     def server_metadata(self) -> tuple[str, str, list[str]]:
         """(name, version, protocol extensions)."""
         return "cityagent", cityagent.__version__, []

@@ -6,6 +6,8 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
+from cityagent.errors import ConfigError
+
 log = logging.getLogger(__name__)
 
 # Labels only ever carry names of loaded models: requests for unknown names count under this one,
@@ -91,7 +93,13 @@ class ServingMetrics:
 
     def serve(self, host: str, port: int) -> int:
         """Expose /metrics over HTTP on host:port (0 = any free port); return the bound port."""
-        self._server, _thread = start_http_server(port, addr=host, registry=self.registry)
+        try:
+            self._server, _thread = start_http_server(port, addr=host, registry=self.registry)
+        except OSError as e:  # e.g. EADDRINUSE: another server (or another cityagent serve) has the port
+            raise ConfigError(
+                f"cannot serve metrics on {host}:{port} ({e.strerror or e}); is another server there? "
+                "pick another --metrics-port (metrics_port), or pass --no-metrics."
+            ) from e
         bound = self._server.server_port
         log.info("metrics on http://%s:%d/metrics", host, bound)
         return bound

@@ -73,9 +73,9 @@ class InferenceServer:
         await self.health.set_serving(False)
         await server.start()  # live (and NOT_SERVING) while the models load
         try:
-            await self.store.start()
-            if cfg.metrics_port is not None:
+            if cfg.metrics_port is not None:  # before the models load, so a taken port fails fast
                 self.metrics_port = self.metrics.serve(cfg.host, cfg.metrics_port)
+            await self.store.start()
         except BaseException:
             await self.stop(grace=0)
             raise

@@ -52,8 +52,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             try:
                 await answers.put(pb.ModelStreamInferResponse(infer_response=await self._infer(request)))
             except ServingError as e:
-                echo = pb.ModelInferResponse(model_name=request.model_name, id=request.id)
-                await answers.put(pb.ModelStreamInferResponse(error_message=str(e), infer_response=echo))
+                await answers.put(self._stream_error(request, e))
 
         async def read() -> None:
             try:
@@ -70,6 +69,14 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             await reader  # re-raises what broke the stream (e.g. an undecodable request's abort)
         finally:
             reader.cancel()
+
+    def _stream_error(self, request: pb.ModelInferRequest, error: ServingError) -> pb.ModelStreamInferResponse:
+        """A failed stream request's answer: its id, model name and version (where served) say which one it was;
+        the message names the id too, since tritonclient hands a stream callback only the message of an error."""
+        version = self.dataplane.served_version(request.model_name, request.model_version)
+        echo = pb.ModelInferResponse(model_name=request.model_name, model_version=version, id=request.id)
+        message = f"request '{request.id}': {error}" if request.id else str(error)
+        return pb.ModelStreamInferResponse(error_message=message, infer_response=echo)
 
     async def _infer(self, request: pb.ModelInferRequest) -> pb.ModelInferResponse:
         with self.dataplane.observe(request.model_name):

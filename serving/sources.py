@@ -11,6 +11,7 @@ from pathlib import Path
 
 import yaml
 
+from cityagent.health import unreachable
 from cityagent.home import home_dir
 from cityagent.serving.errors import ModelLoadError
 from cityagent.serving.spec import ModelSpec
@@ -21,6 +22,29 @@ def resolve_tracking_uri(tracking_uri: str | None = None) -> str:
     return tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{home_dir() / 'mlflow.db'}"
 
 
+# (what the server is, what to do when it is down)
+_TRACKING = (
+    "MLflow tracking server",
+    "fix MLFLOW_TRACKING_URI / registry.tracking_uri, or unset them for the local store",
+)
+_REGISTRY = ("MLflow registry", "or fix MLFLOW_REGISTRY_URI")
+
+
+def check_reachable(uri: str, role: tuple[str, str] = _TRACKING, timeout_s: float = 3.0) -> None:
+    """Raise ModelLoadError naming `uri` when an http(s) MLflow server does not answer within `timeout_s` seconds.
+
+    MlflowClient itself retries a refused connection for minutes, so a server that is down is caught here first.
+
+    Args:
+        uri: the tracking or registry URI; only http(s) ones are checked (a sqlite file needs no server).
+        role: what the server is and what to do when it is down, for the message.
+        timeout_s: how long to wait for its /health answer, s.
+    """
+    why = unreachable(uri, timeout_s)
+    if why is not None:
+        raise ModelLoadError(f"{role[0]} {uri} is not reachable ({why}); start it, {role[1]}.")
+
+
 class RegistrySource:
     """Versions from the MLflow model registry; mlflow is imported only when a registry model is configured."""
 
@@ -29,6 +53,9 @@ class RegistrySource:
 
         self.uri = resolve_tracking_uri(tracking_uri)
         self._registry_uri = os.environ.get("MLFLOW_REGISTRY_URI") or self.uri
+        check_reachable(self.uri)
+        if self._registry_uri != self.uri:
+            check_reachable(self._registry_uri, _REGISTRY)
         self.client = MlflowClient(tracking_uri=self.uri, registry_uri=self._registry_uri)
 
     def current(self, spec: ModelSpec) -> str:

@@ -2,8 +2,8 @@
 
 A swap builds and smoke-tests the new session off the event loop, then replaces the served version in one
 synchronous step; requests already queued on the old version finish there, new ones go to the new one. A version
-that fails to download, load or smoke-test leaves the old one serving, is logged once and is not retried until
-the alias (or file) moves again.
+that fails to download, load or smoke-test, or that changes the interface clients use (compat.py), leaves the old
+one serving, is logged once and is not retried until the alias (or file) moves again.
 """
 
 import asyncio
@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cityagent.serving.batching import Arrivals, Batcher
+from cityagent.serving.compat import interface_changes
 from cityagent.serving.config import ServingConfig
 from cityagent.serving.errors import ModelLoadError, ModelNotFound
 from cityagent.serving.metrics import ServingMetrics
@@ -132,7 +133,7 @@ class ModelStore:
     async def _load(self, slot: _Slot, version: str, initial: bool = False) -> None:
         spec = slot.spec
         try:
-            model = await asyncio.to_thread(self._build, slot, version)
+            model = await asyncio.to_thread(self._build, slot, version, slot.served)
         except Exception as e:  # whatever breaks a new version, the old one keeps serving
             self.metrics.swaps.labels(spec.name, "failed").inc()
             error = e if isinstance(e, ModelLoadError) else ModelLoadError(f"{spec} version {version}: {e!r}")
@@ -153,11 +154,18 @@ class ModelStore:
             slot.draining.add(task)
             task.add_done_callback(slot.draining.discard)
 
-    def _build(self, slot: _Slot, version: str) -> OrtModel:
-        """Blocking: fetch, open and smoke-test one version (runs in a thread)."""
+    def _build(self, slot: _Slot, version: str, served: Served | None) -> OrtModel:
+        """Blocking: fetch, open and smoke-test one version, and check it can replace `served` (runs in a thread)."""
         with scratch_dir() as tmp:
             path = slot.source.fetch(slot.spec, version, Path(tmp))
             model = OrtModel(slot.spec.name, version, path, self.cfg.ort, source=f"{slot.spec} (version {version})")
+        if served is not None:  # a first load has nothing its clients rely on yet
+            changes = interface_changes(served.model, model)
+            if changes:
+                raise ModelLoadError(
+                    f"{model.source} changes what clients of version {served.version} send or receive "
+                    f"({'; '.join(changes)}); restart the server to serve it."
+                )
         if self.cfg.registry.smoke_test:
             model.smoke_test()
         return model

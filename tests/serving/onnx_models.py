@@ -27,22 +27,23 @@ def reference(x: np.ndarray, scale: float = 1.0) -> np.ndarray:
     return z.transpose(0, 2, 1)  # [B, H, N]
 
 
-def _metadata() -> dict[str, str]:
+def _metadata(**overrides) -> dict[str, str]:
     facts = {
         "task": "traffic-test", "domain": "traffic", "nodes": NODES, "step": "5min", "input_len": T, "horizon": H,
         "input_offsets": list(range(-T + 1, 1)), "target_offsets": list(range(1, H + 1)),
         "feature_names": ["speed", "flow"], "units": "km/h", "quantiles": None, "run_id": "test",
     }  # fmt: skip
-    return {k: json.dumps(v) for k, v in facts.items()}
+    return {k: json.dumps(v) for k, v in {**facts, **overrides}.items()}
 
 
-def _model(nodes: list, initializers: list) -> onnx.ModelProto:
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", T, N, F])
-    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", H, N])
-    graph = helper.make_graph(nodes, "tiny", [x], [y], initializer=initializers)
+def _model(ops: list, initializers: list, n: int = N, f: int = F, h: int = H, elem: int = TensorProto.FLOAT,
+           **metadata) -> onnx.ModelProto:  # fmt: skip
+    x = helper.make_tensor_value_info("x", elem, ["batch", T, n, f])
+    y = helper.make_tensor_value_info("y", elem, ["batch", h, n])
+    graph = helper.make_graph(ops, "tiny", [x], [y], initializer=initializers)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
-    for key, value in _metadata().items():
+    for key, value in _metadata(**metadata).items():
         model.metadata_props.add(key=key, value=value)
     onnx.checker.check_model(model)
     return model
@@ -65,9 +66,23 @@ def _linear_nodes(scale: float, out: str) -> tuple[list, list]:
     return nodes, inits
 
 
-def linear_model(scale: float = 1.0) -> onnx.ModelProto:
+def linear_model(scale: float = 1.0, **metadata) -> onnx.ModelProto:
+    """y = reference(x, scale); `metadata` overrides facts of the metadata_props (e.g. nodes=[...])."""
     nodes, inits = _linear_nodes(scale, "y")
-    return _model(nodes, inits)
+    return _model(nodes, inits, **metadata)
+
+
+def sliced_model(n: int = N, f: int = F, h: int = H, elem: int = TensorProto.FLOAT, **metadata) -> onnx.ModelProto:
+    """x [batch, T, n, f] -> y = x[:, :h, :, 0] [batch, h, n] of ONNX type `elem`: a model of another interface."""
+    inits = [
+        numpy_helper.from_array(np.array(0, dtype=np.int64), "first"),
+        *(numpy_helper.from_array(np.array([v], dtype=np.int64), k) for k, v in (("h0", 0), ("h1", h), ("ax", 1))),
+    ]
+    nodes = [
+        helper.make_node("Gather", ["x", "first"], ["x0"], axis=3),  # [B, T, n]
+        helper.make_node("Slice", ["x0", "h0", "h1", "ax"], ["y"]),  # [B, h, n]
+    ]
+    return _model(nodes, inits, n=n, f=f, h=h, elem=elem, **metadata)
 
 
 def failing_model() -> onnx.ModelProto:

@@ -1,5 +1,5 @@
 """Hot swap under load: an alias (or file) moves while clients keep sending; no request fails, and a broken new
-version leaves the old one serving."""
+version, or one whose interface differs from the served one, leaves the old one serving."""
 
 import logging
 import os
@@ -10,6 +10,7 @@ from contextlib import contextmanager
 import numpy as np
 import pytest
 import tritonclient.grpc as tc
+from onnx import TensorProto
 
 from cityagent.serving.errors import ModelLoadError
 from tests.serving import onnx_models as om
@@ -135,3 +136,54 @@ def test_requests_queued_before_a_swap_finish_on_the_old_version(start_server, t
         after = client.infer(NAME, [triton_input(om.window())]).get_response().model_version
     assert [e for _, e in answers] == [None] * 6
     assert [r.get_response().model_version for r, _ in answers] == ["1"] * 6 and after == "2"
+
+
+INCOMPATIBLE = {
+    "node ids": (lambda: om.linear_model(2.0, nodes=["s0", "s1", "s9"]), "metadata 'nodes'"),
+    "feature names": (lambda: om.linear_model(2.0, feature_names=["speed", "occupancy"]), "metadata 'feature_names'"),
+    "more nodes": (lambda: om.sliced_model(n=4, nodes=["s0", "s1", "s2", "s3"]), "input 'x' shape [-1, 4, 3, 2]"),
+    "input dtype": (lambda: om.sliced_model(elem=TensorProto.DOUBLE), "input 'x' datatype FP32 -> FP64"),
+    "output shape": (lambda: om.sliced_model(h=3, horizon=3), "output 'y' shape [-1, 2, 3] -> [-1, 3, 3]"),
+}
+
+
+@pytest.mark.parametrize("change", INCOMPATIBLE)
+def test_a_version_that_changes_the_interface_is_refused_and_the_old_one_keeps_serving(
+    start_server, tmp_path, caplog, change
+):
+    build, expected = INCOMPATIBLE[change]
+    path = om.save(om.linear_model(1.0), tmp_path / "model.onnx")
+    server = start_server([f"{NAME}={path}"])
+    store = server.server.store
+    replace(path, build())
+    with caplog.at_level(logging.ERROR, logger="cityagent.serving.store"):
+        server.call(store.poll_once())
+    assert store.versions(NAME) == ["1"]
+    assert "version 2 of traffic-test=" in caplog.text and "version 1 keeps serving" in caplog.text
+    assert "changes what clients of version 1 send or receive" in caplog.text and expected in caplog.text
+    with tc.InferenceServerClient(server.address) as client:
+        result = client.infer(NAME, [triton_input(om.window())])
+    assert result.get_response().model_version == "1"
+    np.testing.assert_allclose(result.as_numpy("y"), om.reference(om.window()), rtol=1e-5, atol=1e-4)
+    registry = server.server.metrics.registry
+    assert registry.get_sample_value("cityagent_serving_swaps_total", {"model": NAME, "outcome": "failed"}) == 1
+    replace(path, om.linear_model(3.0))  # a compatible version after it swaps in as usual
+    server.call(store.poll_once())
+    assert store.versions(NAME) == ["3"]
+    fresh = start_server([f"{NAME}={om.save(build(), tmp_path / 'fresh.onnx')}"])  # a first load compares nothing
+    assert fresh.server.store.versions(NAME) == ["1"]
+
+
+def test_an_alias_move_to_an_incompatible_version_is_refused(start_server, mlflow_registry, caplog):
+    registry = {"poll_interval_s": 0, "tracking_uri": mlflow_registry.uri}
+    mlflow_registry(om.linear_model(1.0), "champion")
+    server = start_server([f"{NAME}@champion"], registry=registry)
+    store = server.server.store
+    assert mlflow_registry(om.linear_model(2.0, nodes=["s0", "s1", "s9"]), "champion") == "2"
+    with caplog.at_level(logging.ERROR, logger="cityagent.serving.store"):
+        server.call(store.poll_once())
+    assert store.versions(NAME) == ["1"]
+    assert "version 2 of models:/traffic-test@champion not loaded, version 1 keeps serving" in caplog.text
+    assert 'metadata \'nodes\' ["s0", "s1", "s2"] -> ["s0", "s1", "s9"]' in caplog.text
+    with tc.InferenceServerClient(server.address) as client:
+        assert client.infer(NAME, [triton_input(om.window())]).get_response().model_version == "1"

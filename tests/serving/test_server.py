@@ -181,6 +181,42 @@ def test_stream_infer_answers_every_request_and_reports_errors(client):
     assert len(errors) == 1 and "model 'nope' is not served here" in str(errors[0])
 
 
+def _request(request_id: str, x: np.ndarray, model: str = NAME) -> pb.ModelInferRequest:
+    request = pb.ModelInferRequest(model_name=model, id=request_id)
+    request.inputs.add(name="x", datatype="FP32", shape=list(x.shape))
+    request.raw_input_contents.append(x.tobytes())
+    return request
+
+
+def test_stream_error_answers_carry_their_request_id_model_and_version(server):
+    nan = om.window()
+    nan[0, 1, 2, 0] = np.nan
+    short = pb.ModelInferRequest(model_name=NAME, id="f")  # raw bytes that do not match the shape: a decode error
+    short.inputs.add(name="x", datatype="FP32", shape=[1, om.T, om.N, om.F])
+    short.raw_input_contents.append(b"\0" * 8)
+    requests = [
+        _request("a", om.window()),
+        _request("b", om.window()[:, :2]),
+        _request("c", nan),
+        _request("d", om.window(), model="nope"),
+        _request("e", om.window(seed=5)),
+        short,
+    ]
+    with grpc.insecure_channel(server.address) as channel:
+        answers = list(pb_grpc.GRPCInferenceServiceStub(channel).ModelStreamInfer(iter(requests), timeout=30))
+    by_id = {a.infer_response.id: a for a in answers}
+    assert sorted(by_id) == ["a", "b", "c", "d", "e", "f"]
+    assert [by_id[i].error_message for i in "ae"] == ["", ""]
+    expected = {"b": "has shape [1, 2, 3, 2]", "c": "contains NaN or Inf", "d": "model 'nope' is not served here"}
+    expected["f"] = "has 8 raw bytes"
+    for request_id, error in expected.items():
+        answer = by_id[request_id]
+        assert answer.error_message.startswith(f"request '{request_id}': ") and error in answer.error_message
+    served = [(by_id[i].infer_response.model_name, by_id[i].infer_response.model_version) for i in "abcef"]
+    assert served == [(NAME, "1")] * 5
+    assert (by_id["d"].infer_response.model_name, by_id["d"].infer_response.model_version) == ("nope", "")
+
+
 def test_prometheus_metrics_count_requests_failures_and_the_loaded_version(start_server, linear_path):
     server = start_server([f"{NAME}={linear_path}"], metrics_port=0)
     client = tc.InferenceServerClient(server.address)
