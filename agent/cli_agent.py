@@ -72,8 +72,11 @@ def run(
 ) -> None:
     """Sense the hub, ask the served models, write decisions to the hub, learn from actuals; every interval."""
     from cityagent.agent.agent_config import load_agent_config
-    from cityagent.agent.loop import Agent
+    from cityagent.agent.loop import Agent, parse_at, parse_interval
 
+    if interval is not None:
+        parse_interval(interval)  # bad options fail here, in one line, before anything starts
+    parse_at(at)
     overrides: dict = {"hub": hub} if hub else {}
     if server:
         overrides["serving"] = {"address": server}
@@ -81,7 +84,7 @@ def run(
         overrides["loop"] = {"retrain_on_drift": False}
     cfg = load_agent_config(config, overrides)
     say = lambda line: console.print(f"  [yellow]{line}[/]", highlight=False)  # noqa: E731
-    agent = Agent(cfg, say=say, after_model=print_outcome)
+    agent = Agent(cfg, say=say, after_model=print_outcome)  # print_outcome reports skips and failures: once
     stop = threading.Event()
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, lambda *_: stop.set())  # Kubernetes: finish the cycle, then exit

@@ -90,7 +90,7 @@ def run_retrain(
     )
     styles = {"done": "green", "busy": "yellow", "failed": "red"}
     if now is not None:
-        record = sched.run_now(now)
+        record = sched.run_now(now, raise_config_errors=True)  # e.g. an unknown task: one line, exit 2
         console.print(f"[{styles[record.outcome]}]{record.message}[/]", highlight=False)
         return 1 if record.outcome == "failed" else 0
     _stop_on_sigterm(sched.stop)

@@ -3,16 +3,23 @@
 MLflow is imported inside each command so that `cityagent --help` stays fast.
 """
 
+from __future__ import annotations
+
+import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import wraps
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
+from rich import box
 from rich.table import Table
 
 from cityagent.agent.console import console, fail
-from cityagent.errors import CityAgentError
+from cityagent.errors import CityAgentError, ConfigError
+
+if TYPE_CHECKING:  # `cityagent --help` stays fast: no mlflow at import
+    from cityagent.training.registry import Move, VersionRow
 
 models_app = typer.Typer(
     help="The model registry: versions, aliases (champion, challenger), history, rollback.", no_args_is_help=True
@@ -20,6 +27,12 @@ models_app = typer.Typer(
 
 TRACKING = typer.Option(
     None, "--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite under $CITYAGENT_HOME)."
+)
+FORCE = typer.Option(
+    False,
+    "--force",
+    help="Move the alias even when the version expects a different input (node ids, input_len, step, features) "
+    "than the version holding it now; clients that still send the old input will break.",
 )
 
 
@@ -42,8 +55,42 @@ def _guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def _metrics(metrics: dict[str, float]) -> str:
-    return "  ".join(f"{k}={v:.4g}" for k, v in metrics.items()) or "-"
+def _metrics(metrics: dict[str, float], prefix: str = "") -> str:
+    """One ``name=value`` per line (``prefix`` cut from the names), so a narrow column never splits a value."""
+    return "\n".join(f"{k.removeprefix(prefix)}={v:.4g}" for k, v in metrics.items()) or "-"
+
+
+def _table() -> Table:
+    """A table that stays readable in an 80-column terminal or CI log: a header rule, no side borders.
+
+    Every text column folds rather than cuts, so a very long name wraps onto a second line but is never lost.
+    """
+    return Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1, 0, 0))
+
+
+def versions_table(rows: list[VersionRow]) -> Table:
+    """``cityagent models list`` as a table: whole names, aliases and dates, one test metric per line."""
+    table = _table()
+    for header in ("name", "ver", "aliases", "test metrics", "created", "run"):
+        table.add_column(header, overflow="fold", justify="right" if header == "ver" else "left")
+    for r in rows:
+        created = r.created.strftime("%Y-%m-%d\n%H:%M UTC") if r.created else "-"
+        aliases = "\n".join(r.aliases) or "-"
+        table.add_row(r.name, r.version, aliases, _metrics(r.metrics, "test_"), created, (r.run_id or "-")[:8])
+    return table
+
+
+def history_table(moves: list[Move]) -> Table:
+    """``cityagent models history`` as a table: when and who, the move, then why with the metrics at that moment."""
+    table = _table()
+    for header in ("#", "when (UTC), who", "move", "why; metrics then"):
+        table.add_column(header, overflow="fold", justify="right" if header == "#" else "left")
+    for m in moves:
+        when = f"{m.at.replace('+00:00', '').replace('T', chr(10))}\n{m.actor}"
+        move = f"{m.action}\n{m.alias}\nv{m.from_version or '-'} → v{m.to_version}"
+        why = m.reason + ("\n" + "  ".join(f"{k}={v:.4g}" for k, v in m.metrics.items()) if m.metrics else "")
+        table.add_row(str(m.seq), when, move, why)
+    return table
 
 
 @models_app.command("list")
@@ -58,12 +105,7 @@ def list_cmd(
     if not rows:
         console.print("no registered models yet; train and export a run (cityagent export RUN_ID).")
         return
-    table = Table("name", "version", "aliases", "key metrics", "created (UTC)", "run")
-    for r in rows:
-        created = r.created.strftime("%Y-%m-%d %H:%M") if r.created else "-"
-        aliases = ", ".join(r.aliases) or "-"
-        table.add_row(r.name, r.version, aliases, _metrics(r.metrics), created, (r.run_id or "-")[:12])
-    console.print(table)
+    console.print(versions_table(rows))
 
 
 @models_app.command("promote")
@@ -74,12 +116,16 @@ def promote_cmd(
     reason: str = typer.Option(..., "--reason", help="Why; recorded in the history."),
     alias: str = typer.Option("champion", "--alias", help="The alias to move."),
     actor: str = typer.Option(None, "--actor", help="Who (default $USER)."),
+    force: bool = FORCE,
     tracking_uri: str = TRACKING,
 ) -> None:
-    """Point an alias (default champion) at a version and record the move."""
+    """Point an alias (default champion) at a version and record the move.
+
+    Refused if the version expects another input than the alias's current version (see --force).
+    """
     from cityagent.training.registry import promote
 
-    move = promote(name, version, alias, reason=reason, actor=actor, tracking_uri=tracking_uri)
+    move = promote(name, version, alias, reason=reason, actor=actor, force=force, tracking_uri=tracking_uri)
     if move is None:
         console.print(f"{name} v{version} already is {alias}; nothing changed.")
     else:
@@ -93,12 +139,16 @@ def rollback_cmd(
     reason: str = typer.Option("rollback", "--reason", help="Why; recorded in the history."),
     alias: str = typer.Option("champion", "--alias", help="The alias to roll back."),
     actor: str = typer.Option(None, "--actor", help="Who (default $USER)."),
+    force: bool = FORCE,
     tracking_uri: str = TRACKING,
 ) -> None:
-    """Point an alias back at the version that held it before."""
+    """Point an alias back at the version that held it before.
+
+    Refused if that version expects another input than the current one (see --force).
+    """
     from cityagent.training.registry import rollback
 
-    move = rollback(name, alias, reason=reason, actor=actor, tracking_uri=tracking_uri)
+    move = rollback(name, alias, reason=reason, actor=actor, force=force, tracking_uri=tracking_uri)
     console.print(f"[yellow]{name}[/] {alias} rolled back: v{move.from_version} → v{move.to_version}")
 
 
@@ -112,19 +162,7 @@ def history_cmd(name: str = typer.Argument(..., help="Registered model (task).")
     if not moves:
         console.print(f"{name} has no alias moves yet.")
         return
-    table = Table("#", "when (UTC)", "who", "action", "alias", "from → to", "reason", "metrics")
-    for m in moves:
-        table.add_row(
-            str(m.seq),
-            m.at.replace("+00:00", ""),
-            m.actor,
-            m.action,
-            m.alias,
-            f"v{m.from_version or '-'} → v{m.to_version}",
-            m.reason,
-            _metrics(m.metrics),
-        )
-    console.print(table)
+    console.print(history_table(moves))
 
 
 @_guarded
@@ -136,6 +174,8 @@ def export_command(
     tracking_uri: str = TRACKING,
 ) -> None:
     """Export a training run to ONNX (parity-checked), log it into the run, register it as the challenger."""
+    if not (math.isfinite(tolerance) and tolerance >= 0):
+        raise ConfigError(f"--tolerance {tolerance} is not a relative difference; pass a number ≥ 0, e.g. 1e-4.")
     from cityagent.training.export import export_run
 
     result = export_run(run_id, tracking_uri=tracking_uri, register=register, alias=alias, tolerance=tolerance)

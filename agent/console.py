@@ -7,5 +7,5 @@ err_console = Console(stderr=True)
 
 
 def fail(message: str) -> None:
-    """Print a user error on stderr."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    """Print a user error on stderr as one line (the terminal wraps it; a pipe or CI log keeps it whole for grep)."""
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)

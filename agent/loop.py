@@ -24,7 +24,7 @@ from cityagent.agent.drift_watch import DriftWatch, spawn_retrain
 from cityagent.agent.live_error import LiveError, remember, score_pending
 from cityagent.agent.sense import ModelFacts, WindowMissing, sense
 from cityagent.agent.think import ServingClient, VersionMoved
-from cityagent.errors import CityAgentError
+from cityagent.errors import CityAgentError, ConfigError
 from cityagent.home import home_dir
 from cityagent.hub.hub import Hub
 from cityagent.hub.io import read_hub
@@ -64,6 +64,30 @@ class CycleReport:
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
+def parse_at(at: pd.Timestamp | str | None) -> pd.Timestamp | None:
+    """The replay anchor ``--at`` as a timestamp (naive = the hub's timezone); a ConfigError if it is not one."""
+    if at is None or isinstance(at, pd.Timestamp):
+        return at
+    try:
+        anchor = pd.Timestamp(at)
+    except (ValueError, TypeError, OverflowError) as e:
+        raise ConfigError(f"--at {at!r} is not a time; use a hub time such as '2026-03-05 08:00'") from e
+    if pd.isna(anchor):
+        raise ConfigError(f"--at {at!r} is not a time; use a hub time such as '2026-03-05 08:00'")
+    return anchor
+
+
+def parse_interval(interval: str) -> float:
+    """Seconds between cycles from ``--interval`` (or loop.interval); a ConfigError unless a positive duration."""
+    try:
+        seconds = pd.Timedelta(interval).total_seconds()
+    except (ValueError, TypeError, OverflowError) as e:
+        raise ConfigError(f"--interval {interval!r} is not a duration; use e.g. '30s', '5min' or '1h'") from e
+    if not seconds > 0:  # NaT (e.g. 'nat') is not > 0 either
+        raise ConfigError(f"--interval {interval!r} is not a positive duration; use e.g. '30s', '5min' or '1h'")
+    return seconds
+
+
 class Agent:
     """The city agent.
 
@@ -72,8 +96,8 @@ class Agent:
         hub: local hub directory it reads and appends decisions to (default ``cfg.hub``, else $CITYAGENT_HOME/hub).
         client: the serving client (default: from ``cfg``, reporting retries through ``say``).
         drift: the drift watch (default: starts `cityagent retrain --now TASK` when ``loop.retrain_on_drift``).
-        say: where progress lines go (retries, skips).
-        after_model: called after each model's turn, e.g. to print it.
+        say: where progress lines go (retries; skipped and failed turns when there is no ``after_model``).
+        after_model: called after each model's turn, e.g. to print it; it then reports skips and failures itself.
     """
 
     def __init__(
@@ -135,17 +159,17 @@ class Agent:
             skip_seen: leave out models whose window did not move since this agent's last decisions.
         """
         report = CycleReport(datetime.now(UTC))
+        anchor = parse_at(at)
         hub = read_hub(self.hub_dir)
-        anchor = None if at is None else pd.Timestamp(at)
         if anchor is not None and anchor.tzinfo is None:
             anchor = anchor.tz_localize(hub.meta.timezone)
         for domain, name in self.cfg.loop.models.items():
             outcome = self._turn(hub, domain, name, anchor, skip_seen)
             report.outcomes.append(outcome)
-            if outcome.status in ("skipped", "failed"):
-                self.say(f"{name}: {outcome.status}: {outcome.message}")
             if self.after_model:
                 self.after_model(outcome)
+            elif outcome.status in ("skipped", "failed"):
+                self.say(f"{name}: {outcome.status}: {outcome.message}")
         self._learn(hub, report)
         return report
 
@@ -179,7 +203,8 @@ class Agent:
         In the long-running loop a cycle that fails as a whole (e.g. an unreadable hub) is reported and the next
         one runs; with ``once`` the error is raised.
         """
-        period = pd.Timedelta(interval or self.cfg.loop.interval).total_seconds()
+        period = parse_interval(interval or self.cfg.loop.interval)
+        parse_at(at)  # a bad --at fails here, before the first cycle
         stop = stop or threading.Event()
         reports: list[CycleReport] = []
         cycles = 0

@@ -3,7 +3,8 @@
 ``retrain(task)`` trains ``configs/<task>.yaml`` (plus ``retrain.overrides[task]`` of the agent config) on the hub
 as it is now, on Ray unless the config says ``train.workers: 0``; logs the drift reference into the run; exports
 and registers the model as the challenger; scores challenger and champion on the same window (the new task's
-test split, the most recent data) and promotes only when the gate's verdict says so. Otherwise the champion stays
+test split, the most recent data) and promotes only when the gate's verdict says so and the challenger expects the
+same input as the champion (node ids, window, step, features). Otherwise the champion stays
 and the verdict is recorded in the registry history; a retrain that fails leaves the champion untouched too.
 The caller holds the task's lock (``Scheduler.run_now`` does).
 """
@@ -52,7 +53,7 @@ def retrain_config(task: str, cfg: AgentConfig | None = None, overrides: Mapping
     path = CONFIG_DIR / f"{task}.yaml"
     if not path.is_file():
         have = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml") if p.stem in ("traffic", "demand", "risk"))
-        raise ConfigError(f"no training config {path} for task {task!r}; tasks with a config: {', '.join(have)}")
+        raise ConfigError(f"task {task!r} has no training config ({path}); pass one of: {', '.join(have)}")
     dotted: dict[str, Any] = {"task.hub": cfg.hub} if cfg.hub else {}
     dotted |= dict(cfg.retrain.overrides.get(task, {})) | dict(overrides or {})
     return load_config(path, dotted | {"tracking.register_model": False})  # retrain exports and registers itself
@@ -100,6 +101,8 @@ def judge(challenger: Path, name: str, data: TaskData, uri: str, gate_cfg=None):
         ``(verdict, champion version or None, {"challenger": metrics, "champion": metrics})``.
     """
     from cityagent.training.gate import Verdict, evaluate_onnx, gate, load_gate_config
+    from cityagent.training.onnx_meta import read_metadata
+    from cityagent.training.registry.contract import input_differences
 
     gate_cfg = gate_cfg or load_gate_config()
     x, y, mask = gate_window(data)
@@ -109,6 +112,11 @@ def judge(challenger: Path, name: str, data: TaskData, uri: str, gate_cfg=None):
         version, path = _champion(name, uri, Path(tmp))
         if path is None:
             return gate(new, None, gate_cfg), None, scores
+        diffs = input_differences(read_metadata(challenger), read_metadata(path))
+        if diffs:  # e.g. the city gained sensors: serving would hot-swap and every client would break
+            why = f"the challenger expects a different input than champion v{version} ({'; '.join(diffs)})"
+            refused = Verdict(False, [f"{why}; promote it by hand with --force once clients send the new input"])
+            return refused, version, scores
         try:
             old = evaluate_onnx(path, x, y, mask, latency_runs=gate_cfg.latency_runs)
         except Exception as e:  # e.g. the city gained sensors: the champion no longer fits the window

@@ -96,8 +96,14 @@ class Scheduler:
             raise ConfigError(f"no schedule for task {task!r}; scheduled tasks: {', '.join(self.schedules) or 'none'}")
         return croniter(self.schedules[task], after.astimezone(self.tz)).get_next(datetime)
 
-    def run_now(self, task: str) -> RunRecord:
-        """Run ``job(task)`` once under the task's lock; busy and failed runs are reported, not raised."""
+    def run_now(self, task: str, *, raise_config_errors: bool = False) -> RunRecord:
+        """Run ``job(task)`` once under the task's lock; busy and failed runs are reported, not raised.
+
+        Args:
+            task: the task to run.
+            raise_config_errors: raise a ConfigError (an unknown task, a bad config: running again cannot help)
+                instead of reporting it, for a run a user asked for on the command line.
+        """
         started = self.now()
         try:
             with task_lock(task, self.lock_url):
@@ -107,6 +113,10 @@ class Scheduler:
                 outcome: Literal["done", "busy", "failed"] = "done"
         except TaskBusy as e:
             outcome, message = "busy", str(e)
+        except ConfigError as e:  # the user's to fix: one line, no traceback
+            if raise_config_errors:
+                raise
+            outcome, message = "failed", f"task {task} failed: {e}"
         except Exception as e:  # a failed retrain must not stop the next one
             log.exception("task %s failed", task)
             outcome, message = "failed", f"task {task} failed: {type(e).__name__}: {e}"

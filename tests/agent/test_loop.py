@@ -2,6 +2,7 @@
 a server restart ridden out with backoff, live error from actuals, drift that starts one retrain per period."""
 
 import json
+import re
 import shutil
 import threading
 from datetime import UTC, datetime, timedelta
@@ -20,6 +21,7 @@ from cityagent.agent.drift_watch import DriftWatch, reference_path
 from cityagent.agent.loop import Agent
 from cityagent.agent.sense import ModelFacts, WindowMissing, sense, steps_at
 from cityagent.agent.think import Backoff, Forecast, ServingClient
+from cityagent.errors import ConfigError
 from cityagent.hub import Hub, read_hub, write_hub
 from cityagent.hub.synth import SynthParams, synthesize
 from cityagent.hub.tensor import to_tensor
@@ -236,6 +238,34 @@ def test_cli_agent_run_once_prints_the_decisions(hub_dir, start_server, peak, tm
     server.stop()
     down = CliRunner().invoke(app, args, terminal_width=200)
     assert down.exit_code == 1 and "traffic-synthetic: failed" in down.output
+
+
+def test_cli_agent_run_prints_each_failed_or_skipped_model_once(hub_dir, start_server, peak, tmp_path):
+    server = start_server()
+    quick = tmp_path / "agent.yaml"
+    quick.write_text("loop: {retries: 1, backoff_s: 0.05}\n")
+    server.stop()
+    args = ["agent", "run", "--once", "--config", str(quick), "--hub", str(hub_dir), "--server", server.address]
+    down = CliRunner().invoke(app, [*args, "--no-retrain", "--at", str(peak.tz_localize(None))], terminal_width=200)
+    assert down.exit_code == 1
+    assert [down.output.count(f"{m}: failed") for m in MODELS] == [1, 1, 1], down.output
+
+
+@pytest.mark.parametrize(
+    "option, match",
+    [
+        (["--at", "garbage"], r"--at 'garbage' is not a time; use a hub time such as '2026-03-05 08:00'"),
+        (["--interval", "abc"], r"--interval 'abc' is not a duration; use e\.g\. '30s', '5min' or '1h'"),
+        (["--interval", "-5min"], r"--interval '-5min' is not a positive duration"),
+    ],
+)
+def test_cli_agent_run_refuses_a_bad_time_or_interval_before_starting(tmp_path, option, match):
+    quick = tmp_path / "agent.yaml"
+    quick.write_text("loop: {retries: 1}\n")
+    args = ["agent", "run", "--once", "-c", str(quick), "--no-retrain", "--hub", str(tmp_path / "no-hub"), *option]
+    result = CliRunner().invoke(app, args)
+    assert isinstance(result.exception, ConfigError), result.output
+    assert re.search(match, str(result.exception)) and "agent: hub" not in result.output  # nothing started
 
 
 def facts_of(path, name: str) -> ModelFacts:

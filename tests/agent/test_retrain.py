@@ -13,6 +13,7 @@ from cityagent.agent.live_error import agent_dir
 from cityagent.agent.lock import task_lock
 from cityagent.agent.retrain import retrain
 from cityagent.agent.schedule import Scheduler
+from cityagent.hub import Hub, read_hub, write_hub
 from cityagent.hub.synth import SynthParams, synthesize
 from cityagent.training.export import ExportError
 from cityagent.training.registry import get_client, history, list_versions, rollback
@@ -102,13 +103,33 @@ def test_a_failed_retrain_leaves_the_champion_untouched(city, monkeypatch):
     assert champion("traffic-fail") == "1" and len(list_versions("traffic-fail")) == 1
 
 
-def test_a_champion_that_no_longer_fits_the_window_is_kept(city):
+def test_a_challenger_expecting_another_input_is_refused_and_the_champion_kept(city):
     cfg = agent_cfg(city, "shape")
     retrain("traffic", cfg, overrides=baseline("ha"))
     params = QUICK["task.params"] | {"input_len": 4}  # the new task's windows are shorter than the champion's
     result = retrain("traffic", cfg, overrides=baseline("last_value") | {"task.params": params})
-    assert not result.promoted and "cannot be scored on the new window" in result.reasons[0]
+    assert not result.promoted and result.reasons == [
+        "the challenger expects a different input than champion v1 (input_len 4 instead of 6); promote it by hand "
+        "with --force once clients send the new input"
+    ]
     assert champion("traffic-shape") == "1"
+    last = history("traffic-shape")[-1]
+    assert (last.action, last.to_version) == ("refuse", "2") and "input_len 4 instead of 6" in last.reason
+
+
+def test_a_better_challenger_for_other_sensors_is_refused_not_hot_swapped_onto_clients(city, tmp_path):
+    retrain("traffic", agent_cfg(city, "renamed"), overrides=baseline("ha"))
+    hub = read_hub(city)  # the same city with every sensor renamed: same shapes, so both models score on one window
+    ids = {s: "x" + s[1:] for s in hub.table("sensors")["sensor_id"]}
+    tables = dict(hub.tables)
+    for table, columns in (("traffic", ["sensor_id"]), ("sensors", ["sensor_id"]), ("edges", ["src", "dst"])):
+        tables[table] = tables[table].assign(**{c: tables[table][c].replace(ids) for c in columns})
+    renamed = write_hub(Hub(tables, hub.meta), tmp_path / "hub")
+
+    result = retrain("traffic", agent_cfg(renamed, "renamed"), overrides=baseline("last_value"))  # beats ha
+    assert not result.promoted and champion("traffic-renamed") == "1"
+    assert result.reasons[0].startswith("the challenger expects a different input than champion v1 (nodes: 6 added")
+    assert history("traffic-renamed")[-1].action == "refuse"
 
 
 def test_cli_retrain_now_runs_under_the_task_lock(city, tmp_path):

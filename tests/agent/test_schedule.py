@@ -1,5 +1,8 @@
 """The retrain scheduler: cron times in the city's timezone, one runner per task, failures and busy runs reported."""
 
+import os
+import subprocess
+import sys
 import time
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -137,3 +140,27 @@ def test_the_shipped_agent_config_loads():
         load_agent_config(overrides={"mqtt": {"batch": 0}})
     with pytest.raises(ConfigError, match=r"drift\.window.*not a positive duration"):
         load_agent_config(overrides={"drift": {"window": "soon"}})
+
+
+def test_retrain_now_with_an_unknown_task_is_one_line_and_exit_2(tmp_path):
+    config = tmp_path / "agent.yaml"
+    config.write_text("retrain:\n  timezone: UTC\n")
+    env = os.environ | {"CITYAGENT_HOME": str(tmp_path / "home")}
+    cmd = [sys.executable, "-m", "cityagent.agent.cli", "retrain", "--now", "nosuch", "-c", str(config)]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and done.stdout == "", done.stdout + done.stderr
+    [line] = done.stderr.strip().splitlines()
+    assert (
+        line.startswith("error: task 'nosuch' has no training config") and "pass one of: demand, risk, traffic" in line
+    )
+    assert not (tmp_path / "home" / "schedule" / "nosuch.json").exists()
+
+
+def test_a_config_error_in_a_scheduled_run_is_reported_without_stopping_the_loop():
+    def job(task: str) -> None:
+        raise ConfigError(f"task {task!r} has no training config")
+
+    record = Scheduler({}, job).run_now("nosuch")
+    assert record.outcome == "failed" and record.message == "task nosuch failed: task 'nosuch' has no training config"
+    with pytest.raises(ConfigError, match="no training config"):
+        Scheduler({}, job).run_now("nosuch", raise_config_errors=True)

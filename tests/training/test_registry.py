@@ -1,17 +1,22 @@
 """Registry flows on the local sqlite store: promote, rollback, an append-only history, errors that change
-nothing, and the `cityagent models` CLI."""
+nothing, promotions that would change the served input refused, and the `cityagent models` CLI."""
+
+from datetime import UTC, datetime
 
 import pytest
 from mlflow.exceptions import MlflowException
+from rich.console import Console
 from typer import Typer
 from typer.testing import CliRunner
 
-from cityagent.agent.cli_models import export_command, models_app
-from cityagent.errors import CityAgentError
+from cityagent.agent.cli_models import export_command, history_table, models_app, versions_table
+from cityagent.errors import CityAgentError, ConfigError
+from cityagent.training.export import export_run
+from cityagent.training.registry import Move, VersionRow, history, list_versions, promote, rollback
 from cityagent.training.registry import aliases as aliases_mod
-from cityagent.training.registry import history, list_versions, promote, rollback
+from cityagent.training.registry.contract import input_differences
 from cityagent.training.registry.history import TAG_PREFIX
-from tests.training.export_factories import sqlite_store
+from tests.training.export_factories import log_training_run, sqlite_store, tiny_bundle
 
 
 @pytest.fixture(scope="module")
@@ -135,7 +140,7 @@ def test_cli_list_promote_rollback_history(store):
     assert runner.invoke(models_app, ["promote", "cli-model", v2, "--reason", "better", *uri]).exit_code == 0
     assert runner.invoke(models_app, ["rollback", "cli-model", "--reason", "regression", *uri]).exit_code == 0
     listed = runner.invoke(models_app, ["list", "cli-model", *uri])
-    assert listed.exit_code == 0 and "champion" in listed.output and "test_mae=4" in listed.output
+    assert listed.exit_code == 0 and "champion" in listed.output and "mae=4" in listed.output
     hist = runner.invoke(models_app, ["history", "cli-model", *uri])
     assert hist.exit_code == 0 and all(w in hist.output for w in ("baseline", "better", "regression"))
 
@@ -150,3 +155,95 @@ def test_export_command_fails_cleanly_on_an_unknown_run(store):
     app.command("export")(export_command)
     res = CliRunner().invoke(app, ["0123456789abcdef0123456789abcdef", "--tracking-uri", store.uri])
     assert res.exit_code == 2 and "no run" in res.output
+
+
+def export_version(store, task: str, **meta) -> str:
+    """A real exported version of ``task`` (a tiny GRU as ONNX) whose metadata is changed by ``meta``."""
+    bundle = tiny_bundle("gru", task=task)
+    bundle.meta |= meta
+    run_id = log_training_run(store.client, store.experiment_id, bundle, store.root)
+    return export_run(run_id, tracking_uri=store.uri, alias=None).version
+
+
+def test_a_version_expecting_another_input_is_not_promoted_over_the_champion_unless_forced(store):
+    same = {"nodes": [f"s{i}" for i in range(4)]}
+    v1 = export_version(store, "traffic-contract")  # nodes s0..s3, the calendar features
+    v2 = export_version(store, "traffic-contract", **same)  # the same input: promotes freely
+    v3 = export_version(store, "traffic-contract", nodes=["s0", "s1", "s7", "s8"])  # two sensors replaced
+    v4 = export_version(store, "traffic-contract", feature_names=["speed", "flow", *[f"c{i}" for i in range(7)]])
+    assert promote("traffic-contract", v1, reason="first champion", tracking_uri=store.uri).from_version is None
+    assert promote("traffic-contract", v2, reason="same input", tracking_uri=store.uri).to_version == v2
+
+    before = snapshot(store)
+    with pytest.raises(
+        CityAgentError,
+        match=r"v3 expects a different input than champion v2 \(nodes: "
+        r"2 added \(s7, s8\), 2 removed \(s2, s3\)\).*--force",
+    ):
+        promote("traffic-contract", v3, reason="new sensors", tracking_uri=store.uri)
+    with pytest.raises(CityAgentError, match=r"feature_names: 8 added \(flow, c0, c1, …\)"):
+        promote("traffic-contract", v4, reason="new features", tracking_uri=store.uri)
+    res = CliRunner().invoke(
+        models_app, ["promote", "traffic-contract", v3, "--reason", "x", "--tracking-uri", store.uri]
+    )
+    assert res.exit_code == 2 and "expects a different input" in res.output
+    assert snapshot(store) == before
+
+    forced = ["promote", "traffic-contract", v3, "--reason", "clients moved", "--force", "--tracking-uri", store.uri]
+    assert CliRunner().invoke(models_app, forced).exit_code == 0
+    assert store.client.get_registered_model("traffic-contract").aliases == {"champion": int(v3)}
+    before = snapshot(store)
+    with pytest.raises(CityAgentError, match="v2 expects a different input than champion v3"):
+        rollback("traffic-contract", reason="back", tracking_uri=store.uri)  # the rollback would break clients too
+    assert snapshot(store) == before
+    assert rollback("traffic-contract", reason="back", force=True, tracking_uri=store.uri).to_version == v2
+
+
+def test_input_differences_name_what_changed():
+    old = {"nodes": [f"s{i}" for i in range(16)], "input_len": 12, "step": "5min", "feature_names": ["speed"]}
+    grown = old | {"nodes": [f"s{i}" for i in range(64)], "input_len": 6}
+    want = ["nodes 64 instead of 16: 48 added (s16, s17, s18, …)", "input_len 6 instead of 12"]
+    assert input_differences(grown, old) == want
+    assert input_differences(old | {"nodes": old["nodes"][::-1]}, old) == ["nodes: the same entries in another order"]
+    assert input_differences(old, old) == [] and input_differences({"nodes": ["a"]}, {"step": "1h"}) == []
+
+
+def test_the_version_tables_keep_names_aliases_dates_and_metrics_whole_at_80_columns():
+    metrics = {"test_mae": 2.34567, "test_rmse": 3.1234, "test_mape": 0.123456, "test_coverage_90": 0.9012}
+    created = datetime(2026, 12, 1, 10, 30, tzinfo=UTC)
+    rows = [
+        VersionRow("traffic-synthetic", "13", ["challenger", "champion"], metrics, created, "0123456789abcdef"),
+        VersionRow("demand-synthetic", "2", [], {}, created, None),
+    ]
+    console = Console(width=80, record=True)
+    console.print(versions_table(rows))
+    text = console.export_text()
+    assert max(len(line) for line in text.splitlines()) <= 80
+    for word in ("traffic-synthetic", "demand-synthetic", "challenger", "champion", "2026-12-01", "10:30"):
+        assert word in text
+    assert all(w in text for w in ("mae=2.346", "rmse=3.123", "mape=0.1235", "coverage_90=0.9012", "01234567"))
+
+    reason = "gate on the newest 2048 test windows: p50 latency 0.1 ms within 50 ms; no champion yet"
+    moves = [
+        Move(1, "2026-12-01T10:30:00+00:00", "cityagent-retrain", "promote", "champion", None, "1", reason, metrics),
+        Move(2, "2026-12-02T08:05:09+00:00", "alice", "rollback", "challenger", "12", "13", "drifts", {"mae": 2.3}),
+    ]
+    console = Console(width=80, record=True)
+    console.print(history_table(moves))
+    text = console.export_text()
+    assert max(len(line) for line in text.splitlines()) <= 80
+    for word in ("2026-12-01", "10:30:00", "2026-12-02", "08:05:09", "cityagent-retrain", "champion", "challenger"):
+        assert word in text
+    assert all(w in text for w in ("v- → v1", "v12 → v13", "test_mae=2.346", "test_coverage_90=0.9012", "mae=2.3"))
+    assert "no champion yet" in text and "rollback" in text
+
+
+def test_export_command_refuses_a_negative_or_infinite_tolerance(store):
+    app = Typer()
+    app.command("export")(export_command)
+    for tolerance in ("-1", "inf", "nan"):
+        args = ["0123456789abcdef0123456789abcdef", "--tolerance", tolerance, "--no-register"]
+        res = CliRunner().invoke(app, [*args, "--tracking-uri", store.uri])
+        assert res.exit_code == 2 and "--tolerance" in res.output and "≥ 0" in res.output, res.output
+        assert "no run" not in res.output  # refused before MLflow is asked anything
+    assert issubclass(ConfigError, CityAgentError)

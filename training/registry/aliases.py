@@ -1,7 +1,9 @@
 """Alias moves: promote a version, roll an alias back, and record every move in the history.
 
 Every check runs before the first write, and a failed history write puts the alias back, so an error
-leaves the registry exactly as it was.
+leaves the registry exactly as it was. A promotion or rollback to a version that expects a different input than
+the alias's current holder (other node ids, window, step or features) is refused unless forced: servers hot-swap
+to the alias, and every client would break.
 """
 
 import getpass
@@ -13,6 +15,7 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from cityagent.errors import CityAgentError
+from cityagent.training.registry.contract import check_same_input
 from cityagent.training.registry.history import Move, alias_stack, append_move, check_size, next_seq, read_moves
 from cityagent.training.registry.store import get_client, get_model_version, get_registered_model, is_not_found
 from cityagent.training.registry.versions import version_metrics
@@ -72,6 +75,7 @@ def set_alias(
     reason: str,
     actor: str | None = None,
     action: str = "promote",
+    force: bool = False,
     tracking_uri: str | None = None,
 ) -> Move | None:
     """Point ``alias`` of ``name`` at ``version`` and append the move to the history.
@@ -83,6 +87,8 @@ def set_alias(
         reason: why, recorded in the history.
         actor: who; default $USER.
         action: the kind of move recorded (``promote``, ``export``).
+        force: move even when ``version`` expects a different input than the current holder. An ``export``
+            (a fresh challenger, which may well be trained on a grown city) is never checked.
         tracking_uri: MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite under CITYAGENT_HOME).
 
     Returns:
@@ -95,6 +101,8 @@ def set_alias(
     to_version, from_version = str(mv.version), current_holder(client, name, alias)
     if from_version == to_version:
         return None
+    if from_version is not None and not force and action != "export":
+        check_same_input(client, name, alias, from_version, to_version)
     move = Move(
         seq=next_seq(client, name),
         at=datetime.now(UTC).isoformat(timespec="seconds"),
@@ -117,10 +125,17 @@ def promote(
     *,
     reason: str,
     actor: str | None = None,
+    force: bool = False,
     tracking_uri: str | None = None,
 ) -> Move | None:
-    """Make ``version`` the ``alias`` (default champion) of ``name``; see ``set_alias``."""
-    return set_alias(name, version, alias, reason=reason, actor=actor, action="promote", tracking_uri=tracking_uri)
+    """Make ``version`` the ``alias`` (default champion) of ``name``; see ``set_alias``.
+
+    Raises:
+        CityAgentError: ``version`` expects a different input than the current holder, and not ``force``.
+    """
+    return set_alias(
+        name, version, alias, reason=reason, actor=actor, action="promote", force=force, tracking_uri=tracking_uri
+    )
 
 
 def rollback(
@@ -129,6 +144,7 @@ def rollback(
     *,
     reason: str = "rollback",
     actor: str | None = None,
+    force: bool = False,
     tracking_uri: str | None = None,
 ) -> Move:
     """Point ``alias`` back at the version that held it before the current one (skipping deleted versions).
@@ -138,6 +154,7 @@ def rollback(
         alias: the alias to roll back (default champion).
         reason: why, recorded in the history.
         actor: who; default $USER.
+        force: roll back even when the earlier version expects a different input than the current one.
         tracking_uri: MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite under CITYAGENT_HOME).
     """
     check_alias(alias)
@@ -164,6 +181,8 @@ def rollback(
             f"model {name!r} has no earlier {alias} than version {current} in its history; "
             f"promote a specific version instead (cityagent models promote {name} VERSION --reason ...)."
         )
+    if not force:
+        check_same_input(client, name, alias, current, str(target.version))
     move = Move(
         seq=next_seq(client, name),
         at=datetime.now(UTC).isoformat(timespec="seconds"),

@@ -1,0 +1,101 @@
+"""The input a registered version expects (node ids, window length, step, features), read from its ONNX metadata.
+
+A server that serves ``champion`` hot-swaps to whatever the alias points at, so moving an alias to a version that
+expects a different input breaks every client at once; ``check_same_input`` refuses such a move unless forced.
+"""
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+from cityagent.errors import CityAgentError
+from cityagent.training.onnx_meta import read_metadata
+
+INPUT_KEYS = ("nodes", "input_len", "step", "feature_names", "input_names")  # what a client sends depends on
+SHOWN = 3  # ids named per difference
+
+
+def _onnx_file(root: Path) -> Path | None:
+    """The .onnx file of a downloaded MLflow model: the one MLmodel's onnx flavour names, else the only one."""
+    mlmodel = root / "MLmodel"
+    if mlmodel.is_file():
+        data = ((yaml.safe_load(mlmodel.read_text()) or {}).get("flavors", {}).get("onnx") or {}).get("data")
+        if data and (root / data).is_file():
+            return root / data
+    found = sorted(root.rglob("*.onnx"))
+    return found[0] if len(found) == 1 else None
+
+
+def version_input(client: MlflowClient, name: str, version: str) -> dict[str, Any] | None:
+    """The INPUT_KEYS of version ``version`` of ``name``; None when it holds no ONNX model with cityagent metadata.
+
+    Versions registered by hand from other artifacts (or whose artifacts are gone) have no contract to compare.
+    """
+    import mlflow
+
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            location = client.get_model_version_download_uri(name, version)
+            local = Path(
+                mlflow.artifacts.download_artifacts(
+                    artifact_uri=location, dst_path=tmp, tracking_uri=client.tracking_uri
+                )
+            )
+        except (MlflowException, OSError):
+            return None
+        path = local if local.suffix == ".onnx" else _onnx_file(local) if local.is_dir() else None
+        if path is None:
+            return None
+        try:
+            meta = read_metadata(path)
+        except Exception:  # not an ONNX file, or metadata that is not JSON: not a cityagent export
+            return None
+    facts = {k: meta[k] for k in INPUT_KEYS if k in meta}
+    return facts or None
+
+
+def _ids(values: list) -> str:
+    shown = ", ".join(str(v) for v in values[:SHOWN])
+    return shown + (", …" if len(values) > SHOWN else "")
+
+
+def _list_difference(key: str, new: list, old: list) -> str:
+    """E.g. ``nodes 64 instead of 16: 48 added (s16, s17, s18, …)`` or ``nodes: same ids in another order``."""
+    added, removed = [v for v in new if v not in old], [v for v in old if v not in new]
+    parts = [f"{len(added)} added ({_ids(added)})"] if added else []
+    parts += [f"{len(removed)} removed ({_ids(removed)})"] if removed else []
+    count = f"{key} {len(new)} instead of {len(old)}" if len(new) != len(old) else key
+    return f"{count}: {', '.join(parts) or 'the same entries in another order'}"
+
+
+def input_differences(new: dict[str, Any], old: dict[str, Any]) -> list[str]:
+    """How the input ``new`` expects differs from ``old``'s, one phrase per key present in both; [] if the same."""
+    out = []
+    for key in INPUT_KEYS:
+        if key not in new or key not in old or new[key] == old[key]:
+            continue
+        a, b = new[key], old[key]
+        out.append(
+            _list_difference(key, a, b) if isinstance(a, list) and isinstance(b, list) else f"{key} {a} instead of {b}"
+        )
+    return out
+
+
+def check_same_input(client: MlflowClient, name: str, alias: str, holder: str, version: str) -> None:
+    """Raise when version ``version`` expects a different input than ``holder``, the version holding ``alias`` now.
+
+    Versions without cityagent ONNX metadata are not compared.
+    """
+    new, old = version_input(client, name, version), version_input(client, name, holder)
+    if new is None or old is None:
+        return
+    diffs = input_differences(new, old)
+    if diffs:
+        raise CityAgentError(
+            f"{name} v{version} expects a different input than {alias} v{holder} ({'; '.join(diffs)}), so every "
+            f"client of {alias} would break; move it only once they send the new input, with --force (force=True)."
+        )
