@@ -109,3 +109,22 @@ def test_a_boolean_where_a_number_belongs_is_refused():
     with pytest.raises(ConfigError, match=r"train\.max_epochs.*not the boolean true"):
         load_config(None, ["train.max_epochs=true"])
     assert load_config(None, ["train.refit=true"]).train.refit is True
+
+
+@pytest.mark.postgres
+def test_a_sql_hub_written_with_a_prefix_is_read_with_it(tiny_hub, pg_url, sql_prefix):
+    import sqlalchemy as sa
+
+    from cityagent.hub.schema import TABLES
+
+    write_hub(read_hub(tiny_hub), pg_url, prefix=sql_prefix)
+    try:
+        params = {"input_len": 6, "horizon": 3}
+        task, fp = load_task(TaskConfig(hub=pg_url, hub_prefix=sql_prefix, params=params))
+        files, _ = load_task(TaskConfig(hub=str(tiny_hub), params=params))
+        assert task.nodes == files.nodes and len(task.test) == len(files.test) > 0 and fp.source == pg_url
+    finally:
+        engine = sa.create_engine(pg_url.replace("postgresql://", "postgresql+psycopg://"))
+        with engine.begin() as conn:
+            for name in [*TABLES, "hub_meta"]:
+                conn.execute(sa.text(f'DROP TABLE IF EXISTS "{sql_prefix}{name}"'))
