@@ -44,8 +44,9 @@ def run_config(domain: str, config: Path | None, overrides: list[str], command: 
     overrides, whose task must be ``domain``; a config written for another domain is refused, not relabelled."""
     from cityagent.training.config import load_config, read_yaml_tree
 
-    path = config or default_config(domain)
-    default_config(domain)  # an unknown domain fails here, listing the valid ones
+    path = config or default_config(domain)  # default_config refuses an unknown domain, listing the valid ones
+    if config is not None:
+        default_config(domain)
     cfg = load_config(path, overrides)
     stated = read_yaml_tree(path).get("task", {}).get("domain")
     said = any(o.split("=", 1)[0].strip() == "task.domain" for o in overrides)

@@ -58,11 +58,8 @@ def check_buildable(task: TaskData, model: ModelConfig, quantiles: Sequence[floa
     params = build_params(task, model, quantiles)
     try:
         build_model(model.name, **params)
-    except ConfigError:
-        raise
     except (TypeError, ValueError, RuntimeError, OverflowError) as e:  # a constructor choking on a value
-        own = {k: v for k, v in model.params.items()}
         raise ConfigError(
-            f"model {model.name!r} cannot be built from model.params {own}: {e}; check each value's type and range "
-            "(docs/configuration.md lists them)"
+            f"model {model.name!r} cannot be built from model.params {dict(model.params)}: {e}; check each value's "
+            "type and range (docs/configuration.md lists them)"
         ) from e
