@@ -34,6 +34,13 @@ app.command("retrain")(make_retrain_command(retrain_job))
 app.command()(demo)
 
 
+def _is_mlflow_error(e: Exception) -> bool:
+    """An error MLflow raised (a server that answers /health but refuses the API, a broken store): mlflow is only
+    imported by the commands that use it, so it is looked up, not imported, here."""
+    exceptions = sys.modules.get("mlflow.exceptions")
+    return exceptions is not None and isinstance(e, exceptions.MlflowException)
+
+
 def main() -> None:
     """Console entry point: user errors print one clear line and exit 2, never a traceback."""
     # the commands narrate their own progress; MLflow's bar for each small artifact it fetches is noise here
@@ -42,6 +49,18 @@ def main() -> None:
         app()
     except CityAgentError as e:
         fail(str(e))
+        sys.exit(2)
+    except Exception as e:
+        if not _is_mlflow_error(e):
+            raise
+        where = os.environ.get("MLFLOW_TRACKING_URI") or "the local MLflow store"
+        why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        hint = (
+            "; add this client's host with its port (e.g. 'name:*') to the server's --allowed-hosts"
+            if "Invalid Host header" in why
+            else ""
+        )
+        fail(f"MLflow ({where}) refused the request: {why}{hint}")
         sys.exit(2)
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]")

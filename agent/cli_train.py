@@ -7,7 +7,6 @@ import typer
 
 from cityagent.agent.console import console
 from cityagent.errors import ConfigError
-from cityagent.hub.io import is_sql_url
 
 if TYPE_CHECKING:
     from cityagent.training.config import RunConfig
@@ -27,9 +26,8 @@ def _overrides(
     hub: str | None, workers: int | None, address: str | None, rest: list[str], prefix: str | None = None
 ) -> list[str]:
     out = []
-    if hub is not None:  # logged with the run: absolute, so `evaluate` finds the same hub from any directory
-        local = "://" not in hub and not is_sql_url(hub)
-        out.append(f"task.hub={Path(hub).expanduser().resolve() if local else hub}")
+    if hub is not None:  # TaskConfig makes a local path absolute
+        out.append(f"task.hub={hub}")
     if prefix is not None:
         out.append(f"task.hub_prefix={prefix}")
     if workers is not None:

@@ -4,6 +4,7 @@ Synthesise a small city → train traffic, demand and risk on one local Ray → 
 the gate → serve the champions over gRPC → run one agent cycle → show the decisions and where to look next.
 """
 
+import json
 import logging
 import os
 import time
@@ -40,6 +41,26 @@ def _quiet(ray: bool) -> None:
     for name in ("lightning", "lightning.pytorch", "lightning.fabric", "mlflow", "alembic", "ray"):
         logging.getLogger(name).setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", module=r"(lightning|torch|mlflow|ray)\b")
+
+
+def check_replaceable(hub_dir: Path) -> None:
+    """Refuse to synthesise over a hub the synthesiser did not write (an imported city, a team's or a listener's
+    hub at ``$CITYAGENT_HOME/hub``): the demo replaces its hub, and this one would be lost."""
+    manifest = hub_dir / "hub.json"
+    if not manifest.is_file():
+        if hub_dir.is_dir() and any(hub_dir.iterdir()):
+            raise HubError(f"{hub_dir} holds files but no hub.json; the demo would replace them: pass --out NEW_DIR")
+        return
+    try:
+        meta = json.loads(manifest.read_text())
+    except ValueError:
+        meta = {}
+    source = str(meta.get("source", ""))
+    if not source.startswith("cityagent synth"):
+        raise HubError(
+            f"{hub_dir} holds the hub {meta.get('name', '?')!r} ({source or 'no source'}), not a synthetic city; the "
+            "demo would replace it: pass --out NEW_DIR, or set CITYAGENT_HOME to a fresh directory"
+        )
 
 
 def _step(n: int, text: str, t0: float) -> None:
@@ -81,9 +102,14 @@ def run_demo(
     t0 = time.perf_counter()
     _quiet(ray=workers > 0)
     hub_dir = Path(out) if out else home_dir() / "hub"
-    uri = tracking_uri()
+    check_replaceable(hub_dir)
+    team = os.environ.get("MLFLOW_TRACKING_URI")
+    # the demo's own store under the home, even where a team server is set: it registers and promotes models
+    uri = tracking_uri(f"sqlite:///{home_dir() / 'mlflow.db'}")
     os.environ["MLFLOW_TRACKING_URI"] = uri  # one store for training, the registry and the server's model loads
     console.rule("[bold]cityagent demo[/]")
+    if team and team != uri:
+        console.print(f"    [dim]MLFLOW_TRACKING_URI={team} is left alone: the demo tracks into {uri}[/]")
 
     _step(1, f"synthesising a city: {sensors} road sensors, {zones} zones, {days} days of 5-minute data", t0)
     synthesize(hub_dir, sensors=sensors, zones=zones, days=days, seed=seed, progress=False)

@@ -43,6 +43,14 @@ class TaskConfig(Strict):
     protocol: str = Field("strict", description="windowing preset: strict, tgcn, uctb, gsnet, eastnet")
     params: dict[str, Any] = Field(default_factory=dict, description="protocol parameters (input_len, horizon, ...)")
 
+    @field_validator("hub")
+    @classmethod
+    def _absolute(cls, hub: str | None) -> str | None:
+        # logged with the run: a relative path would name another hub (or none) when evaluated from elsewhere
+        if hub is None or "://" in hub:  # URIs and SQL URLs stay as given
+            return hub
+        return str(Path(hub).expanduser().resolve())
+
 
 class ModelConfig(Strict):
     """Which model: a registry name and its hyperparameters."""

@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 from cityagent.agent.cli import app
 from cityagent.agent.cli_train import CONFIG_DIR, _overrides, run_config
 from cityagent.errors import ConfigError
+from cityagent.training.config import load_config
 
 
 def test_a_config_of_another_domain_is_refused_not_relabelled():
@@ -29,14 +30,12 @@ def test_a_config_silent_on_the_domain_takes_the_one_asked_for(tmp_path):
 
 def test_a_relative_hub_is_logged_absolute_and_urls_stay_as_given(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    assert _overrides("city", None, None, []) == [f"task.hub={tmp_path / 'city'}"]
+    assert run_config("traffic", None, _overrides("city", None, None, [])).task.hub == str(tmp_path / "city")
+    assert load_config(None, {"task.hub": "city"}).task.hub == str(tmp_path / "city")  # the Python route too
     url = "postgresql://postgres@127.0.0.1:5432/test"
-    assert _overrides(url, 0, None, ["a=1"], prefix="city_") == [
-        f"task.hub={url}",
-        "task.hub_prefix=city_",
-        "train.workers=0",
-        "a=1",
-    ]
+    cfg = run_config("traffic", None, _overrides(url, 0, None, [], prefix="city_"))
+    assert (cfg.task.hub, cfg.task.hub_prefix, cfg.train.workers) == (url, "city_", 0)
+    assert load_config(None, {"task.hub": "memory://hub"}).task.hub == "memory://hub"
 
 
 @pytest.mark.parametrize("samples", ["0", "-1"])

@@ -41,3 +41,25 @@ def test_full_demo_on_local_ray(monkeypatch, tmp_path):
     output = run_demo_cli(monkeypatch, tmp_path)
     check_outcome(output)
     assert "one local Ray, 2 workers each" in output
+
+
+def test_demo_refuses_to_replace_a_hub_it_did_not_synthesise(tmp_path):
+    from cityagent.hub.synth import synthesize
+
+    imported = synthesize(tmp_path / "city", sensors=4, zones=4, days=1, progress=False)
+    manifest = imported / "hub.json"
+    manifest.write_text(manifest.read_text().replace('"cityagent synth seed=0"', '"tgcn-csv import"'))
+    before = manifest.read_text()
+    result = CliRunner().invoke(app, ["demo", "--out", str(imported), "--workers", "0"])
+    assert result.exit_code != 0 and "not a synthetic city; the demo would replace it" in str(result.exception)
+    assert manifest.read_text() == before  # untouched
+
+
+def test_demo_tracks_into_its_own_home_not_a_configured_team_store(monkeypatch, tmp_path):
+    team = tmp_path / "team.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{team}")
+    result = CliRunner().invoke(app, ["demo", "--workers", "0", "--epochs", "1", "--sensors", "8", "--zones", "4"])
+    assert result.exit_code == 0, result.output
+    assert not team.exists()  # nothing registered or promoted in the team's registry
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{home_dir() / 'mlflow.db'}")
+    check_outcome(" ".join(result.output.split()))
