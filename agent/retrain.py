@@ -55,6 +55,14 @@ def retrain_config(task: str, cfg: AgentConfig | None = None, overrides: Mapping
         have = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml") if p.stem in ("traffic", "demand", "risk"))
         raise ConfigError(f"task {task!r} has no training config ({path}); pass one of: {', '.join(have)}")
     dotted: dict[str, Any] = {"task.hub": cfg.hub} if cfg.hub else {}
+    served = cfg.loop.models.get(task)
+    if served:  # the retrain registers <task>-<dataset>: the name the loop asks for, so a promotion reaches it
+        if not served.startswith(f"{task}-") or len(served) == len(task) + 1:
+            raise ConfigError(
+                f"loop.models.{task} is {served!r}, but a retrain registers '{task}-<task.dataset>': name the served "
+                f"model '{task}-<dataset>' (e.g. '{task}-synthetic') so retrained versions reach the loop"
+            )
+        dotted["task.dataset"] = served[len(task) + 1 :]
     dotted |= dict(cfg.retrain.overrides.get(task, {})) | dict(overrides or {})
     return load_config(path, dotted | {"tracking.register_model": False})  # retrain exports and registers itself
 

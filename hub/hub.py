@@ -11,6 +11,9 @@ from cityagent.hub.schema import TABLES
 MANIFEST = "hub.json"
 
 
+SYNTH_SOURCE = "cityagent synth"  # how the synthesiser signs its hubs (hub.json "source")
+
+
 @dataclass
 class HubMeta:
     """What a hub is: a name, its regular time step, its timezone and where it came from.
@@ -35,6 +38,11 @@ class HubMeta:
             return pd.Timedelta(pd.tseries.frequencies.to_offset(self.step))
         except ValueError as e:
             raise HubError(f"hub.json step {self.step!r} is not a pandas offset; use e.g. '5min' or '1h'") from e
+
+    @property
+    def synthetic(self) -> bool:
+        """Written by the synthesiser (``cityagent hub synth``): the one hub that trains as dataset ``synthetic``."""
+        return self.source.startswith(SYNTH_SOURCE)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

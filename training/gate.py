@@ -13,7 +13,7 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from cityagent.errors import ConfigError
+from cityagent.errors import CityAgentError, ConfigError
 from cityagent.training.onnx_eval import Evaluation, evaluate_onnx
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "gate.yaml"
@@ -111,8 +111,30 @@ def gate_models(
     mask: np.ndarray | None = None,
     cfg: GateConfig | None = None,
 ) -> tuple[Verdict, Evaluation, Evaluation | None]:
-    """Score both ONNX files on the same window (x, y, mask) and gate; see ``evaluate_onnx`` for shapes."""
+    """Score both ONNX files on the same window (x, y, mask) and gate; see ``evaluate_onnx`` for shapes.
+
+    Raises:
+        CityAgentError: the two expect different inputs (node ids, window, step, features): one window cannot
+            score both fairly, and promoting the challenger would break the champion's clients.
+    """
     cfg = cfg or load_gate_config()
+    if champion_path:
+        check_comparable(challenger_path, champion_path)
     new = evaluate_onnx(challenger_path, x, y, mask, latency_runs=cfg.latency_runs)
     old = evaluate_onnx(champion_path, x, y, mask, latency_runs=cfg.latency_runs) if champion_path else None
     return gate(new, old, cfg), new, old
+
+
+def check_comparable(challenger_path: str | Path, champion_path: str | Path) -> None:
+    """Raise when the two ONNX files expect different inputs, as their cityagent metadata records them."""
+    from cityagent.training.registry.contract import input_differences, onnx_input
+
+    new, old = onnx_input(challenger_path), onnx_input(champion_path)
+    diffs = input_differences(new, old) if new and old else []
+    if diffs:
+        raise CityAgentError(
+            f"the challenger {challenger_path} expects a different input than the champion {champion_path} "
+            f"({'; '.join(diffs)}): one window cannot score both, and promoting it would break the champion's "
+            "clients; train the challenger on the champion's task, or replace the champion by hand (models promote "
+            "--force)"
+        )

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from cityagent.errors import CityAgentError
+from cityagent.training.metrics import point_metrics
 from cityagent.training.onnx_meta import INPUT_NAME, read_metadata
 from cityagent.training.parity import ort_session
 
@@ -16,7 +17,7 @@ class Evaluation:
     """How a model did.
 
     Args:
-        metrics: ``mae``, ``rmse`` (target units) and ``mape`` (%, over targets with |y| > 1e-6).
+        metrics: ``mae``, ``rmse`` (target units) and ``mape`` (%, over non-zero targets, as in training).
         latency_ms: median wall time of one batch-1 call, milliseconds (ONNX Runtime, 1 thread).
         size_mb: model file size, MiB.
     """
@@ -39,10 +40,7 @@ def error_metrics(pred: np.ndarray, y: np.ndarray, mask: np.ndarray | None = Non
     keep = np.isfinite(y) & (np.broadcast_to(np.asarray(mask, dtype=bool), y.shape) if mask is not None else True)
     if not keep.any():
         raise CityAgentError("the evaluation window has no finite, unmasked targets; pick another window.")
-    err = (pred.astype(np.float64) - y)[keep]
-    nz = keep & (np.abs(y) > 1e-6)
-    mape = float(np.mean(np.abs((pred[nz] - y[nz]) / y[nz])) * 100) if nz.any() else float("nan")
-    return {"mae": float(np.mean(np.abs(err))), "rmse": float(np.sqrt(np.mean(err**2))), "mape": mape}
+    return point_metrics(y, pred, keep)  # training's own definitions: the gate and the run's test metrics agree
 
 
 def evaluate_onnx(

@@ -2,6 +2,7 @@
 
 import hashlib
 import logging
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -68,7 +69,7 @@ def resolve_hub(cfg: TaskConfig) -> tuple[Hub, str]:
     ``task.hub`` that names nothing is an error, so a mistyped path never trains on a made-up city.
     """
     datasets = _known_datasets()
-    if cfg.dataset in datasets and cfg.dataset != "synthetic":
+    if cfg.dataset in datasets and cfg.dataset != "synthetic" and not cfg.hub:  # a hub named outright wins
         from cityagent.hub.importers.datasets import import_known
 
         return import_known(cfg.dataset), f"dataset:{cfg.dataset}"
@@ -95,8 +96,25 @@ def resolve_hub(cfg: TaskConfig) -> tuple[Hub, str]:
             "URL: drop the prefix, or point task.hub at the database"
         )
     hub = read_hub(location, prefix=cfg.hub_prefix)
+    check_named(cfg, hub, location)
     check_valid(hub, location)
     return hub, str(location)
+
+
+def check_named(cfg: TaskConfig, hub: Hub, location: str) -> None:
+    """Refuse to train another city as ``synthetic``: the model would be registered (and served, and replace the
+    champion) as ``<domain>-synthetic``, beside the synthetic city's models, with nothing saying which city it learnt.
+    """
+    if cfg.dataset != "synthetic" or hub.meta.synthetic:
+        return
+    name = re.sub(r"[^a-z0-9-]+", "-", hub.meta.name.lower()).strip("-") or "city"
+    suggestion = name if name != "synthetic" else "my-city"
+    raise ConfigError(
+        f"the hub {location} holds {hub.meta.name!r} ({hub.meta.source or 'no source recorded'}), not the synthetic "
+        f"city, but task.dataset is 'synthetic': its models would be registered as "
+        f"'{task_name(cfg)}'; name this city with task.dataset={suggestion} (registered as "
+        f"'{cfg.domain}-{suggestion}')"
+    )
 
 
 def check_valid(hub: Hub, location: str) -> None:

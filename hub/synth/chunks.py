@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from cityagent.hub.hub import HubMeta
+from cityagent.hub.hub import SYNTH_SOURCE, HubMeta
 from cityagent.hub.synth.city import City, build_city
 from cityagent.hub.synth.demand import demand_day
 from cityagent.hub.synth.params import TIMEZONE, SynthSpec
@@ -58,7 +58,7 @@ def hub_meta(spec: SynthSpec, city: City) -> HubMeta:
         name="synthetic",
         step=spec.step,
         timezone=TIMEZONE,
-        source=f"cityagent synth seed={spec.seed}",
+        source=f"{SYNTH_SOURCE} seed={spec.seed}",
         extra={"grid": [city.zones.rows, city.zones.cols], "generator": spec.describe()},
     )
 

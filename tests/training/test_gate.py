@@ -98,3 +98,12 @@ def test_gate_models_scores_both_on_the_same_window(tmp_path):
     assert verdict.promote and new.metrics["mae"] < 1e-3 < old.metrics["mae"]
     assert not gate_models(bad_path, good_path, x, y, cfg=cfg)[0].promote
     assert gate_models(good_path, None, x, y, cfg=cfg)[0].promote
+
+
+def test_gate_models_refuses_a_challenger_for_other_sensors(tmp_path):
+    champion, other = tiny_bundle("gru", seed=1), tiny_bundle("gru", seed=2)
+    other.meta["nodes"] = [f"r{i}" for i in range(len(other.meta["nodes"]))]  # same count, other roads
+    x, y = real_windows(s=4)
+    old, new = export_bundle(champion, tmp_path / "champion.onnx"), export_bundle(other, tmp_path / "other.onnx")
+    with pytest.raises(CityAgentError, match=r"expects a different input than the champion .*nodes: .* added \(r0"):
+        gate_models(new, old, x, y, cfg=GateConfig(max_latency_ms=1000.0, latency_runs=1))

@@ -25,6 +25,15 @@ def test_masked_point_metrics_by_hand():
     assert np.isnan(masked_mae(y, pred, np.zeros_like(mask)))
 
 
+def test_mape_leaves_out_zeros_that_went_through_float_rounding():
+    # SZ-taxi's CSV holds speeds of 2.4e-17: dividing by them made MAPE ~3e15 %
+    y = np.array([50.0, 2.37e-17, 25.0, 0.0]).reshape(1, 1, 4)
+    pred = np.array([45.0, 3.0, 30.0, 1.0]).reshape(1, 1, 4)
+    assert masked_mape(y, pred) == pytest.approx((0.1 + 0.2) / 2 * 100)
+    assert masked_mape(y * 1e-12, pred * 1e-12) == pytest.approx((0.1 + 0.2) / 2 * 100)  # relative, not absolute
+    assert np.isnan(masked_mape(np.zeros((1, 1, 3)), np.ones((1, 1, 3))))
+
+
 def test_per_horizon_rows():
     y = np.zeros((2, 3, 1))
     pred = np.arange(3, dtype=float)[None, :, None].repeat(2, axis=0)  # error h at step h

@@ -78,6 +78,30 @@ def copy_of(hub: Path, dest: Path) -> Path:
     return dest
 
 
+def renamed(hub: Path, dest: Path, name: str, source: str) -> Path:
+    """A copy of ``hub`` whose manifest says it is another city, as an importer would write it."""
+    city = read_hub(hub)
+    city.meta.name, city.meta.source = name, source
+    return write_hub(city, dest)
+
+
+def test_another_city_is_not_trained_and_registered_as_synthetic(tiny_hub, tmp_path):
+    city = renamed(tiny_hub, tmp_path / "pc", "Pengcheng Roads", "tgcn-csv import of roads.csv")
+    quick = {"input_len": 6, "horizon": 3}
+    with pytest.raises(
+        ConfigError, match=r"holds 'Pengcheng Roads'.*registered as 'traffic-synthetic'.*task\.dataset=pengcheng-roads"
+    ):
+        load_task(TaskConfig(hub=str(city), params=quick))
+    _, fp = load_task(TaskConfig(hub=str(city), dataset="pengcheng-roads", params=quick))
+    assert fp.source == str(city) and task_name(TaskConfig(dataset="pengcheng-roads")) == "traffic-pengcheng-roads"
+
+
+def test_a_hub_named_outright_wins_over_a_known_datasets_importer(tiny_hub, tmp_path):
+    city = renamed(tiny_hub, tmp_path / "sz", "sz-taxi", "a re-import")
+    task, fp = load_task(TaskConfig(hub=str(city), dataset="sz-taxi", params={"input_len": 6, "horizon": 3}))
+    assert fp.source == str(city) and len(task.nodes) == 6  # the hub's 6 sensors, not SZ-taxi's 156 roads
+
+
 def test_a_hub_that_breaks_the_contracts_is_refused_with_the_validators_words(tiny_hub, tmp_path):
     bad = copy_of(tiny_hub, tmp_path / "bad")
     traffic = bad / "traffic"

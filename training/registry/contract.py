@@ -48,14 +48,16 @@ def version_input(client: MlflowClient, name: str, version: str) -> dict[str, An
         except (MlflowException, OSError):
             return None
         path = local if local.suffix == ".onnx" else _onnx_file(local) if local.is_dir() else None
-        if path is None:
-            return None
-        try:
-            meta = read_metadata(path)
-        except Exception:  # not an ONNX file, or metadata that is not JSON: not a cityagent export
-            return None
-    facts = {k: meta[k] for k in INPUT_KEYS if k in meta}
-    return facts or None
+        return onnx_input(path) if path is not None else None
+
+
+def onnx_input(path: str | Path) -> dict[str, Any] | None:
+    """The INPUT_KEYS an ONNX file's cityagent metadata records; None for a file without it."""
+    try:
+        meta = read_metadata(path)
+    except Exception:  # not an ONNX file, or metadata that is not JSON: not a cityagent export
+        return None
+    return {k: meta[k] for k in INPUT_KEYS if k in meta} or None
 
 
 def _ids(values: list) -> str:
