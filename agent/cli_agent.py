@@ -51,11 +51,12 @@ def print_cycle(report: CycleReport) -> None:
         mae = "no actuals" if e.mae is None else f"MAE {e.mae:.3g} over {e.n} targets"
         span = f"{e.first_target[:16].replace('T', ' ')}–{e.last_target[11:16]}"  # local wall time, as recorded
         console.print(f"  live error of {e.model} v{e.version} forecast for {span}: {mae}", highlight=False)
-    for model, drift in report.drift.items():
+    for model, drift in report.drift.items():  # one line each, whole in a pipe or log, for grep
         if drift.drifted:
-            console.print(f"  [yellow]drift[/] {model}: {'; '.join(drift.reasons + drift.notes)}", highlight=False)
+            why = "; ".join(drift.reasons + drift.notes)
+            console.print(f"  [yellow]drift[/] {model}: {why}", highlight=False, soft_wrap=True)
     for note in report.notes:
-        console.print(f"  [dim]{note}[/]", highlight=False)
+        console.print(f"  [dim]{note}[/]", highlight=False, soft_wrap=True)
 
 
 @agent_app.command("run")
@@ -67,7 +68,9 @@ def run(
         None, "--hub", help="Local hub directory (default: the config's hub, else $CITYAGENT_HOME/hub)."
     ),
     server: str = typer.Option(None, "--server", help="host:port of `cityagent serve` (default: serving.address)."),
-    at: str = typer.Option(None, "--at", help="Replay: anchor every window at this hub time, e.g. '2026-03-05 08:00'."),
+    at: str = typer.Option(
+        None, "--at", help="Replay: anchor every window at this step of the hub, e.g. '2026-03-05 08:00'."
+    ),
     no_retrain: bool = typer.Option(False, "--no-retrain", help="Report drift but never start a retrain."),
 ) -> None:
     """Sense the hub, ask the served models, write decisions to the hub, learn from actuals; every interval."""

@@ -23,6 +23,7 @@ from cityagent.agent.drift_hub import hub_values, recent_start
 from cityagent.agent.live_error import agent_dir, recent_mae
 from cityagent.agent.schedule import last_run
 from cityagent.agent.sense import ModelFacts, split_features
+from cityagent.errors import CityAgentError
 from cityagent.hub.hub import Hub
 
 log = logging.getLogger(__name__)
@@ -95,8 +96,37 @@ class DriftWatch:
 
     def last_retrain(self, task: str) -> datetime | None:
         """The later of the task's last finished retrain and the last retrain drift started."""
-        times = [t for t in (last_run(task), self._triggers().get(task)) if t is not None]
-        return max(datetime.fromisoformat(t) if isinstance(t, str) else t for t in times) if times else None
+        last = self._last(task)
+        return last[0] if last else None
+
+    def _last(self, task: str) -> tuple[datetime, str] | None:
+        """``(when, what)`` of the task's latest retrain: one drift started, or one that finished."""
+        found = {"finished": last_run(task), "started by drift": self._triggers().get(task)}
+        times = [(datetime.fromisoformat(t) if isinstance(t, str) else t, what) for what, t in found.items() if t]
+        return max(times) if times else None
+
+    def _retrain(self, task: str, report: DriftReport) -> None:
+        """Start a retrain of ``task`` for a drifted ``report``, or note in it why none starts."""
+        if self.trigger is None:
+            report.notes.append(f"no retrain of {task}: loop.retrain_on_drift is off (or --no-retrain)")
+            return
+        now, period = self._now(), self.cfg.retrain.min_period
+        last = self._last(task)
+        if last is not None and not should_retrain(report, last[0], period, now):
+            when, what = last
+            until = when + self.cfg.retrain.min_period_delta
+            report.notes.append(
+                f"retrain of {task} held until {until.astimezone(UTC):%Y-%m-%d %H:%M} UTC: its last retrain "
+                f"({what}) was at {when.astimezone(UTC):%Y-%m-%d %H:%M} UTC and retrain.min_period is {period}"
+            )
+            return
+        try:
+            self.trigger(task)
+        except (OSError, CityAgentError) as e:  # e.g. no such executable: say so, try again next cycle
+            report.notes.append(f"retrain of {task} could not start: {e}")
+            return
+        self._file.write_text(json.dumps(self._triggers() | {task: now.isoformat()}))
+        report.notes.append(f"retrain of {task} started")
 
     def check(self, hub: Hub, facts: ModelFacts) -> DriftReport | None:
         """Drift of ``facts``' model on the hub's recent window (and its live MAE); None without a reference."""
@@ -109,11 +139,7 @@ class DriftWatch:
         since = recent_start(hub, facts.table, self.cfg.drift.window)  # hub time, so replays work too
         values, nodes = hub_values(hub, facts.table, channels, start=since)
         live = recent_mae(facts.name, facts.version, since)
-        now = self._now()
         report = drift_report(reference, values, live, self.cfg.drift, nodes=nodes)
-        task, period = facts.domain, self.cfg.retrain.min_period
-        if self.trigger is not None and should_retrain(report, self.last_retrain(task), period, now):
-            self._file.write_text(json.dumps(self._triggers() | {task: now.isoformat()}))
-            self.trigger(task)
-            report.notes.append(f"retrain of {task} started")
+        if report.drifted:
+            self._retrain(facts.domain, report)
         return report

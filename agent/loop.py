@@ -21,6 +21,7 @@ from cityagent.agent.act import append_decisions, decide
 from cityagent.agent.agent_config import AgentConfig
 from cityagent.agent.drift import DriftReport
 from cityagent.agent.drift_watch import DriftWatch, spawn_retrain
+from cityagent.agent.grid import OffGrid, on_grid
 from cityagent.agent.live_error import LiveError, remember, score_pending
 from cityagent.agent.sense import ModelFacts, WindowMissing, sense
 from cityagent.agent.think import ServingClient, VersionMoved
@@ -155,14 +156,15 @@ class Agent:
         """One sense → think → act → learn pass over every configured model.
 
         Args:
-            at: anchor every window at this time (a replay); default each model's newest data.
+            at: anchor every window at this time (a replay; a step of the hub's grid, naive = the hub's timezone);
+                default each model's newest data.
             skip_seen: leave out models whose window did not move since this agent's last decisions.
         """
         report = CycleReport(datetime.now(UTC))
         anchor = parse_at(at)
         hub = read_hub(self.hub_dir)
-        if anchor is not None and anchor.tzinfo is None:
-            anchor = anchor.tz_localize(hub.meta.timezone)
+        if anchor is not None:  # before any model is asked: a time between steps would find no readings at all
+            anchor = on_grid(hub, anchor, "--at")
         for domain, name in self.cfg.loop.models.items():
             outcome = self._turn(hub, domain, name, anchor, skip_seen)
             report.outcomes.append(outcome)
@@ -201,7 +203,7 @@ class Agent:
         """Cycle until ``stop`` is set (or once, or ``max_cycles`` times), ``interval`` apart (default loop.interval).
 
         In the long-running loop a cycle that fails as a whole (e.g. an unreadable hub) is reported and the next
-        one runs; with ``once`` the error is raised.
+        one runs; with ``once``, or for an ``at`` off the hub's grid, the error is raised.
         """
         period = parse_interval(interval or self.cfg.loop.interval)
         parse_at(at)  # a bad --at fails here, before the first cycle
@@ -215,6 +217,8 @@ class Agent:
                     reports.append(self.cycle(at=at, skip_seen=bool(reports)))
                     if on_cycle:
                         on_cycle(reports[-1])
+                except OffGrid:
+                    raise  # a replay time between steps stays between them: no cycle can succeed
                 except CityAgentError as e:
                     if once:
                         raise

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from cityagent.agent.grid import on_grid
 from cityagent.errors import CityAgentError, ConfigError, HubError
 from cityagent.hub.hub import Hub
 from cityagent.hub.protocols.common import slots_per_day, with_calendar
@@ -113,15 +114,16 @@ def split_features(feature_names: list[str]) -> tuple[list[str], list[str]]:
 
 
 def steps_at(hub: Hub, anchor: pd.Timestamp, offsets: tuple[int, ...]) -> pd.DatetimeIndex:
-    """The hub-grid times ``anchor + offset`` steps (operating-hour hubs skip the night, as training did)."""
+    """The hub-grid times ``anchor + offset`` steps (operating-hour hubs skip the night, as training did).
+
+    Raises:
+        OffGrid: ``anchor`` is not a step of the hub's grid (the message names the nearest two).
+    """
+    anchor = on_grid(hub, anchor)
     reach = max(abs(min(offsets)), abs(max(offsets)))
     days = pd.Timedelta(days=math.ceil(reach / slots_per_day(hub.meta)) + 1)
     grid = time_grid(hub.meta, anchor - days, anchor + days)
-    try:
-        pos = grid.get_loc(anchor)
-    except KeyError:
-        raise HubError(f"{anchor} is not a step of the hub's {hub.meta.step} grid; pick a time on the grid") from None
-    return grid[pos + np.asarray(offsets)]
+    return grid[grid.get_loc(anchor) + np.asarray(offsets)]
 
 
 def latest_step(hub: Hub, facts: ModelFacts) -> pd.Timestamp:
@@ -162,6 +164,7 @@ def sense(hub: Hub, facts: ModelFacts, at: pd.Timestamp | str | None = None) -> 
 
     Raises:
         WindowMissing: a reading of the window is missing (the message says how many, which nodes and when).
+        OffGrid: ``at`` is not a step of the hub's grid (the message names the nearest two).
         ConfigError: the model was trained on another step or on features the agent cannot rebuild.
     """
     if pd.Timedelta(pd.tseries.frequencies.to_offset(facts.step)) != hub.meta.step_delta:
@@ -170,8 +173,7 @@ def sense(hub: Hub, facts: ModelFacts, at: pd.Timestamp | str | None = None) -> 
     if at is None:
         anchor = latest_step(hub, facts)
     else:
-        anchor = pd.Timestamp(at)
-        anchor = anchor.tz_localize(hub.meta.timezone) if anchor.tzinfo is None else anchor
+        anchor = on_grid(hub, pd.Timestamp(at))
     inputs = steps_at(hub, anchor, facts.input_offsets)
     values = readings(hub, facts.table, facts.nodes, columns, inputs)  # [T_in, N, C]
     gaps = np.isnan(values)

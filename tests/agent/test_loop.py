@@ -18,7 +18,9 @@ from cityagent.agent.cli import app
 from cityagent.agent.drift import reference_from, save_reference
 from cityagent.agent.drift_hub import hub_values, recent_start
 from cityagent.agent.drift_watch import DriftWatch, reference_path
+from cityagent.agent.grid import OffGrid
 from cityagent.agent.loop import Agent
+from cityagent.agent.schedule import Scheduler
 from cityagent.agent.sense import ModelFacts, WindowMissing, sense, steps_at
 from cityagent.agent.think import Backoff, Forecast, ServingClient
 from cityagent.errors import ConfigError
@@ -32,6 +34,7 @@ from tests.agent.agent_factories import export_baselines
 
 MODELS = ["traffic-synthetic", "demand-synthetic", "risk-synthetic"]
 CHANNELS = {"traffic": ["speed"], "demand": ["count", "supply"], "incidents": ["severity"]}
+FIVE = pd.Timedelta("5min")  # the synthetic city's step
 
 
 @pytest.fixture(scope="module")
@@ -193,13 +196,17 @@ def test_live_error_is_recorded_when_actuals_arrive_and_unchanged_windows_are_no
     assert len(read_hub(hub_dir).table("decisions")) == len(reports[0].decisions)
 
 
-def test_drift_on_a_shifted_hub_starts_one_retrain_per_period(hub_dir, start_server):
+def close_a_road(hub_dir) -> None:
+    """A road closure: the whole last day of traffic 40 % slower, so the traffic model's inputs drift."""
     hub = read_hub(hub_dir)
     traffic = hub.table("traffic").copy()
     tail = traffic["ts"] >= recent_start(hub, "traffic", "1d")
-    traffic.loc[tail, "speed"] *= 0.6  # a road closure: the whole last day 40 % slower
+    traffic.loc[tail, "speed"] *= 0.6
     write_hub(Hub({**hub.tables, "traffic": traffic}, hub.meta), hub_dir)
 
+
+def test_drift_on_a_shifted_hub_starts_one_retrain_per_period(hub_dir, start_server):
+    close_a_road(hub_dir)
     server = start_server()
     cfg = config(hub_dir, server.address)
     started: list[str] = []
@@ -208,11 +215,65 @@ def test_drift_on_a_shifted_hub_starts_one_retrain_per_period(hub_dir, start_ser
     first = agent.cycle()
     assert first.drift["traffic-synthetic"].drifted and not first.drift["demand-synthetic"].drifted
     assert started == ["traffic"] and "retrain of traffic started" in first.drift["traffic-synthetic"].notes
-    agent.cycle()  # still drifted, but within retrain.min_period (1 d) of the retrain it started
+    clock[0] += timedelta(hours=5)
+    held = agent.cycle()  # still drifted, but within retrain.min_period (1 d) of the retrain it started: says so
     assert started == ["traffic"]
+    assert (
+        "retrain of traffic held until 2026-03-11 00:00 UTC: its last retrain (started by drift) was at "
+        "2026-03-10 00:00 UTC and retrain.min_period is 1d"
+    ) in held.drift["traffic-synthetic"].notes
     clock[0] += timedelta(days=1, minutes=1)
     agent.cycle()
     assert started == ["traffic", "traffic"]
+
+
+def test_drift_held_by_a_retrain_that_finished_on_schedule_names_it(hub_dir, start_server):
+    close_a_road(hub_dir)
+    finished = datetime(2026, 3, 10, 3, 0, tzinfo=UTC)
+    Scheduler({"traffic": "0 3 * * *"}, lambda task: None, now=lambda: finished).run_now("traffic")
+    server = start_server()
+    overrides = {"hub": str(hub_dir), "serving": {"address": server.address}, "retrain": {"min_period": "12h"}}
+    cfg = load_agent_config(overrides=overrides | {"loop": {"retrain_on_drift": False, "retries": 1}})
+    started: list[str] = []
+    watch = DriftWatch(cfg, started.append, now=lambda: finished + timedelta(hours=2))
+    report = Agent(cfg, drift=watch).cycle()
+    assert started == []
+    assert (
+        "retrain of traffic held until 2026-03-10 15:00 UTC: its last retrain (finished) was at "
+        "2026-03-10 03:00 UTC and retrain.min_period is 12h"
+    ) in report.drift["traffic-synthetic"].notes
+
+
+def test_drift_says_why_no_retrain_starts_when_retrains_are_off_or_cannot_start(hub_dir, start_server):
+    close_a_road(hub_dir)
+    server = start_server()
+    cfg = config(hub_dir, server.address)  # loop.retrain_on_drift: false
+    report = Agent(cfg).cycle()
+    notes = report.drift["traffic-synthetic"].notes
+    assert "no retrain of traffic: loop.retrain_on_drift is off (or --no-retrain)" in notes
+
+    def broken(task: str) -> None:
+        raise FileNotFoundError(2, "No such file or directory", "python")
+
+    watch = DriftWatch(cfg, broken)
+    failed = Agent(cfg, drift=watch).cycle()
+    assert any(
+        n.startswith("retrain of traffic could not start: ") and "No such file" in n
+        for n in failed.drift["traffic-synthetic"].notes
+    )
+    assert watch.last_retrain("traffic") is None  # not held back by a retrain that never started
+
+
+def test_cli_agent_run_prints_why_drift_started_no_retrain(hub_dir, start_server, tmp_path):
+    close_a_road(hub_dir)
+    server = start_server()
+    quick = tmp_path / "agent.yaml"
+    quick.write_text("loop: {retries: 1, backoff_s: 0.05}\n")
+    args = ["agent", "run", "--once", "--config", str(quick), "--hub", str(hub_dir), "--server", server.address]
+    result = CliRunner().invoke(app, [*args, "--no-retrain"], terminal_width=400)
+    assert result.exit_code == 0, result.output
+    line = next(line for line in result.output.splitlines() if "drift traffic-synthetic" in line)
+    assert line.endswith("no retrain of traffic: loop.retrain_on_drift is off (or --no-retrain)")
 
 
 def test_no_drift_on_the_unshifted_hub(hub_dir, start_server):
@@ -249,6 +310,32 @@ def test_cli_agent_run_prints_each_failed_or_skipped_model_once(hub_dir, start_s
     down = CliRunner().invoke(app, [*args, "--no-retrain", "--at", str(peak.tz_localize(None))], terminal_width=200)
     assert down.exit_code == 1
     assert [down.output.count(f"{m}: failed") for m in MODELS] == [1, 1, 1], down.output
+
+
+def test_a_replay_time_between_steps_is_refused_before_any_model_is_asked(hub_dir, start_server, peak):
+    server = start_server()
+    agent = Agent(config(hub_dir, server.address))
+    off = peak + pd.Timedelta("2min")
+    want = f"--at {off.isoformat()} is not on the hub's 5-minute grid: use {peak:%H:%M} or {peak + FIVE:%H:%M}"
+    with pytest.raises(OffGrid) as e:
+        agent.cycle(at=off)
+    assert str(e.value) == want
+    assert not read_hub(hub_dir).has("decisions")
+    with pytest.raises(OffGrid):  # the long-running loop stops too: waiting never puts the time on the grid
+        agent.run(at=str(off.tz_localize(None)), interval="1ms", max_cycles=3)
+
+
+def test_cli_agent_run_refuses_a_replay_time_between_steps(hub_dir, start_server, peak, tmp_path):
+    server = start_server()
+    quick = tmp_path / "agent.yaml"
+    quick.write_text("loop: {retries: 1, backoff_s: 0.05}\n")
+    off = (peak + pd.Timedelta("7min")).tz_localize(None)
+    args = ["agent", "run", "--once", "-c", str(quick), "--hub", str(hub_dir), "--server", server.address]
+    result = CliRunner().invoke(app, [*args, "--no-retrain", "--at", str(off)], terminal_width=200)
+    assert isinstance(result.exception, OffGrid), result.output
+    near = f"use {peak + FIVE:%H:%M} or {peak + 2 * FIVE:%H:%M}"
+    assert str(result.exception).endswith(f"is not on the hub's 5-minute grid: {near}")
+    assert "lacks" not in result.output and "skipped" not in result.output
 
 
 @pytest.mark.parametrize(
