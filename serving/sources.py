@@ -63,6 +63,12 @@ class RegistrySource:
             return spec.ref
         from mlflow.exceptions import MlflowException
 
+        # a poll during an outage would sit in MlflowClient's retries for minutes, and pick the alias up late after
+        why = unreachable(self._registry_uri, timeout_s=3.0)
+        if why is not None:
+            raise ModelLoadError(
+                f"{spec}: the registry {self._registry_uri} is not reachable ({why}); the served version stays"
+            )
         try:
             return str(self.client.get_model_version_by_alias(spec.name, spec.ref).version)
         except MlflowException as e:

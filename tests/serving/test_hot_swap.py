@@ -187,3 +187,29 @@ def test_an_alias_move_to_an_incompatible_version_is_refused(start_server, mlflo
     assert 'metadata \'nodes\' ["s0", "s1", "s2"] -> ["s0", "s1", "s9"]' in caplog.text
     with tc.InferenceServerClient(server.address) as client:
         assert client.infer(NAME, [triton_input(om.window())]).get_response().model_version == "1"
+
+
+def test_a_registry_poll_during_an_outage_returns_at_once_and_keeps_the_served_version():
+    """MlflowClient retries a refused connection for minutes: a poll then held up the alias pickup after the outage."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from cityagent.serving.sources import RegistrySource
+    from cityagent.serving.spec import ModelSpec
+
+    class Health(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    registry = ThreadingHTTPServer(("127.0.0.1", 0), Health)
+    threading.Thread(target=registry.serve_forever, daemon=True).start()
+    source = RegistrySource(f"http://127.0.0.1:{registry.server_address[1]}")  # up when the server starts
+    registry.shutdown()
+    registry.server_close()  # ... and down at the next poll
+    t0 = time.monotonic()
+    with pytest.raises(ModelLoadError, match=r"models:/m@champion: the registry .* is not reachable .*served version"):
+        source.current(ModelSpec("registry", "m", "champion", by_alias=True))
+    assert time.monotonic() - t0 < 10
