@@ -1,5 +1,6 @@
 """`cityagent train | evaluate | tune`: learn models from the hub, on Ray or in-process."""
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -13,6 +14,16 @@ if TYPE_CHECKING:
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 DOMAINS = ("traffic", "demand", "risk")
+# Read by Ray and MLflow when imported, and inherited by Ray's workers: their INFO lines ("Started a local Ray
+# instance", "Creating initial MLflow database tables") are not the user's business; warnings still show. A value
+# the user exported wins.
+QUIET_ENV = {"RAY_LOGGER_LEVEL": "warning", "MLFLOW_LOGGING_LEVEL": "WARNING"}
+
+
+def quiet_libraries() -> None:
+    """Ray and MLflow at warning level for this command (call before either is imported)."""
+    for key, value in QUIET_ENV.items():
+        os.environ.setdefault(key, value)
 
 
 def default_config(domain: str) -> Path:
@@ -72,23 +83,26 @@ def train(
     workers: int = typer.Option(None, help="Ray Train workers; 0 trains in-process."),
     address: str = typer.Option(None, help="Ray cluster address (default: $RAY_ADDRESS or a local Ray)."),
 ) -> None:
-    """Train, evaluate and track one model; prints the metrics and the MLflow run id."""
+    """Train, evaluate and track one model; prints the headline test metrics and the MLflow run id."""
+    quiet_libraries()
+    from cityagent.agent.cli_metrics import print_run_metrics
     from cityagent.training.fit import fit
 
     cfg = run_config(domain, config, _overrides(hub, workers, address, overrides or [], prefix))
     result = fit(cfg)
     console.print(f"[green]trained[/] {cfg.model.name} on {cfg.task.dataset}: run {result.run_id}")
-    for key, value in sorted(result.metrics.items()):
-        console.print(f"  {key:>28} {value:.4f}")
+    print_run_metrics(result.metrics, result.run_id, result.bundle_path)
 
 
 def evaluate(run_id: str = typer.Argument(..., help="An MLflow run id from `cityagent train`.")) -> None:
-    """Re-evaluate a trained run on its task's test split."""
+    """Re-evaluate a trained run on its task's test split; prints every horizon step."""
+    quiet_libraries()
+    from cityagent.agent.cli_metrics import print_metrics
     from cityagent.training.evaluate import evaluate_run
 
     metrics = evaluate_run(run_id)
-    for key, value in sorted(metrics.items()):
-        console.print(f"  {key:>28} {value:.4f}")
+    console.print(f"[green]evaluated[/] run {run_id} on its task's test split", soft_wrap=True)
+    print_metrics(metrics, every_horizon=True)
 
 
 def tune(
@@ -108,17 +122,23 @@ def tune(
 ) -> None:
     """Search hyperparameters with Ray Tune (ASHA early stopping; tree models: one fit per trial); logs every
     trial, prints the best one."""
+    quiet_libraries()
+    from cityagent.agent.cli_metrics import print_run_metrics
     from cityagent.training.tune import tune as run_tune
 
     cfg = run_config(domain, config, _overrides(hub, workers, address, overrides or [], prefix), "tune")
+    console.print(f"tuning {cfg.model.name} on {cfg.task.dataset}: {samples} trial(s)", highlight=False)
     best = run_tune(cfg, samples=samples)
     console.print(
         f"[green]best of {best.info['trials']} trials[/] {cfg.model.name} on {cfg.task.dataset}: run {best.run_id} "
-        f"(sweep {best.info['parent_run_id']})"
+        f"(sweep {best.info['parent_run_id']})",
+        soft_wrap=True,
     )
-    for key, value in sorted(best.info["best_config"].items()):
-        console.print(f"  {key:>28} {value:.4g}" if isinstance(value, float) else f"  {key:>28} {value}")
-    for key, value in sorted(best.metrics.items()):
-        console.print(f"  {key:>28} {value:.4f}")
+    # as overrides, to train with them again: cityagent train DOMAIN train.lr=0.0003937 ...
+    chosen = " ".join(
+        f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(best.info["best_config"].items())
+    )
+    console.print(f"  settings: {chosen}", highlight=False, soft_wrap=True)
+    print_run_metrics(best.metrics, best.run_id, best.bundle_path)
     if best.info.get("export"):
-        console.print(f"  {'export':>28} {best.info['export']}")
+        console.print(f"  export {best.info['export']}", highlight=False, soft_wrap=True)

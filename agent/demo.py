@@ -30,15 +30,23 @@ class DemoResult:
     seconds: float
 
 
+# Ray's notice that a cluster it starts uses token authentication: the demo's Ray is its own, local and short-lived
+RAY_TOKEN_NOTICE = "ray._private.authentication.authentication_token_setup"
+
+
 def _quiet(ray: bool) -> None:
-    """Progress is narrated here; library chatter (Lightning tips, MLflow migrations, progress bars) is not."""
+    """Progress is narrated here; library chatter (Lightning's device banner and tips, MLflow migrations, Ray's start
+    lines, progress bars) is not."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    import mlflow  # noqa: F401  (configures its loggers on import: quieten them after that)
+    os.environ.setdefault("RAY_LOGGER_LEVEL", "error")  # read when Ray is imported; Ray workers inherit it
+    # each configures its loggers on import (Lightning sets its level to INFO): quieten them after that
+    import lightning.pytorch  # noqa: F401
+    import mlflow  # noqa: F401
 
     if ray:
         import ray as _ray  # noqa: F401
 
-    for name in ("lightning", "lightning.pytorch", "lightning.fabric", "mlflow", "alembic", "ray"):
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric", "mlflow", "alembic", "ray", RAY_TOKEN_NOTICE):
         logging.getLogger(name).setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", module=r"(lightning|torch|mlflow|ray)\b")
 

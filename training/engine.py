@@ -23,10 +23,19 @@ from cityagent.training.module import ForecastModule
 MODEL_PREFIX = "model."  # ForecastModule keeps the ScaledModel as .model
 
 # Library chatter on every run, in the driver and in each Ray worker (both import this module): Lightning 2.6 still
-# builds torch's deprecated LeafSpec (their FutureWarning to fix, not the user's), and advertises a cloud logger.
+# builds torch's deprecated LeafSpec (their FutureWarning to fix, not the user's), advertises a cloud logger, and
+# announces the devices and a normal end on every fit. Its warnings (e.g. "GPU available but not used") and the
+# stops that matter ("`Trainer.fit` stopped: No training batches.") still show.
+LIGHTNING_CHATTER = (
+    "💡 Tip",
+    "GPU available: ",
+    "TPU available: ",
+    "`Trainer.fit` stopped: `max_epochs=",
+    "`Trainer.fit` stopped: `max_steps=",
+)
 warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated", category=FutureWarning)
 logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(
-    lambda record: not str(record.msg).startswith("💡 Tip")
+    lambda record: not str(record.msg).startswith(LIGHTNING_CHATTER)
 )
 
 

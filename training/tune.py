@@ -87,6 +87,8 @@ def _search(cfg: RunConfig, task: TaskData, samples: int, space: dict[str, Any],
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
 
+    from cityagent.training.tune_progress import TrialLines
+
     monitor = monitor_for(task)
     in_process = cfg.train.workers == 0
     # a Ray-Train trial only drives its workers: it holds a little memory and no CPU (even a fraction of a CPU
@@ -118,8 +120,9 @@ def _search(cfg: RunConfig, task: TaskData, samples: int, space: dict[str, Any],
         run_config=tune.RunConfig(
             name=name,
             storage_path=storage_path(),
-            verbose=0,
-            callbacks=[] if in_process else [release_callback(str(release_dir))],
+            verbose=0,  # Ray's tables off: one line per trial instead
+            callbacks=[TrialLines(samples, monitor, cfg.train.max_epochs)]
+            + ([] if in_process else [release_callback(str(release_dir))]),
             checkpoint_config=tune.CheckpointConfig(
                 num_to_keep=1, checkpoint_score_attribute=monitor, checkpoint_score_order="min"
             ),
@@ -160,6 +163,8 @@ def tune(
     """
     from ray import tune as ray_tune
 
+    from cityagent.training.tune_progress import quiet_tune_output
+
     if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:  # Ray reads -1 as "forever"
         raise ConfigError(f"tune samples={samples!r} must be a whole number ≥ 1: the number of trials to run.")
     cfg = resolve_config(config, overrides)
@@ -184,9 +189,10 @@ def tune(
         cfg.train.address, max(cfg.train.workers, 1) * cfg.train.cpus_per_worker, dashboard=cfg.train.workers > 0
     )
     try:
-        if kind == "classical":
-            return tune_classical(cfg, task, fp, uri, samples, space, max_concurrent)
-        results = _search(cfg, task, samples, space, max_concurrent)
+        with quiet_tune_output():
+            if kind == "classical":
+                return tune_classical(cfg, task, fp, uri, samples, space, max_concurrent)
+            results = _search(cfg, task, samples, space, max_concurrent)
     finally:
         if started:
             import ray

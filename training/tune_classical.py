@@ -59,6 +59,8 @@ def tune_classical(
     the best settings in full (see ``tune.tune``)."""
     from ray import tune
 
+    from cityagent.training.tune_progress import TrialLines
+
     if not len(task.val):
         raise ConfigError(
             f"tuning {cfg.model.name!r} ranks trials on validation windows, and the {cfg.task.protocol!r} task has "
@@ -81,7 +83,10 @@ def tune_classical(
             metric=metric, mode=mode, num_samples=samples, max_concurrent_trials=max_concurrent
         ),
         run_config=tune.RunConfig(
-            name=f"tune-{cfg.model.name}-{uuid.uuid4().hex[:8]}", storage_path=storage_path(), verbose=0
+            name=f"tune-{cfg.model.name}-{uuid.uuid4().hex[:8]}",
+            storage_path=storage_path(),
+            verbose=0,  # Ray's tables off: one line per trial instead
+            callbacks=[TrialLines(samples, metric, None, mode)],
         ),
     )
     results = list(tuner.fit())

@@ -1,6 +1,10 @@
-"""`cityagent train | tune`: the config the command line makes (domain, hub path, prefix), and refusals that come
-before anything starts."""
+"""`cityagent train | tune`: the config the command line makes (domain, hub path, prefix), refusals that come
+before anything starts, and what a run prints."""
 
+import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,6 +14,8 @@ from cityagent.agent.cli import app
 from cityagent.agent.cli_train import CONFIG_DIR, _overrides, run_config
 from cityagent.errors import ConfigError
 from cityagent.training.config import load_config
+
+BIN = Path(sys.executable).parent
 
 
 def test_a_config_of_another_domain_is_refused_not_relabelled():
@@ -48,3 +54,40 @@ def test_tune_needs_at_least_one_trial_before_ray_starts(samples):
 def test_train_with_a_mistyped_hub_path_says_so(tmp_path):
     result = CliRunner().invoke(app, ["train", "traffic", "--hub", str(tmp_path / "nonexist"), "--workers", "0"])
     assert "no hub at" in str(result.exception) and not Path(tmp_path / "nonexist").exists()
+
+
+def _cityagent(tmp_path, *args: str) -> str:
+    """Run the real entry point on a small 5-minute city; stdout and stderr together, as a user sees them."""
+    from cityagent.hub.synth import synthesize
+
+    hub = synthesize(tmp_path / "hub", sensors=6, zones=4, days=3, progress=False)
+    env = {**os.environ, "CITYAGENT_HOME": str(tmp_path / "home")}
+    for key in ("MLFLOW_TRACKING_URI", "RAY_ADDRESS", "RAY_LOGGER_LEVEL", "MLFLOW_LOGGING_LEVEL"):
+        env.pop(key, None)
+    cmd = [str(BIN / "cityagent"), *args, "--hub", str(hub), "--workers", "0", "tracking.register_model=false"]
+    done = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout
+    return done.stdout
+
+
+def test_train_prints_headline_metrics_and_a_few_lead_times_not_library_chatter(tmp_path):
+    out = _cityagent(tmp_path, "train", "traffic", "train.max_epochs=1")
+    words = " ".join(out.split())
+    assert "trained stid on synthetic: run" in words
+    assert "test MAE RMSE MAPE %" in words and "15 min (h3)" in words and "1 h (h12)" in words
+    assert "all 12 steps" in words and "MAE and RMSE in km/h" in words and "cityagent evaluate" in words
+    assert not re.search(r"_h\d+|\bh7\b", out), out  # no line per horizon metric
+    for chatter in ("GPU available", "TPU available", "`Trainer.fit` stopped", "Creating initial MLflow", "💡"):
+        assert chatter not in out, out
+
+
+def test_tune_prints_a_line_per_trial_and_none_of_ray_tunes_tables(tmp_path):
+    out = _cityagent(tmp_path, "tune", "traffic", "--samples", "2", "train.max_epochs=1")
+    words = " ".join(out.split())
+    assert "tuning stid on synthetic: 2 trial(s)" in words
+    assert "trial 1/2 started:" in words and "trial 2/2 finished after 1 of 1 epochs: best val_loss" in words
+    assert "best of 2 trials" in words and "settings: " in words and "train.lr=" in words
+    assert "all 12 steps" in words and not re.search(r"_h\d+", out), out
+    for chatter in ("Configuration for experiment", "View detailed results", "Trial status", "snapshotting",
+                    "Started a local Ray instance", "Wrote the latest version", "GPU available"):  # fmt: skip
+        assert chatter not in out, out
