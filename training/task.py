@@ -101,19 +101,29 @@ def resolve_hub(cfg: TaskConfig) -> tuple[Hub, str]:
     return hub, str(location)
 
 
+def slug(name: str) -> str:
+    """A hub name as a dataset name: ``DiDi_Xian`` → ``didi-xian``."""
+    return re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")
+
+
 def check_named(cfg: TaskConfig, hub: Hub, location: str) -> None:
-    """Refuse to train another city as ``synthetic``: the model would be registered (and served, and replace the
-    champion) as ``<domain>-synthetic``, beside the synthetic city's models, with nothing saying which city it learnt.
-    """
-    if cfg.dataset != "synthetic" or hub.meta.synthetic:
+    """Refuse to register one city's model under another's name: as ``synthetic`` (beside the synthetic city's
+    models, replacing their champion), or as a known dataset the hub is not (a bike hub trained with the taxi
+    config would become ``demand-jonas-nyc``). Any other name is the user's to choose."""
+    if cfg.dataset == "synthetic":
+        if hub.meta.synthetic:
+            return
+        what = "not the synthetic city"
+    elif cfg.dataset in _known_datasets() and slug(hub.meta.name) != cfg.dataset:
+        what = f"not the known dataset {cfg.dataset!r}"
+    else:
         return
-    name = re.sub(r"[^a-z0-9-]+", "-", hub.meta.name.lower()).strip("-") or "city"
+    name = slug(hub.meta.name) or "city"
     suggestion = name if name != "synthetic" else "my-city"
     raise ConfigError(
-        f"the hub {location} holds {hub.meta.name!r} ({hub.meta.source or 'no source recorded'}), not the synthetic "
-        f"city, but task.dataset is 'synthetic': its models would be registered as "
-        f"'{task_name(cfg)}'; name this city with task.dataset={suggestion} (registered as "
-        f"'{cfg.domain}-{suggestion}')"
+        f"the hub {location} holds {hub.meta.name!r} ({hub.meta.source or 'no source recorded'}), {what}, but "
+        f"task.dataset is {cfg.dataset!r}: its models would be registered as '{task_name(cfg)}'; name this city "
+        f"with task.dataset={suggestion} (registered as '{cfg.domain}-{suggestion}')"
     )
 
 

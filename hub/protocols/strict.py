@@ -87,7 +87,8 @@ def strict(
     if not len(splits["train"]):
         raise HubError(
             f"every training window of {table} has a missing input ({splits['train'].skipped}); "
-            f"pass impute='ffill' (or 'zero', 'mean') or choose nodes with complete readings"
+            "fill the gaps with impute='ffill' (or 'zero', 'mean'; in a config or on the command line "
+            "task.params.impute=ffill) or choose nodes with complete readings"
         )
     x_scaler = make_scaler(scaler, channels=range(len(columns))).fit(x[:train_end])
     y_scaler = make_scaler(scaler).fit(y[:train_end, :, None])

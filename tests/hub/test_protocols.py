@@ -76,7 +76,7 @@ def test_strict_missing_inputs_need_imputation(long_hub):
     traffic = long_hub.table("traffic")
     gappy = traffic.drop(index=traffic.index[(traffic["sensor_id"] == "s2").to_numpy()][::5])
     hub = Hub({**long_hub.tables, "traffic": gappy}, long_hub.meta)
-    with pytest.raises(HubError, match=r"missing input.*pass impute='ffill'"):
+    with pytest.raises(HubError, match=r"missing input.*impute='ffill'.*task\.params\.impute=ffill"):
         build_task(hub, "strict")
     task = build_task(hub, "strict", impute="ffill")
     assert sum(task.counts().values()) > 0 and any("filled" in n for n in task.notes)

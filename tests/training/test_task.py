@@ -96,6 +96,14 @@ def test_another_city_is_not_trained_and_registered_as_synthetic(tiny_hub, tmp_p
     assert fp.source == str(city) and task_name(TaskConfig(dataset="pengcheng-roads")) == "traffic-pengcheng-roads"
 
 
+def test_a_hub_is_not_registered_as_a_known_dataset_it_is_not(tiny_hub, tmp_path):
+    bikes = renamed(tiny_hub, tmp_path / "bikes", "jonas-nyc-bike", "jonas:NYC.npz")
+    with pytest.raises(ConfigError, match=r"not the known dataset 'jonas-nyc'.*task\.dataset=jonas-nyc-bike"):
+        load_task(TaskConfig(hub=str(bikes), dataset="jonas-nyc", params={"input_len": 6, "horizon": 3}))
+    didi = renamed(tiny_hub, tmp_path / "didi", "DiDi_Xian", "uctb:DiDi_Xian.tar.gz")  # `hub import` names it so
+    load_task(TaskConfig(hub=str(didi), dataset="didi-xian", params={"input_len": 6, "horizon": 3}))
+
+
 def test_a_hub_named_outright_wins_over_a_known_datasets_importer(tiny_hub, tmp_path):
     city = renamed(tiny_hub, tmp_path / "sz", "sz-taxi", "a re-import")
     task, fp = load_task(TaskConfig(hub=str(city), dataset="sz-taxi", params={"input_len": 6, "horizon": 3}))
