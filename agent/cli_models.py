@@ -167,7 +167,11 @@ def history_cmd(name: str = typer.Argument(..., help="Registered model (task).")
 
 @_guarded
 def export_command(
-    run_id: str = typer.Argument(..., help="An MLflow training run with a bundle/model.pt artifact."),
+    run_id: str = typer.Argument(
+        ...,
+        help="An MLflow training run with a bundle/model.pt artifact: its id or a unique prefix of it "
+        "(at least 6 characters, e.g. the run column of `cityagent models list`).",
+    ),
     alias: str = typer.Option("challenger", "--alias", help="Alias for the new version."),
     register: bool = typer.Option(True, "--register/--no-register", help="Register a version of the task."),
     tolerance: float = typer.Option(1e-4, help="Largest relative difference torch vs ONNX Runtime."),

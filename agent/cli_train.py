@@ -94,13 +94,18 @@ def train(
     print_run_metrics(result.metrics, result.run_id, result.bundle_path)
 
 
-def evaluate(run_id: str = typer.Argument(..., help="An MLflow run id from `cityagent train`.")) -> None:
+def evaluate(
+    run_id: str = typer.Argument(..., help="An MLflow run id from `cityagent train`, or a unique prefix (≥ 6)."),
+    hub: str = typer.Option(
+        None, "--hub", help="Evaluate on this hub (a copy, or newer data of the same nodes); default: the run's own."
+    ),
+) -> None:
     """Re-evaluate a trained run on its task's test split; prints every horizon step."""
     quiet_libraries()
     from cityagent.agent.cli_metrics import print_metrics
     from cityagent.training.evaluate import evaluate_run
 
-    metrics = evaluate_run(run_id)
+    metrics = evaluate_run(run_id, hub=hub)
     console.print(f"[green]evaluated[/] run {run_id} on its task's test split", soft_wrap=True)
     print_metrics(metrics, every_horizon=True)
 

@@ -92,8 +92,8 @@ class Batcher:
             raise ModelUnavailable(f"model '{self.model.name}' version {self.model.version} is being unloaded; retry.")
         if len(self._queue) >= self.cfg.max_queue_size:
             raise QueueFull(
-                f"model '{self.model.name}' has {len(self._queue)} requests waiting (batching.max_queue_size); "
-                "retry later or raise the limit."
+                f"queue full: model '{self.model.name}' has {len(self._queue)} requests waiting "
+                "(batching.max_queue_size); retry with backoff, or raise the limit."
             )
         self._arrivals.count += 1
         first = next(iter(inputs.values()))

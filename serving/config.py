@@ -79,7 +79,8 @@ class ServingConfig(_Strict):
         models: model specs, e.g. 'traffic-synthetic@champion' (registry alias), 'models:/name/3', 'path/x.onnx'
             or 'name=path/x.onnx'.
         workers: threads that run ORT batches (all models share them).
-        max_message_mb: largest request or response, MiB.
+        max_message_mb: largest request or response, MiB; gRPC refuses a larger one with RESOURCE_EXHAUSTED
+            "message larger than max", which a retry does not cure (split the batch or raise this).
         grace_s: seconds in-flight requests get at shutdown.
     """
 

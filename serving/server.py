@@ -80,7 +80,15 @@ class InferenceServer:
             await self.stop(grace=0)
             raise
         await self.health.set_serving(True)
-        log.info("serving %s on %s:%d%s", self.store.names(), cfg.host, self.port, " (TLS)" if credentials else "")
+        log.info(
+            "serving %s on %s:%d%s; requests and responses up to %d MiB (max_message_mb), larger ones are refused "
+            "with RESOURCE_EXHAUSTED 'message larger than max'",
+            self.store.names(),
+            cfg.host,
+            self.port,
+            " (TLS)" if credentials else "",
+            cfg.max_message_mb,
+        )
 
     async def stop(self, grace: float | None = None) -> None:
         """NOT_SERVING, let in-flight requests finish (up to `grace` s, default cfg.grace_s), then release all."""

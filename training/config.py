@@ -45,8 +45,8 @@ class TaskConfig(Strict):
 
     @field_validator("hub")
     @classmethod
-    def _absolute(cls, hub: str | None) -> str | None:
-        # logged with the run: a relative path would name another hub (or none) when evaluated from elsewhere
+    def absolute(cls, hub: str | None) -> str | None:
+        """A local path made absolute (logged with the run: a relative one names another hub from elsewhere)."""
         if hub is None or "://" in hub:  # URIs and SQL URLs stay as given
             return hub
         return str(Path(hub).expanduser().resolve())

@@ -9,9 +9,11 @@ import numpy as np
 import yaml
 
 from cityagent.errors import CityAgentError
+from cityagent.hub.hub import MANIFEST
+from cityagent.hub.protocols import TaskData
 from cityagent.training.bundle import BUNDLE_FILE, ModelBundle
 from cityagent.training.classical import ESTIMATOR_FILE, ClassicalPredictor
-from cityagent.training.config import RunConfig, load_config
+from cityagent.training.config import RunConfig, TaskConfig, load_config
 from cityagent.training.data import predict_split, torch_predictor
 from cityagent.training.report import BUNDLE_DIR
 from cityagent.training.scoring import score
@@ -33,17 +35,16 @@ def load_run(
 ) -> tuple[ModelBundle, RunConfig, Path]:
     """``(bundle, resolved config, local bundle folder)`` of a logged run.
 
+    Args:
+        run_id: a full MLflow run id or a unique prefix of one (at least 6 characters).
+
     Raises:
-        CityAgentError: the run does not exist or has no bundle (did it finish?).
+        CityAgentError: the run does not exist, the prefix is ambiguous, or the run has no bundle (did it finish?).
     """
+    from cityagent.training.run_ids import resolve_run_id
+
     client = client_for(tracking_uri)
-    try:
-        client.get_run(run_id)
-    except Exception as e:  # MlflowException: RESOURCE_DOES_NOT_EXIST
-        raise CityAgentError(
-            f"no MLflow run {run_id!r} at {client.tracking_uri}; check the id (cityagent "
-            f"train prints it) or the tracking URI"
-        ) from e
+    run_id = resolve_run_id(client, run_id)  # a unique prefix (as `cityagent models list` shows) is enough
     dst = Path(dst or tempfile.mkdtemp(prefix="cityagent-eval-"))
     try:
         folder = Path(client.download_artifacts(run_id, BUNDLE_DIR, str(dst)))
@@ -56,18 +57,63 @@ def load_run(
     return bundle, load_config(None, None, **yaml.safe_load(cfg_file.read_text())), folder
 
 
-def evaluate_run(run_id: str, tracking_uri: str | None = None) -> dict[str, float]:
+def run_hub(run_id: str, cfg: RunConfig, tracking_uri: str | None = None, hub: str | None = None) -> RunConfig:
+    """``cfg`` with ``task.hub`` set to where the run's data is: ``hub`` if given, else the hub the run read.
+
+    A run on the default synthetic city logged ``task.hub: null``; read as is, that is whatever city sits under
+    *this* ``$CITYAGENT_HOME`` (synthesised there if none), so the hub the run recorded reading is used instead.
+
+    Raises:
+        CityAgentError: that hub is not here (pass ``hub``).
+    """
+    if hub is not None:
+        return cfg.model_copy(update={"task": cfg.task.model_copy(update={"hub": TaskConfig.absolute(hub)})})
+    if cfg.task.hub is not None or cfg.task.dataset != "synthetic":
+        return cfg
+    source = client_for(tracking_uri).get_run(run_id).data.params.get("data.source")
+    if not source or not Path(source, MANIFEST).is_file():
+        raise CityAgentError(
+            f"run {run_id} was trained on the synthetic city at {source or 'an unrecorded location'}, which is not "
+            "here; pass the hub to evaluate on with --hub DIR (python: evaluate_run(run_id, hub=DIR))"
+        )
+    return cfg.model_copy(update={"task": cfg.task.model_copy(update={"hub": source})})
+
+
+def check_input(run_id: str, bundle: ModelBundle, task: TaskData, where: str) -> None:
+    """Raise when the task's windows are not what the model takes: other nodes, features or window length."""
+    from cityagent.training.registry.contract import input_differences
+
+    have = {"nodes": list(task.nodes), "feature_names": list(task.feature_names), "input_len": task.spec.input_len}
+    diffs = input_differences({k: bundle.meta[k] for k in have if k in bundle.meta}, have)
+    if diffs:
+        raise CityAgentError(
+            f"run {run_id}'s model takes another input than the hub {where} gives ({'; '.join(diffs)}, model first); "
+            "evaluate it on the hub it was trained on (--hub DIR)"
+        )
+
+
+def evaluate_run(run_id: str, tracking_uri: str | None = None, hub: str | None = None) -> dict[str, float]:
     """Test metrics of a logged run, recomputed from its bundle on its task's test split.
 
     Args:
-        run_id: an MLflow run id (``FitResult.run_id``, printed by ``cityagent train``).
+        run_id: an MLflow run id (``FitResult.run_id``, printed by ``cityagent train``) or a unique prefix of one.
         tracking_uri: the store (default: ``MLFLOW_TRACKING_URI`` or the sqlite store under CITYAGENT_HOME).
+        hub: evaluate on this hub instead of the one the run was trained on (e.g. a copy, or newer data of the
+            same sensors).
 
     Returns:
         ``{"test_mae": ..., ...}``, the same names ``fit`` logged.
+
+    Raises:
+        CityAgentError: the run, its hub, or a hub whose windows the model cannot take (nodes, features, length).
     """
+    from cityagent.training.run_ids import resolve_run_id
+
+    run_id = resolve_run_id(client_for(tracking_uri), run_id)  # a unique prefix, as `models list` shows, is enough
     bundle, cfg, folder = load_run(run_id, tracking_uri)
+    cfg = run_hub(run_id, cfg, tracking_uri, hub)
     task, fp = load_task(cfg.task)
+    check_input(run_id, bundle, task, fp.source)
     if fp.sha256 != bundle.meta.get("hub_fingerprint"):
         log.warning(
             "run %s was trained on data with fingerprint %s but the hub now gives %s; the metrics "

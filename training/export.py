@@ -33,6 +33,7 @@ from cityagent.training.parity import ExportError
 from cityagent.training.registry import get_client, resolve_tracking_uri, set_alias
 from cityagent.training.registry.aliases import check_alias
 from cityagent.training.registry.store import is_not_found
+from cityagent.training.run_ids import resolve_run_id
 
 BUNDLE_DIR = "bundle"
 SAMPLE_FILE = "sample.npz"  # real-unit test windows: x [S, T_in, N, F], y [S, H, N]
@@ -77,14 +78,6 @@ def _fetch_bundle(
     client: MlflowClient, run_id: str, dst: Path
 ) -> tuple[ModelBundle, np.ndarray | None, ClassicalPredictor | None]:
     """Download ``bundle/model.pt`` (``bundle/sample.npz`` when there, and a classical model's estimator)."""
-    try:
-        client.get_run(run_id)
-    except MlflowException as e:
-        if not is_not_found(e):
-            raise
-        raise ExportError(
-            f"no run {run_id!r} at {client.tracking_uri}; check the run id and MLFLOW_TRACKING_URI."
-        ) from e
     names = {Path(a.path).name for a in client.list_artifacts(run_id, BUNDLE_DIR)}
     if BUNDLE_FILE not in names:
         raise ExportError(f"run {run_id} has no {BUNDLE_DIR}/{BUNDLE_FILE} artifact; was it trained to the end?")
@@ -181,7 +174,8 @@ def export_run(
     """Export run ``run_id`` to ONNX, log it into that run as ``onnx``, register it and set ``alias``.
 
     Args:
-        run_id: an MLflow training run with a ``bundle/model.pt`` artifact (and ideally ``bundle/sample.npz``).
+        run_id: an MLflow training run with a ``bundle/model.pt`` artifact (and ideally ``bundle/sample.npz``):
+            its full id or a unique prefix of it (at least 6 characters).
         tracking_uri: MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite under CITYAGENT_HOME).
         register: create a version under the registered model named by the bundle's ``meta['task']``.
         alias: alias to point at the new version (the move is recorded in the history); None sets none.
@@ -189,12 +183,17 @@ def export_run(
         actor: who exports, for the history (default $USER).
 
     Raises:
-        ExportError: a missing run or bundle, a corrupt bundle, or failed parity; nothing is logged then.
+        ExportError: a missing run or bundle, an ambiguous run id prefix, a corrupt bundle, or failed parity;
+            nothing is logged then.
     """
     if register and alias:
         check_alias(alias)
     uri = resolve_tracking_uri(tracking_uri)
     client = get_client(uri)
+    try:
+        run_id = resolve_run_id(client, run_id)  # a unique prefix (as `cityagent models list` shows) is enough
+    except CityAgentError as e:
+        raise ExportError(str(e)) from e
     with tempfile.TemporaryDirectory() as tmp:
         bundle, sample_x, estimator = _fetch_bundle(client, run_id, Path(tmp))
     exported = build_onnx(bundle, sample_x, tolerance, estimator)  # parity failure raises here, before any write

@@ -1,5 +1,7 @@
 """Back-pressure and size limits: a full queue answers RESOURCE_EXHAUSTED at once, oversized messages are refused."""
 
+import logging
+
 import numpy as np
 import tritonclient.grpc as tc
 from tritonclient.utils import InferenceServerException
@@ -26,13 +28,16 @@ def test_a_full_queue_answers_resource_exhausted_and_the_rest_still_succeed(star
         served = [r.as_numpy("y") for r, e in outcomes[int(refused) :] if e is None]
         assert len(served) == 8 - refused
         assert all(e.status() == "StatusCode.RESOURCE_EXHAUSTED" for e in errors)
-        assert f"model '{NAME}' has 2 requests waiting (batching.max_queue_size)" in errors[0].message()
+        assert f"queue full: model '{NAME}' has 2 requests waiting (batching.max_queue_size)" in errors[0].message()
+        assert "retry with backoff" in errors[0].message()  # told apart from "message larger than max": no retry
         assert all(y.shape == (1, om.H, om.N) for y in served)
         assert client.infer(NAME, [triton_input(om.window())]).as_numpy("y").shape == (1, om.H, om.N)
 
 
-def test_messages_over_max_message_mb_are_refused(start_server, linear_path):
+def test_messages_over_max_message_mb_are_refused_naming_the_limit(start_server, linear_path, caplog):
+    caplog.set_level(logging.INFO, logger="cityagent.serving.server")
     server = start_server([f"{NAME}={linear_path}"], max_message_mb=1)
+    assert "requests and responses up to 1 MiB (max_message_mb)" in caplog.text  # the limit, said at startup
     big = np.zeros((12_000, om.T, om.N, om.F), np.float32)  # 1.15 MB
     with tc.InferenceServerClient(server.address) as client:
         try:
@@ -40,4 +45,7 @@ def test_messages_over_max_message_mb_are_refused(start_server, linear_path):
             raise AssertionError("an oversized request was accepted")
         except InferenceServerException as e:
             assert e.status() == "StatusCode.RESOURCE_EXHAUSTED"
+            # what docs/serving-api.md tells clients to look for: not the queue, so not worth a retry
+            assert "larger than max" in e.message() and f"vs. {2**20})" in e.message()
+            assert "queue full" not in e.message()
         assert client.infer(NAME, [triton_input(big[:100])]).as_numpy("y").shape == (100, om.H, om.N)

@@ -157,6 +157,18 @@ def test_export_command_fails_cleanly_on_an_unknown_run(store):
     assert res.exit_code == 2 and "no run" in res.output
 
 
+def test_export_command_takes_the_short_run_id_that_models_list_shows(store, tmp_path):
+    run_id = log_training_run(store.client, store.experiment_id, tiny_bundle("gru", task="short-id"), tmp_path)
+    app = Typer()
+    app.command("export")(export_command)
+    res = CliRunner().invoke(app, [run_id[:8], "--no-register", "--tracking-uri", store.uri])
+    assert res.exit_code == 0, res.output
+    assert "onnx_parity_rel_diff" in store.client.get_run(run_id).data.metrics
+    assert f"exports/{run_id}/model.onnx" in res.output.replace("\n", "")  # the local copy is filed by the full id
+    none = CliRunner().invoke(app, ["abcdef12", "--tracking-uri", store.uri])
+    assert none.exit_code == 2 and "no run id starts with 'abcdef12'" in none.output
+
+
 def export_version(store, task: str, **meta) -> str:
     """A real exported version of ``task`` (a tiny GRU as ONNX) whose metadata is changed by ``meta``."""
     bundle = tiny_bundle("gru", task=task)
