@@ -9,6 +9,7 @@ from cityagent.agent.console import console
 from cityagent.errors import ConfigError
 
 hub_app = typer.Typer(help="The city data hub: synthesise, import, copy and validate.", no_args_is_help=True)
+FORCE_HELP = "Replace a hub already at the target; without it an existing hub is never overwritten."
 
 
 def print_report(report, location: str) -> None:
@@ -43,17 +44,20 @@ def validate(
 
 @hub_app.command()
 def synth(
-    out: Path = typer.Option(..., help="Directory to write the hub to (replaced atomically if it is a hub)."),
+    out: Path = typer.Option(..., help="Directory to write the hub to: new or empty (or a hub, with --force)."),
     sensors: int = typer.Option(64, help="Road sensors."),
     zones: int = typer.Option(16, help="Demand zones (rounded to a grid)."),
     days: int = typer.Option(7, help="Days of readings."),
     step: str = typer.Option("5min", help="Reading interval as a pandas offset (5min, 15min, 1h)."),
     seed: int = typer.Option(0, help="Random seed; the same seed writes the same city."),
     start: str = typer.Option("2026-03-02", help="First day (local date, Asia/Shanghai)."),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
 ) -> None:
     """Write a synthetic Pengcheng-like city: roads, sensors, weather, demand and accidents."""
+    from cityagent.hub.replace import check_replace
     from cityagent.hub.synth import synthesize
 
+    check_replace(out, force=force)
     path = synthesize(out, sensors=sensors, zones=zones, days=days, step=step, seed=seed, start=start)
     console.print(f"[green]wrote[/] synthetic hub to {path}")
 
@@ -77,13 +81,17 @@ def import_(
     mode: str = typer.Option(None, help="jonas: taxi or bike."),
     fmt: str = typer.Option("parquet", "--format", help="parquet or csv for directories."),
     set_: list[str] = typer.Option([], "--set", help="Other importer options as key=value."),
+    prefix: str = typer.Option("", help="SQL table-name prefix when --out is a SQL URL."),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
 ) -> None:
     """Turn a public benchmark file into a validated hub."""
     from cityagent.hub import write_hub
     from cityagent.hub.importers import import_dataset
+    from cityagent.hub.replace import check_replace
     from cityagent.hub.validate import validate_hub
 
     opts = _options(set_)
+    check_replace(out, prefix=prefix, force=force)
     if adj is not None:
         opts["adj"] = adj
     if mode is not None:
@@ -93,7 +101,7 @@ def import_(
     if not report.ok:
         print_report(report, str(source))
         raise typer.Exit(1)
-    write_hub(hub, out, format=fmt)  # type: ignore[arg-type]
+    write_hub(hub, out, format=fmt, prefix=prefix)  # type: ignore[arg-type]
     console.print(f"[green]imported[/] {kind} {source} → {out}: {hub.summary()}")
 
 
@@ -103,10 +111,13 @@ def copy(
     dest: str = typer.Argument(..., help="Where to write it (directory, URI or SQL URL)."),
     fmt: str = typer.Option("parquet", "--format", help="parquet or csv for directories."),
     prefix: str = typer.Option("", help="SQL table-name prefix on both sides."),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
 ) -> None:
     """Copy a hub between files and SQL, e.g. into PostgreSQL for a team."""
     from cityagent.hub import read_hub, write_hub
+    from cityagent.hub.replace import check_replace
 
+    check_replace(dest, prefix=prefix, force=force, elsewhere="DEST")
     hub = read_hub(source, prefix=prefix)
     write_hub(hub, dest, format=fmt, prefix=prefix)  # type: ignore[arg-type]
     console.print(f"[green]copied[/] {source} → {dest}: {hub.summary()}")

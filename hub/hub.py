@@ -73,9 +73,13 @@ class Hub:
     def table(self, name: str) -> pd.DataFrame:
         """The table ``name``, or a HubError saying which tables the hub has."""
         if name not in self.tables:
+            fix = (
+                "the agent writes it as it decides: run `cityagent agent run` (or `cityagent demo`) on this hub first"
+                if name == "decisions"
+                else f"import or synthesise data that includes {name}"
+            )
             raise HubError(
-                f"this hub has no {name!r} table (it has: {', '.join(sorted(self.tables)) or 'none'}); "
-                f"import or synthesise data that includes {name}"
+                f"this hub has no {name!r} table (it has: {', '.join(sorted(self.tables)) or 'none'}); {fix}"
             )
         return self.tables[name]
 

@@ -43,6 +43,24 @@ def pg_url() -> str:
 
 
 @pytest.fixture
-def sql_prefix() -> str:
-    """A table prefix of its own, so parallel or repeated runs never see each other's tables."""
-    return f"t{uuid.uuid4().hex[:8]}_"
+def sql_prefix(request):
+    """A table prefix of its own, so parallel or repeated runs never see each other's tables; a test that also
+    uses ``pg_url`` has that prefix's hub tables dropped from PostgreSQL afterwards."""
+    prefix = f"t{uuid.uuid4().hex[:8]}_"
+    yield prefix
+    if "pg_url" in request.fixturenames:
+        drop_hub_tables(PG_URL, prefix)
+
+
+def drop_hub_tables(url: str, prefix: str) -> None:
+    import sqlalchemy as sa
+
+    from cityagent.hub.schema import TABLES
+
+    engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
+    try:
+        with engine.begin() as conn:
+            for name in [*TABLES, "hub_meta"]:
+                conn.execute(sa.text(f'DROP TABLE IF EXISTS "{prefix}{name}"'))
+    finally:
+        engine.dispose()

@@ -16,15 +16,22 @@ from cityagent.hub.importers.archives import require_file
 from cityagent.hub.importers.csv_matrix import read_matrix, read_text_table, to_numbers
 from cityagent.hub.importers.frames import concat_edges, dense_to_long, matrix_edges, regular_ts
 from cityagent.hub.importers.tgcn_context import read_poi, read_weather
+from cityagent.hub.importers.tgcn_sidefiles import refuse_non_speeds
 
 DATE_COLUMNS = ("date", "time", "timestamp", "datetime")
 
 
 def _time_axis(
-    dates: pd.Series | None, start: str | None, periods: int, step: str, tz: str, path: Path
+    dates: pd.Series | None, start: str | None, periods: int, step: str, tz: str, path: Path, has_header: bool
 ) -> pd.DatetimeIndex:
     """The regular time axis: from the file's date column (checked against ``step``) or from ``start``."""
     if dates is None:
+        if start is None and not has_header:
+            raise ConfigError(
+                f"{path} has no header row of road ids (its first row is numbers) and no date column, unlike a "
+                f"T-GCN speed CSV (sz_speed.csv starts `date,90217,...`): pass the speed CSV, or, if this file "
+                f"is a speed matrix without a header, pass start= (e.g. start='2015-01-01 00:00')"
+            )
         if start is None:
             raise ConfigError(f"{path} has no date column; pass start= (e.g. start='2015-01-01 00:00')")
         return regular_ts(start, periods, step, tz)
@@ -85,7 +92,8 @@ def import_tgcn_csv(
     if len(set(ids)) != len(ids):
         raise HubError(f"speed matrix {path}: the header repeats road ids; each column must be one road")
     speed = to_numbers(df, path, "speed matrix", header_rows=int(has_header))  # [T, N]
-    ts = _time_axis(dates, start, len(df), step, timezone, path)
+    refuse_non_speeds(speed, path, has_header)
+    ts = _time_axis(dates, start, len(df), step, timezone, path, has_header)
     present = ~np.isnan(speed)
     zeros = present & (speed == 0)
     keep = present & ~zeros if zeros_missing else present

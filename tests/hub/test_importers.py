@@ -106,6 +106,40 @@ def test_headerless_matrix_needs_start_and_gets_index_ids(tmp_path):
 
 
 @pytest.mark.parametrize(
+    ("file", "message"),
+    [
+        ("sz_adj.csv", r"looks like an adjacency matrix \(156×156, every value 0 or 1\).* as --adj .*sz_adj\.csv"),
+        ("sz_weather.csv", r"looks like AST-GCN weather codes .* as --set weather=.*sz_weather\.csv"),
+        ("sz_poi.csv", r"looks like AST-GCN POI codes .* as --set poi=.*sz_poi\.csv"),
+    ],
+)
+@pytest.mark.parametrize("start", [None, "2015-01-01"])
+def test_a_side_file_passed_as_the_speed_csv_is_refused(file, message, start):
+    # following "pass start=" used to import the adjacency or the weather codes as road speeds
+    options = {"start": start} if start else {}
+    with pytest.raises(HubError, match=message) as e:
+        import_dataset("tgcn-csv", SZ / file, **options)
+    assert "e.g. sz_speed.csv" in str(e.value)
+
+
+def test_a_headerless_file_without_start_says_it_has_no_header_of_road_ids(tmp_path):
+    plain = tmp_path / "speed.csv"
+    pd.read_csv(SPEED).iloc[:8, 1:4].to_csv(plain, header=False, index=False)
+    with pytest.raises(ConfigError, match=r"no header row of road ids .*pass the speed CSV, or.*pass start="):
+        import_dataset("tgcn-csv", plain)
+
+
+def test_text_options_become_the_importers_types():
+    # `--set zeros_missing=false` used to arrive as the truthy string "false" and drop the zeros anyway
+    assert len(import_dataset("tgcn-csv", SPEED, zeros_missing="false").table("traffic")) == 40 * 2976
+    assert import_dataset("tgcn-csv", SPEED, header="auto").table("sensors")["sensor_id"].iloc[0] == "90217"
+    with pytest.raises(ConfigError, match=r"option zeros_missing='maybe' must be true or false"):
+        import_dataset("tgcn-csv", SPEED, zeros_missing="maybe")
+    with pytest.raises(ConfigError, match=r"option grid='twenty' must be a whole number"):
+        import_dataset("gsnet", CHICAGO / "chicago_20x20_derived.npz", grid="twenty")
+
+
+@pytest.mark.parametrize(
     ("adj_rows", "message"),
     [
         (["0,1", "1,0"], "2×2 but the speed matrix has 5 roads"),

@@ -145,18 +145,8 @@ def test_a_boolean_where_a_number_belongs_is_refused():
 
 @pytest.mark.postgres
 def test_a_sql_hub_written_with_a_prefix_is_read_with_it(tiny_hub, pg_url, sql_prefix):
-    import sqlalchemy as sa
-
-    from cityagent.hub.schema import TABLES
-
     write_hub(read_hub(tiny_hub), pg_url, prefix=sql_prefix)
-    try:
-        params = {"input_len": 6, "horizon": 3}
-        task, fp = load_task(TaskConfig(hub=pg_url, hub_prefix=sql_prefix, params=params))
-        files, _ = load_task(TaskConfig(hub=str(tiny_hub), params=params))
-        assert task.nodes == files.nodes and len(task.test) == len(files.test) > 0 and fp.source == pg_url
-    finally:
-        engine = sa.create_engine(pg_url.replace("postgresql://", "postgresql+psycopg://"))
-        with engine.begin() as conn:
-            for name in [*TABLES, "hub_meta"]:
-                conn.execute(sa.text(f'DROP TABLE IF EXISTS "{sql_prefix}{name}"'))
+    params = {"input_len": 6, "horizon": 3}
+    task, fp = load_task(TaskConfig(hub=pg_url, hub_prefix=sql_prefix, params=params))
+    files, _ = load_task(TaskConfig(hub=str(tiny_hub), params=params))
+    assert task.nodes == files.nodes and len(task.test) == len(files.test) > 0 and fp.source == pg_url
