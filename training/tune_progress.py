@@ -45,7 +45,7 @@ class TrialLines(Callback):
         max_epochs: epochs a trial runs unless stopped early (by ASHA or its own patience); None for one-fit
             trials (tree models), whose lines leave epochs out.
         mode: ``min`` when lower ``monitor`` is better (losses), ``max`` when higher is (MAP@K).
-        say: where the lines go.
+        say: where the lines go (default: print).
     """
 
     def __init__(
@@ -54,13 +54,17 @@ class TrialLines(Callback):
         monitor: str,
         max_epochs: int | None,
         mode: str = "min",
-        say: Callable[[str], None] = print,
+        say: Callable[[str], None] | None = None,
     ):
-        self.samples, self.monitor, self.max_epochs, self.say = samples, monitor, max_epochs, say
+        # None: print, looked up at each line; Ray pickles the callback, and a replaced builtins.print will not pickle
+        self.samples, self.monitor, self.max_epochs, self._say = samples, monitor, max_epochs, say
         self.sign = 1.0 if mode == "min" else -1.0  # compare sign * value: lower is better either way
         self.numbers: dict[str, int] = {}
         self.best: dict[str, float] = {}  # trial id → its best monitored value so far
         self.finished: list[float] = []
+
+    def say(self, line: str) -> None:
+        (self._say or print)(line)
 
     def _name(self, trial: Any) -> str:
         n = self.numbers.setdefault(trial.trial_id, len(self.numbers) + 1)
