@@ -79,7 +79,7 @@ def check_timeline(
         report.add(
             "warning",
             name,
-            f"{missing} missing step(s) in {gaps} gap(s) inside series plus "
+            f"{missing} missing step(s): {missing - edge_missing} in {gaps} gap(s) inside series and "
             f"{edge_missing} at series ends, out of {(hi - lo + 1) * len(starts)} expected readings",
             column="ts",
             count=missing,

@@ -138,13 +138,13 @@ def test_gaps_are_warnings_with_counts():
     assert report.ok
     gap = report.find("traffic", "missing step")[0]
     assert gap.level == "warning" and gap.count == 3
-    assert "2 gap(s)" in gap.message
+    assert "3 missing step(s): 3 in 2 gap(s) inside series and 0 at series ends" in gap.message
 
 
 def test_series_ending_early_counts_as_missing():
     hub, _ = _broken("traffic", lambda d: d.drop(index=[23]).reset_index(drop=True))  # s0's last reading
     gap = validate_hub(hub).find("traffic", "missing step")[0]
-    assert gap.count == 1 and "1 at series ends" in gap.message
+    assert gap.count == 1 and "1 missing step(s): 0 in 0 gap(s) inside series and 1 at series ends" in gap.message
 
 
 def test_operating_hours_hub_has_no_nightly_gaps():
