@@ -51,14 +51,22 @@ def split_metrics(metrics: Mapping[str, float]) -> tuple[dict[str, float], dict[
 
 
 def run_facts(bundle_path: str | None) -> tuple[dict[int, float], str | None]:
-    """``({horizon step: lead minutes}, units)`` from a locally stored bundle's metadata; empty when unreadable."""
-    if not bundle_path or not Path(bundle_path).is_file():
+    """``({horizon step: lead minutes}, units)`` from the run's bundle metadata (fetched when the store is a tracking
+    server, so team runs print lead times too); empty when unreadable."""
+    if not bundle_path:
         return {}, None
     try:
+        import tempfile
+
         import pandas as pd
         import torch
 
-        meta = torch.load(bundle_path, map_location="cpu", weights_only=True, mmap=True)["meta"]
+        with tempfile.TemporaryDirectory() as tmp:
+            if not Path(bundle_path).is_file():  # an artifact URI (mlflow-artifacts:/…, s3://…): fetched once
+                import mlflow
+
+                bundle_path = mlflow.artifacts.download_artifacts(artifact_uri=bundle_path, dst_path=tmp)
+            meta = torch.load(bundle_path, map_location="cpu", weights_only=True)["meta"]
         units = meta.get("units")
         step = pd.Timedelta(pd.tseries.frequencies.to_offset(meta["step"])).total_seconds() / 60
         return {i + 1: off * step for i, off in enumerate(meta["target_offsets"])}, units

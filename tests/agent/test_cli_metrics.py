@@ -79,3 +79,11 @@ def test_split_and_pick():
 @pytest.mark.parametrize("path", [None, "missing/model.pt"])
 def test_run_facts_of_no_bundle_are_empty(path):
     assert run_facts(path) == ({}, None)
+
+
+def test_run_facts_of_a_bundle_in_a_remote_store_are_fetched(tmp_path):
+    from tests.training.export_factories import tiny_bundle
+
+    path = tiny_bundle("gru").save(tmp_path / "model.pt")  # 5-minute steps, km/h
+    leads, units = run_facts(path.as_uri())  # as an artifact URI, not a local path
+    assert units == "km/h" and leads[1] == 5.0
