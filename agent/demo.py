@@ -16,6 +16,7 @@ import typer
 
 from cityagent.agent.console import console
 from cityagent.errors import HubError
+from cityagent.hub.hub import SYNTH_SOURCE
 
 DOMAINS = ("traffic", "demand", "risk")
 
@@ -64,7 +65,7 @@ def check_replaceable(hub_dir: Path) -> None:
     except ValueError:
         meta = {}
     source = str(meta.get("source", ""))
-    if not source.startswith("cityagent synth"):
+    if not source.startswith(SYNTH_SOURCE):
         raise HubError(
             f"{hub_dir} holds the hub {meta.get('name', '?')!r} ({source or 'no source'}), not a synthetic city; the "
             "demo would replace it: pass --out NEW_DIR, or set CITYAGENT_HOME to a fresh directory"
