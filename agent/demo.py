@@ -16,7 +16,6 @@ import typer
 
 from cityagent.agent.console import console
 from cityagent.errors import HubError
-from cityagent.hub.hub import SYNTH_SOURCE
 
 DOMAINS = ("traffic", "demand", "risk")
 
@@ -65,6 +64,8 @@ def check_replaceable(hub_dir: Path) -> None:
     except ValueError:
         meta = {}
     source = str(meta.get("source", ""))
+    from cityagent.hub.hub import SYNTH_SOURCE  # pandas: not at CLI start-up
+
     if not source.startswith(SYNTH_SOURCE):
         raise HubError(
             f"{hub_dir} holds the hub {meta.get('name', '?')!r} ({source or 'no source'}), not a synthetic city; the "
