@@ -2,7 +2,9 @@
 and start a retrain of its task when they drifted, at most once per ``retrain.min_period``.
 
 A model's reference is the ``drift_reference.json`` its training run logged (``cityagent.agent.retrain`` logs it),
-found by the run id the served model carries, cached under ``$CITYAGENT_HOME/agent/references/``.
+found by the run id the served model carries, cached under ``$CITYAGENT_HOME/agent/references/``. An http(s)
+tracking server is asked for ``/health`` first: MlflowClient retries a refused connection for minutes, and a cycle
+must not wait that long for a check it can make next time.
 """
 
 import json
@@ -10,6 +12,7 @@ import logging
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,10 +27,20 @@ from cityagent.agent.live_error import agent_dir, recent_mae
 from cityagent.agent.schedule import last_run
 from cityagent.agent.sense import ModelFacts, split_features
 from cityagent.errors import CityAgentError
+from cityagent.health import unreachable
 from cityagent.hub.hub import Hub
 
 log = logging.getLogger(__name__)
 Trigger = Callable[[str], None]
+DOWN_MEMO_S = 30.0  # a server found down is not asked again for this long (one cycle, many models)
+
+
+class TrackingUnreachable(CityAgentError):
+    """The tracking server holding a run's drift reference did not answer its health check."""
+
+    def __init__(self, uri: str, why: str) -> None:
+        super().__init__(f"tracking server {uri} is not reachable ({why})")
+        self.uri, self.why = uri, why
 
 
 def reference_path(run_id: str) -> Path:
@@ -37,17 +50,25 @@ def reference_path(run_id: str) -> Path:
 
 
 def reference_for(run_id: str | None, tracking_uri: str | None = None) -> dict[str, Any] | None:
-    """The drift reference of training run ``run_id``: the local copy, else the run's artifact; None if neither."""
+    """The drift reference of training run ``run_id``: the local copy, else the run's artifact; None if neither.
+
+    Raises:
+        TrackingUnreachable: the copy is not local and the http(s) tracking server does not answer ``/health``.
+    """
     if not run_id:
         return None
     local = reference_path(run_id)
     if not local.is_file():
+        from cityagent.training.tracking import tracking_uri as default_uri
+
+        uri = default_uri(tracking_uri)
+        why = unreachable(uri)
+        if why is not None:
+            raise TrackingUnreachable(uri, why)
         try:
             from mlflow import MlflowClient
 
-            from cityagent.training.tracking import tracking_uri as default_uri
-
-            client = MlflowClient(tracking_uri=tracking_uri or default_uri())
+            client = MlflowClient(tracking_uri=uri)
             with tempfile.TemporaryDirectory() as tmp:
                 got = Path(client.download_artifacts(run_id, REFERENCE_ARTIFACT, tmp))
                 local.write_text(got.read_text())
@@ -90,6 +111,7 @@ class DriftWatch:
         self._now = now or (lambda: datetime.now(UTC))
         self._file = agent_dir() / "drift_triggers.json"
         self._unknown: set[str] = set()  # runs without a reference: not looked up again every cycle
+        self._down: tuple[float, TrackingUnreachable] | None = None  # (when, what) the server was last found down
 
     def _triggers(self) -> dict[str, str]:
         return json.loads(self._file.read_text()) if self._file.is_file() else {}
@@ -128,9 +150,24 @@ class DriftWatch:
         self._file.write_text(json.dumps(self._triggers() | {task: now.isoformat()}))
         report.notes.append(f"retrain of {task} started")
 
+    def _reference(self, run_id: str | None) -> dict[str, Any] | None:
+        if run_id and not reference_path(run_id).is_file() and self._down is not None:
+            if time.monotonic() - self._down[0] < DOWN_MEMO_S:
+                raise self._down[1]
+        try:
+            return reference_for(run_id)
+        except TrackingUnreachable as e:
+            self._down = (time.monotonic(), e)
+            raise
+
     def check(self, hub: Hub, facts: ModelFacts) -> DriftReport | None:
-        """Drift of ``facts``' model on the hub's recent window (and its live MAE); None without a reference."""
-        reference = None if facts.run_id in self._unknown else reference_for(facts.run_id)
+        """Drift of ``facts``' model on the hub's recent window (and its live MAE); None without a reference.
+
+        Raises:
+            TrackingUnreachable: the reference must come from a tracking server that is down (asked again after
+                ``DOWN_MEMO_S`` seconds, so one cycle over many models waits for one health check at most).
+        """
+        reference = None if facts.run_id in self._unknown else self._reference(facts.run_id)
         if reference is None:
             self._unknown.add(str(facts.run_id))
             return None

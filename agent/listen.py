@@ -1,10 +1,10 @@
 """Live sensing: subscribe to MQTT, parse JSON readings, append validated micro-batches to a Parquet hub.
 
 Readings wait in memory until their batch is full or ``flush_seconds`` passed, then go to the hub as new part
-files; malformed, unknown, off-grid, duplicate and late readings go to the dead-letter file with the reason.
-Nothing is dropped silently: at stop, the client disconnects first and every message already received is still
-checked and written. With a ``client_id`` the MQTT session is durable, so the broker keeps QoS>0 readings that
-arrive while the listener is down.
+files; malformed, unknown, off-grid, future, duplicate and late readings go to the dead-letter file with the
+reason. Nothing is dropped silently: at stop, the client disconnects first and every message already received is
+still checked and written. With a ``client_id`` the MQTT session is durable, so the broker keeps QoS>0 readings
+that arrive while the listener is down.
 """
 
 import logging

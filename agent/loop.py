@@ -20,7 +20,7 @@ import pandas as pd
 from cityagent.agent.act import append_decisions, decide
 from cityagent.agent.agent_config import AgentConfig
 from cityagent.agent.drift import DriftReport
-from cityagent.agent.drift_watch import DriftWatch, spawn_retrain
+from cityagent.agent.drift_watch import DriftWatch, TrackingUnreachable, spawn_retrain
 from cityagent.agent.grid import OffGrid, on_grid
 from cityagent.agent.live_error import LiveError, remember, score_pending
 from cityagent.agent.sense import ModelFacts, WindowMissing, sense
@@ -182,6 +182,9 @@ class Agent:
                 continue
             try:
                 drift = self.drift.check(hub, o.facts)
+            except TrackingUnreachable as e:  # down, not missing: checked again next cycle
+                report.notes.append(f"{e}; drift not checked for {o.model}")
+                continue
             except CityAgentError as e:  # a drift check must not cost the loop
                 report.notes.append(f"{o.model}: drift not checked: {e}")
                 continue

@@ -1,8 +1,9 @@
 """Check a micro-batch of parsed readings against the hub and append the valid ones as new part files.
 
 Each reading must name a known sensor/zone, sit on the hub's step grid, carry the columns the table already has,
-and be new: a (node, ts) key already in the hub or earlier in the batch is a duplicate, and a reading older than
-its node's newest written reading of that date is late (appending it would put the series out of time order).
+not lie in the future (later than the wall clock plus one step: a sensor clock or UTC offset gone wrong), and be
+new: a (node, ts) key already in the hub or earlier in the batch is a duplicate, and a reading older than its
+node's newest written reading of that date is late (appending it would put the series out of time order).
 What survives is validated once more as a hub with ``validate_hub`` before it is written.
 """
 
@@ -33,18 +34,23 @@ class BatchResult:
     rejected: dict[int, tuple[str, str]] = field(default_factory=dict)  # position -> (kind, reason)
 
 
-def append_batch(live: LiveHub, table: str, records: list[dict[str, Any]]) -> BatchResult:
+def append_batch(
+    live: LiveHub, table: str, records: list[dict[str, Any]], now: pd.Timestamp | None = None
+) -> BatchResult:
     """Append the valid ``records`` of ``table`` to the hub; every other record gets a reason in ``rejected``.
 
     Args:
         live: the hub being appended to.
         table: a temporal table name (``traffic``, ``demand``, ``weather``, ``incidents``).
         records: readings from ``readings.to_record`` (``ts`` already in the hub's timezone).
+        now: the wall clock (default: the current time); a reading later than it plus one hub step is ``future``.
+            Readings from the past (replays of history) are fine.
     """
     result = BatchResult()
     schema = TABLES[table]
     if not records:
         return result
+    latest = (now if now is not None else pd.Timestamp.now(tz="UTC")) + live.meta.step_delta
     # a table's columns are fixed by its parts on disk, else by the first reading: a mix would leave NaN behind
     columns = live.columns(table) or [c for c in schema.names if c in records[0]]
     ids = live.node_ids(table)
@@ -56,6 +62,8 @@ def append_batch(live: LiveHub, table: str, records: list[dict[str, Any]]) -> Ba
         elif ids is not None and schema.node_column in rec and rec[schema.node_column] not in ids:
             why = f"{schema.node_column} {rec[schema.node_column]!r} is not in the hub's {schema.node_table}"
             result.rejected[i] = ("unknown id", f"{why}; add it there first")
+        elif "ts" in rec and rec["ts"] > latest:
+            result.rejected[i] = ("future", _future(rec["ts"], latest, live))
         else:
             keep.append(i)
     if not keep:
@@ -86,6 +94,14 @@ def append_batch(live: LiveHub, table: str, records: list[dict[str, Any]]) -> Ba
     live.set_columns(table, columns)
     result.accepted = len(df)
     return result
+
+
+def _future(ts: pd.Timestamp, latest: pd.Timestamp, live: LiveHub) -> str:
+    latest = latest.tz_convert(live.meta.timezone)
+    return (
+        f"ts {ts.isoformat()} lies in the future: later than the wall clock plus one {live.meta.step} step "
+        f"({latest.isoformat(timespec='seconds')}); check the sensor's clock and the UTC offset it sends"
+    )
 
 
 def _nodes(df: pd.DataFrame, table: str) -> np.ndarray:

@@ -285,6 +285,35 @@ def test_no_drift_on_the_unshifted_hub(hub_dir, start_server):
     assert started == []
 
 
+def test_a_tracking_server_that_is_down_costs_seconds_and_says_so(hub_dir, start_server, monkeypatch):
+    """No local reference and MLflow down: one quick /health check per cycle, not minutes of MlflowClient retries."""
+    import socket
+    import time
+
+    from cityagent.agent import drift_watch
+
+    with socket.socket() as s:  # a port nothing listens on: connection refused
+        s.bind(("127.0.0.1", 0))
+        uri = f"http://127.0.0.1:{s.getsockname()[1]}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    for domain in ("traffic", "demand", "risk"):
+        reference_path(f"run-{domain}").unlink()
+    checks: list[str] = []
+    monkeypatch.setattr(drift_watch, "unreachable", lambda u: checks.append(u) or "Connection refused")
+    server = start_server()
+    cfg = config(hub_dir, server.address)
+    agent = Agent(cfg, drift=DriftWatch(cfg, None))
+    t0 = time.monotonic()
+    report = agent.cycle()
+    assert time.monotonic() - t0 < 30 and checks == [uri]  # one health check for all three models
+    assert not report.drift
+    for model in MODELS:
+        assert f"tracking server {uri} is not reachable (Connection refused); drift not checked for {model}" in (
+            report.notes
+        )
+    assert not any("no drift reference" in n for n in report.notes)
+
+
 def test_cli_agent_run_once_prints_the_decisions(hub_dir, start_server, peak, tmp_path):
     server = start_server()
     quick = tmp_path / "agent.yaml"
