@@ -12,6 +12,7 @@ import yaml
 from croniter import croniter
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from cityagent.config_errors import explain
 from cityagent.errors import ConfigError
 
 DEFAULT_AGENT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "agent.yaml"
@@ -188,7 +189,5 @@ def load_agent_config(path: str | Path | None = None, overrides: dict[str, Any] 
     try:
         cfg = AgentConfig.model_validate(raw)
     except ValidationError as e:
-        err = e.errors()[0]
-        where = ".".join(str(part) for part in err["loc"])
-        raise ConfigError(f"agent config {path or '(defaults)'}: {where}: {err['msg']}; fix that key") from e
+        raise ConfigError(f"agent config {path or '(defaults)'}: {explain(e, AgentConfig)}") from e
     return cfg

@@ -78,16 +78,30 @@ def run_retrain(
     schedule: bool = False,
     now: str | None = None,
     max_runs: int | None = None,
+    check: Callable[[str, AgentConfig], object] | None = None,
 ) -> int:
-    """Run one task now, or the cron loop; returns the exit code (1 when a ``--now`` run failed)."""
-    from cityagent.agent.lock import resolve_lock_url
+    """Run one task now, or the cron loop; returns the exit code (1 when a ``--now`` run failed).
+
+    Args:
+        check: ``check(task, cfg)`` raises a ConfigError for a task that cannot run (an unknown task, a bad
+            ``retrain.overrides`` key); it runs before any lock is taken, for every scheduled task at startup.
+            Default: build the task's training config with ``retrain_config`` (nothing is trained).
+    """
+    from cityagent.agent.lock import check_lock_url, resolve_lock_url
     from cityagent.agent.schedule import Scheduler
 
     if schedule == (now is not None):
         raise ConfigError("pass either --schedule (run the cron loop) or --now TASK (run one retrain now)")
-    sched = Scheduler(
-        cfg.retrain.schedule, job, timezone=cfg.retrain.timezone, lock_url=resolve_lock_url(cfg.retrain.lock_url)
-    )
+    if check is None:
+        from cityagent.agent.retrain import retrain_config as check
+    lock_url = resolve_lock_url(cfg.retrain.lock_url)
+    sched = Scheduler(cfg.retrain.schedule, job, timezone=cfg.retrain.timezone, lock_url=lock_url)
+    # a mistake is refused now, in one line, not at the first cron time; overrides of unscheduled tasks count too
+    tasks = [now] if now is not None else [*sched.schedules, *sorted(set(cfg.retrain.overrides) - set(sched.schedules))]
+    for task in tasks:
+        check(task, cfg)
+    if schedule:
+        check_lock_url(lock_url)
     styles = {"done": "green", "busy": "yellow", "failed": "red"}
     if now is not None:
         record = sched.run_now(now, raise_config_errors=True)  # e.g. an unknown task: one line, exit 2

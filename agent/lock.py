@@ -13,6 +13,7 @@ import json
 import os
 import re
 import socket
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from cityagent.errors import CityAgentError, ConfigError
 from cityagent.home import home_dir
 
 PG_NAMESPACE = 0x636167  # first key of the two-key advisory lock: 'cag', so other apps' locks never collide
+HOLDER_WAIT_S = 0.5  # how long a loser waits for the winner of a same-instant race to write its name
 TASK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -42,7 +44,7 @@ class TaskBusy(CityAgentError):
         who = (
             f"pid {holder.pid} on {holder.host} since {holder.since.isoformat(timespec='seconds')}"
             if holder
-            else "another process (it did not say which)"
+            else "another process that did not name itself (or released the lock just now)"
         )
         super().__init__(f"task {task} is being retrained by {who}; skipping this run")
 
@@ -64,6 +66,15 @@ def resolve_lock_url(configured: str | None = None) -> str | None:
             return url
     env = os.environ.get("MLFLOW_TRACKING_URI")
     return env if is_postgres(env) else None
+
+
+def lock_url_source(url: str) -> str:
+    """Where ``resolve_lock_url`` found ``url``: the setting a user must fix when it does not work."""
+    if url == os.environ.get("CITYAGENT_LOCK_URL"):
+        return "$CITYAGENT_LOCK_URL"
+    if url == os.environ.get("MLFLOW_TRACKING_URI"):
+        return "$MLFLOW_TRACKING_URI (or set retrain.lock_url)"
+    return "retrain.lock_url"
 
 
 @contextmanager
@@ -91,16 +102,24 @@ def _file_lock(task: str, me: Holder, _url: str | None) -> Iterator[None]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise TaskBusy(task, _read_holder(os.pread(fd, 4096, 0))) from None
-        os.ftruncate(fd, 0)
-        info = {"pid": me.pid, "host": me.host, "since": me.since.isoformat()}
-        os.pwrite(fd, json.dumps(info).encode(), 0)
+            raise TaskBusy(task, _wait_for_holder(fd)) from None
+        info = json.dumps({"pid": me.pid, "host": me.host, "since": me.since.isoformat()}).encode()
+        os.pwrite(fd, info, 0)  # a loser that looks before this line waits for it (_wait_for_holder)
+        os.ftruncate(fd, len(info))
         try:
             yield
         finally:
             os.ftruncate(fd, 0)  # the file stays (removing it would race a waiting locker); its contents go
     finally:
         os.close(fd)  # closing releases the flock
+
+
+def _wait_for_holder(fd: int) -> Holder | None:
+    """The holder named in the lock file; one that took the lock a moment ago is given a moment to write it."""
+    deadline = time.monotonic() + HOLDER_WAIT_S
+    while (holder := _read_holder(os.pread(fd, 4096, 0))) is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return holder
 
 
 def _read_holder(raw: bytes) -> Holder | None:
@@ -115,19 +134,27 @@ def _pg_key(task: str) -> int:
     return int.from_bytes(hashlib.sha256(task.encode()).digest()[:4], "big") & 0x7FFFFFFF
 
 
-@contextmanager
-def _pg_lock(task: str, me: Holder, url: str | None) -> Iterator[None]:
+def check_lock_url(url: str | None) -> None:
+    """Connect once to a PostgreSQL lock URL, so a scheduler refuses to start rather than fail at the first run."""
+    if is_postgres(url):
+        _connect(url, "cityagent check").close()
+
+
+def _connect(url: str, app: str):
     import psycopg
 
-    assert url is not None
     dsn = re.sub(r"^postgres(ql)?\+\w+://", "postgresql://", url)  # SQLAlchemy driver suffixes mean nothing here
-    app = f"cityagent {me.pid}@{me.host[:32]} {int(me.since.timestamp())}"[:63]
     try:
-        conn = psycopg.connect(dsn, autocommit=True, application_name=app, connect_timeout=10)
+        return psycopg.connect(dsn, autocommit=True, application_name=app, connect_timeout=10)
     except psycopg.Error as e:
-        raise CityAgentError(
-            f"cannot reach PostgreSQL for the retrain lock: {e}; fix retrain.lock_url or MLFLOW_TRACKING_URI"
-        ) from e
+        why = " ".join(str(e).split())  # libpq's message spans lines; the CLI prints one
+        raise CityAgentError(f"cannot reach PostgreSQL for the retrain lock: {why}; fix {lock_url_source(url)}") from e
+
+
+@contextmanager
+def _pg_lock(task: str, me: Holder, url: str | None) -> Iterator[None]:
+    assert url is not None
+    conn = _connect(url, f"cityagent {me.pid}@{me.host[:32]} {int(me.since.timestamp())}"[:63])
     key = (PG_NAMESPACE, _pg_key(task))
     with conn:
         if not conn.execute("select pg_try_advisory_lock(%s, %s)", key).fetchone()[0]:

@@ -118,12 +118,14 @@ class Scheduler:
                 raise
             outcome, message = "failed", f"task {task} failed: {e}"
         except Exception as e:  # a failed retrain must not stop the next one
-            log.exception("task %s failed", task)
+            log.debug("task %s failed", task, exc_info=True)
             outcome, message = "failed", f"task {task} failed: {type(e).__name__}: {e}"
         record = RunRecord(task, started, self.now(), outcome, message)
         if outcome == "done":
             _remember(record)
-        (log.info if outcome == "done" else log.warning)(message)
+        # info, not warning: with no logging set up, Python prints warnings to stderr itself, and the caller
+        # (the CLI's ``on_run``) already reports every record, so each line would show twice
+        log.info(message)
         return record
 
     def run_forever(

@@ -6,6 +6,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from cityagent.config_errors import explain
 from cityagent.errors import ConfigError
 
 
@@ -131,9 +132,7 @@ def load_serving_config(path: str | Path | None = None, overrides: dict[str, Any
     try:
         return ServingConfig.model_validate(raw)
     except ValidationError as e:
-        first = e.errors()[0]
-        where = ".".join(str(part) for part in first["loc"])
-        raise ConfigError(f"serving config {path or '(defaults)'}: {where}: {first['msg']}; fix that key.") from e
+        raise ConfigError(f"serving config {path or '(defaults)'}: {explain(e, ServingConfig)}") from e
 
 
 def _drop_none(d: dict[str, Any]) -> dict[str, Any]:

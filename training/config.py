@@ -3,13 +3,13 @@
 Unknown keys are rejected with their dotted path and the nearest valid key, so YAML never drifts from code.
 """
 
-import difflib
 from pathlib import Path
 from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
+from cityagent.config_errors import key_hint
 from cityagent.errors import ConfigError
 
 Domain = Literal["traffic", "demand", "risk"]
@@ -119,24 +119,11 @@ class RunConfig(Strict):
         return out
 
 
-def _valid_paths(model: type[BaseModel], prefix: str = "") -> list[str]:
-    paths = []
-    for name, field in model.model_fields.items():
-        path = f"{prefix}{name}"
-        paths.append(path)
-        ann = field.annotation
-        if isinstance(ann, type) and issubclass(ann, BaseModel):
-            paths += _valid_paths(ann, path + ".")
-    return paths
-
-
 def _explain(e: ValidationError) -> ConfigError:
     err = e.errors()[0]
     path = ".".join(str(p) for p in err["loc"])
     if err["type"] == "extra_forbidden":
-        near = difflib.get_close_matches(path, _valid_paths(RunConfig), n=1, cutoff=0.5)
-        hint = f"; did you mean {near[0]!r}?" if near else f"; valid keys: {', '.join(_valid_paths(RunConfig))}"
-        return ConfigError(f"config key {path!r} does not exist{hint}")
+        return ConfigError(f"config key {path!r} does not exist; {key_hint(path, RunConfig)}")
     return ConfigError(f"config key {path!r}: {err['msg']} (got {err.get('input')!r})")
 
 

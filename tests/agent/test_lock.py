@@ -6,8 +6,8 @@ import signal
 
 import pytest
 
-from cityagent.agent.lock import TaskBusy, resolve_lock_url, task_lock
-from cityagent.errors import ConfigError
+from cityagent.agent.lock import TaskBusy, check_lock_url, resolve_lock_url, task_lock
+from cityagent.errors import CityAgentError, ConfigError
 
 CTX = mp.get_context("fork")  # the child inherits this test's CITYAGENT_HOME
 
@@ -89,3 +89,65 @@ def test_task_names_are_checked():
     with pytest.raises(ConfigError, match="may hold only letters"):
         with task_lock("../etc/passwd"):
             pass
+
+
+def test_a_holder_that_names_itself_a_moment_late_is_still_named():
+    """Two schedulers at the same instant: the loser may look before the winner has written its name."""
+    import fcntl
+    import json
+    import threading
+
+    from cityagent.home import home_dir
+
+    path = home_dir() / "locks" / "traffic.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # the winner holds the lock, its name not yet written
+        info = {"pid": 4242, "host": "other-host", "since": "2026-03-02T03:00:00+00:00"}
+        timer = threading.Timer(0.1, lambda: os.pwrite(fd, json.dumps(info).encode(), 0))
+        timer.start()
+        with pytest.raises(TaskBusy, match="by pid 4242 on other-host since 2026-03-02T03:00:00"):
+            with task_lock("traffic"):
+                pytest.fail("two holders of one task")
+        timer.join()
+    finally:
+        os.close(fd)
+
+
+def test_a_holder_that_never_names_itself_is_still_reported_busy():
+    import fcntl
+
+    from cityagent.home import home_dir
+
+    path = home_dir() / "locks" / "risk.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(TaskBusy, match="another process that did not name itself") as e:
+            with task_lock("risk"):
+                pytest.fail("two holders of one task")
+        assert e.value.holder is None
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.parametrize(
+    ("configured", "env", "source"),
+    [
+        (None, "CITYAGENT_LOCK_URL", r"fix \$CITYAGENT_LOCK_URL$"),
+        ("postgresql://u@127.0.0.1:1/cfg", "CITYAGENT_LOCK_URL", r"fix retrain\.lock_url$"),
+        (None, "MLFLOW_TRACKING_URI", r"fix \$MLFLOW_TRACKING_URI \(or set retrain\.lock_url\)$"),
+    ],
+)
+def test_an_unreachable_lock_url_names_the_setting_it_came_from(monkeypatch, configured, env, source):
+    monkeypatch.delenv("CITYAGENT_LOCK_URL", raising=False)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv(env, "postgresql://u@127.0.0.1:1/env")  # port 1: refused at once
+    url = resolve_lock_url(configured)
+    with pytest.raises(CityAgentError, match="cannot reach PostgreSQL for the retrain lock: .*" + source):
+        check_lock_url(url)
+    with pytest.raises(CityAgentError, match=source):
+        with task_lock("traffic", url):
+            pytest.fail("locked through an unreachable server")

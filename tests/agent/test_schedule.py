@@ -164,3 +164,71 @@ def test_a_config_error_in_a_scheduled_run_is_reported_without_stopping_the_loop
     assert record.outcome == "failed" and record.message == "task nosuch failed: task 'nosuch' has no training config"
     with pytest.raises(ConfigError, match="no training config"):
         Scheduler({}, job).run_now("nosuch", raise_config_errors=True)
+
+
+def _retrain_app(calls: list) -> typer.Typer:
+    app = typer.Typer()
+    app.command("retrain")(make_retrain_command(lambda cfg: calls.append))
+    app.command("other")(lambda: None)
+    return app
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "message"),
+    [
+        ("retrain:\n  schedule: {trafic: '* * * * * *'}\n", "task 'trafic' has no training config"),
+        (
+            "retrain:\n  schedule: {traffic: '* * * * * *'}\n  overrides: {traffic: {train.max_epoch: 1}}\n",
+            "config key 'train.max_epoch' does not exist; did you mean 'train.max_epochs'?",
+        ),
+        (  # an override of an unscheduled task is used by drift's `--now`: checked too
+            "retrain:\n  schedule: {traffic: '* * * * * *'}\n  overrides: {demnd: {train.lr: 0.1}}\n",
+            "task 'demnd' has no training config",
+        ),
+    ],
+)
+def test_schedule_refuses_a_bad_task_or_override_at_startup(tmp_path, yaml_text, message):
+    calls = []
+    config = tmp_path / "agent.yaml"
+    config.write_text(yaml_text + "  timezone: UTC\n")
+    looped = CliRunner().invoke(_retrain_app(calls), ["retrain", "--schedule", "-c", str(config), "--max-runs", "1"])
+    assert isinstance(looped.exception, ConfigError) and message in str(looped.exception)
+    assert "\n" not in str(looped.exception) and "next at" not in looped.output and calls == []
+
+
+def test_now_refuses_a_bad_override_the_same_way(tmp_path):
+    calls = []
+    config = tmp_path / "agent.yaml"
+    config.write_text("retrain:\n  overrides: {traffic: {train.max_epoch: 1}}\n")
+    done = CliRunner().invoke(_retrain_app(calls), ["retrain", "--now", "traffic", "-c", str(config)])
+    assert isinstance(done.exception, ConfigError) and "did you mean 'train.max_epochs'?" in str(done.exception)
+    assert calls == []
+
+
+def test_now_checks_the_task_before_taking_its_lock(tmp_path):
+    calls = []
+    done = CliRunner().invoke(_retrain_app(calls), ["retrain", "--now", "trafic"])
+    assert isinstance(done.exception, ConfigError) and "task 'trafic' has no training config" in str(done.exception)
+    assert calls == [] and not (tmp_path / "home" / "locks" / "trafic.lock").exists()
+
+
+def test_a_busy_or_failed_run_is_not_also_logged_as_a_warning(caplog):
+    def job(task: str) -> None:
+        raise RuntimeError("no hub")
+
+    sched = Scheduler({}, job)
+    with caplog.at_level("DEBUG", logger="cityagent.agent.schedule"):
+        with task_lock("traffic"):
+            assert sched.run_now("traffic").outcome == "busy"
+        assert sched.run_now("traffic").outcome == "failed"
+    # with no logging configured Python prints warnings to stderr itself, doubling the CLI's own line
+    assert [r.levelname for r in caplog.records if r.levelname not in ("DEBUG", "INFO")] == []
+
+
+def test_a_busy_run_prints_its_line_once(tmp_path):
+    env = os.environ | {"CITYAGENT_HOME": str(tmp_path / "home")}
+    cmd = [sys.executable, "-m", "cityagent.agent.cli", "retrain", "--now", "traffic"]
+    with task_lock("traffic"):
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    out = " ".join((done.stdout + done.stderr).split())  # the console may wrap the line
+    assert done.returncode == 0 and out.count("task traffic is being retrained by pid") == 1, out

@@ -32,7 +32,8 @@ def test_overrides_merge_into_nested_sections_and_skip_none(tmp_path):
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("prot: 8001\n", "prot: Extra inputs are not permitted"),
+        ("prot: 8001\n", "prot: Extra inputs are not permitted; did you mean 'port'\\?"),
+        ("batching: {max_batchsize: 8}\n", r"batching\.max_batchsize: .*; did you mean 'batching\.max_batch_size'\?"),
         ("batching: {max_batch_size: 0}\n", "batching.max_batch_size"),
         ("- a\n", "must be a mapping"),
     ],
