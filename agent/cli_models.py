@@ -32,7 +32,8 @@ FORCE = typer.Option(
     False,
     "--force",
     help="Move the alias even when the version expects a different input (node ids, input_len, step, features) "
-    "than the version holding it now; clients that still send the old input will break.",
+    "than the version holding it now, or its ONNX file cannot be loaded; clients that still send the old input, "
+    "or a server that cannot load the model, will break.",
 )
 
 
@@ -121,7 +122,8 @@ def promote_cmd(
 ) -> None:
     """Point an alias (default champion) at a version and record the move.
 
-    Refused if the version expects another input than the alias's current version (see --force).
+    Refused if the version's ONNX file cannot be loaded, or it expects another input than the alias's current version
+    (see --force).
     """
     from cityagent.training.registry import promote
 
@@ -144,7 +146,8 @@ def rollback_cmd(
 ) -> None:
     """Point an alias back at the version that held it before.
 
-    Refused if that version expects another input than the current one (see --force).
+    Refused if that version's ONNX file cannot be loaded, or it expects another input than the current one
+    (see --force).
     """
     from cityagent.training.registry import rollback
 

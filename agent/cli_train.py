@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from cityagent.agent.console import console
-from cityagent.errors import ConfigError
+from cityagent.errors import CityAgentError, ConfigError
 
 if TYPE_CHECKING:
     from cityagent.training.config import RunConfig
@@ -18,6 +18,10 @@ DOMAINS = ("traffic", "demand", "risk")
 # instance", "Creating initial MLflow database tables") are not the user's business; warnings still show. A value
 # the user exported wins.
 QUIET_ENV = {"RAY_LOGGER_LEVEL": "warning", "MLFLOW_LOGGING_LEVEL": "WARNING"}
+
+
+class TrainingDiverged(CityAgentError):
+    """The training loss went NaN/inf: the run is recorded (FAILED) but its model is unusable."""
 
 
 def quiet_libraries() -> None:
@@ -90,6 +94,8 @@ def train(
 
     cfg = run_config(domain, config, _overrides(hub, workers, address, overrides or [], prefix))
     result = fit(cfg)
+    if result.info.get("diverged"):  # recorded as a FAILED run; its NaN metrics are not worth a table
+        raise TrainingDiverged(result.info["diverged"])
     console.print(f"[green]trained[/] {cfg.model.name} on {cfg.task.dataset}: run {result.run_id}")
     print_run_metrics(result.metrics, result.run_id, result.bundle_path)
 

@@ -22,7 +22,7 @@ from cityagent.agent.agent_config import AgentConfig, load_agent_config
 from cityagent.agent.drift import REFERENCE_ARTIFACT, reference_from, save_reference
 from cityagent.agent.drift_watch import reference_path
 from cityagent.agent.sense import split_features
-from cityagent.errors import ConfigError
+from cityagent.errors import CityAgentError, ConfigError
 from cityagent.home import home_dir
 from cityagent.hub.protocols import TaskData
 
@@ -173,6 +173,8 @@ def retrain(
         where = "in-process" if run_cfg.train.workers == 0 else f"on Ray with {run_cfg.train.workers} workers"
         say(f"{task}: training {run_cfg.model.name} {where}")
         fit_result = fit(run_cfg)
+        if fit_result.info.get("diverged"):  # nothing to export or judge; the champion stays
+            raise CityAgentError(f"{task}: {fit_result.info['diverged']}")
         data, _ = load_task(run_cfg.task)  # the same newest hub data: the gate's window is its test split
         log_reference(fit_result.run_id, data, fit_result.metrics, cfg.drift.bins, uri)
         exported = export_run(fit_result.run_id, tracking_uri=uri, alias="challenger", actor=actor)

@@ -4,7 +4,6 @@ Training writes it (as the MLflow artifact ``bundle/model.pt``); export rebuilds
 from it without needing the hub.
 """
 
-import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from cityagent.models.registry import build_model
 from cityagent.models.scaled import ScaledModel
 
 BUNDLE_FILE = "model.pt"
+PAYLOAD_KEYS = ("model_name", "build_params", "state_dict", "x_scaler", "y_scaler", "meta")
 
 
 def _to_saveable(v: Any) -> Any:
@@ -83,20 +83,72 @@ class ModelBundle:
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> "ModelBundle":
-        """Read a bundle; a missing or corrupt file is a clear error."""
+    def load(cls, path: str | Path, source: str | None = None) -> "ModelBundle":
+        """Read a bundle; a missing, truncated or corrupt file, or unusable scalers, is a clear error.
+
+        Args:
+            path: the local file.
+            source: how to name it in errors (e.g. ``runs:/<id>/bundle/model.pt``; default ``path``), since a
+                downloaded copy lives in a temporary folder the user never sees.
+        """
         path = Path(path)
+        name = source or str(path)
         if not path.is_file():
-            raise CityAgentError(f"model bundle {path} does not exist; was the run trained to the end?")
+            raise CityAgentError(f"model bundle {name} does not exist; was the run trained to the end?")
         try:
             payload = torch.load(path, map_location="cpu", weights_only=True)
-            return cls(
-                model_name=payload["model_name"],
-                build_params={k: _from_saved(v) for k, v in payload["build_params"].items()},
-                state_dict=payload["state_dict"],
-                x_scaler=payload["x_scaler"],
-                y_scaler=payload["y_scaler"],
-                meta=payload["meta"],
+        except Exception as e:  # torch raises many types for damaged bytes; its advice (weights_only=False) is unsafe
+            raise CityAgentError(
+                f"model bundle {name} is not a readable cityagent bundle (truncated or corrupt: torch.load raised "
+                f"{type(e).__name__}); retrain the run, or restore the file from a backup"
+            ) from e
+        missing = [k for k in PAYLOAD_KEYS if k not in payload] if isinstance(payload, dict) else list(PAYLOAD_KEYS)
+        if missing:
+            raise CityAgentError(
+                f"model bundle {name} is not a cityagent bundle (no {', '.join(missing)}); retrain the run, or "
+                "restore the file from a backup"
             )
-        except (RuntimeError, KeyError, EOFError, ValueError, TypeError, OSError, pickle.UnpicklingError) as e:
-            raise CityAgentError(f"model bundle {path} is corrupt or from another version ({e}); retrain") from e
+        bundle = cls(
+            model_name=payload["model_name"],
+            build_params={k: _from_saved(v) for k, v in dict(payload["build_params"]).items()},
+            state_dict=payload["state_dict"],
+            x_scaler=payload["x_scaler"],
+            y_scaler=payload["y_scaler"],
+            meta=payload["meta"],
+        )
+        bundle.check_scalers(name)
+        return bundle
+
+    def check_scalers(self, name: str = "the bundle") -> None:
+        """Raise unless both scalers hold finite ``scale`` and ``offset`` vectors of the right length.
+
+        The input scaler has one entry per feature (``meta['feature_names']`` when recorded).
+        """
+        features = self.meta.get("feature_names") if isinstance(self.meta, dict) else None
+        for which, scaler, size in (
+            ("x_scaler", self.x_scaler, len(features) if isinstance(features, list | tuple) else None),
+            ("y_scaler", self.y_scaler, None),
+        ):
+            for key in ("scale", "offset"):
+                try:
+                    values = np.asarray(scaler[key], dtype=np.float64)
+                except (KeyError, TypeError, ValueError) as e:
+                    raise CityAgentError(
+                        f"model bundle {name} has no numeric {which} {key}; retrain the run, or restore the file"
+                    ) from e
+                wrong_size = values.ndim != 1 or values.size == 0 or (size is not None and values.size != size)
+                if wrong_size:
+                    want = f"{size} value(s)" if size is not None else "a non-empty vector"
+                    raise CityAgentError(
+                        f"model bundle {name} has a {which} {key} of shape {list(values.shape)} where "
+                        f"{want} are expected; retrain the run, or restore the file"
+                    )
+                bad = np.flatnonzero(~np.isfinite(values))
+                if bad.size:
+                    which_ones = ", ".join(str(features[i]) if size is not None else f"#{i}" for i in bad[:3]) + (
+                        ", …" if bad.size > 3 else ""
+                    )
+                    raise CityAgentError(
+                        f"model bundle {name} has {bad.size} non-finite {which} {key} value(s) ({which_ones}): the "
+                        "scaler was fitted on NaN/inf data; clean the hub and retrain the run"
+                    )

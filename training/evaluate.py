@@ -39,7 +39,8 @@ def load_run(
         run_id: a full MLflow run id or a unique prefix of one (at least 6 characters).
 
     Raises:
-        CityAgentError: the run does not exist, the prefix is ambiguous, or the run has no bundle (did it finish?).
+        CityAgentError: the run does not exist, the prefix is ambiguous, or the run has no bundle (did it finish?),
+            or a corrupt one (named as ``runs:/<id>/bundle/model.pt``).
     """
     from cityagent.training.run_ids import resolve_run_id
 
@@ -53,7 +54,7 @@ def load_run(
         raise CityAgentError(
             f"run {run_id} has no {BUNDLE_DIR}/ or config.yaml artifacts; was it trained to the end by cityagent?"
         ) from e
-    bundle = ModelBundle.load(folder / BUNDLE_FILE)
+    bundle = ModelBundle.load(folder / BUNDLE_FILE, source=f"runs:/{run_id}/{BUNDLE_DIR}/{BUNDLE_FILE}")
     return bundle, load_config(None, None, **yaml.safe_load(cfg_file.read_text())), folder
 
 

@@ -6,7 +6,6 @@ registered.
 """
 
 import os
-import pickle
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -83,13 +82,9 @@ def _fetch_bundle(
         raise ExportError(f"run {run_id} has no {BUNDLE_DIR}/{BUNDLE_FILE} artifact; was it trained to the end?")
     path = Path(client.download_artifacts(run_id, f"{BUNDLE_DIR}/{BUNDLE_FILE}", str(dst)))
     try:
-        bundle = ModelBundle.load(path)
+        bundle = ModelBundle.load(path, source=f"runs:/{run_id}/{BUNDLE_DIR}/{BUNDLE_FILE}")
     except CityAgentError as e:
-        raise ExportError(f"run {run_id}: {e}") from e
-    except pickle.UnpicklingError as e:  # not a torch file at all; ModelBundle.load lets this one through
-        raise ExportError(
-            f"run {run_id}: model bundle {path.name} is corrupt ({e.__class__.__name__}); retrain."
-        ) from e
+        raise ExportError(str(e)) from e
     estimator = None
     if bundle.meta.get("estimator"):
         name = str(bundle.meta["estimator"])

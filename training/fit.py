@@ -1,6 +1,7 @@
 """``fit()``: the notebook and CLI entry point — config in, one tracked MLflow run and a model bundle out."""
 
 import logging
+import math
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -40,7 +41,8 @@ class FitResult:
         checkpoint: the best training checkpoint (None for untrained baselines and classical models).
         bundle_path: the logged ``bundle/model.pt`` (a local path for local stores, else its URI).
         history: per-epoch metrics.
-        info: how it ran (mode, workers, resumed_from_epoch, seconds, export outcome).
+        info: how it ran (mode, workers, resumed_from_epoch, seconds, export outcome; ``diverged``: why, when
+            training diverged and the run was marked FAILED and not exported).
     """
 
     metrics: dict[str, float]
@@ -97,6 +99,18 @@ def train_and_report(
     return FitResult(metrics, run.run_id, None, bundle_path, [], {"mode": kind})
 
 
+def divergence(result: FitResult, cfg: RunConfig) -> str | None:
+    """Why a deep run's model is unusable because training diverged (NaN/inf validation loss or test metrics)."""
+    losses = [row["val_loss"] for row in result.history if "val_loss" in row]
+    if not losses or (any(math.isfinite(v) for v in losses) and math.isfinite(result.metrics.get("test_mae", 0.0))):
+        return None  # baselines and classical models have no epochs; a finite best epoch is a usable model
+    return (
+        f"training diverged: the model's outputs are NaN/inf (validation loss {losses[-1]:.4g} at epoch "
+        f"{len(losses)}), so run {result.run_id} is marked FAILED and not exported; lower train.lr (now "
+        f"{cfg.train.lr:g}) or check the data"
+    )
+
+
 def maybe_export(cfg: RunConfig, run_id: str) -> str:
     """Export and register the run when asked and when ``cityagent.training.export`` is available."""
     if not cfg.tracking.register_model:
@@ -149,6 +163,13 @@ def fit(config: ConfigLike = None, *, callbacks: Sequence[pl.Callback] = (), **o
     check_buildable(task, cfg.model, cfg.train.quantiles)
     with start_run(uri, cfg, task, fp, kind) as run:
         result = train_and_report(run, cfg, task, fp, callbacks)
+        diverged = divergence(result, cfg)
+        if diverged:
+            run.tags({"cityagent.diverged": diverged})
+    if diverged:  # recorded, but FAILED: a model forecasting NaN is not one to compare, export or serve
+        run.end("FAILED")
+        result.info.update(diverged=diverged, export="skipped (training diverged)")
+        return result
     result.info["export"] = maybe_export(cfg, result.run_id)
     log.info("run %s: %s", result.run_id, {k: round(v, 4) for k, v in result.metrics.items() if "_h" not in k})
     return result

@@ -57,7 +57,16 @@ def check_parity(model: torch.nn.Module, onnx_bytes: bytes, x: np.ndarray, toler
     with torch.no_grad():
         ref = model(torch.as_tensor(x, dtype=torch.float32)).numpy()
     if not np.isfinite(ref).all():
-        raise ExportError("the torch model gives NaN or inf on the sample windows; check the bundle's scalers.")
+        state = model.state_dict().values()
+        if any(t.is_floating_point() and not torch.isfinite(t).all() for t in state):
+            raise ExportError(
+                "the torch model's weights hold NaN or inf (training diverged), so its outputs are NaN/inf; "
+                "retrain with a lower train.lr or check the data."
+            )
+        raise ExportError(
+            "the torch model gives NaN or inf on the sample windows though its weights and scalers are finite; "
+            "retrain with a lower train.lr or check the data (and bundle/sample.npz, when the run logged one)."
+        )
     diff = max(relative_diff(ref, run_onnx(onnx_bytes, x)), relative_diff(ref[:1], run_onnx(onnx_bytes, x[:1])))
     if not diff <= tolerance:
         raise ExportError(

@@ -91,3 +91,26 @@ def test_tune_prints_a_line_per_trial_and_none_of_ray_tunes_tables(tmp_path):
     for chatter in ("Configuration for experiment", "View detailed results", "Trial status", "snapshotting",
                     "Started a local Ray instance", "Wrote the latest version", "GPU available"):  # fmt: skip
         assert chatter not in out, out
+
+
+def test_a_diverged_run_exits_2_with_one_line_and_is_recorded_failed(tmp_path):
+    from mlflow import MlflowClient
+
+    from cityagent.hub.synth import synthesize
+
+    hub = synthesize(tmp_path / "hub", sensors=6, zones=4, days=3, progress=False)
+    env = {**os.environ, "CITYAGENT_HOME": str(tmp_path / "home")}
+    for key in ("MLFLOW_TRACKING_URI", "RAY_ADDRESS"):
+        env.pop(key, None)
+    cmd = [str(BIN / "cityagent"), "train", "traffic", "--hub", str(hub), "--workers", "0"]
+    cmd += ["train.max_epochs=1", "train.lr=1e12"]
+    done = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600)
+    out = " ".join(done.stdout.split())
+    assert done.returncode == 2, done.stdout
+    assert "training diverged: the model's outputs are NaN/inf (validation loss nan" in out, done.stdout
+    assert "lower train.lr (now 1e+12) or check the data" in out, done.stdout
+    assert "scalers" not in out and "trained stid" not in out and "Traceback" not in out, done.stdout
+    run_id = re.search(r"run ([0-9a-f]{32}) is marked FAILED", out).group(1)
+    run = MlflowClient(f"sqlite:///{tmp_path / 'home' / 'mlflow.db'}").get_run(run_id)
+    assert run.info.status == "FAILED" and "training diverged" in run.data.tags["cityagent.diverged"]
+    assert not MlflowClient(f"sqlite:///{tmp_path / 'home' / 'mlflow.db'}").search_registered_models()

@@ -2,6 +2,7 @@
 nothing, promotions that would change the served input refused, and the `cityagent models` CLI."""
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from mlflow.exceptions import MlflowException
@@ -259,3 +260,50 @@ def test_export_command_refuses_a_negative_or_infinite_tolerance(store):
         assert res.exit_code == 2 and "--tolerance" in res.output and "≥ 0" in res.output, res.output
         assert "no run" not in res.output  # refused before MLflow is asked anything
     assert issubclass(ConfigError, CityAgentError)
+
+
+def onnx_file_of(store, name: str, version: str) -> Path:
+    """The model.onnx a version's artifacts hold in the test store's (local) artifact folder."""
+    source = Path(store.client.get_model_version_download_uri(name, version).removeprefix("file://"))
+    found = sorted(source.rglob("*.onnx"))
+    assert len(found) == 1, (source, found)
+    return found[0]
+
+
+def test_a_version_whose_onnx_file_is_corrupt_is_not_promoted_or_rolled_back_to_unless_forced(store):
+    task = "traffic-corrupt"
+    v1, v2, v3 = (export_version(store, task) for _ in range(3))
+    run_of_v2 = store.client.get_model_version(task, v2).run_id
+    onnx_file = onnx_file_of(store, task, v2)
+    onnx_file.write_bytes(onnx_file.read_bytes()[: onnx_file.stat().st_size // 2])  # truncated
+
+    before = snapshot(store)
+    for holder in (None, v1):  # the first champion, and a move off a sound one
+        if holder:
+            promote(task, v1, reason="sound", tracking_uri=store.uri)
+            before = snapshot(store)
+        with pytest.raises(CityAgentError) as err:
+            promote(task, v2, reason="new", tracking_uri=store.uri)
+        msg = str(err.value)
+        assert f"{task} v{v2} is not a loadable ONNX model" in msg and "model.onnx" in msg, msg
+        assert f"cityagent export {run_of_v2}" in msg and "--force" in msg and "\n" not in msg, msg
+        assert snapshot(store) == before
+    res = CliRunner().invoke(models_app, ["promote", task, v2, "--reason", "x", "--tracking-uri", store.uri])
+    assert res.exit_code == 2 and "not a loadable ONNX model" in res.output, res.output
+    assert snapshot(store) == before
+
+    # the corrupt version as champion (forced): moving off it is allowed, rolling back onto it is not
+    assert "ONNX Runtime cannot open its file" in msg and "/tmp/tmp" not in msg.replace(str(store.root), "")
+    assert promote(task, v2, reason="forced", force=True, tracking_uri=store.uri).to_version == v2
+    assert promote(task, v3, reason="fix", tracking_uri=store.uri).from_version == v2
+    before = snapshot(store)
+    with pytest.raises(CityAgentError, match=rf"{task} v{v2} is not a loadable ONNX model"):
+        rollback(task, reason="back", tracking_uri=store.uri)
+    assert snapshot(store) == before
+    assert rollback(task, reason="back", force=True, tracking_uri=store.uri).to_version == v2
+
+
+def test_versions_registered_by_hand_without_onnx_or_metadata_are_still_promoted(store):
+    v1, v2 = add_versions(store, "hand-made", [3.0, 2.0])  # no artifacts at all
+    assert promote("hand-made", v1, reason="first", tracking_uri=store.uri).to_version == v1
+    assert promote("hand-made", v2, reason="better", tracking_uri=store.uri).to_version == v2

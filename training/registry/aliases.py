@@ -2,8 +2,8 @@
 
 Every check runs before the first write, and a failed history write puts the alias back, so an error
 leaves the registry exactly as it was. A promotion or rollback to a version that expects a different input than
-the alias's current holder (other node ids, window, step or features) is refused unless forced: servers hot-swap
-to the alias, and every client would break.
+the alias's current holder (other node ids, window, step or features), or whose ONNX file ONNX Runtime cannot load,
+is refused unless forced: servers hot-swap to the alias, and every client would break.
 """
 
 import getpass
@@ -87,7 +87,8 @@ def set_alias(
         reason: why, recorded in the history.
         actor: who; default $USER.
         action: the kind of move recorded (``promote``, ``export``).
-        force: move even when ``version`` expects a different input than the current holder. An ``export``
+        force: move even when ``version`` expects a different input than the current holder, or its ONNX file cannot
+            be loaded. An ``export``
             (a fresh challenger, which may well be trained on a grown city) is never checked.
         tracking_uri: MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite under CITYAGENT_HOME).
 
@@ -101,7 +102,7 @@ def set_alias(
     to_version, from_version = str(mv.version), current_holder(client, name, alias)
     if from_version == to_version:
         return None
-    if from_version is not None and not force and action != "export":
+    if not force and action != "export":  # an export was just parity-checked through ONNX Runtime
         check_same_input(client, name, alias, from_version, to_version)
     move = Move(
         seq=next_seq(client, name),
@@ -131,7 +132,8 @@ def promote(
     """Make ``version`` the ``alias`` (default champion) of ``name``; see ``set_alias``.
 
     Raises:
-        CityAgentError: ``version`` expects a different input than the current holder, and not ``force``.
+        CityAgentError: ``version`` expects a different input than the current holder, or its ONNX file cannot be
+            loaded, and not ``force``.
     """
     return set_alias(
         name, version, alias, reason=reason, actor=actor, action="promote", force=force, tracking_uri=tracking_uri
@@ -154,7 +156,8 @@ def rollback(
         alias: the alias to roll back (default champion).
         reason: why, recorded in the history.
         actor: who; default $USER.
-        force: roll back even when the earlier version expects a different input than the current one.
+        force: roll back even when the earlier version expects a different input than the current one, or its ONNX
+            file cannot be loaded.
         tracking_uri: MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite under CITYAGENT_HOME).
     """
     check_alias(alias)

@@ -2,6 +2,8 @@
 
 A server that serves ``champion`` hot-swaps to whatever the alias points at, so moving an alias to a version that
 expects a different input breaks every client at once; ``check_same_input`` refuses such a move unless forced.
+It also refuses a version whose ONNX file ONNX Runtime cannot load (truncated, corrupt): serving could not start
+on it. Versions registered by hand without any ONNX file, or without cityagent metadata, are not compared.
 """
 
 import tempfile
@@ -30,10 +32,27 @@ def _onnx_file(root: Path) -> Path | None:
     return found[0] if len(found) == 1 else None
 
 
-def version_input(client: MlflowClient, name: str, version: str) -> dict[str, Any] | None:
+def unloadable(path: str | Path, shown: str | None = None) -> str | None:
+    """Why ONNX Runtime (what serving uses) cannot load ``path``, or None when it can; ``shown`` names the file."""
+    from cityagent.training.parity import ort_session
+
+    try:
+        ort_session(str(path), threads=1)
+    except Exception as e:  # ORT raises several unrelated types for a bad file
+        why = (str(e).strip().splitlines() or ["no detail"])[0].replace(str(path), shown or str(path))
+        return f"{type(e).__name__}: {why}"
+    return None
+
+
+def version_input(
+    client: MlflowClient, name: str, version: str, *, check_loadable: bool = False
+) -> dict[str, Any] | None:
     """The INPUT_KEYS of version ``version`` of ``name``; None when it holds no ONNX model with cityagent metadata.
 
     Versions registered by hand from other artifacts (or whose artifacts are gone) have no contract to compare.
+
+    Raises:
+        CityAgentError: with ``check_loadable``, the version holds an ONNX file ONNX Runtime cannot load.
     """
     import mlflow
 
@@ -48,7 +67,19 @@ def version_input(client: MlflowClient, name: str, version: str) -> dict[str, An
         except (MlflowException, OSError):
             return None
         path = local if local.suffix == ".onnx" else _onnx_file(local) if local.is_dir() else None
-        return onnx_input(path) if path is not None else None
+        if path is None:
+            return None
+        shown = location if path == local else f"{location.rstrip('/')}/{path.relative_to(local).as_posix()}"
+        why = unloadable(path, shown) if check_loadable else None
+        if why is not None:
+            mv = client.get_model_version(name, version)
+            fix = f"re-export its run (cityagent export {mv.run_id})" if mv.run_id else "register a loadable model"
+            raise CityAgentError(
+                f"{name} v{version} is not a loadable ONNX model: ONNX Runtime cannot open its file {shown} "
+                f"({why}), so serving it would fail; {fix} and "
+                "promote the new version, or move the alias anyway with --force (force=True)."
+            )
+        return onnx_input(path)
 
 
 def onnx_input(path: str | Path) -> dict[str, Any] | None:
@@ -87,12 +118,15 @@ def input_differences(new: dict[str, Any], old: dict[str, Any]) -> list[str]:
     return out
 
 
-def check_same_input(client: MlflowClient, name: str, alias: str, holder: str, version: str) -> None:
-    """Raise when version ``version`` expects a different input than ``holder``, the version holding ``alias`` now.
+def check_same_input(client: MlflowClient, name: str, alias: str, holder: str | None, version: str) -> None:
+    """Raise when version ``version`` cannot be loaded, or expects a different input than ``holder``, the version
+    holding ``alias`` now (None: nobody holds it yet).
 
-    Versions without cityagent ONNX metadata are not compared.
+    Versions without cityagent ONNX metadata are not compared; an unloadable holder is not compared either (moving
+    the alias off it is the fix).
     """
-    new, old = version_input(client, name, version), version_input(client, name, holder)
+    new = version_input(client, name, version, check_loadable=True)
+    old = version_input(client, name, holder) if holder is not None else None
     if new is None or old is None:
         return
     diffs = input_differences(new, old)
