@@ -26,21 +26,13 @@ from cityagent.agent.drift_hub import hub_values, recent_start
 from cityagent.agent.live_error import agent_dir, recent_mae
 from cityagent.agent.schedule import last_run
 from cityagent.agent.sense import ModelFacts, split_features
-from cityagent.errors import CityAgentError
+from cityagent.errors import CityAgentError, TrackingUnreachable
 from cityagent.health import unreachable
 from cityagent.hub.hub import Hub
 
 log = logging.getLogger(__name__)
 Trigger = Callable[[str], None]
 DOWN_MEMO_S = 30.0  # a server found down is not asked again for this long (one cycle, many models)
-
-
-class TrackingUnreachable(CityAgentError):
-    """The tracking server holding a run's drift reference did not answer its health check."""
-
-    def __init__(self, uri: str, why: str) -> None:
-        super().__init__(f"tracking server {uri} is not reachable ({why})")
-        self.uri, self.why = uri, why
 
 
 def reference_path(run_id: str) -> Path:
@@ -64,7 +56,7 @@ def reference_for(run_id: str | None, tracking_uri: str | None = None) -> dict[s
         uri = default_uri(tracking_uri)
         why = unreachable(uri)
         if why is not None:
-            raise TrackingUnreachable(uri, why)
+            raise TrackingUnreachable(f"tracking server {uri} is not reachable ({why})", uri, why)
         try:
             from mlflow import MlflowClient
 

@@ -11,3 +11,11 @@ class HubError(CityAgentError):
 
 class ConfigError(CityAgentError):
     """A config key, value or name that does not exist or does not fit."""
+
+
+class TrackingUnreachable(CityAgentError):
+    """An http(s) MLflow tracking server did not answer its ``/health`` check when a call needed it."""
+
+    def __init__(self, message: str, uri: str = "", why: str = "") -> None:
+        super().__init__(message)
+        self.uri, self.why = uri, why

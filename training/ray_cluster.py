@@ -37,6 +37,60 @@ def check_reachable(address: str, timeout: float = 3.0) -> None:
             f"cannot reach the Ray cluster at {address} ({e}); start it (`ray start --head "
             f"--port ...`), fix train.address / RAY_ADDRESS, or unset them to use a local Ray"
         ) from e
+    check_ray_answers(hostport, address.startswith("ray://"), timeout)
+
+
+def check_ray_answers(hostport: str, client: bool = False, timeout: float = 3.0) -> None:
+    """Ask ``hostport`` for its cluster id over gRPC with a short deadline, so that a port where something
+    other than Ray listens (Redis, MQTT) fails now instead of after ``ray.init``'s minutes of retries.
+
+    Any gRPC answer means a Ray server (a ``ray://`` client server answers "unimplemented"); a refused token
+    fails here too, with the fix. Skipped under ``RAY_USE_TLS``, whose handshake this plain probe cannot do.
+    """
+    import grpc
+    from ray.core.generated import gcs_service_pb2, gcs_service_pb2_grpc
+
+    if os.environ.get("RAY_USE_TLS", "0").lower() in ("1", "true"):
+        return
+    token = os.environ.get("RAY_AUTH_MODE") == "token"
+    try:
+        from ray._private.authentication.grpc_authentication_client_interceptor import (
+            _get_authentication_metadata_tuple,
+        )
+
+        metadata = _get_authentication_metadata_tuple() if token else ()
+    except Exception:  # an older or newer Ray: probe without the token
+        metadata = ()
+    with grpc.insecure_channel(hostport) as channel:
+        stub = gcs_service_pb2_grpc.NodeInfoGcsServiceStub(channel)
+        try:
+            stub.GetClusterId(gcs_service_pb2.GetClusterIdRequest(), timeout=timeout, metadata=metadata)
+            return
+        except grpc.RpcError as e:
+            code, details = e.code(), e.details() or ""
+    if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+        what = "a Ray client server (ray://)" if client else "a Ray cluster (GCS)"
+        port = (
+            "the head's client server port (10001 by default)"
+            if client
+            else "the head's GCS port (`ray start --head --port PORT`)"
+        )
+        why = details.rsplit("last error: ", 1)[-1].splitlines()[0][:200]
+        raise CityAgentError(
+            f"{hostport} answers but is not {what} ({why}); point train.address / RAY_ADDRESS at {port}"
+        )
+    if code == grpc.StatusCode.UNAUTHENTICATED:
+        raise CityAgentError(f"the Ray cluster at {hostport} refused this client: {details}; {auth_hint(token)}")
+
+
+def auth_hint(token_mode: bool) -> str:
+    """What to do when a cluster with token authentication refuses us."""
+    if not token_mode:
+        return (
+            "the cluster uses token authentication: set RAY_AUTH_MODE=token in this shell (Ray sends no token "
+            "to an explicit address without it), with the cluster's token in ~/.ray/auth_token or RAY_AUTH_TOKEN"
+        )
+    return "RAY_AUTH_MODE=token is set, so the token is wrong: copy the head's ~/.ray/auth_token or set RAY_AUTH_TOKEN"
 
 
 def _chain(e: BaseException | None) -> str:
@@ -63,14 +117,53 @@ def storage_path() -> str:
     return os.environ.get(STORAGE_ENV) or str(home_dir() / "ray" / "results")
 
 
-def connect(address: str | None, num_cpus: int, dashboard: bool = False) -> bool:
+def check_capacity(target: str, num_cpus: int, cpus_per_worker: int | None = None) -> None:
+    """Refuse a run that needs more CPUs than the connected cluster has and can ever get (it would wait forever
+    for its placement group); note when it waits for an autoscaler or for CPUs other jobs hold."""
+    import ray
+    from ray._private.state import state
+
+    total = ray.cluster_resources().get("CPU", 0.0)
+    if num_cpus > total:
+        try:
+            most = (state.get_max_resources_from_cluster_config() or {}).get("CPU")  # None: no autoscaler
+        except Exception:  # Ray-internal, unreadable through ray:// : whether it can autoscale is unknown
+            log.warning("the Ray cluster at %s has %g of the %d CPUs this run needs: it waits", target, total, num_cpus)
+            return
+        if not most or most < num_cpus:
+            fit = int(total // cpus_per_worker) if cpus_per_worker else None
+            fix = f"--workers {fit}" if fit else f"train.cpus_per_worker ≤ {total:g}" if fit == 0 else "fewer --workers"
+            can = f"at most {most:g} with autoscaling" if most else "and cannot autoscale"
+            raise CityAgentError(
+                f"the run needs {num_cpus} CPUs (train.workers × train.cpus_per_worker) but the Ray cluster at "
+                f"{target} has {total:g} ({can}); use {fix} or add nodes"
+            )
+        log.warning(
+            "the Ray cluster at %s has %g of the %d CPUs this run needs: waiting for its autoscaler",
+            target,
+            total,
+            num_cpus,
+        )
+        return
+    free = ray.available_resources().get("CPU", 0.0)
+    if num_cpus > free:
+        log.warning(
+            "%g of the Ray cluster's %g CPUs are free, the run needs %d: waiting until other jobs release them",
+            free,
+            total,
+            num_cpus,
+        )
+
+
+def connect(address: str | None, num_cpus: int, dashboard: bool = False, cpus_per_worker: int | None = None) -> bool:
     """Make sure this process is connected to Ray; True when it started a local instance (the caller stops it).
 
     Args:
         address: a cluster address; None uses ``$RAY_ADDRESS`` or starts a local Ray.
-        num_cpus: CPUs a local Ray may use (at least what the workers ask for).
+        num_cpus: CPUs the run needs: a local Ray gets at least these; a cluster with fewer is refused.
         dashboard: start a local Ray with its dashboard, whose state API Ray Train needs to release the CPUs of
             a run whose controller was killed (as Tune does to the trials ASHA stops); a few seconds slower.
+        cpus_per_worker: ``train.cpus_per_worker``, to name the ``--workers`` a too-small cluster can take.
     """
     import ray
 
@@ -80,17 +173,24 @@ def connect(address: str | None, num_cpus: int, dashboard: bool = False) -> bool
     if target:
         check_reachable(target)
         try:
-            ray.init(address=target, log_to_driver=False)
+            context = ray.init(address=target, log_to_driver=False)
         except (ConnectionError, RuntimeError) as e:
             hint = ""
-            if "InvalidAuthToken" in _chain(e) and os.environ.get("RAY_AUTH_MODE") != "token":
-                hint = (
-                    "; the cluster uses token authentication: start Python with RAY_AUTH_MODE=token and the "
-                    "cluster's token in ~/.ray/auth_token or RAY_AUTH_TOKEN (Ray never sends a token to an "
-                    "explicit address unless told to)"
-                )
+            if "InvalidAuthToken" in _chain(e):
+                hint = "; " + auth_hint(os.environ.get("RAY_AUTH_MODE") == "token")
             raise CityAgentError(f"could not connect to the Ray cluster at {target}: {e}{hint}") from e
         log.info("connected to Ray at %s", target)
+        if not getattr(context, "dashboard_url", "unknown"):  # no state API: Ray Train's cleaners never exit
+            log.warning(
+                "the Ray cluster at %s runs without its dashboard: every Tune trial leaves a PlacementGroupCleaner "
+                "actor (~200 MB) behind; start the head with its dashboard (the default) to avoid that",
+                target,
+            )
+        try:
+            check_capacity(target, num_cpus, cpus_per_worker)
+        except CityAgentError:
+            ray.shutdown()
+            raise
         return False
     temp = ray_temp_dir()
     temp.mkdir(parents=True, exist_ok=True)

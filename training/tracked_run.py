@@ -3,12 +3,16 @@ and several trainings in one notebook do not interfere)."""
 
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from cityagent.errors import TrackingUnreachable
+from cityagent.health import unreachable
 from cityagent.training.tracking import client_for, experiment_id, finite, param_value
 
 BATCH = 100  # MLflow accepts at most 100 params / 1000 metrics per log_batch call
+BUNDLE_ARTIFACT = "bundle/model.pt"  # report.BUNDLE_DIR / bundle.BUNDLE_FILE: what `cityagent export` reads
 
 
 class TrackedRun:
@@ -21,6 +25,25 @@ class TrackedRun:
 
     def __init__(self, client: Any, run_id: str):
         self.client, self.run_id = client, run_id
+        self.logged: set[str] = set()  # artifact paths stored so far
+
+    def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """``fn(*args, **kwargs)``; when the server is gone, one CityAgentError naming it and what to do."""
+        try:
+            return fn(*args, **kwargs)
+        except Exception as e:
+            uri = self.client.tracking_uri
+            why = unreachable(uri)
+            if why is None:  # a sqlite store, or the server answers: a real MLflow error, shown as it is
+                raise
+            done = (
+                f"its bundle is saved: once the server is back, finish with `cityagent export {self.run_id}`"
+                if BUNDLE_ARTIFACT in self.logged
+                else "start it again (or unset MLFLOW_TRACKING_URI for the local store) and retrain"
+            )
+            raise TrackingUnreachable(
+                f"MLflow tracking server {uri} not reachable ({why}) while logging run {self.run_id}; {done}", uri, why
+            ) from e
 
     @classmethod
     def start(
@@ -41,19 +64,19 @@ class TrackedRun:
 
     @property
     def artifact_uri(self) -> str:
-        return self.client.get_run(self.run_id).info.artifact_uri
+        return self._call(self.client.get_run, self.run_id).info.artifact_uri
 
     def params(self, params: dict[str, Any]) -> None:
         from mlflow.entities import Param
 
         items = [Param(k, param_value(v)) for k, v in params.items()]
         for i in range(0, len(items), BATCH):
-            self.client.log_batch(self.run_id, params=items[i : i + BATCH])
+            self._call(self.client.log_batch, self.run_id, params=items[i : i + BATCH])
 
     def tags(self, tags: dict[str, Any]) -> None:
         from mlflow.entities import RunTag
 
-        self.client.log_batch(self.run_id, tags=[RunTag(k, param_value(v)) for k, v in tags.items()])
+        self._call(self.client.log_batch, self.run_id, tags=[RunTag(k, param_value(v)) for k, v in tags.items()])
 
     def metrics(self, metrics: dict[str, Any], step: int = 0, prefix: str = "") -> None:
         from mlflow.entities import Metric
@@ -61,14 +84,15 @@ class TrackedRun:
         now = int(time.time() * 1000)
         items = [Metric(prefix + k, v, now, step) for k, v in finite(metrics).items()]
         for i in range(0, len(items), BATCH):
-            self.client.log_batch(self.run_id, metrics=items[i : i + BATCH])
+            self._call(self.client.log_batch, self.run_id, metrics=items[i : i + BATCH])
 
     def epoch(self, row: dict[str, float]) -> None:
         """One epoch's metrics at step = epoch (``epoch`` and ``step`` themselves are not metrics)."""
         self.metrics({k: v for k, v in row.items() if k not in ("epoch", "step")}, step=int(row["epoch"]))
 
     def artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
-        self.client.log_artifact(self.run_id, str(path), artifact_path)
+        self._call(self.client.log_artifact, self.run_id, str(path), artifact_path)
+        self.logged.add(f"{artifact_path}/{Path(path).name}" if artifact_path else Path(path).name)
 
     def text(self, text: str, artifact_file: str) -> None:
         with tempfile.TemporaryDirectory() as tmp:
@@ -78,12 +102,14 @@ class TrackedRun:
             self.artifact(p, None if parent == "." else parent)
 
     def end(self, status: str = "FINISHED") -> None:
-        self.client.set_terminated(self.run_id, status)
+        self._call(self.client.set_terminated, self.run_id, status)
 
     def __enter__(self) -> "TrackedRun":
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None and issubclass(exc_type, TrackingUnreachable):
+            return  # marking the run FAILED would wait on the dead server for another round of retries
         if exc_type is None:
             self.end("FINISHED")
         else:

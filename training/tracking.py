@@ -20,6 +20,13 @@ from cityagent.training.config import RunConfig
 log = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parents[1]
 MAX_PARAM = 6000  # MLflow's limit on a param value
+# MLflow retries each HTTP call 7 times with backoff 2 and a 120 s timeout (minutes per call against a server
+# that died mid-run); a CLI run gives up within about a minute instead. Set these variables to override.
+HTTP_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "15",
+}
 
 
 def tracking_uri(uri: str | None = None) -> str:
@@ -49,12 +56,20 @@ def experiment_name(cfg: RunConfig) -> str:
     return cfg.tracking.experiment or f"cityagent-{cfg.task.domain}"
 
 
+def bound_http_retries() -> None:
+    """Default MLflow's HTTP retries and timeout to ``HTTP_DEFAULTS`` where the environment sets none."""
+    for name, value in HTTP_DEFAULTS.items():
+        os.environ.setdefault(name, value)
+
+
 def client_for(uri: str | None = None):
-    """A checked ``MlflowClient`` for ``uri`` (default store when None)."""
+    """A checked ``MlflowClient`` for ``uri`` (default store when None), with bounded HTTP retries."""
     from mlflow import MlflowClient
 
     uri = tracking_uri(uri)
     check_server(uri)
+    if uri.startswith(("http://", "https://")):
+        bound_http_retries()
     return MlflowClient(tracking_uri=uri)
 
 

@@ -186,7 +186,10 @@ def tune(
     check_space(cfg, task, space)
     monitor = monitor_for(task)
     started = connect(
-        cfg.train.address, max(cfg.train.workers, 1) * cfg.train.cpus_per_worker, dashboard=cfg.train.workers > 0
+        cfg.train.address,
+        max(cfg.train.workers, 1) * cfg.train.cpus_per_worker,
+        dashboard=cfg.train.workers > 0,
+        cpus_per_worker=cfg.train.cpus_per_worker,
     )
     try:
         with quiet_tune_output():

@@ -117,6 +117,7 @@ def _stop_cluster(temp_dirs: list[Path]) -> None:
         shutil.rmtree(d, ignore_errors=True)
 
 
+CHECK = "from cityagent.training.ray_cluster import check_reachable"
 DRIVER = """
 import json, sys
 from cityagent.training.config import RunConfig
@@ -154,10 +155,19 @@ def test_two_node_cluster(ray_cfg):
                 env=env,
             )
             assert started.returncode == 0, f"ray start {' '.join(args)} failed:\n{started.stderr[-3000:]}"
+        no_token = subprocess.run(  # without RAY_AUTH_MODE=token: refused at once, and the error names the fix
+            [sys.executable, "-c", f"{CHECK}; check_reachable('127.0.0.1:{port}')"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={k: v for k, v in env.items() if k != "RAY_AUTH_MODE"},
+        )
+        assert "InvalidAuthToken" in no_token.stderr and "set RAY_AUTH_MODE=token" in no_token.stderr
         driver = subprocess.run(
             [sys.executable, "-c", DRIVER, cfg.model_dump_json()], capture_output=True, text=True, timeout=300, env=env
         )
         assert driver.returncode == 0, driver.stderr[-3000:]
+        assert "runs without its dashboard" in driver.stderr  # Tune trials would leave their cleaners behind
     finally:
         _stop_cluster(dirs)
     assert not _own_ray_processes(dirs)

@@ -1,0 +1,68 @@
+"""Fast refusals before a Ray run: a port where something else listens, and a cluster too small for the run."""
+
+import logging
+import socket
+import threading
+import time
+
+import pytest
+import ray
+
+from cityagent.errors import CityAgentError
+from cityagent.training.fit import fit
+from cityagent.training.ray_cluster import check_capacity, check_reachable
+
+
+@pytest.fixture
+def not_ray():
+    """A TCP server that answers every connection with a line of text, as Redis or MQTT would."""
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                continue
+            with conn:
+                conn.sendall(b"-ERR unknown command\r\n")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield f"127.0.0.1:{server.getsockname()[1]}"
+    stop.set()
+    thread.join(timeout=5)
+    server.close()
+
+
+def test_a_port_where_something_else_listens_fails_fast_naming_it(tiny_cfg, not_ray):
+    t0 = time.perf_counter()
+    with pytest.raises(CityAgentError, match=rf"{not_ray} answers but is not a Ray cluster \(GCS\)"):
+        fit(tiny_cfg(**{"train.workers": 2, "train.address": not_ray}))
+    assert time.perf_counter() - t0 < 15 and not ray.is_initialized()
+    with pytest.raises(CityAgentError, match=r"is not a Ray client server \(ray://\)"):
+        check_reachable(f"ray://{not_ray}")
+
+
+@pytest.mark.ray
+def test_a_cluster_with_too_few_cpus_is_refused_or_noted(monkeypatch, caplog):
+    from ray._private.state import state
+
+    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+    try:
+        with pytest.raises(CityAgentError, match=r"needs 4 CPUs .* has 1 \(and cannot autoscale\); use --workers 1"):
+            check_capacity("head:6380", 4, cpus_per_worker=1)
+        with pytest.raises(
+            CityAgentError, match=r"has 1 \(at most 2 with autoscaling\); use train.cpus_per_worker ≤ 1 or add nodes"
+        ):
+            monkeypatch.setattr(state, "get_max_resources_from_cluster_config", lambda: {"CPU": 2})
+            check_capacity("head:6380", 4, cpus_per_worker=2)
+        monkeypatch.setattr(state, "get_max_resources_from_cluster_config", lambda: {"CPU": 16})
+        with caplog.at_level(logging.WARNING, logger="cityagent.training.ray_cluster"):
+            check_capacity("head:6380", 4, cpus_per_worker=1)  # an autoscaler can add the CPUs: wait, said so
+        assert "waiting for its autoscaler" in caplog.text
+        check_capacity("head:6380", 1, cpus_per_worker=1)
+    finally:
+        ray.shutdown()
