@@ -108,10 +108,8 @@ def evaluate_run(run_id: str, tracking_uri: str | None = None, hub: str | None =
     Raises:
         CityAgentError: the run, its hub, or a hub whose windows the model cannot take (nodes, features, length).
     """
-    from cityagent.training.run_ids import resolve_run_id
-
-    run_id = resolve_run_id(client_for(tracking_uri), run_id)  # a unique prefix, as `models list` shows, is enough
-    bundle, cfg, folder = load_run(run_id, tracking_uri)
+    bundle, cfg, folder = load_run(run_id, tracking_uri)  # resolves a unique prefix, as `models list` shows it
+    run_id = bundle.meta.get("run_id") or run_id  # the full id, for the lookups below
     cfg = run_hub(run_id, cfg, tracking_uri, hub)
     task, fp = load_task(cfg.task)
     check_input(run_id, bundle, task, fp.source)
