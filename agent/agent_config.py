@@ -43,6 +43,13 @@ class MqttConfig(_Strict):
     batch: int = Field(500, ge=1, description="readings per micro-batch")
     flush_seconds: float = Field(5.0, gt=0, description="longest a reading waits before its batch is written")
     keepalive: int = Field(60, ge=5, description="seconds")
+    clock_ahead: str | None = Field(
+        None,
+        description="how far past the wall clock a reading's ts may lie before it is rejected as from the future "
+        "(a sensor clock or UTC offset gone wrong), a duration such as '10min'; default one hub step",
+    )
+
+    _clock_ahead = field_validator("clock_ahead")(lambda v: v if v is None else _duration(v))
 
 
 class DriftConfig(_Strict):

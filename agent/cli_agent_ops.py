@@ -63,6 +63,7 @@ def listen(
         qos=cfg.qos,
         keepalive=cfg.keepalive,
         stop=stop,
+        clock_ahead=cfg.clock_ahead,
     )
     console.print(
         f"[green]{stats.accepted}[/] reading(s) appended in {len(stats.files)} file(s) from {stats.messages} "

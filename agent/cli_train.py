@@ -140,6 +140,8 @@ def tune(
     cfg = run_config(domain, config, _overrides(hub, workers, address, overrides or [], prefix), "tune")
     console.print(f"tuning {cfg.model.name} on {cfg.task.dataset}: {samples} trial(s)", highlight=False)
     best = run_tune(cfg, samples=samples)
+    if best.info.get("diverged"):  # the best trial's restored model forecasts NaN: recorded as FAILED
+        raise TrainingDiverged(best.info["diverged"])
     console.print(
         f"[green]best of {best.info['trials']} trials[/] {cfg.model.name} on {cfg.task.dataset}: run {best.run_id} "
         f"(sweep {best.info['parent_run_id']})",

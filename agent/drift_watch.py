@@ -42,10 +42,12 @@ def reference_path(run_id: str) -> Path:
 
 
 def reference_for(run_id: str | None, tracking_uri: str | None = None) -> dict[str, Any] | None:
-    """The drift reference of training run ``run_id``: the local copy, else the run's artifact; None if neither.
+    """The drift reference of training run ``run_id``: the local copy, else the run's artifact; None if the run is
+    not in the store or logged none.
 
     Raises:
         TrackingUnreachable: the copy is not local and the http(s) tracking server does not answer ``/health``.
+        CityAgentError: the store answered but failed to list or hand over the run's artifacts.
     """
     if not run_id:
         return None
@@ -57,17 +59,34 @@ def reference_for(run_id: str | None, tracking_uri: str | None = None) -> dict[s
         why = unreachable(uri)
         if why is not None:
             raise TrackingUnreachable(f"tracking server {uri} is not reachable ({why})", uri, why)
-        try:
-            from mlflow import MlflowClient
+        from mlflow import MlflowClient
+        from mlflow.exceptions import MlflowException
 
-            client = MlflowClient(tracking_uri=uri)
+        client = MlflowClient(tracking_uri=uri)
+        try:
+            names = {a.path for a in client.list_artifacts(run_id)}
+        except MlflowException as e:
+            if e.error_code == "RESOURCE_DOES_NOT_EXIST":  # e.g. a model trained in another team's store
+                log.info("no drift reference for run %s: %s", run_id, e)
+                return None
+            raise _failed(uri, run_id, e) from e
+        if REFERENCE_ARTIFACT not in names:  # a run trained without one (fit() outside the agent's retrain)
+            log.info("no drift reference for run %s: the run has no %s", run_id, REFERENCE_ARTIFACT)
+            return None
+        # a server that answers but fails here (a 5xx, a refused Host, a lost artifact store) is an error to say,
+        # not a run without a reference: that would stop checking the model until the agent restarts
+        try:
             with tempfile.TemporaryDirectory() as tmp:
                 got = Path(client.download_artifacts(run_id, REFERENCE_ARTIFACT, tmp))
                 local.write_text(got.read_text())
-        except Exception as e:  # no MLflow, no such run, or a run trained without a reference
-            log.info("no drift reference for run %s: %s", run_id, e)
-            return None
+        except (MlflowException, OSError) as e:
+            raise _failed(uri, run_id, e) from e
     return load_reference(local)
+
+
+def _failed(uri: str, run_id: str, e: Exception) -> CityAgentError:
+    why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return CityAgentError(f"tracking server {uri} failed to give run {run_id}'s drift reference: {why}")
 
 
 def spawn_retrain(cfg: AgentConfig) -> Trigger:

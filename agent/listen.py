@@ -17,6 +17,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from cityagent.agent.deadletter import DeadLetter, Rejection
 from cityagent.agent.livehub import LiveHub
 from cityagent.agent.microbatch import append_batch
@@ -47,8 +49,8 @@ class _Pending:
 class _Batcher:
     """Buffers parsed readings per table and flushes them into the hub and the dead-letter file."""
 
-    def __init__(self, live: LiveHub, batch: int, flush_seconds: float) -> None:
-        self.live, self.batch, self.flush_seconds = live, batch, flush_seconds
+    def __init__(self, live: LiveHub, batch: int, flush_seconds: float, ahead: pd.Timedelta | None = None) -> None:
+        self.live, self.batch, self.flush_seconds, self.ahead = live, batch, flush_seconds, ahead
         self.dead = DeadLetter(live.root)
         self.pending: dict[str, list[_Pending]] = defaultdict(list)
         self.rejections: list[Rejection] = []
@@ -81,7 +83,7 @@ class _Batcher:
     def flush(self) -> None:
         try:
             for table, items in list(self.pending.items()):
-                result = append_batch(self.live, table, [p.record for p in items])
+                result = append_batch(self.live, table, [p.record for p in items], ahead=self.ahead)
                 del self.pending[table]
                 for i, (kind, reason) in result.rejected.items():
                     items[i].origin.kind, items[i].origin.reason = kind, reason
@@ -116,6 +118,7 @@ def listen(
     qos: int = 1,
     keepalive: int = 60,
     stop: threading.Event | None = None,
+    clock_ahead: str | None = None,
 ) -> ListenStats:
     """Listen until ``max_messages`` arrived, ``duration`` passed or ``stop`` is set, then flush and return.
 
@@ -131,8 +134,10 @@ def listen(
         qos: subscription QoS.
         keepalive: MQTT keepalive, seconds.
         stop: set it from another thread (or a signal handler) to stop.
+        clock_ahead: how far past the wall clock a reading may lie before it is rejected as from the future, a
+            duration such as ``'10min'`` (default: one hub step).
     """
-    batcher = _Batcher(LiveHub(hub), batch, flush_seconds)
+    batcher = _Batcher(LiveHub(hub), batch, flush_seconds, None if clock_ahead is None else pd.Timedelta(clock_ahead))
     inbox: queue.Queue[tuple[str, bytes, datetime]] = queue.Queue()
     stop = stop or threading.Event()
     client = connect(

@@ -35,7 +35,11 @@ class BatchResult:
 
 
 def append_batch(
-    live: LiveHub, table: str, records: list[dict[str, Any]], now: pd.Timestamp | None = None
+    live: LiveHub,
+    table: str,
+    records: list[dict[str, Any]],
+    now: pd.Timestamp | None = None,
+    ahead: pd.Timedelta | None = None,
 ) -> BatchResult:
     """Append the valid ``records`` of ``table`` to the hub; every other record gets a reason in ``rejected``.
 
@@ -43,14 +47,16 @@ def append_batch(
         live: the hub being appended to.
         table: a temporal table name (``traffic``, ``demand``, ``weather``, ``incidents``).
         records: readings from ``readings.to_record`` (``ts`` already in the hub's timezone).
-        now: the wall clock (default: the current time); a reading later than it plus one hub step is ``future``.
+        now: the wall clock (default: the current time); a reading later than it plus ``ahead`` is ``future``.
             Readings from the past (replays of history) are fine.
+        ahead: how far past ``now`` a reading may lie (default: one hub step).
     """
     result = BatchResult()
     schema = TABLES[table]
     if not records:
         return result
-    latest = (now if now is not None else pd.Timestamp.now(tz="UTC")) + live.meta.step_delta
+    ahead = live.meta.step_delta if ahead is None else ahead
+    latest = (now if now is not None else pd.Timestamp.now(tz="UTC")) + ahead
     # a table's columns are fixed by its parts on disk, else by the first reading: a mix would leave NaN behind
     columns = live.columns(table) or [c for c in schema.names if c in records[0]]
     ids = live.node_ids(table)
@@ -63,7 +69,7 @@ def append_batch(
             why = f"{schema.node_column} {rec[schema.node_column]!r} is not in the hub's {schema.node_table}"
             result.rejected[i] = ("unknown id", f"{why}; add it there first")
         elif "ts" in rec and rec["ts"] > latest:
-            result.rejected[i] = ("future", _future(rec["ts"], latest, live))
+            result.rejected[i] = ("future", _future(rec["ts"], latest, ahead, live))
         else:
             keep.append(i)
     if not keep:
@@ -96,10 +102,12 @@ def append_batch(
     return result
 
 
-def _future(ts: pd.Timestamp, latest: pd.Timestamp, live: LiveHub) -> str:
+def _future(ts: pd.Timestamp, latest: pd.Timestamp, ahead: pd.Timedelta, live: LiveHub) -> str:
     latest = latest.tz_convert(live.meta.timezone)
+    step = ahead == live.meta.step_delta
+    margin = f"one {live.meta.step} step" if step else f"mqtt.clock_ahead ({ahead.total_seconds() / 60:g} min)"
     return (
-        f"ts {ts.isoformat()} lies in the future: later than the wall clock plus one {live.meta.step} step "
+        f"ts {ts.isoformat()} lies in the future: later than the wall clock plus {margin} "
         f"({latest.isoformat(timespec='seconds')}); check the sensor's clock and the UTC offset it sends"
     )
 

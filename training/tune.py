@@ -3,6 +3,7 @@ an in-process Lightning run; for a classical model, one scikit-learn fit, see ``
 logged to MLflow under one parent run, the best one in full."""
 
 import logging
+import math
 import os
 import uuid
 from pathlib import Path
@@ -15,7 +16,7 @@ from cityagent.training.build import build_params, check_buildable
 from cityagent.training.config import RunConfig
 from cityagent.training.conformal import check_conformal
 from cityagent.training.engine import TrainOutput, monitor_for, read_checkpoint
-from cityagent.training.fit import FitResult, maybe_export, report_trained
+from cityagent.training.fit import FitResult, divergence, maybe_export, report_trained
 from cityagent.training.overrides import ConfigLike, resolve_config
 from cityagent.training.ray_cluster import connect, storage_path
 from cityagent.training.ray_job import CKPT_NAME
@@ -65,6 +66,12 @@ def _history(result: Any) -> list[dict[str, float]]:
     keep = [c for c in df.columns if c in ("epoch", "train_loss", "val_loss", "val_mae", "lr")]
     rows = df[keep].dropna(subset=["epoch"]).drop_duplicates("epoch", keep="last")
     return [{k: float(v) for k, v in r.items()} for r in rows.to_dict("records")]
+
+
+def _best_score(result: Any, monitor: str) -> float:
+    """The trial's lowest finite ``monitor`` value, or NaN when it never had one."""
+    values = [float(v) for v in result.metrics_dataframe[monitor] if math.isfinite(float(v))]
+    return min(values) if values else math.nan
 
 
 def _best_weights(result: Any, monitor: str) -> tuple[dict[str, Any], int, str]:
@@ -201,14 +208,22 @@ def tune(
             import ray
 
             ray.shutdown()
-    ok = [r for r in results if r.error is None and r.metrics_dataframe is not None and monitor in r.metrics_dataframe]
-    if not ok:
+    ran = [r for r in results if r.error is None and r.metrics_dataframe is not None and monitor in r.metrics_dataframe]
+    if not ran:
         errors = "; ".join(str(r.error) for r in results if r.error is not None)[:2000]
         raise CityAgentError(f"every one of the {samples} trials failed: {errors}")
-    best = min(ok, key=lambda r: float(r.metrics_dataframe[monitor].min()))
+    # a trial whose validation loss was never finite diverged: NaN compares as neither smaller nor larger, so
+    # without this it could be picked as "best" and exported
+    ok = [r for r in ran if math.isfinite(_best_score(r, monitor))]
+    if not ok:
+        raise CityAgentError(
+            f"every one of the {len(ran)} trials that ran diverged (NaN/inf {monitor} at every epoch); lower the "
+            "learning rate range (search_space['train.lr']) or check the data"
+        )
+    best = min(ok, key=lambda r: _best_score(r, monitor))
     with start_run(uri, cfg, task, fp, "deep", run_name=f"tune-{cfg.model.name}-{task_name(cfg.task)}") as parent:
         parent.params({"tune.samples": samples, "tune.search_space": {k: str(v) for k, v in space.items()}})
-        parent.metrics({f"best_{monitor}": float(best.metrics_dataframe[monitor].min()), "trials_ok": len(ok)})
+        parent.metrics({f"best_{monitor}": _best_score(best, monitor), "trials_ok": len(ok)})
         for r in results:
             if r is best or r.config is None:
                 continue
@@ -216,7 +231,10 @@ def tune(
             with start_run(uri, trial_cfg, task, fp, "deep", parent.run_id, f"trial-{cfg.model.name}") as child:
                 for row in _history(r):
                     child.epoch(row)
-                child.tags({"cityagent.trial_error": str(r.error)[:500]} if r.error else {})
+                if r.error:
+                    child.tags({"cityagent.trial_error": str(r.error)[:500]})
+                elif r in ran and r not in ok:
+                    child.tags({"cityagent.trial_error": f"diverged: {monitor} was never finite"})
         best_cfg = trial_config(cfg.model_dump(), best.config)
         state, epoch, ckpt = _best_weights(best, monitor)
         out = TrainOutput(
@@ -232,6 +250,13 @@ def tune(
                 run.epoch(row)
             result = report_trained(run, best_cfg, task, fp, out)
             run.tags({"cityagent.tune_best": "true"})
+            diverged = divergence(result, best_cfg)
+            if diverged:
+                run.tags({"cityagent.diverged": diverged})
     result.info |= {"parent_run_id": parent.run_id, "best_config": dict(best.config)}
+    if diverged:  # its best epoch was finite but the restored model's test metrics are not: FAILED, not exported
+        run.end("FAILED")
+        result.info.update(diverged=diverged, export="skipped (training diverged)")
+        return result
     result.info["export"] = maybe_export(best_cfg, result.run_id)
     return result

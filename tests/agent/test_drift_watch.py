@@ -39,3 +39,26 @@ def test_a_local_store_is_not_health_checked(tmp_path, monkeypatch):
     """A sqlite store without the run: no reference (None), as before."""
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     assert reference_for("no-such-run") is None
+
+
+def test_a_server_that_answers_health_but_refuses_the_api_is_an_error_not_a_missing_reference(tmp_path, monkeypatch):
+    """A 403 (or 5xx) is said, and the model is checked again next cycle; only a missing run or artifact is None."""
+    from cityagent.errors import CityAgentError
+    from tests.mlflow_servers import mlflow_server
+
+    with mlflow_server(tmp_path, "--allowed-hosts", "mlflow.city.lan:*") as url:
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
+        failed = rf"tracking server {url} failed to give run run-x's drift reference: "
+        with pytest.raises(CityAgentError, match=failed):
+            reference_for("run-x")
+    assert not reference_path("run-x").exists()
+
+
+def test_a_run_without_a_reference_artifact_has_none(tmp_path, monkeypatch):
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    client = MlflowClient(uri)
+    run = client.create_run(client.create_experiment("x"))
+    assert reference_for(run.info.run_id) is None

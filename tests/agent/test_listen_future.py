@@ -53,3 +53,25 @@ def test_the_listener_sets_readings_from_2030_aside(hub_dir, session):  # noqa: 
     (rejected,) = read_rejections(hub_dir)
     assert rejected["kind"] == "future" and "2030-01-01" in rejected["reason"]
     assert read_hub(hub_dir).tables["traffic"]["ts"].max() == pd.Timestamp("2026-03-02 04:00", tz=TZ)
+
+
+def test_clock_ahead_sets_the_tolerance_and_is_named_in_the_reason(hub_dir):  # noqa: F811
+    from cityagent.agent.agent_config import load_agent_config
+
+    live = LiveHub(hub_dir)
+    ahead = pd.Timedelta(load_agent_config(None, {"mqtt": {"clock_ahead": "30min"}}).mqtt.clock_ahead)
+    got = append_batch(live, "traffic", [rec("s1", "2026-03-02T04:30:00+08:00")], now=NOW, ahead=ahead)  # 28 min
+    assert got.accepted == 1, got.rejected
+    far = append_batch(live, "traffic", [rec("s2", "2026-03-02T04:45:00+08:00")], now=NOW, ahead=ahead)  # 43 min
+    kind, reason = far.rejected[0]
+    assert kind == "future" and "plus mqtt.clock_ahead (30 min)" in reason
+
+
+def test_a_clock_ahead_that_is_not_a_duration_is_refused_at_load():
+    import pytest
+
+    from cityagent.agent.agent_config import load_agent_config
+    from cityagent.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="clock_ahead"):
+        load_agent_config(None, {"mqtt": {"clock_ahead": "soon"}})

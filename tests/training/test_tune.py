@@ -5,7 +5,7 @@ import ray
 from mlflow import MlflowClient
 from ray import tune as ray_tune
 
-from cityagent.errors import ConfigError
+from cityagent.errors import CityAgentError, ConfigError
 from cityagent.training.tracking import tracking_uri
 from cityagent.training.tune import classical_search_space, default_search_space, trial_config, tune
 
@@ -75,6 +75,20 @@ def test_asha_sweep_in_process(tiny_cfg):
     result = tune(cfg, samples=1, search_space={"train.lr": ray_tune.grid_search([1e-3, 1e-2, 3e-2])})  # 3 trials
     _check_sweep(result, 3)
     assert not ray.is_initialized()
+
+
+def test_a_diverged_trial_is_never_the_best_and_a_sweep_of_only_diverged_trials_is_refused(tiny_cfg):
+    cfg = tiny_cfg(**{"train.max_epochs": 2})
+    result = tune(cfg, samples=1, search_space={"train.lr": ray_tune.grid_search([1e12, 1e-2])})
+    assert result.info["best_config"]["train.lr"] == 1e-2 and "diverged" not in result.info
+    client = MlflowClient(tracking_uri())
+    parent = client.get_run(result.info["parent_run_id"])
+    children = client.search_runs([parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    tags = {c.data.params["train.lr"]: c.data.tags.get("cityagent.trial_error", "") for c in children}
+    assert tags["1000000000000.0"].startswith("diverged") and not tags["0.01"], tags
+    assert parent.data.metrics["trials_ok"] == 1
+    with pytest.raises(CityAgentError, match=r"every one of the 2 trials that ran diverged .*lower the learning rate"):
+        tune(cfg, samples=1, search_space={"train.lr": ray_tune.grid_search([1e12, 1e13])})
 
 
 @pytest.mark.slow
