@@ -99,6 +99,26 @@ def train_and_report(
     return FitResult(metrics, run.run_id, None, bundle_path, [], {"mode": kind})
 
 
+def check_device(cfg: RunConfig, kind: str) -> None:
+    """A deep run on ``train.accelerator=gpu`` in-process or on a local Ray needs the GPUs here, before its MLflow
+    run opens (a cluster named by ``RAY_ADDRESS`` or ``train.address`` is checked when the run connects to it)."""
+    if kind != "deep" or cfg.train.accelerator != "gpu":
+        return
+    import torch
+
+    from cityagent.training.ray_cluster import ray_address
+
+    if cfg.train.workers > 0 and ray_address(cfg.train.address):
+        return
+    need, have = max(cfg.train.workers, 1), torch.cuda.device_count()
+    if have < need:
+        build = f"torch {torch.__version__}" + ("" if torch.version.cuda else ", a CPU-only build")
+        raise ConfigError(
+            f"train.accelerator=gpu needs {need} GPU(s) (one per worker), but torch sees {have} on this machine "
+            f"({build}); use train.accelerator=cpu, fewer --workers, or RAY_ADDRESS of a cluster that has GPUs"
+        )
+
+
 def divergence(result: FitResult, cfg: RunConfig) -> str | None:
     """Why a deep run's model is unusable because training diverged (NaN/inf validation loss or test metrics)."""
     losses = [row["val_loss"] for row in result.history if "val_loss" in row]
@@ -146,6 +166,7 @@ def fit(config: ConfigLike = None, *, callbacks: Sequence[pl.Callback] = (), **o
     cfg = resolve_config(config, overrides)
     kind = model_info(cfg.model.name).kind  # an unknown name fails here, before any data is read
     check_conformal(cfg, kind)
+    check_device(cfg, kind)
     if cfg.train.refit and kind == "deep":
         raise ConfigError(
             f"train.refit applies to classical models; {cfg.model.name!r} is a deep model, whose early stopping "

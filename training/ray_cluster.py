@@ -117,45 +117,61 @@ def storage_path() -> str:
     return os.environ.get(STORAGE_ENV) or str(home_dir() / "ray" / "results")
 
 
-def check_capacity(target: str, num_cpus: int, cpus_per_worker: int | None = None) -> None:
-    """Refuse a run that needs more CPUs than the connected cluster has and can ever get (it would wait forever
-    for its placement group); note when it waits for an autoscaler or for CPUs other jobs hold."""
+def check_capacity(target: str, num_cpus: int, cpus_per_worker: int | None = None, num_gpus: int = 0) -> None:
+    """Refuse a run that needs more CPUs (or GPUs) than the connected cluster has and can ever get (it would wait
+    forever for its placement group); note when it waits for an autoscaler or for CPUs other jobs hold."""
     import ray
-    from ray._private.state import state
 
-    total = ray.cluster_resources().get("CPU", 0.0)
-    if num_cpus > total:
-        try:
-            most = (state.get_max_resources_from_cluster_config() or {}).get("CPU")  # None: no autoscaler
-        except Exception:  # Ray-internal, unreadable through ray:// : whether it can autoscale is unknown
-            log.warning("the Ray cluster at %s has %g of the %d CPUs this run needs: it waits", target, total, num_cpus)
-            return
-        if not most or most < num_cpus:
-            fit = int(total // cpus_per_worker) if cpus_per_worker else None
-            fix = f"--workers {fit}" if fit else f"train.cpus_per_worker ≤ {total:g}" if fit == 0 else "fewer --workers"
-            can = f"at most {most:g} with autoscaling" if most else "and cannot autoscale"
-            raise CityAgentError(
-                f"the run needs {num_cpus} CPUs (train.workers × train.cpus_per_worker) but the Ray cluster at "
-                f"{target} has {total:g} ({can}); use {fix} or add nodes"
-            )
-        log.warning(
-            "the Ray cluster at %s has %g of the %d CPUs this run needs: waiting for its autoscaler",
-            target,
-            total,
-            num_cpus,
-        )
+    total = ray.cluster_resources()
+    if num_gpus > total.get("GPU", 0.0):
+        _short(target, "GPU", num_gpus, total.get("GPU", 0.0), "use train.accelerator=cpu or a cluster with GPUs")
+    if num_cpus > total.get("CPU", 0.0):
+        have = total.get("CPU", 0.0)
+        fit = int(have // cpus_per_worker) if cpus_per_worker else None
+        fix = f"--workers {fit}" if fit else f"train.cpus_per_worker ≤ {have:g}" if fit == 0 else "fewer --workers"
+        _short(target, "CPU", num_cpus, have, f"use {fix} or add nodes")
         return
     free = ray.available_resources().get("CPU", 0.0)
     if num_cpus > free:
         log.warning(
             "%g of the Ray cluster's %g CPUs are free, the run needs %d: waiting until other jobs release them",
             free,
-            total,
+            total.get("CPU", 0.0),
             num_cpus,
         )
 
 
-def connect(address: str | None, num_cpus: int, dashboard: bool = False, cpus_per_worker: int | None = None) -> bool:
+def _short(target: str, kind: str, need: int, have: float, fix: str) -> None:
+    """The cluster has fewer ``kind`` than the run needs: refused unless its autoscaler can add them."""
+    from ray._private.state import state
+
+    why = "train.workers × train.cpus_per_worker" if kind == "CPU" else "train.accelerator=gpu: one per worker"
+    try:
+        most = (state.get_max_resources_from_cluster_config() or {}).get(kind)  # None: no autoscaler
+    except Exception:  # Ray-internal, unreadable through ray:// : whether it can autoscale is unknown
+        log.warning("the Ray cluster at %s has %g of the %d %ss this run needs: it waits", target, have, need, kind)
+        return
+    if not most or most < need:
+        can = f"at most {most:g} with autoscaling" if most else "and cannot autoscale"
+        raise CityAgentError(
+            f"the run needs {need} {kind}s ({why}) but the Ray cluster at {target} has {have:g} ({can}); {fix}"
+        )
+    log.warning(
+        "the Ray cluster at %s has %g of the %d %ss this run needs: waiting for its autoscaler",
+        target,
+        have,
+        need,
+        kind,
+    )
+
+
+def connect(
+    address: str | None,
+    num_cpus: int,
+    dashboard: bool = False,
+    cpus_per_worker: int | None = None,
+    num_gpus: int = 0,
+) -> bool:
     """Make sure this process is connected to Ray; True when it started a local instance (the caller stops it).
 
     Args:
@@ -164,6 +180,8 @@ def connect(address: str | None, num_cpus: int, dashboard: bool = False, cpus_pe
         dashboard: start a local Ray with its dashboard, whose state API Ray Train needs to release the CPUs of
             a run whose controller was killed (as Tune does to the trials ASHA stops); a few seconds slower.
         cpus_per_worker: ``train.cpus_per_worker``, to name the ``--workers`` a too-small cluster can take.
+        num_gpus: GPUs the run needs (``train.accelerator=gpu``: one per worker); a cluster or machine with fewer
+            is refused rather than waited on forever.
     """
     import ray
 
@@ -187,7 +205,7 @@ def connect(address: str | None, num_cpus: int, dashboard: bool = False, cpus_pe
                 target,
             )
         try:
-            check_capacity(target, num_cpus, cpus_per_worker)
+            check_capacity(target, num_cpus, cpus_per_worker, num_gpus)
         except CityAgentError:
             ray.shutdown()
             raise
@@ -202,4 +220,11 @@ def connect(address: str | None, num_cpus: int, dashboard: bool = False, cpus_pe
         log_to_driver=False,
     )
     log.info("started a local Ray (%d CPUs) with temp dir %s", num_cpus, temp)
+    gpus = ray.cluster_resources().get("GPU", 0.0)
+    if num_gpus > gpus:  # Ray saw fewer GPUs on this machine: the run would wait for them forever
+        ray.shutdown()
+        raise CityAgentError(
+            f"the run needs {num_gpus} GPUs (train.accelerator=gpu: one per worker) but Ray sees {gpus:g} on this "
+            "machine; use train.accelerator=cpu, fewer --workers, or RAY_ADDRESS of a cluster with GPUs"
+        )
     return True

@@ -123,7 +123,8 @@ def train_ray(
 
     t0 = time.perf_counter()
     workers, cpus = cfg.train.workers, cfg.train.cpus_per_worker
-    started = connect(cfg.train.address, workers * cpus, cpus_per_worker=cpus)
+    gpus = workers if cfg.train.accelerator == "gpu" else 0
+    started = connect(cfg.train.address, workers * cpus, cpus_per_worker=cpus, num_gpus=gpus)
     monitor = monitor_for(task)
     name = name or f"{cfg.model.name}-{uuid.uuid4().hex[:8]}"
     log_file = home_dir() / "ray" / "epochs" / f"{name}.jsonl"

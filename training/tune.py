@@ -16,7 +16,7 @@ from cityagent.training.build import build_params, check_buildable
 from cityagent.training.config import RunConfig
 from cityagent.training.conformal import check_conformal
 from cityagent.training.engine import TrainOutput, monitor_for, read_checkpoint
-from cityagent.training.fit import FitResult, divergence, maybe_export, report_trained
+from cityagent.training.fit import FitResult, check_device, divergence, maybe_export, report_trained
 from cityagent.training.overrides import ConfigLike, resolve_config
 from cityagent.training.ray_cluster import connect, storage_path
 from cityagent.training.ray_job import CKPT_NAME
@@ -182,6 +182,7 @@ def tune(
             "baseline: use fit() instead"
         )
     check_conformal(cfg, kind)
+    check_device(cfg, kind)
     uri = tracking_uri(cfg.tracking.tracking_uri)
     check_server(uri)
     task, fp = load_task(cfg.task)
@@ -197,6 +198,7 @@ def tune(
         max(cfg.train.workers, 1) * cfg.train.cpus_per_worker,
         dashboard=cfg.train.workers > 0,
         cpus_per_worker=cfg.train.cpus_per_worker,
+        num_gpus=cfg.train.workers if cfg.train.accelerator == "gpu" else 0,
     )
     try:
         with quiet_tune_output():

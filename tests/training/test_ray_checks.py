@@ -64,5 +64,22 @@ def test_a_cluster_with_too_few_cpus_is_refused_or_noted(monkeypatch, caplog):
             check_capacity("head:6380", 4, cpus_per_worker=1)  # an autoscaler can add the CPUs: wait, said so
         assert "waiting for its autoscaler" in caplog.text
         check_capacity("head:6380", 1, cpus_per_worker=1)
+        monkeypatch.setattr(state, "get_max_resources_from_cluster_config", lambda: None)
+        with pytest.raises(
+            CityAgentError,
+            match=r"needs 2 GPUs \(train.accelerator=gpu: one per worker\) .* has 0 \(and cannot autoscale\); use "
+            "train.accelerator=cpu",
+        ):
+            check_capacity("head:6380", 1, cpus_per_worker=1, num_gpus=2)
     finally:
         ray.shutdown()
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has a GPU")
+@pytest.mark.parametrize("workers", [0, 2])
+def test_gpu_runs_on_a_machine_without_one_are_refused_not_left_waiting(tiny_cfg, workers):
+    t0 = time.perf_counter()
+    need = max(workers, 1)
+    with pytest.raises(CityAgentError, match=rf"needs {need} GPU\(s\) \(one per worker\), but torch sees 0 on this"):
+        fit(tiny_cfg(**{"train.workers": workers, "train.accelerator": "gpu"}))
+    assert time.perf_counter() - t0 < 30 and not ray.is_initialized()
