@@ -81,15 +81,12 @@ def read_file_hub(location: str | Path) -> Hub:
             raise HubError(f"{root}/{MANIFEST} is not a valid hub manifest: {e}; fix or delete it") from e
     else:
         meta = infer_meta(tables, name=posixpath.basename(root))
-    for name, df in tables.items():  # CSV offsets come back as fixed offsets: show them in the city's zone
+    zone = meta.timezone_problem()
+    if zone:
+        raise HubError(f"{root}/{MANIFEST}: {zone}")
+    for df in tables.values():  # CSV offsets come back as fixed offsets: show them in the city's zone
         if "ts" in df and isinstance(df["ts"].dtype, pd.DatetimeTZDtype):
-            try:
-                df["ts"] = df["ts"].dt.tz_convert(meta.timezone)
-            except (KeyError, ValueError) as e:
-                raise HubError(
-                    f"table {name}: hub.json timezone {meta.timezone!r} is unknown ({e}); "
-                    "use an IANA name such as 'Asia/Shanghai'"
-                ) from e
+            df["ts"] = df["ts"].dt.tz_convert(meta.timezone)
     return Hub(tables, meta)
 
 
@@ -121,6 +118,9 @@ def write_file_hub(hub: Hub, location: str | Path, format: Literal["parquet", "c
     """Write into a temporary sibling, then swap it into place; the old hub survives any failure."""
     if format not in ("parquet", "csv"):
         raise HubError(f"unknown hub format {format!r}; use 'parquet' or 'csv'")
+    zone = hub.meta.timezone_problem()
+    if zone:  # the manifest would name no zone, and partitioning by local date needs one
+        raise HubError(f"cannot write the hub to {location}: its {zone}")
     fs, root = _fs(location)
     root = root.rstrip("/")
     if fs.exists(root) and fs.ls(root) and not fs.isfile(f"{root}/{MANIFEST}"):

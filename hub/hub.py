@@ -1,5 +1,7 @@
 """The in-memory hub: named tables plus a manifest (name, step, timezone, provenance)."""
 
+import difflib
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -12,6 +14,20 @@ MANIFEST = "hub.json"
 
 
 SYNTH_SOURCE = "cityagent synth"  # how the synthesiser signs its hubs (hub.json "source")
+
+
+def nearest(name: str, choices: Iterable[str], cutoff: float = 0.6) -> str | None:
+    """The valid name a mistyped ``name`` most likely meant: a case-insensitive match first (``STID`` → ``stid``),
+    then the closest spelling (``trafic`` → ``traffic``, ``sz_taxi`` → ``sz-taxi``); None when nothing is close."""
+    options = list(choices)
+    folded = {c.lower(): c for c in options}
+    if name.lower() in folded:
+        return folded[name.lower()]
+    canon = {c.lower().replace("_", "-"): c for c in options}  # sz_taxi / SZ-Taxi for sz-taxi
+    if name.lower().replace("_", "-") in canon:
+        return canon[name.lower().replace("_", "-")]
+    near = difflib.get_close_matches(name.lower(), list(folded), n=1, cutoff=cutoff)
+    return folded[near[0]] if near else None
 
 
 @dataclass
@@ -38,6 +54,18 @@ class HubMeta:
             return pd.Timedelta(pd.tseries.frequencies.to_offset(self.step))
         except ValueError as e:
             raise HubError(f"hub.json step {self.step!r} is not a pandas offset; use e.g. '5min' or '1h'") from e
+
+    def timezone_problem(self) -> str | None:
+        """Why ``timezone`` is no IANA zone (with the nearest one that is), or None when it is one."""
+        import zoneinfo
+
+        try:
+            zoneinfo.ZoneInfo(self.timezone)
+            return None
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError, TypeError):
+            near = nearest(str(self.timezone), zoneinfo.available_timezones(), cutoff=0.8)
+            fix = f"did you mean {near!r}?" if near else "use an IANA name such as 'Asia/Shanghai'"
+            return f"timezone {self.timezone!r} is not an IANA zone; {fix}"
 
     @property
     def synthetic(self) -> bool:
@@ -78,6 +106,9 @@ class Hub:
                 if name == "decisions"
                 else f"import or synthesise data that includes {name}"
             )
+            near = nearest(name, self.tables) or nearest(name, TABLES)
+            if near and near != name:  # a typo, not a table this hub lacks
+                fix = f"did you mean {near!r}?" + ("" if near in self.tables else f" (this hub has none either: {fix})")
             raise HubError(
                 f"this hub has no {name!r} table (it has: {', '.join(sorted(self.tables)) or 'none'}); {fix}"
             )

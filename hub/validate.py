@@ -6,7 +6,6 @@ Warnings: gaps in a series, tables that cannot be cross-checked, a manifest that
 """
 
 from dataclasses import replace
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
 import pandas as pd
@@ -106,11 +105,17 @@ def _check_table(report: Report, name: str, df: pd.DataFrame, schema: TableSchem
         if col.kind == "float":
             null |= np.isinf(s.to_numpy(dtype=float, na_value=np.nan))
         if null.any() and not col.nullable:
+            # imputation fills absent rows (the gaps of the step grid), never a stored NaN: say what works
+            todo = (
+                "drop those rows: a missing reading is an absent row, which task.params.impute (ffill, zero, "
+                "mean) fills when training"
+                if schema.temporal and name not in ("incidents", "decisions")
+                else "fix or remove those rows"
+            )
             report.add(
                 "error",
                 name,
-                f"{int(null.sum())} NaN/inf value(s) in {col.name!r}; fix or remove "
-                "those readings (imputation happens only when a config asks for it)",
+                f"{int(null.sum())} NaN/inf value(s) in {col.name!r}; {todo}",
                 column=col.name,
                 row=_first(null),
                 count=int(null.sum()),
@@ -161,10 +166,9 @@ def validate_hub(hub: Hub) -> Report:
     except HubError as e:
         report.add("error", "hub.json", str(e))
         step = None
-    try:
-        ZoneInfo(meta.timezone)
-    except (ZoneInfoNotFoundError, ValueError):
-        report.add("error", "hub.json", f"timezone {meta.timezone!r} is not an IANA zone; use e.g. 'Asia/Shanghai'")
+    zone = meta.timezone_problem()
+    if zone:
+        report.add("error", "hub.json", zone)
     if meta.extra.get("manifest") == "inferred":
         report.add("warning", "hub.json", f"no manifest: assumed step {meta.step}, timezone {meta.timezone}")
     if not hub.tables:
@@ -173,7 +177,8 @@ def validate_hub(hub: Hub) -> Report:
         schema = table_schema(name)
         usable = _check_table(report, name, df, schema, meta.timezone)
         report.tables[name] = _summary(df, schema)
-        if schema.temporal and "ts" in usable and step is not None and name not in ("incidents", "decisions"):
+        timeline = step is not None and not zone  # slots and gaps are counted in the city's local time
+        if schema.temporal and "ts" in usable and timeline and name not in ("incidents", "decisions"):
             check_timeline(report, name, df, schema, step, meta)
     check_references(report, hub)
     report.issues = [_locate(issue, hub.tables) for issue in report.issues]

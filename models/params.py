@@ -63,7 +63,10 @@ def check_quantiles(quantiles: Sequence[float]) -> tuple[float, ...]:
     """Quantile levels must be strictly increasing inside (0, 1), e.g. ``(0.1, 0.5, 0.9)``."""
     qs = tuple(float(q) for q in quantiles)
     if not qs or any(not 0.0 < q < 1.0 for q in qs) or any(a >= b for a, b in pairwise(qs)):
-        raise ConfigError(f"quantiles must be strictly increasing levels in (0, 1), got {quantiles!r}.")
+        raise ConfigError(
+            f"quantiles (train.quantiles) must be strictly increasing levels in (0, 1), e.g. [0.1, 0.5, 0.9]; "
+            f"got {list(quantiles)!r}."
+        )
     return qs
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from cityagent.errors import ConfigError
+from cityagent.hub.hub import nearest
 from cityagent.models.params import COMMON_PARAMS, check_common
 
 DOMAINS = ("traffic", "demand", "risk", "any")  # 'any': a domain-agnostic model, listed under every domain
@@ -86,8 +87,8 @@ def list_models(domain: str | None = None) -> list[str]:
 def model_info(name: str) -> ModelInfo:
     """The registry entry for ``name``; ConfigError listing the valid names when unknown."""
     if name not in _REGISTRY:
-        near = difflib.get_close_matches(name, _REGISTRY, n=1)
-        hint = f" Did you mean {near[0]!r}?" if near else ""
+        near = nearest(name, _REGISTRY)
+        hint = f" Did you mean {near!r}?" if near else ""
         raise ConfigError(f"unknown model {name!r}.{hint} Valid models: {', '.join(list_models())}.")
     return _REGISTRY[name]
 

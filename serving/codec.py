@@ -1,7 +1,7 @@
 """Protobuf <-> numpy: decode ModelInferRequest tensors (zero-copy views of raw bytes), encode raw outputs.
 
-Decoding checks only what the wire itself says (names unique, datatype known, bytes match shape); whether the
-tensors fit the model is the model signature's job (signature.py).
+Decoding checks only what the wire itself says (names unique, datatype known, bytes match shape, no parameters
+asking for what is not served); whether the tensors fit the model is the model signature's job (signature.py).
 """
 
 import math
@@ -11,6 +11,7 @@ import numpy as np
 
 from cityagent.serving.datatypes import NUMPY, TYPED_FIELD, oip_name
 from cityagent.serving.errors import InvalidInput
+from cityagent.serving.parameters import check_parameters
 from cityagent.serving.payload import InferRequest, InferResponse
 from cityagent.serving.proto import inference_pb2 as pb
 
@@ -24,6 +25,7 @@ _ALL_TYPED = sorted(set(TYPED_FIELD.values()) | {"bytes_contents"})
 
 def decode_request(request: pb.ModelInferRequest) -> InferRequest:
     """Turn a ModelInferRequest into arrays; raises InvalidInput naming the input and what was expected."""
+    check_parameters(request)
     raws = request.raw_input_contents
     if raws and len(raws) != len(request.inputs):
         raise InvalidInput(

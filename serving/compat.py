@@ -1,9 +1,9 @@
 """Whether a new version can replace the served one without breaking its clients.
 
 Clients are written against the served version's interface: its tensors (names, datatypes, shapes) and the
-facts in its ONNX metadata that give those shapes meaning (node ids, feature names). A hot swap to a version that
-changes any of them would turn every existing client's request into INVALID_ARGUMENT (or, worse, into answers
-for other nodes), so the store refuses it; a restart serves it deliberately.
+facts in its ONNX metadata that give those shapes meaning (node ids, feature names, horizon, target offsets). A hot
+swap to a version that changes any of them would turn every existing client's request into INVALID_ARGUMENT (or,
+worse, into answers for other nodes or steps ahead), so the store refuses it; a restart serves it deliberately.
 """
 
 import json
@@ -12,7 +12,21 @@ from cityagent.serving.session import OrtModel
 from cityagent.serving.signature import TensorSpec
 
 # Metadata keys that are part of the interface: compared when both versions carry them (older exports may lack one).
-CONTRACT_KEYS = ("nodes", "feature_names", "step")  # step: what one time step of the window means
+# What a client sends: node ids, features, the window and what one step of it means; what it reads back: the
+# forecast's shape and which steps ahead (and quantiles) each output index holds. The shapes are compared here too
+# because older exports left output axes symbolic in the ONNX graph, where -1 matches any size.
+CONTRACT_KEYS = (
+    "nodes",
+    "feature_names",
+    "step",
+    "input_len",
+    "input_offsets",
+    "input_shape",
+    "horizon",
+    "target_offsets",
+    "quantiles",
+    "output_shape",
+)
 
 
 def interface_changes(old: OrtModel, new: OrtModel) -> list[str]:

@@ -9,6 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from cityagent.config_errors import explain
 from cityagent.errors import ConfigError
 
+MAX_MESSAGE_MB = 2047  # gRPC's message-size options are int32 bytes: 2048 MiB would overflow them
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -80,8 +82,11 @@ class ServingConfig(_Strict):
         models: model specs, e.g. 'traffic-synthetic@champion' (registry alias), 'models:/name/3', 'path/x.onnx'
             or 'name=path/x.onnx'.
         workers: threads that run ORT batches (all models share them).
-        max_message_mb: largest request or response, MiB; gRPC refuses a larger one with RESOURCE_EXHAUSTED
-            "message larger than max", which a retry does not cure (split the batch or raise this).
+        max_message_mb: largest request or response, MiB (at most 2047: gRPC takes the limit in bytes as a
+            32-bit int); gRPC refuses a larger message with RESOURCE_EXHAUSTED "message larger than max", which a
+            retry does not cure (split the batch or raise this).
+        max_stream_in_flight: requests of one ModelStreamInfer stream running at once; the server reads no further
+            until one is answered, so gRPC flow control slows a fast stream instead of the queue refusing it.
         grace_s: seconds in-flight requests get at shutdown.
     """
 
@@ -90,7 +95,8 @@ class ServingConfig(_Strict):
     metrics_port: int | None = Field(8002, ge=0, le=65535)
     models: list[str] = Field(default_factory=list)
     workers: int = Field(2, ge=1)
-    max_message_mb: int = Field(64, ge=1)
+    max_message_mb: int = Field(64, ge=1, le=MAX_MESSAGE_MB)
+    max_stream_in_flight: int = Field(32, ge=1)
     grace_s: float = Field(5.0, ge=0)
     ort: OrtConfig = Field(default_factory=OrtConfig)
     batching: BatchingConfig = Field(default_factory=BatchingConfig)

@@ -5,8 +5,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+import numpy as np
+
 import cityagent
-from cityagent.serving.errors import ModelNotFound, ServingError
+from cityagent.serving.errors import InvalidInput, ModelNotFound, ModelUnavailable, ServingError
 from cityagent.serving.metrics import UNKNOWN_MODEL, ServingMetrics
 from cityagent.serving.payload import InferRequest, InferResponse
 from cityagent.serving.signature import TensorSpec
@@ -45,10 +47,10 @@ class DataPlane:
         return self.store.ready
 
     def model_ready(self, name: str, version: str = "") -> bool:
-        """False for an unknown model or version (a readiness answer, not an error)."""
+        """False for an unknown model or version, or one still loading (a readiness answer, not an error)."""
         try:
             self.store.get(name, version)
-        except ModelNotFound:
+        except (ModelNotFound, ModelUnavailable):
             return False
         return True
 
@@ -56,7 +58,7 @@ class DataPlane:
         """The version that answers `name` (and `version`) now, or "" when none does."""
         try:
             return self.store.get(name, version).version
-        except ModelNotFound:
+        except (ModelNotFound, ModelUnavailable):
             return ""
 
     def server_metadata(self) -> tuple[str, str, list[str]]:
@@ -78,6 +80,7 @@ class DataPlane:
         outputs = await served.batcher.submit(request.inputs)  # the version chosen here answers, even mid-swap
         if request.outputs:
             outputs = {name: outputs[name] for name in request.outputs}
+        _check_finite(request, outputs)
         return InferResponse(request.model_name, served.version, request.id, outputs)
 
     @contextmanager
@@ -97,3 +100,16 @@ class DataPlane:
             raise
         series.successes.inc()
         series.latency.observe(time.perf_counter() - start)
+
+
+def _check_finite(request: InferRequest, outputs: dict[str, np.ndarray]) -> None:
+    """Refuse an answer that is not a number: finite inputs far outside the model's range (e.g. 3e38 km/h) overflow
+    inside it, and NaN forecasts served as OK would be taken for real ones."""
+    for name, array in outputs.items():
+        if array.dtype.kind == "f" and not np.isfinite(array).all():
+            names = ", ".join(f"'{n}'" for n in request.inputs)
+            subject = f"input {names} is" if len(request.inputs) == 1 else f"inputs {names} are"
+            raise InvalidInput(
+                f"{subject} out of the model's range: output '{name}' came out NaN or Inf; "
+                "send real units in their usual range (e.g. km/h, trips)."
+            )

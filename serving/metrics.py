@@ -83,7 +83,7 @@ class ServingMetrics:
         series.batch_size.observe(rows)
 
     def set_version(self, model: str, version: str, old: str | None = None) -> None:
-        """Mark `version` as serving and drop the old version's series."""
+        """Mark `version` as serving and drop `old`'s series (the store passes None while another alias serves it)."""
         if old is not None and old != version:
             try:
                 self.loaded_version.remove(model, old)

@@ -58,7 +58,7 @@ class InferenceServer:
             ("grpc.so_reuseport", 0),  # a second server on a taken port must fail, not share it silently
         ]
         server = grpc.aio.server(interceptors=interceptors or None, options=options)
-        add_guarded_inference_service(InferenceServicer(self.dataplane), server)
+        add_guarded_inference_service(InferenceServicer(self.dataplane, cfg.max_stream_in_flight), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health.servicer, server)
         names = (INFERENCE_SERVICE, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME)
         reflection.enable_server_reflection(names, server, pool=_reflection_pool())
@@ -80,13 +80,11 @@ class InferenceServer:
             await self.stop(grace=0)
             raise
         await self.health.set_serving(True)
+        # Two lines: the first ends with the address, which scripts (benchmarks/serving.py) read the port from.
+        log.info("serving %s%s on %s:%d", self.store.names(), " (TLS)" if credentials else "", cfg.host, self.port)
         log.info(
-            "serving %s on %s:%d%s; requests and responses up to %d MiB (max_message_mb), larger ones are refused "
-            "with RESOURCE_EXHAUSTED 'message larger than max'",
-            self.store.names(),
-            cfg.host,
-            self.port,
-            " (TLS)" if credentials else "",
+            "requests and responses up to %d MiB (max_message_mb); larger ones are refused with RESOURCE_EXHAUSTED "
+            "'message larger than max'",
             cfg.max_message_mb,
         )
 

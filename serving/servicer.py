@@ -14,8 +14,15 @@ log = logging.getLogger(__name__)
 
 
 class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
-    def __init__(self, dataplane: DataPlane) -> None:
-        self.dataplane = dataplane
+    """The OIP service.
+
+    Args:
+        dataplane: what answers.
+        stream_in_flight: requests of one ModelStreamInfer stream running at once (`max_stream_in_flight`).
+    """
+
+    def __init__(self, dataplane: DataPlane, stream_in_flight: int = 32) -> None:
+        self.dataplane, self.stream_in_flight = dataplane, stream_in_flight
 
     async def ServerLive(self, request, context) -> pb.ServerLiveResponse:
         return pb.ServerLiveResponse(live=self.dataplane.live())
@@ -45,8 +52,14 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         await context.abort(error.code, str(error))
 
     async def ModelStreamInfer(self, request_iterator, context) -> AsyncIterator[pb.ModelStreamInferResponse]:
-        """Requests of one stream run concurrently (so they can share batches); answers come as they finish."""
+        """Requests of one stream run concurrently (so they can share batches); answers come as they finish.
+
+        At most `stream_in_flight` run or wait to be sent at once: the reader then stops reading, so gRPC flow
+        control slows a fast client down, instead of its requests flooding the model's queue (which refuses the
+        overflow as 'queue full') or piling up unsent answers.
+        """
         answers: asyncio.Queue = asyncio.Queue()
+        slots = asyncio.Semaphore(self.stream_in_flight)
 
         async def answer(request: pb.ModelInferRequest) -> None:
             try:
@@ -58,6 +71,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             try:
                 async with asyncio.TaskGroup() as group:
                     async for request in request_iterator:
+                        await slots.acquire()  # released once its answer is sent
                         group.create_task(answer(request))
             finally:
                 answers.put_nowait(None)  # every request answered (or the stream broke)
@@ -66,6 +80,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         try:
             while (item := await answers.get()) is not None:
                 yield item
+                slots.release()
             await reader  # re-raises what broke the stream (e.g. an undecodable request's abort)
         finally:
             reader.cancel()

@@ -1,5 +1,6 @@
 """One loaded model version: an ONNX Runtime session, its signature and its ONNX metadata_props."""
 
+import json
 import logging
 from pathlib import Path
 
@@ -51,11 +52,13 @@ class OrtModel:
             self.session = ort.InferenceSession(str(path), sess_options=session_options(cfg), providers=cfg.providers)
         except Exception as e:  # ORT raises several unrelated types for a bad file
             raise ModelLoadError(f"{self.source} is not a loadable ONNX model ({type(e).__name__}: {e}).") from e
-        self.signature = Signature(
-            inputs=tuple(_spec(t, self.source) for t in self.session.get_inputs()),
-            outputs=tuple(_spec(t, self.source) for t in self.session.get_outputs()),
-        )
         self.metadata: dict[str, str] = dict(self.session.get_modelmeta().custom_metadata_map)
+        inputs = tuple(_spec(t, self.source) for t in self.session.get_inputs())
+        outputs = tuple(_spec(t, self.source) for t in self.session.get_outputs())
+        self.signature = Signature(
+            inputs=_declared(inputs, self.metadata, "input_names", "input_shape"),
+            outputs=_declared(outputs, self.metadata, "output_names", "output_shape"),
+        )
 
     def run(self, inputs: dict[str, np.ndarray], outputs: list[str] | None = None) -> dict[str, np.ndarray]:
         """Run the session (blocking; ORT releases the GIL while it computes)."""
@@ -86,3 +89,28 @@ def _spec(arg: ort.NodeArg, source: str) -> TensorSpec:
     # ORT reports a dynamic dimension as a symbol name or None.
     shape = tuple(d if isinstance(d, int) and d >= 0 else -1 for d in arg.shape)
     return TensorSpec(name=arg.name, datatype=ORT[arg.type], shape=shape)
+
+
+def _declared(
+    specs: tuple[TensorSpec, ...], metadata: dict[str, str], names_key: str, shape_key: str
+) -> tuple[TensorSpec, ...]:
+    """`specs` with dynamic axes filled in from the exporter's metadata (e.g. output_shape [-1, 12, 16]).
+
+    Older exports leave some output axes symbolic where the tracer lost them (behind a final Cast), so clients
+    saw [-1, -1, -1] and a hot swap to another horizon went unnoticed; the smoke test then checks the sizes.
+    Only a lone tensor that the metadata names (or does not name) is filled; axes ONNX knows stay as they are.
+    """
+    if len(specs) != 1:
+        return specs
+    try:
+        names = json.loads(metadata.get(names_key, "null"))
+        shape = json.loads(metadata.get(shape_key, "null"))
+    except ValueError:  # not a cityagent export: nothing to go on
+        return specs
+    spec = specs[0]
+    if names not in (None, [spec.name]) or not isinstance(shape, list) or len(shape) != len(spec.shape):
+        return specs
+    if not all(type(d) is int for d in shape):
+        return specs
+    filled = tuple(m if d == -1 and m > 0 else d for d, m in zip(spec.shape, shape, strict=True))
+    return (TensorSpec(spec.name, spec.datatype, filled),)

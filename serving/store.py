@@ -16,7 +16,7 @@ from pathlib import Path
 from cityagent.serving.batching import Arrivals, Batcher
 from cityagent.serving.compat import interface_changes
 from cityagent.serving.config import ServingConfig
-from cityagent.serving.errors import ModelLoadError, ModelNotFound
+from cityagent.serving.errors import ModelLoadError, ModelNotFound, ModelUnavailable
 from cityagent.serving.metrics import ServingMetrics
 from cityagent.serving.session import OrtModel
 from cityagent.serving.sources import LocalSource, RegistrySource, scratch_dir
@@ -90,14 +90,26 @@ class ModelStore:
         return list(dict.fromkeys(s.served.version for s in self._slots if s.spec.name == name and s.served))
 
     def get(self, name: str, version: str = "") -> Served:
-        """The served version (the name's default when `version` is empty); ModelNotFound otherwise."""
-        slots = [s for s in self._slots if s.spec.name == name and s.served is not None]
+        """The served version (the name's default when `version` is empty).
+
+        Raises:
+            ModelNotFound: `name` is not configured here, or no slot of it serves `version` (all loaded).
+            ModelUnavailable: a slot of `name` is still loading at start-up, so the answer may yet be yes: retry.
+        """
+        slots = [s for s in self._slots if s.spec.name == name]
         if not slots:
             raise ModelNotFound(f"model '{name}' is not served here; served models: {self.names()}.")
         for slot in slots:
-            if not version or slot.served.version == version:
+            if slot.served is not None and (not version or slot.served.version == version):
                 return slot.served
+        if any(slot.served is None for slot in slots):
+            wanted = f"model '{name}'" + (f" version '{version}'" if version else "")
+            raise ModelUnavailable(f"{wanted} is still loading (the server is starting); retry shortly.")
         raise ModelNotFound(f"model '{name}' has no version '{version}' here; served versions: {self.versions(name)}.")
+
+    def _serves(self, name: str, version: str) -> bool:
+        """Whether any slot (e.g. another alias of `name`) serves `version` now."""
+        return any(s.spec.name == name and s.served is not None and s.served.version == version for s in self._slots)
 
     async def poll_once(self) -> None:
         """Re-read every alias (or local file) and swap in versions that moved."""
@@ -146,7 +158,8 @@ class ModelStore:
         batcher = Batcher(model, self.cfg.batching, self._executor, self.metrics, self._arrivals)
         batcher.start()
         old, slot.served, slot.failed, slot.last_error = slot.served, Served(spec, model, batcher), None, None
-        self.metrics.set_version(spec.name, version, old.version if old else None)
+        dropped = old.version if old is not None and not self._serves(spec.name, old.version) else None
+        self.metrics.set_version(spec.name, version, dropped)  # another alias may still serve the old version
         self.metrics.swaps.labels(spec.name, "loaded").inc()
         log.info("serving %s version %s%s", spec.name, version, f" (was {old.version})" if old else "")
         if old is not None:  # its queued requests still finish on it

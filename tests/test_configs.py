@@ -47,3 +47,59 @@ def test_defaults_merge_in_order_and_overrides_win():
 def test_bad_keys_are_named(override, message):
     with pytest.raises(ConfigError, match=message):
         load_config(CONFIGS / "traffic.yaml", [override])
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("model.name=gruu", r"'model\.name': unknown model 'gruu'\. Did you mean 'gru'\? Valid models: .*stid"),
+        ("model.name=STID", r"'model\.name': unknown model 'STID'\. Did you mean 'stid'\?"),
+        ("task.protocol=strikt", r"'task\.protocol': unknown protocol 'strikt'; did you mean 'strict'\?"),
+        ("task.params.horizn=3", r"'task\.params\.horizn': protocol 'strict' has no parameter .*'horizon'\?"),
+        ("task.params.scaler=robust", r"'task\.params\.scaler': unknown scaler 'robust'; choose one of .*minmax"),
+        ("task.params.horizon=0", r"'task\.params\.horizon': must be a whole number of steps ≥ 1, got 0"),
+        ("task.params.calendar=[tod, dwo]", r"'task\.params\.calendar': unknown calendar channel 'dwo'.*'dow'"),
+        ("task.params.impute=fill", r"'task\.params\.impute': unknown imputation 'fill'; did you mean 'ffill'"),
+        ("train.quantiles=[1.5]", r"'train\.quantiles': levels must be strictly increasing and inside \(0, 1\)"),
+        ("train.quantiles=[0.9, 0.1]", r"'train\.quantiles': levels must be strictly increasing"),
+        ("train.loss=quantile", r"'train\.quantiles': train\.loss=quantile needs the levels"),
+    ],
+)
+def test_what_needs_no_data_is_checked_when_the_config_loads(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(CONFIGS / "traffic.yaml", [override])
+
+
+def test_a_model_registered_at_run_time_is_a_valid_model_name():
+    from cityagent.models import registry
+
+    registry.register("config_probe_model", domain="traffic", kind="baseline")(lambda horizon: None)
+    try:
+        assert (
+            load_config(None, ["model.name=config_probe_model", "model.params={}"]).model.name == "config_probe_model"
+        )
+    finally:
+        registry._REGISTRY.pop("config_probe_model")
+
+
+def test_model_names_read_from_source_are_the_registrys():
+    from cityagent.training.config import _source_models
+
+    assert sorted(_source_models()) == list_models()
+
+
+@pytest.mark.parametrize(("typed", "value"), [("2024", "2024"), ("1.10", "1.10"), ("yes", "yes"), ("'off'", "off")])
+def test_a_text_field_takes_the_text_typed_on_the_command_line(typed, value):
+    assert load_config(None, [f"tracking.experiment={typed}"]).tracking.experiment == value
+
+
+def test_a_number_in_a_text_field_is_its_text_and_a_boolean_is_refused_saying_to_quote_it():
+    assert load_config(None, {"tracking.experiment": 2024}).tracking.experiment == "2024"
+    assert load_config(None, tracking={"experiment": 7}).tracking.experiment == "7"
+    with pytest.raises(
+        ConfigError, match=r"'tracking\.experiment': expected text, but YAML read the boolean true.*quote"
+    ):
+        load_config(None, {"tracking.experiment": True})
+    assert load_config(None, ["tracking.experiment=null"]).tracking.experiment is None
+    with pytest.raises(ConfigError, match=r"'train\.max_epochs': expected a number, not the boolean true"):
+        load_config(None, ["train.max_epochs=true"])

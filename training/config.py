@@ -3,11 +3,16 @@
 Unknown keys are rejected with their dotted path and the nearest valid key, so YAML never drifts from code.
 """
 
+import importlib.util
+import re
+import sys
+from functools import cache
+from itertools import pairwise
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from cityagent.config_errors import key_hint
 from cityagent.errors import ConfigError
@@ -15,8 +20,22 @@ from cityagent.errors import ConfigError
 Domain = Literal["traffic", "demand", "risk"]
 
 
+class KeyProblem(ValueError):
+    """A validator's complaint about ``key`` below the field it checks (``horizon`` of ``task.params``)."""
+
+    def __init__(self, key: str, message: str):
+        super().__init__(message)
+        self.key = key
+
+
 def _admits_bool(annotation: Any) -> bool:
     return annotation is bool or annotation is Any or any(_admits_bool(a) for a in get_args(annotation))
+
+
+def text_only(annotation: Any) -> bool:
+    """A field that holds text (``str`` or ``str | None``) and no number, boolean or container."""
+    kinds = set(get_args(annotation)) or {annotation}
+    return str in kinds and kinds <= {str, type(None)}
 
 
 class Strict(BaseModel):
@@ -24,11 +43,82 @@ class Strict(BaseModel):
 
     @field_validator("*", mode="before")
     @classmethod
-    def _no_bool_for_number(cls, value: Any, info: ValidationInfo) -> Any:
-        # pydantic takes YAML's true/false as 1/0 where a number belongs (train.max_epochs=true ran one epoch)
-        if isinstance(value, bool) and not _admits_bool(cls.model_fields[info.field_name].annotation):
-            raise ValueError(f"expected a number or text, not the boolean {str(value).lower()}")
+    def _scalars(cls, value: Any, info: ValidationInfo) -> Any:
+        annotation = cls.model_fields[info.field_name].annotation
+        if isinstance(value, bool) and text_only(annotation):  # YAML reads unquoted yes/no/on/off as booleans
+            raise ValueError(
+                f"expected text, but YAML read the boolean {str(value).lower()} (from an unquoted true/false/yes/no/"
+                'on/off); quote the value, e.g. experiment: "yes" in YAML'
+            )
+        if isinstance(value, bool) and not _admits_bool(annotation):
+            # pydantic takes YAML's true/false as 1/0 where a number belongs (train.max_epochs=true ran one epoch)
+            choices = get_args(annotation) if get_origin(annotation) is Literal else ()
+            wanted = f"one of {', '.join(map(str, choices))}" if choices else "a number"
+            raise ValueError(f"expected {wanted}, not the boolean {str(value).lower()}")
+        if isinstance(value, int | float) and not isinstance(value, bool) and text_only(annotation):
+            return str(value)  # experiment: 2024 names the experiment "2024"
         return value
+
+
+@cache
+def _source_models() -> frozenset[str]:
+    """Model names registered in models/ (``@register("gru", ...)``), read from the source files: importing the
+    registry imports torch and every model, seconds a config check should not cost."""
+    spec = importlib.util.find_spec("cityagent.models")  # imports cityagent, not the models package
+    folders = spec.submodule_search_locations if spec else None
+    found = re.compile(r"^@register\(\s*[\"']([^\"']+)[\"']", re.MULTILINE)
+    return frozenset(
+        name for d in folders or () for f in Path(d).rglob("*.py") for name in found.findall(f.read_text())
+    )
+
+
+def model_names() -> list[str]:
+    """Registered model names, without importing torch; models registered at run time count once the registry is
+    loaded (it is, in any process that registered one)."""
+    names = set(_source_models())
+    registry = sys.modules.get("cityagent.models.registry")
+    if registry is None and not names:  # no model sources to read (a zipped install): ask the registry itself
+        from cityagent.models import registry
+    if registry is not None:
+        names |= set(registry.list_models())
+    return sorted(names)
+
+
+def _choice(what: str, value: Any, choices: Any) -> str:
+    from cityagent.hub.hub import nearest
+
+    near = nearest(str(value), choices)
+    hint = f"did you mean {near!r}? " if near else ""
+    return f"unknown {what} {value!r}; {hint}choose one of {', '.join(map(str, choices))}"
+
+
+def check_task_params(protocol: str, params: dict[str, Any]) -> None:
+    """Raise KeyProblem for a parameter ``protocol`` does not take, or a value outside its fixed domain (scaler,
+    calendar and impute choices, a window length ≥ 1); values that depend on the hub are checked when it is read."""
+    from cityagent.hub.calendar import KINDS
+    from cityagent.hub.hub import nearest
+    from cityagent.hub.protocols import protocol_params
+    from cityagent.hub.scalers import SCALERS
+    from cityagent.hub.tensor import IMPUTE
+
+    valid = list(protocol_params(protocol))
+    for key, value in params.items():
+        if key not in valid:
+            near = nearest(key, valid)
+            hint = f"did you mean {near!r}? " if near else ""
+            raise KeyProblem(key, f"protocol {protocol!r} has no parameter {key!r}; {hint}valid: {', '.join(valid)}")
+        if key in ("input_len", "horizon") and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise KeyProblem(key, f"must be a whole number of steps ≥ 1, got {value!r}")
+        if key == "scaler" and value not in SCALERS:
+            raise KeyProblem(key, _choice("scaler", value, list(SCALERS)))
+        if key == "impute" and value is not None and value not in IMPUTE:
+            raise KeyProblem(key, _choice("imputation", value, IMPUTE) + " (or null to keep readings missing)")
+        if key == "calendar" and value is not None:
+            if not isinstance(value, list | tuple):  # a bare 'tod' would be read letter by letter
+                raise KeyProblem(key, f"must be a list of calendar channels such as [tod, dow], got {value!r}")
+            for kind in value:
+                if kind not in KINDS:
+                    raise KeyProblem(key, _choice("calendar channel", kind, list(KINDS)))
 
 
 class TaskConfig(Strict):
@@ -42,6 +132,22 @@ class TaskConfig(Strict):
     hub_prefix: str = Field("", description="SQL hubs only: the table-name prefix the hub was written with")
     protocol: str = Field("strict", description="windowing preset: strict, tgcn, uctb, gsnet, eastnet")
     params: dict[str, Any] = Field(default_factory=dict, description="protocol parameters (input_len, horizon, ...)")
+
+    @field_validator("protocol")
+    @classmethod
+    def _known_protocol(cls, protocol: str) -> str:
+        from cityagent.hub.protocols import PROTOCOLS
+
+        if protocol not in PROTOCOLS:
+            raise ValueError(_choice("protocol", protocol, sorted(PROTOCOLS)))
+        return protocol
+
+    @field_validator("params")
+    @classmethod
+    def _known_params(cls, params: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        if "protocol" in info.data:  # else the protocol's own error is the one to report
+            check_task_params(info.data["protocol"], params)
+        return params
 
     @field_validator("hub")
     @classmethod
@@ -57,6 +163,18 @@ class ModelConfig(Strict):
 
     name: str = "gru"
     params: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _registered(cls, name: str) -> str:
+        from cityagent.hub.hub import nearest
+
+        names = model_names()
+        if name not in names:  # worded as the registry words it (model_info)
+            near = nearest(name, names)
+            hint = f" Did you mean {near!r}?" if near else ""
+            raise ValueError(f"unknown model {name!r}.{hint} Valid models: {', '.join(names)}.")
+        return name
 
 
 class TrainConfig(Strict):
@@ -85,6 +203,23 @@ class TrainConfig(Strict):
     accelerator: Literal["cpu", "gpu"] = Field("cpu", description="cpu, or gpu (one GPU per Ray worker)")
     scheduler: Literal["cosine", "plateau", "none"] = Field("cosine", description="learning-rate schedule")
     refit: bool = Field(False, description="classical models: refit on training + validation after scoring it")
+
+    @field_validator("quantiles")
+    @classmethod
+    def _levels(cls, quantiles: list[float] | None) -> list[float] | None:
+        if not quantiles:  # [] asks for no levels, as null does
+            return None
+        if any(not 0 < q < 1 for q in quantiles) or any(a >= b for a, b in pairwise(quantiles)):
+            raise ValueError(
+                f"levels must be strictly increasing and inside (0, 1), e.g. [0.1, 0.5, 0.9]; got {quantiles}"
+            )
+        return quantiles
+
+    @model_validator(mode="after")
+    def _quantile_loss_has_levels(self) -> "TrainConfig":
+        if self.loss == "quantile" and not self.quantiles:  # caught here, before any MLflow run is opened
+            raise KeyProblem("quantiles", "train.loss=quantile needs the levels, e.g. train.quantiles=[0.1,0.5,0.9]")
+        return self
 
 
 class TrackingConfig(Strict):
@@ -124,7 +259,24 @@ def _explain(e: ValidationError) -> ConfigError:
     path = ".".join(str(p) for p in err["loc"])
     if err["type"] == "extra_forbidden":
         return ConfigError(f"config key {path!r} does not exist; {key_hint(path, RunConfig)}")
+    if err["type"] == "value_error":  # our validators' sentences name the value and the fix themselves
+        cause = err.get("ctx", {}).get("error")
+        if isinstance(cause, KeyProblem):
+            path = f"{path}.{cause.key}" if path else cause.key
+        return ConfigError(f"config key {path!r}: {cause if cause is not None else err['msg']}")
     return ConfigError(f"config key {path!r}: {err['msg']} (got {err.get('input')!r})")
+
+
+def _annotation(dotted: str) -> Any:
+    """The type of the config field at ``dotted`` (``tracking.experiment`` → ``str | None``); None if no field."""
+    model: Any = RunConfig
+    annotation = None
+    for part in dotted.split("."):
+        fields = getattr(model, "model_fields", None)
+        if not fields or part not in fields:
+            return None
+        annotation = model = fields[part].annotation
+    return annotation
 
 
 def _set(tree: dict[str, Any], dotted: str, value: Any) -> None:
@@ -187,7 +339,12 @@ def load_config(
 
 
 def _split(item: str) -> tuple[str, Any]:
+    """``key=value`` with the value parsed as YAML, except where the key is a text field: there the text typed is
+    the value (``tracking.experiment=2024`` or ``=yes`` name an experiment, not a number or a boolean)."""
     if "=" not in item:
         raise ConfigError(f"override {item!r} must look like key=value, e.g. train.max_epochs=3")
-    key, raw = item.split("=", 1)
-    return key.strip(), yaml.safe_load(raw)
+    key, raw = (part.strip() for part in item.split("=", 1))
+    value = yaml.safe_load(raw)
+    if isinstance(value, bool | int | float) and text_only(_annotation(key)):
+        return key, raw
+    return key, value

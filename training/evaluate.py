@@ -6,6 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import yaml
 
 from cityagent.errors import CityAgentError
@@ -80,12 +81,32 @@ def run_hub(run_id: str, cfg: RunConfig, tracking_uri: str | None = None, hub: s
     return cfg.model_copy(update={"task": cfg.task.model_copy(update={"hub": source})})
 
 
+def _step_difference(model_step: object, hub_step: str) -> str | None:
+    """``model step 5min, hub step 15min`` when the steps differ (as durations: ``5min`` equals ``300s``)."""
+    if model_step is None:
+        return None
+    try:
+        same = pd.Timedelta(pd.tseries.frequencies.to_offset(str(model_step))) == pd.Timedelta(
+            pd.tseries.frequencies.to_offset(hub_step)
+        )
+    except ValueError:
+        same = str(model_step) == hub_step
+    return None if same else f"model step {model_step}, hub step {hub_step}"
+
+
 def check_input(run_id: str, bundle: ModelBundle, task: TaskData, where: str) -> None:
-    """Raise when the task's windows are not what the model takes: other nodes, features or window length."""
+    """Raise when the task's windows are not what the model takes: other nodes, features, window length, step, or
+    window offsets (a daily period of 18 slots is not one of 24): scores on them would describe no real forecast."""
     from cityagent.training.registry.contract import input_differences
 
     have = {"nodes": list(task.nodes), "feature_names": list(task.feature_names), "input_len": task.spec.input_len}
     diffs = input_differences({k: bundle.meta[k] for k in have if k in bundle.meta}, have)
+    step = _step_difference(bundle.meta.get("step"), task.step)
+    diffs += [step] if step else []
+    if not step:  # with another step every offset means other times anyway; name the step alone then
+        for key, offsets in (("input_offsets", task.spec.input_offsets), ("target_offsets", task.spec.target_offsets)):
+            if key in bundle.meta and list(bundle.meta[key]) != list(offsets):
+                diffs.append(f"{key} {list(bundle.meta[key])} instead of {list(offsets)}")
     if diffs:
         raise CityAgentError(
             f"run {run_id}'s model takes another input than the hub {where} gives ({'; '.join(diffs)}, model first); "
@@ -106,7 +127,8 @@ def evaluate_run(run_id: str, tracking_uri: str | None = None, hub: str | None =
         ``{"test_mae": ..., ...}``, the same names ``fit`` logged.
 
     Raises:
-        CityAgentError: the run, its hub, or a hub whose windows the model cannot take (nodes, features, length).
+        CityAgentError: the run, its hub, or a hub whose windows the model cannot take (nodes, features, length,
+            step, window offsets).
     """
     bundle, cfg, folder = load_run(run_id, tracking_uri)  # resolves a unique prefix, as `models list` shows it
     run_id = bundle.meta.get("run_id") or run_id  # the full id, for the lookups below

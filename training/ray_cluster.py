@@ -6,6 +6,8 @@ import logging
 import os
 import socket
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from cityagent.errors import CityAgentError
@@ -13,6 +15,7 @@ from cityagent.home import home_dir
 
 log = logging.getLogger(__name__)
 STORAGE_ENV = "CITYAGENT_RAY_STORAGE"  # shared storage (NFS path, s3://...) for checkpoints on a multi-node cluster
+LOOPBACK = "127.0.0.1"  # a local Ray listens here only: nothing of it is reachable from the network
 SOCKET_ROOM = 60  # Ray adds ~60 characters of session/sockets/... below its temp dir; AF_UNIX paths stop at 107
 
 
@@ -165,6 +168,28 @@ def _short(target: str, kind: str, need: int, have: float, fix: str) -> None:
     )
 
 
+@contextmanager
+def _loopback_node() -> Iterator[None]:
+    """Let ``ray.init(_node_ip_address="127.0.0.1")`` keep the loopback address.
+
+    On Linux Ray replaces a loopback node address with the machine's network address (so that other nodes could
+    join), and its GCS, raylet, object manager and workers then listen on every interface. A Ray this process
+    starts for one run serves only this machine, so it is pinned to loopback: Ray's own switch for that (what it
+    does on macOS and Windows) is turned on while ``ray.init`` resolves the address, then restored, so a later
+    ``ray.init(address=cluster)`` in this process still finds its network address.
+    """
+    from ray._private import ray_constants
+
+    before = getattr(ray_constants, "ENABLE_RAY_CLUSTER", None)
+    if before is not None:
+        ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        if before is not None:
+            ray_constants.ENABLE_RAY_CLUSTER = before
+
+
 def connect(
     address: str | None,
     num_cpus: int,
@@ -213,13 +238,19 @@ def connect(
     temp = ray_temp_dir()
     temp.mkdir(parents=True, exist_ok=True)
     os.environ.pop("RAY_ADDRESS", None)  # an empty RAY_ADDRESS would make ray.init look for a cluster
-    ray.init(
-        num_cpus=max(num_cpus, os.cpu_count() or 1),
-        include_dashboard=dashboard,
-        _temp_dir=str(temp),
-        log_to_driver=False,
-    )
-    log.info("started a local Ray (%d CPUs) with temp dir %s", num_cpus, temp)
+    with _loopback_node():
+        ray.init(
+            num_cpus=max(num_cpus, os.cpu_count() or 1),
+            include_dashboard=dashboard,
+            dashboard_host=LOOPBACK,
+            _node_ip_address=LOOPBACK,
+            _temp_dir=str(temp),
+            log_to_driver=False,
+        )
+    node_ip = ray.util.get_node_ip_address()
+    if node_ip != LOOPBACK:
+        log.warning("the local Ray took node address %s, so its ports are reachable from the network", node_ip)
+    log.info("started a local Ray (%d CPUs) on %s with temp dir %s", num_cpus, node_ip, temp)
     gpus = ray.cluster_resources().get("GPU", 0.0)
     if num_gpus > gpus:  # Ray saw fewer GPUs on this machine: the run would wait for them forever
         ray.shutdown()

@@ -38,6 +38,52 @@ class _ArrayUnpickler(pickle.Unpickler):
         return _ALLOWED[(module, name)]
 
 
+# importer kind → the file it reads, for errors that name the right importer for a file given to the wrong one
+READS = {
+    "uctb": "UCTB tar.gz archive",
+    "gsnet": "GSNet .npz or chicago.zip",
+    "jonas": "JONAS .npz",
+    "tgcn-csv": "T-GCN speed-matrix CSV",
+}
+
+
+def likely_importer(path: Path) -> str | None:
+    """The importer kind whose files look like ``path`` (by its first bytes and name), or None."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4096)
+    except OSError:
+        return None
+    if head[:2] == b"\x1f\x8b" or tarfile.is_tarfile(path):
+        return "uctb"
+    if head[:4] == b"PK\x03\x04":  # .npz files are zip archives too
+        try:
+            with zipfile.ZipFile(path) as zf:
+                names = zf.namelist()
+        except READ_ERRORS:
+            return None
+        if any("all_data" in n for n in names):
+            return "gsnet"
+        return "jonas" if any(n in ("taxi.npy", "bike.npy") for n in names) else None
+    try:
+        text = head.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return None
+    return "tgcn-csv" if "," in text and "\n" in text else None
+
+
+def wrong_importer(path: Path, kind: str) -> str | None:
+    """``"<path> looks like a CSV ..., not the <file> the 'uctb' importer reads; ..."`` when ``path`` is another
+    importer's kind of file, else None (the file is damaged, or of no kind we know)."""
+    other = likely_importer(path)
+    if other is None or other == kind:
+        return None
+    return (
+        f"{path} looks like a {READS[other]}, not the {READS[kind]} the {kind!r} importer reads; import it with the "
+        f"{other!r} importer (`cityagent hub import {other} {path} ...`, or import_dataset({other!r}, ...))"
+    )
+
+
 def require_file(path: str | Path, what: str) -> Path:
     """``path`` as a Path, or a HubError naming the missing ``what`` (e.g. 'UCTB archive')."""
     p = Path(path).expanduser()
@@ -66,7 +112,9 @@ def tar_pickle(path: Path) -> tuple[str, Any]:
             assert fh is not None  # isfile() members always have a file object
             return members[0].name, load_pickle(fh, f"{path}:{members[0].name}")
     except READ_ERRORS as e:
-        raise HubError(f"{path} is not a readable tar.gz archive ({e}); re-download the file") from e
+        raise HubError(
+            wrong_importer(path, "uctb") or f"{path} is not a readable tar.gz archive ({e}); re-download the file"
+        ) from e
 
 
 def zip_pickle(zf: zipfile.ZipFile, member: str, path: Path) -> Any:

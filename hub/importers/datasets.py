@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from cityagent.errors import ConfigError
-from cityagent.hub.hub import Hub
+from cityagent.hub.hub import Hub, nearest
 
 ENV_VAR = "CITYAGENT_SHARED_DATA"
 PATH_OPTIONS = ("adj", "weather", "poi")  # options that name further files, relative to the data dir
@@ -93,7 +93,9 @@ def shared_data_dir() -> Path:
 def known_dataset(name: str) -> KnownDataset:
     """The entry ``name``; an unknown name lists the known ones."""
     if name not in DATASETS:
-        raise ConfigError(f"unknown dataset {name!r}; known datasets are: {', '.join(DATASETS)}")
+        near = nearest(name, DATASETS)
+        hint = f"did you mean {near!r}? " if near else ""
+        raise ConfigError(f"unknown dataset {name!r}; {hint}known datasets are: {', '.join(DATASETS)}")
     return DATASETS[name]
 
 

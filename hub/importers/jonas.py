@@ -17,7 +17,7 @@ import numpy as np
 
 from cityagent.errors import ConfigError, HubError
 from cityagent.hub.hub import Hub, HubMeta
-from cityagent.hub.importers.archives import READ_ERRORS, require_file
+from cityagent.hub.importers.archives import READ_ERRORS, require_file, wrong_importer
 from cityagent.hub.importers.frames import dense_to_long, regular_ts
 from cityagent.hub.importers.grids import cell_id, grid_cell_ids, grid_edges, grid_zones
 
@@ -30,7 +30,10 @@ def _name_facts(path: Path, start: str | None) -> tuple[str, str, int]:
     """City, first day and number of days, from a ``JONAS-<CITY>-<R>x<C>-<YYYYMMDD>-<YYYYMMDD>`` name."""
     m = FILE_NAME.search(path.name)
     if m is None:
-        raise ConfigError(f"{path.name} is not named JONAS-<CITY>-<R>x<C>-<start>-<end>.npz; keep the original name")
+        other = wrong_importer(path, "jonas")  # another dataset's file, not a renamed JONAS one
+        raise ConfigError(
+            other or f"{path.name} is not named JONAS-<CITY>-<R>x<C>-<start>-<end>.npz; keep the original name"
+        )
     first = np.datetime64(f"{m['start'][:4]}-{m['start'][4:6]}-{m['start'][6:]}")
     last = np.datetime64(f"{m['end'][:4]}-{m['end'][4:6]}-{m['end'][6:]}")
     days = int((last - first).astype(int)) + 1  # the end day is inclusive
@@ -64,7 +67,9 @@ def import_jonas(path: str | Path, mode: str = "taxi", name: str | None = None, 
             meta = z["meta_onehot"] if "meta_onehot" in z.files else None
             mask = z["mask"] if "mask" in z.files else np.zeros((0, 2), dtype=np.int64)
     except (*READ_ERRORS, ValueError) as e:
-        raise HubError(f"{path} is not a readable .npz ({e}); re-download the file") from e
+        raise HubError(
+            wrong_importer(path, "jonas") or f"{path} is not a readable .npz ({e}); re-download the file"
+        ) from e
     if x.ndim != 4 or x.shape[3] != 2:
         raise HubError(f"{path}: {mode} has shape {x.shape}; expected [T, rows, cols, 2]")
     t, rows, cols, _ = x.shape

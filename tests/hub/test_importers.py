@@ -376,6 +376,28 @@ def test_known_datasets_point_at_real_files(monkeypatch, tmp_path):
         known_dataset("sz")
 
 
+@pytest.mark.parametrize(
+    ("kind", "file", "right"),
+    [
+        ("uctb", SPEED, r"looks like a T-GCN speed-matrix CSV, not the UCTB tar\.gz archive .*'tgcn-csv' importer"),
+        ("gsnet", DATA / "demand/uctb_didi/DiDi_Xian.tar.gz", r"looks like a UCTB tar\.gz archive.*'uctb' importer"),
+        ("jonas", CHICAGO / "chicago_20x20_derived.npz", r"not the JONAS \.npz the 'jonas' importer.*'gsnet' importer"),
+        ("uctb", JONAS / "JONAS-DC-9x12-20151024-20160131.npz", r"looks like a JONAS \.npz.*'jonas' importer"),
+    ],
+)
+def test_a_file_given_to_the_wrong_importer_names_the_right_one(kind, file, right):
+    with pytest.raises((HubError, ConfigError), match=right) as err:
+        import_dataset(kind, file)
+    assert "re-download" not in str(err.value)  # the file is fine
+
+
+def test_a_misspelled_known_dataset_suggests_the_nearest():
+    with pytest.raises(ConfigError, match=r"unknown dataset 'sz_taxi'; did you mean 'sz-taxi'\? known datasets"):
+        import_known("sz_taxi")
+    with pytest.raises(ConfigError, match=r"unknown dataset 'DIDI-XIAN'; did you mean 'didi-xian'\?"):
+        known_dataset("DIDI-XIAN")
+
+
 @pytest.mark.skipif(not HAS_VALIDATE, reason="cityagent.hub.validate is not written yet")
 @pytest.mark.parametrize("name", list(DATASETS))
 def test_every_imported_hub_validates(hubs, name):

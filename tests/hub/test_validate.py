@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from cityagent.errors import HubError
 from cityagent.hub import Hub, read_hub, write_hub
 from cityagent.hub.validate import validate_hub
 from tests.factories import tiny_hub
@@ -174,6 +175,36 @@ def test_bad_manifest_is_reported():
     report = validate_hub(hub)
     assert report.find("hub.json", "not a pandas offset")
     assert report.find("hub.json", "not an IANA zone")
+
+
+def test_a_timezone_typo_in_memory_is_reported_as_in_hub_json(tmp_path):
+    hub = tiny_hub()
+    hub.meta.timezone = "Asia/Shangai"  # step valid: the timeline checks would read the zone
+    report = validate_hub(hub)  # reports, never raises ZoneInfoNotFoundError
+    assert [i.message for i in report.errors] == [
+        "timezone 'Asia/Shangai' is not an IANA zone; did you mean 'Asia/Shanghai'?"
+    ]
+    for fmt in ("parquet", "csv"):
+        with pytest.raises(HubError, match=r"timezone 'Asia/Shangai' is not an IANA zone; did you mean 'Asia/Sh"):
+            write_hub(hub, tmp_path / fmt, format=fmt)
+        assert not (tmp_path / fmt).exists()
+    hub.meta.timezone = "Asia/Shanghai"
+    write_hub(hub, tmp_path / "ok")
+    manifest = tmp_path / "ok" / "hub.json"
+    manifest.write_text(manifest.read_text().replace("Asia/Shanghai", "Asia/Shangai"))
+    with pytest.raises(HubError, match=r"hub\.json: timezone 'Asia/Shangai' is not an IANA zone; did you mean"):
+        read_hub(tmp_path / "ok")
+
+
+def test_a_misspelled_table_name_suggests_the_table():
+    hub = tiny_hub()
+    with pytest.raises(HubError, match=r"this hub has no 'trafic' table \(it has: .*\); did you mean 'traffic'\?"):
+        hub.table("trafic")
+    del hub.tables["weather"]
+    with pytest.raises(HubError, match=r"no 'Weather' table .*did you mean 'weather'\? \(this hub has none either"):
+        hub.table("Weather")
+    with pytest.raises(HubError, match=r"no 'decisions' table .*cityagent agent run"):  # absent, not misspelled
+        hub.table("decisions")
 
 
 def test_missing_static_table_is_a_warning():

@@ -44,6 +44,13 @@ def test_unknown_name_lists_valid_names_and_suggests_nearest():
     assert "'tgnc'" in msg and "Did you mean 'tgcn'" in msg and "stid" in msg and "gwnet" in msg
 
 
+def test_a_name_in_the_wrong_case_suggests_the_registered_one():
+    with pytest.raises(ConfigError, match=r"unknown model 'STID'\. Did you mean 'stid'\?"):
+        model_info("STID")
+    with pytest.raises(ConfigError, match=r"unknown model 'Gbrt_Demand'\. Did you mean 'gbrt_demand'\?"):
+        build_model("Gbrt_Demand", **common_params())
+
+
 def test_unknown_param_names_nearest_valid_param():
     with pytest.raises(ConfigError, match=r"no parameter 'hiden_size'.*Did you mean 'hidden_size'"):
         build_model("gru", **common_params(), hiden_size=8)

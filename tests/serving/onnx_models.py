@@ -37,9 +37,19 @@ def _metadata(**overrides) -> dict[str, str]:
 
 
 def _model(ops: list, initializers: list, n: int = N, f: int = F, h: int = H, elem: int = TensorProto.FLOAT,
-           **metadata) -> onnx.ModelProto:  # fmt: skip
+           symbolic: bool = False, **metadata) -> onnx.ModelProto:  # fmt: skip
+    """`symbolic`: output axes named, not sized, as older exports of the GRU and risk nets left them (the sizes
+    then only in the output_shape metadata)."""
     x = helper.make_tensor_value_info("x", elem, ["batch", T, n, f])
-    y = helper.make_tensor_value_info("y", elem, ["batch", h, n])
+    y = helper.make_tensor_value_info(
+        "y", elem, ["batch", "Casty_dim_1", "Casty_dim_2"] if symbolic else ["batch", h, n]
+    )
+    if symbolic:  # y = Reshape(y, Shape(y)): a no-op whose output sizes ONNX shape inference cannot know
+        for node in ops:
+            node.output[:] = ["y_sized" if o == "y" else o for o in node.output]
+        ops = [*ops, helper.make_node("Shape", ["y_sized"], ["y_shape"])]
+        ops.append(helper.make_node("Reshape", ["y_sized", "y_shape"], ["y"]))
+        metadata = {"output_names": ["y"], "output_shape": [-1, h, n], **metadata}
     graph = helper.make_graph(ops, "tiny", [x], [y], initializer=initializers)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
@@ -66,13 +76,15 @@ def _linear_nodes(scale: float, out: str) -> tuple[list, list]:
     return nodes, inits
 
 
-def linear_model(scale: float = 1.0, **metadata) -> onnx.ModelProto:
+def linear_model(scale: float = 1.0, symbolic: bool = False, **metadata) -> onnx.ModelProto:
     """y = reference(x, scale); `metadata` overrides facts of the metadata_props (e.g. nodes=[...])."""
     nodes, inits = _linear_nodes(scale, "y")
-    return _model(nodes, inits, **metadata)
+    return _model(nodes, inits, symbolic=symbolic, **metadata)
 
 
-def sliced_model(n: int = N, f: int = F, h: int = H, elem: int = TensorProto.FLOAT, **metadata) -> onnx.ModelProto:
+def sliced_model(
+    n: int = N, f: int = F, h: int = H, elem: int = TensorProto.FLOAT, symbolic: bool = False, **metadata
+) -> onnx.ModelProto:
     """x [batch, T, n, f] -> y = x[:, :h, :, 0] [batch, h, n] of ONNX type `elem`: a model of another interface."""
     inits = [
         numpy_helper.from_array(np.array(0, dtype=np.int64), "first"),
@@ -82,7 +94,7 @@ def sliced_model(n: int = N, f: int = F, h: int = H, elem: int = TensorProto.FLO
         helper.make_node("Gather", ["x", "first"], ["x0"], axis=3),  # [B, T, n]
         helper.make_node("Slice", ["x0", "h0", "h1", "ax"], ["y"]),  # [B, h, n]
     ]
-    return _model(nodes, inits, n=n, f=f, h=h, elem=elem, **metadata)
+    return _model(nodes, inits, n=n, f=f, h=h, elem=elem, symbolic=symbolic, **metadata)
 
 
 def failing_model() -> onnx.ModelProto:

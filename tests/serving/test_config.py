@@ -36,6 +36,9 @@ def test_overrides_merge_into_nested_sections_and_skip_none(tmp_path):
         ("batching: {max_batchsize: 8}\n", r"batching\.max_batchsize: .*; did you mean 'batching\.max_batch_size'\?"),
         ("batching: {max_batch_size: 0}\n", "batching.max_batch_size"),
         ("- a\n", "must be a mapping"),
+        ("max_message_mb: 5000\n", "max_message_mb: Input should be less than or equal to 2047"),  # gRPC's int32
+        ("max_message_mb: 2048\n", "max_message_mb: Input should be less than or equal to 2047"),
+        ("max_stream_in_flight: 0\n", "max_stream_in_flight"),
     ],
 )
 def test_bad_yaml_is_a_config_error_naming_the_key(tmp_path, text, message):
@@ -65,3 +68,16 @@ def test_model_specs(tmp_path):
         parse_spec("just-a-name")
     with pytest.raises(ConfigError, match="version number or an alias"):
         parse_spec("models:/demand/latest")
+
+
+def test_the_largest_message_limit_starts_a_server(tmp_path):
+    """2047 MiB in bytes still fits gRPC's int32 options (2048 MiB raised OverflowError at start-up)."""
+    from cityagent.serving.background import ServerThread
+    from tests.serving import onnx_models as om
+
+    path = om.save(om.linear_model(), tmp_path / "m.onnx")
+    cfg = load_serving_config(
+        overrides={"port": 0, "metrics_port": None, "models": [str(path)], "max_message_mb": 2047}
+    )
+    with ServerThread(cfg) as server:
+        assert server.server.store.versions("m") == ["1"]

@@ -144,6 +144,14 @@ INCOMPATIBLE = {
     "more nodes": (lambda: om.sliced_model(n=4, nodes=["s0", "s1", "s2", "s3"]), "input 'x' shape [-1, 4, 3, 2]"),
     "input dtype": (lambda: om.sliced_model(elem=TensorProto.DOUBLE), "input 'x' datatype FP32 -> FP64"),
     "output shape": (lambda: om.sliced_model(h=3, horizon=3), "output 'y' shape [-1, 2, 3] -> [-1, 3, 3]"),
+    "target offsets": (
+        lambda: om.linear_model(2.0, target_offsets=[2, 4]),
+        "metadata 'target_offsets' [1, 2] -> [2, 4]",
+    ),
+    "horizon behind symbolic output axes": (  # as older GRU and risk exports left them: the sizes only in metadata
+        lambda: om.sliced_model(h=3, symbolic=True, horizon=3, target_offsets=[1, 2, 3]),
+        "output 'y' shape [-1, 2, 3] -> [-1, 3, 3]",
+    ),
 }
 
 
@@ -172,6 +180,47 @@ def test_a_version_that_changes_the_interface_is_refused_and_the_old_one_keeps_s
     assert store.versions(NAME) == ["3"]
     fresh = start_server([f"{NAME}={om.save(build(), tmp_path / 'fresh.onnx')}"])  # a first load compares nothing
     assert fresh.server.store.versions(NAME) == ["1"]
+
+
+def test_a_horizon_change_is_refused_when_both_versions_leave_their_output_axes_symbolic(
+    start_server, tmp_path, caplog
+):
+    """The reviewer's case: risk v1 (horizon 1) served, v2 (horizon 3) promoted; both ONNX files name the output
+    axes instead of sizing them, so only the metadata tells the shapes apart."""
+    path = om.save(om.linear_model(1.0, symbolic=True), tmp_path / "model.onnx")
+    server = start_server([f"{NAME}={path}"])
+    store = server.server.store
+    replace(path, om.sliced_model(h=3, symbolic=True, horizon=3, target_offsets=[1, 2, 3]))
+    with caplog.at_level(logging.ERROR, logger="cityagent.serving.store"):
+        server.call(store.poll_once())
+    assert store.versions(NAME) == ["1"]
+    assert "output 'y' shape [-1, 2, 3] -> [-1, 3, 3]" in caplog.text and "metadata 'horizon' 2 -> 3" in caplog.text
+    assert "metadata 'output_shape' [-1, 2, 3] -> [-1, 3, 3]" in caplog.text
+    with tc.InferenceServerClient(server.address) as client:
+        assert client.infer(NAME, [triton_input(om.window())]).as_numpy("y").shape == (1, om.H, om.N)
+
+
+def test_the_loaded_version_gauge_keeps_a_version_another_alias_still_serves(start_server, mlflow_registry):
+    from mlflow import MlflowClient
+
+    assert mlflow_registry(om.linear_model(1.0), "champion") == "1"
+    assert mlflow_registry(om.linear_model(2.0), "challenger") == "2"
+    registry = {"poll_interval_s": 0, "tracking_uri": mlflow_registry.uri}
+    server = start_server([f"{NAME}@champion", f"{NAME}@challenger"], registry=registry)
+    store, client = server.server.store, MlflowClient(tracking_uri=mlflow_registry.uri)
+
+    def loaded() -> list[str]:
+        values = {v: server.server.metrics.registry.get_sample_value(
+            "cityagent_serving_loaded_version", {"model": NAME, "version": v}) for v in ("1", "2")}  # fmt: skip
+        return sorted(v for v, on in values.items() if on == 1)
+
+    assert loaded() == ["1", "2"]
+    client.set_registered_model_alias(NAME, "champion", "2")  # promote the challenger: nobody serves 1 any more
+    server.call(store.poll_once())
+    assert loaded() == ["2"]
+    client.set_registered_model_alias(NAME, "champion", "1")  # roll back: 2 is still the challenger
+    server.call(store.poll_once())
+    assert loaded() == ["1", "2"] and store.versions(NAME) == ["1", "2"]
 
 
 def test_an_alias_move_to_an_incompatible_version_is_refused(start_server, mlflow_registry, caplog):

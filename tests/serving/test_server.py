@@ -2,6 +2,7 @@
 
 import json
 import threading
+import time
 import urllib.request
 
 import grpc
@@ -13,6 +14,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 from tritonclient.utils import InferenceServerException
 
+from cityagent.serving.background import ServerThread
+from cityagent.serving.config import ServingConfig
+from cityagent.serving.errors import ModelLoadError
 from cityagent.serving.proto import inference_pb2 as pb
 from cityagent.serving.proto import inference_pb2_grpc as pb_grpc
 from tests.serving import onnx_models as om
@@ -125,6 +129,15 @@ def test_model_metadata_carries_shapes_nodes_and_horizon(client, server):
             "shape [1, 3, 3, 2] but the model expects [-1, 4, 3, 2]",
         ),
         (NAME, "", np.full((1, om.T, om.N, om.F), np.nan, np.float32), "x", "FP32", "INVALID_ARGUMENT", "NaN or Inf"),
+        (  # finite, but absurd: the forecast overflows, and a NaN/Inf answer must not pass for a real one
+            NAME,
+            "",
+            np.full((1, om.T, om.N, om.F), 3.4e38, np.float32),
+            "x",
+            "FP32",
+            "INVALID_ARGUMENT",
+            "input 'x' is out of the model's range: output 'y' came out NaN or Inf",
+        ),
     ],
 )
 def test_bad_requests_get_the_right_status_and_say_what_was_expected(
@@ -236,8 +249,6 @@ def test_prometheus_metrics_count_requests_failures_and_the_loaded_version(start
 
 
 def test_a_model_that_cannot_load_at_startup_is_one_clear_error(start_server, tmp_path):
-    from cityagent.serving.errors import ModelLoadError
-
     broken = tmp_path / "broken.onnx"
     broken.write_bytes(b"not onnx")
     with pytest.raises(ModelLoadError, match="is not a loadable ONNX model"):
@@ -258,3 +269,125 @@ def test_undecodable_bytes_are_invalid_argument_on_unary_and_stream_calls(server
         with pytest.raises(grpc.RpcError) as info:
             list(call)
         assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_symbolic_output_axes_are_served_with_the_sizes_the_export_recorded(start_server, tmp_path):
+    """Older exports of the GRU and risk nets named the output axes instead of sizing them: ModelMetadata gave
+    [-1, -1, -1] while the model's output_shape fact said [-1, H, N]."""
+    path = om.save(om.linear_model(symbolic=True), tmp_path / "m.onnx")
+    server = start_server([f"{NAME}={path}"])
+    with tc.InferenceServerClient(server.address) as client:
+        assert list(client.get_model_metadata(NAME).outputs[0].shape) == [-1, om.H, om.N]
+        assert client.infer(NAME, [triton_input(om.window())]).as_numpy("y").shape == (1, om.H, om.N)
+    lying = om.save(om.linear_model(symbolic=True, output_shape=[-1, 5, om.N]), tmp_path / "lying.onnx")
+    with pytest.raises(ModelLoadError, match=r"output 'y' has shape \[1, 2, 3\], not \[-1, 5, 3\]"):
+        start_server([f"{NAME}={lying}"])  # the smoke inference checks what the metadata claims
+
+
+def test_a_model_still_loading_at_startup_is_unavailable_not_unknown(linear_path, monkeypatch):
+    from cityagent.serving.sources import LocalSource
+
+    loading = threading.Event()
+    fetch = LocalSource.fetch
+
+    def slow_fetch(self, spec, version, workdir):
+        if spec.name == "slow":
+            loading.wait(60)
+        return fetch(self, spec, version, workdir)
+
+    monkeypatch.setattr(LocalSource, "fetch", slow_fetch)
+    models = [f"{NAME}={linear_path}", f"slow={linear_path}"]
+    server = ServerThread(ServingConfig(port=0, metrics_port=None, models=models, registry={"poll_interval_s": 0}))
+    starting = threading.Thread(target=server.start)
+    starting.start()
+    try:
+        wait_until(lambda: server.server is not None and server.server.store.versions(NAME) == ["1"])
+        with tc.InferenceServerClient(server.address) as client:
+            assert not client.is_server_ready() and not client.is_model_ready("slow") and client.is_model_ready(NAME)
+            for call in (
+                lambda: client.infer("slow", [triton_input(om.window())]),
+                lambda: client.infer("slow", [triton_input(om.window())], model_version="1"),
+                lambda: client.get_model_metadata("slow"),
+            ):
+                with pytest.raises(InferenceServerException) as info:
+                    call()
+                assert info.value.status() == "StatusCode.UNAVAILABLE", info.value.message()
+                assert "model 'slow'" in info.value.message() and "still loading" in info.value.message()
+            with pytest.raises(InferenceServerException) as info:
+                client.infer("nope", [triton_input(om.window())])
+            assert info.value.status() == "StatusCode.NOT_FOUND"
+            loading.set()
+            starting.join(60)
+            assert client.is_server_ready() and client.is_model_ready("slow")
+            assert client.infer("slow", [triton_input(om.window())]).get_response().model_version == "1"
+    finally:
+        loading.set()
+        starting.join(60)
+        server.stop()
+
+
+@pytest.mark.parametrize("in_flight", [None, 4])  # the default (32), and a set one
+def test_a_fast_stream_is_held_back_by_flow_control_not_refused(start_server, linear_path, in_flight):
+    limit = in_flight or 32
+    settings = {"max_stream_in_flight": in_flight} if in_flight else {}
+    batching = {"max_queue_size": limit + 8, "inline_below_us": 0}  # room for one stream, not for all it sends
+    server = start_server([f"{NAME}={linear_path}"], batching=batching, **settings)
+    registry = server.server.metrics.registry
+
+    def started() -> float:
+        return registry.get_sample_value("cityagent_serving_requests_total", {"model": NAME}) or 0
+
+    n = 200
+    requests = [_request(str(i), om.window(seed=i)) for i in range(n)]
+    answers: list = []
+    with grpc.insecure_channel(server.address) as channel:
+        call = pb_grpc.GRPCInferenceServiceStub(channel).ModelStreamInfer(iter(requests), timeout=60)
+        reader = threading.Thread(target=lambda: answers.extend(call))
+        with blocked_workers(server):  # nothing finishes: only the stream's own bound stops it reading on
+            reader.start()
+            wait_until(lambda: started() >= limit)
+            time.sleep(0.3)  # ample time for an unbounded reader to pull in all of them
+            assert started() == limit
+        reader.join(60)
+    assert [a.error_message for a in answers] == [""] * n  # none refused as 'queue full'
+    assert sorted(int(a.infer_response.id) for a in answers) == list(range(n))
+    for a in answers:
+        y = np.frombuffer(a.infer_response.raw_output_contents[0], "<f4").reshape(a.infer_response.outputs[0].shape)
+        np.testing.assert_allclose(y, om.reference(om.window(seed=int(a.infer_response.id))), rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (
+            lambda c, x: c.infer(NAME, [x], sequence_id=7, sequence_start=True),
+            "request parameters 'sequence_end', 'sequence_id', 'sequence_start' are not supported",
+        ),
+        (lambda c, x: c.infer(NAME, [x], priority=1), "request parameter 'priority' is not supported"),
+        (lambda c, x: c.infer(NAME, [x], timeout=1000), "request parameter 'timeout' is not supported"),
+        (lambda c, x: c.infer(NAME, [x], parameters={"top_k": 3}), "request parameter 'top_k' is not supported"),
+        (
+            lambda c, x: c.infer(NAME, [x], outputs=[tc.InferRequestedOutput("y", class_count=3)]),
+            "output 'y' parameter 'classification' is not supported",
+        ),
+    ],
+)
+def test_parameters_asking_for_what_is_not_served_are_invalid_argument(client, call, message):
+    with pytest.raises(InferenceServerException) as info:
+        call(client, triton_input(om.window()))
+    assert info.value.status() == "StatusCode.INVALID_ARGUMENT" and message in info.value.message()
+    assert "leave" in info.value.message()
+
+
+def test_plain_tritonclient_calls_and_format_hints_are_accepted(client, server):
+    x = om.window()
+    plain = client.infer(NAME, [triton_input(x)], outputs=[tc.InferRequestedOutput("y")], request_id="p")
+    np.testing.assert_allclose(plain.as_numpy("y"), om.reference(x), rtol=1e-5, atol=1e-4)
+    request = _request("hints", x)  # what MLServer's and KServe's clients attach
+    request.parameters["content_type"].string_param = "np"
+    request.inputs[0].parameters["content_type"].string_param = "np"
+    request.outputs.add(name="y").parameters["binary_data"].bool_param = True
+    with grpc.insecure_channel(server.address) as channel:
+        out = pb_grpc.GRPCInferenceServiceStub(channel).ModelInfer(request)
+    y = np.frombuffer(out.raw_output_contents[0], "<f4").reshape(out.outputs[0].shape)
+    np.testing.assert_allclose(y, om.reference(x), rtol=1e-5, atol=1e-4)

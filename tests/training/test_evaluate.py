@@ -29,3 +29,10 @@ def test_a_hub_with_other_sensors_is_refused_naming_them(tiny_cfg, tmp_path):
     other = synthesize(tmp_path / "other", sensors=4, zones=4, days=7, step="1h", seed=1, progress=False)
     with pytest.raises(CityAgentError, match=r"takes another input than the hub .*other gives \(nodes 6 instead of 4"):
         evaluate_run(result.run_id, hub=str(other))
+
+
+def test_a_hub_with_another_step_is_refused_naming_both_steps(tiny_cfg, tmp_path):
+    result = fit(tiny_cfg(**{"model.name": "ha", "model.params": {}}))  # the tiny hub's step: 1h
+    other = synthesize(tmp_path / "other", sensors=6, zones=4, days=7, step="30min", seed=1, progress=False)
+    with pytest.raises(CityAgentError, match=r"\(model step 1h, hub step 30min, model first\).*--hub DIR"):
+        evaluate_run(result.run_id, hub=str(other))

@@ -161,3 +161,19 @@ def test_missing_corrupt_or_unknown_bundle_is_a_clear_error(store):
         export_run(corrupt, tracking_uri=store.uri)
     with pytest.raises(ExportError, match="no run"):
         export_run("0123456789abcdef0123456789abcdef", tracking_uri=store.uri)
+
+
+@pytest.mark.parametrize("name", ["gru", "risk_conv"])  # their traced graphs end in a Cast of unknown size
+def test_export_run_sizes_every_output_axis_but_the_batch(store, name):
+    """Left symbolic (['batch', 'Casty_dim_1', 'Casty_dim_2']), the served shape read [-1, -1, -1] and a server
+    could not tell that a new version forecast another horizon."""
+    bundle = tiny_bundle(name, task=f"static-{name}")
+    run_id = log_training_run(store.client, store.experiment_id, bundle, store.root)
+    res = export_run(run_id, tracking_uri=store.uri, register=False)
+    dims = onnx.load(str(res.onnx_path)).graph.output[0].type.tensor_type.shape.dim
+    assert [d.dim_param or d.dim_value for d in dims] == ["batch", H, N]
+    assert ort_session(str(res.onnx_path)).get_outputs()[0].shape == ["batch", H, N]
+    signature = mlflow.models.get_model_info(res.model_uri).signature
+    assert signature.outputs.inputs[0].shape == (-1, H, N)
+    x, _ = real_windows()
+    assert parity.run_onnx(str(res.onnx_path), x).shape == (len(x), H, N)

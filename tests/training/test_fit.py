@@ -119,6 +119,14 @@ def test_a_model_param_the_model_cannot_take_fails_before_a_run_opens(tiny_cfg, 
     assert _run_count(client) == before  # no FAILED run left behind
 
 
+def test_a_quantile_loss_without_levels_fails_before_a_run_opens(tiny_cfg):
+    client = MlflowClient(tracking_uri())
+    before = _run_count(client)
+    with pytest.raises(ConfigError, match=r"config key 'train\.quantiles': train\.loss=quantile needs the levels"):
+        fit(tiny_cfg(), train__loss="quantile")
+    assert _run_count(client) == before  # no FAILED run left behind
+
+
 def test_overrides_merge_into_a_config(tiny_cfg):
     base = tiny_cfg()
     cfg = resolve_config(base, {"train__max_epochs": 7, "model": {"name": "tgcn"}, "task.params": {"horizon": 1}})

@@ -12,12 +12,22 @@ from typer.testing import CliRunner
 
 from cityagent.agent.cli_models import export_command, history_table, models_app, versions_table
 from cityagent.errors import CityAgentError, ConfigError
+from cityagent.models.registry import build_model
+from cityagent.models.scaled import ScaledModel
 from cityagent.training.export import export_run
 from cityagent.training.registry import Move, VersionRow, history, list_versions, promote, rollback
 from cityagent.training.registry import aliases as aliases_mod
-from cityagent.training.registry.contract import input_differences
+from cityagent.training.registry.contract import input_differences, output_differences
 from cityagent.training.registry.history import TAG_PREFIX
-from tests.training.export_factories import log_training_run, sqlite_store, tiny_bundle
+from tests.training.export_factories import (
+    X_OFFSET,
+    X_SCALE,
+    Y_OFFSET,
+    Y_SCALE,
+    log_training_run,
+    sqlite_store,
+    tiny_bundle,
+)
 
 
 @pytest.fixture(scope="module")
@@ -210,6 +220,51 @@ def test_a_version_expecting_another_input_is_not_promoted_over_the_champion_unl
         rollback("traffic-contract", reason="back", tracking_uri=store.uri)  # the rollback would break clients too
     assert snapshot(store) == before
     assert rollback("traffic-contract", reason="back", force=True, tracking_uri=store.uri).to_version == v2
+
+
+def export_horizon_version(store, task: str, horizon: int) -> str:
+    """A real exported tiny GRU of ``task`` forecasting ``horizon`` steps ahead (the input of export_version's)."""
+    bundle = tiny_bundle("gru", task=task)
+    params = {**bundle.build_params, "horizon": horizon}
+    model = ScaledModel(build_model("gru", **params), X_SCALE, X_OFFSET, Y_SCALE, Y_OFFSET)
+    bundle.build_params, bundle.state_dict = params, model.state_dict()
+    bundle.meta |= {"horizon": horizon, "target_offsets": list(range(1, horizon + 1))}
+    run_id = log_training_run(store.client, store.experiment_id, bundle, store.root)
+    return export_run(run_id, tracking_uri=store.uri, alias=None).version
+
+
+def test_a_version_answering_another_horizon_is_not_promoted_over_the_champion_unless_forced(store):
+    """Servers refuse to hot-swap to it (their clients read [B, 1, N]), so the move is refused where it is made."""
+    v1 = export_horizon_version(store, "risk-horizon", 1)
+    v2 = export_horizon_version(store, "risk-horizon", 3)
+    assert promote("risk-horizon", v1, reason="first champion", tracking_uri=store.uri).from_version is None
+    before = snapshot(store)
+    with pytest.raises(CityAgentError) as info:
+        promote("risk-horizon", v2, reason="longer horizon", tracking_uri=store.uri)
+    message = str(info.value)
+    assert message.startswith(f"risk-horizon v{v2} answers a different output than champion v{v1} (horizon 3 instead")
+    assert "target_offsets [1, 2, 3] instead of [1]" in message
+    assert "output_shape [-1, 3, 4] instead of [-1, 1, 4]" in message
+    assert "--force" in message and "\n" not in message
+    res = CliRunner().invoke(models_app, ["promote", "risk-horizon", v2, "--reason", "x", "--tracking-uri", store.uri])
+    assert res.exit_code == 2 and "answers a different output" in res.output
+    assert snapshot(store) == before
+    assert promote("risk-horizon", v2, reason="clients moved", force=True, tracking_uri=store.uri).to_version == v2
+    with pytest.raises(CityAgentError, match=f"v{v1} answers a different output than champion v{v2}"):
+        rollback("risk-horizon", reason="back", tracking_uri=store.uri)
+    assert rollback("risk-horizon", reason="back", force=True, tracking_uri=store.uri).to_version == v1
+
+
+def test_output_differences_name_what_changed():
+    old = {"horizon": 1, "target_offsets": [1], "quantiles": None, "output_names": ["y"], "output_shape": [-1, 1, 9]}
+    new = old | {"horizon": 3, "target_offsets": [1, 2, 3], "output_shape": [-1, 3, 9]}
+    assert output_differences(new, old) == [
+        "horizon 3 instead of 1",
+        "target_offsets [1, 2, 3] instead of [1]",
+        "output_shape [-1, 3, 9] instead of [-1, 1, 9]",
+    ]
+    assert output_differences(old | {"quantiles": [0.1, 0.9]}, old) == ["quantiles [0.1, 0.9] instead of None"]
+    assert output_differences(old, old) == [] and output_differences({"horizon": 3}, {"step": "1h"}) == []
 
 
 def test_input_differences_name_what_changed():

@@ -121,6 +121,20 @@ def test_a_hub_that_breaks_the_contracts_is_refused_with_the_validators_words(ti
         load_task(TaskConfig(hub=str(bad), params={"input_len": 6, "horizon": 3}))
 
 
+def test_a_nan_reading_is_refused_with_a_fix_that_works(tiny_hub, tmp_path):
+    city = read_hub(tiny_hub)
+    traffic = city.tables["traffic"]
+    city.tables["traffic"] = traffic.assign(speed=traffic.speed.where(traffic.index != 40))
+    bad = write_hub(city, tmp_path / "nan")
+    cfg = TaskConfig(hub=str(bad), params={"input_len": 6, "horizon": 3, "impute": "ffill"})
+    with pytest.raises(HubError, match=r"1 NaN/inf value\(s\) in 'speed'; drop those rows: .*task\.params\.impute"):
+        load_task(cfg)  # impute fills absent rows, not stored NaN: the message must not suggest it would
+    city.tables["traffic"] = traffic.drop(index=40).reset_index(drop=True)  # what the message says to do
+    fixed = write_hub(city, tmp_path / "dropped")
+    task, _ = load_task(cfg.model_copy(update={"hub": str(fixed)}))
+    assert len(task.train) > 0
+
+
 def test_a_hub_without_test_windows_fails_before_training(tiny_hub, tmp_path):
     cut = copy_of(tiny_hub, tmp_path / "cut")
     hub = read_hub(cut)

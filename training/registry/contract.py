@@ -1,7 +1,9 @@
-"""The input a registered version expects (node ids, window length, step, features), read from its ONNX metadata.
+"""The input a registered version expects (node ids, window length, step, features) and the output it answers
+(horizon, target offsets, quantiles, shape), read from its ONNX metadata.
 
 A server that serves ``champion`` hot-swaps to whatever the alias points at, so moving an alias to a version that
-expects a different input breaks every client at once; ``check_same_input`` refuses such a move unless forced.
+expects a different input, or answers in another shape, breaks every client at once (the server itself refuses the
+swap and keeps the old version until restarted); ``check_same_input`` refuses such a move unless forced.
 It also refuses a version whose ONNX file ONNX Runtime cannot load (truncated, corrupt): serving could not start
 on it. Versions registered by hand without any ONNX file, or without cityagent metadata, are not compared.
 """
@@ -18,6 +20,7 @@ from cityagent.errors import CityAgentError
 from cityagent.training.onnx_meta import read_metadata
 
 INPUT_KEYS = ("nodes", "input_len", "step", "feature_names", "input_names")  # what a client sends depends on
+OUTPUT_KEYS = ("horizon", "target_offsets", "quantiles", "output_names", "output_shape")  # ... and what it reads
 SHOWN = 3  # ids named per difference
 
 
@@ -44,10 +47,11 @@ def unloadable(path: str | Path, shown: str | None = None) -> str | None:
     return None
 
 
-def version_input(
+def version_contract(
     client: MlflowClient, name: str, version: str, *, check_loadable: bool = False
 ) -> dict[str, Any] | None:
-    """The INPUT_KEYS of version ``version`` of ``name``; None when it holds no ONNX model with cityagent metadata.
+    """The INPUT_KEYS and OUTPUT_KEYS of version ``version`` of ``name``; None when it holds no ONNX model with
+    cityagent metadata.
 
     Versions registered by hand from other artifacts (or whose artifacts are gone) have no contract to compare.
 
@@ -79,16 +83,16 @@ def version_input(
                 f"({why}), so serving it would fail; {fix} and "
                 "promote the new version, or move the alias anyway with --force (force=True)."
             )
-        return onnx_input(path)
+        return onnx_input(path, INPUT_KEYS + OUTPUT_KEYS)
 
 
-def onnx_input(path: str | Path) -> dict[str, Any] | None:
-    """The INPUT_KEYS an ONNX file's cityagent metadata records; None for a file without it."""
+def onnx_input(path: str | Path, keys: tuple[str, ...] = INPUT_KEYS) -> dict[str, Any] | None:
+    """The ``keys`` (default INPUT_KEYS) an ONNX file's cityagent metadata records; None for a file without them."""
     try:
         meta = read_metadata(path)
     except Exception:  # not an ONNX file, or metadata that is not JSON: not a cityagent export
         return None
-    return {k: meta[k] for k in INPUT_KEYS if k in meta} or None
+    return {k: meta[k] for k in keys if k in meta} or None
 
 
 def _ids(values: list) -> str:
@@ -107,26 +111,43 @@ def _list_difference(key: str, new: list, old: list) -> str:
 
 def input_differences(new: dict[str, Any], old: dict[str, Any]) -> list[str]:
     """How the input ``new`` expects differs from ``old``'s, one phrase per key present in both; [] if the same."""
+    return _differences(INPUT_KEYS, new, old, lists=INPUT_KEYS)
+
+
+def output_differences(new: dict[str, Any], old: dict[str, Any]) -> list[str]:
+    """How the output ``new`` answers differs from ``old``'s (e.g. ``horizon 3 instead of 1``); [] if the same."""
+    return _differences(OUTPUT_KEYS, new, old, lists=("output_names",))
+
+
+def _differences(keys: tuple[str, ...], new: dict[str, Any], old: dict[str, Any], lists: tuple[str, ...]) -> list[str]:
+    """One phrase per key present in both that differs; ``lists`` are named sets of ids (added / removed), the other
+    values are shown whole (a shape or offsets read better as ``[-1, 3, 9] instead of [-1, 1, 9]``)."""
     out = []
-    for key in INPUT_KEYS:
+    for key in keys:
         if key not in new or key not in old or new[key] == old[key]:
             continue
         a, b = new[key], old[key]
-        out.append(
-            _list_difference(key, a, b) if isinstance(a, list) and isinstance(b, list) else f"{key} {a} instead of {b}"
-        )
+        if key in lists and isinstance(a, list) and isinstance(b, list):
+            out.append(_list_difference(key, a, b))
+        else:
+            out.append(f"{key} {_shown(a)} instead of {_shown(b)}")
     return out
 
 
+def _shown(value: Any, limit: int = 60) -> str:
+    text = str(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def check_same_input(client: MlflowClient, name: str, alias: str, holder: str | None, version: str) -> None:
-    """Raise when version ``version`` cannot be loaded, or expects a different input than ``holder``, the version
-    holding ``alias`` now (None: nobody holds it yet).
+    """Raise when version ``version`` cannot be loaded, or expects a different input or answers a different output
+    than ``holder``, the version holding ``alias`` now (None: nobody holds it yet).
 
     Versions without cityagent ONNX metadata are not compared; an unloadable holder is not compared either (moving
     the alias off it is the fix).
     """
-    new = version_input(client, name, version, check_loadable=True)
-    old = version_input(client, name, holder) if holder is not None else None
+    new = version_contract(client, name, version, check_loadable=True)
+    old = version_contract(client, name, holder) if holder is not None else None
     if new is None or old is None:
         return
     diffs = input_differences(new, old)
@@ -134,4 +155,11 @@ def check_same_input(client: MlflowClient, name: str, alias: str, holder: str | 
         raise CityAgentError(
             f"{name} v{version} expects a different input than {alias} v{holder} ({'; '.join(diffs)}), so every "
             f"client of {alias} would break; move it only once they send the new input, with --force (force=True)."
+        )
+    diffs = output_differences(new, old)
+    if diffs:
+        raise CityAgentError(
+            f"{name} v{version} answers a different output than {alias} v{holder} ({'; '.join(diffs)}), so every "
+            f"client of {alias} would misread it (a running server keeps v{holder} until restarted); move it only "
+            "once they read the new output, with --force (force=True)."
         )
