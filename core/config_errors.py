@@ -1,6 +1,8 @@
-"""Did-you-mean for config keys: the nearest valid dotted key of a pydantic config tree, for one-line errors."""
+"""Did-you-mean for one-line errors: the nearest valid dotted key of a pydantic config tree, or the nearest of a set
+of names (models, datasets, tables, timezones)."""
 
 import difflib
+from collections.abc import Iterable
 
 from pydantic import BaseModel, ValidationError
 
@@ -35,3 +37,17 @@ def explain(e: ValidationError, model: type[BaseModel]) -> str:
     if err["type"] == "extra_forbidden":
         return f"{where}: Extra inputs are not permitted; {key_hint(where, model)}"
     return f"{where}: {err['msg']}; fix that key"
+
+
+def nearest(name: str, choices: Iterable[str], cutoff: float = 0.6) -> str | None:
+    """The valid name a mistyped ``name`` most likely meant: a case-insensitive match first (``STID`` → ``stid``),
+    then the closest spelling (``trafic`` → ``traffic``, ``sz_taxi`` → ``sz-taxi``); None when nothing is close."""
+    options = list(choices)
+    folded = {c.lower(): c for c in options}
+    if name.lower() in folded:
+        return folded[name.lower()]
+    canon = {c.lower().replace("_", "-"): c for c in options}  # sz_taxi / SZ-Taxi for sz-taxi
+    if name.lower().replace("_", "-") in canon:
+        return canon[name.lower().replace("_", "-")]
+    near = difflib.get_close_matches(name.lower(), list(folded), n=1, cutoff=cutoff)
+    return folded[near[0]] if near else None

@@ -1,12 +1,11 @@
 """The in-memory hub: named tables plus a manifest (name, step, timezone, provenance)."""
 
-import difflib
-from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import pandas as pd
 
+from cityagent.config_errors import nearest
 from cityagent.errors import HubError
 from cityagent.hub.schema import TABLES
 
@@ -14,20 +13,6 @@ MANIFEST = "hub.json"
 
 
 SYNTH_SOURCE = "cityagent synth"  # how the synthesiser signs its hubs (hub.json "source")
-
-
-def nearest(name: str, choices: Iterable[str], cutoff: float = 0.6) -> str | None:
-    """The valid name a mistyped ``name`` most likely meant: a case-insensitive match first (``STID`` → ``stid``),
-    then the closest spelling (``trafic`` → ``traffic``, ``sz_taxi`` → ``sz-taxi``); None when nothing is close."""
-    options = list(choices)
-    folded = {c.lower(): c for c in options}
-    if name.lower() in folded:
-        return folded[name.lower()]
-    canon = {c.lower().replace("_", "-"): c for c in options}  # sz_taxi / SZ-Taxi for sz-taxi
-    if name.lower().replace("_", "-") in canon:
-        return canon[name.lower().replace("_", "-")]
-    near = difflib.get_close_matches(name.lower(), list(folded), n=1, cutoff=cutoff)
-    return folded[near[0]] if near else None
 
 
 @dataclass

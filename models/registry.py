@@ -12,8 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from cityagent.config_errors import nearest
 from cityagent.errors import ConfigError
-from cityagent.hub.hub import nearest
 from cityagent.models.params import COMMON_PARAMS, check_common
 
 DOMAINS = ("traffic", "demand", "risk", "any")  # 'any': a domain-agnostic model, listed under every domain

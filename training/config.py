@@ -14,7 +14,7 @@ from typing import Any, Literal, get_args, get_origin
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
-from cityagent.config_errors import key_hint
+from cityagent.config_errors import key_hint, nearest
 from cityagent.errors import ConfigError
 
 Domain = Literal["traffic", "demand", "risk"]
@@ -85,8 +85,6 @@ def model_names() -> list[str]:
 
 
 def _choice(what: str, value: Any, choices: Any) -> str:
-    from cityagent.hub.hub import nearest
-
     near = nearest(str(value), choices)
     hint = f"did you mean {near!r}? " if near else ""
     return f"unknown {what} {value!r}; {hint}choose one of {', '.join(map(str, choices))}"
@@ -96,7 +94,6 @@ def check_task_params(protocol: str, params: dict[str, Any]) -> None:
     """Raise KeyProblem for a parameter ``protocol`` does not take, or a value outside its fixed domain (scaler,
     calendar and impute choices, a window length ≥ 1); values that depend on the hub are checked when it is read."""
     from cityagent.hub.calendar import KINDS
-    from cityagent.hub.hub import nearest
     from cityagent.hub.protocols import protocol_params
     from cityagent.hub.scalers import SCALERS
     from cityagent.hub.tensor import IMPUTE
@@ -167,8 +164,6 @@ class ModelConfig(Strict):
     @field_validator("name")
     @classmethod
     def _registered(cls, name: str) -> str:
-        from cityagent.hub.hub import nearest
-
         names = model_names()
         if name not in names:  # worded as the registry words it (model_info)
             near = nearest(name, names)

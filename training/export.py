@@ -27,8 +27,8 @@ from cityagent.home import home_dir
 from cityagent.training.bundle import BUNDLE_FILE, ModelBundle
 from cityagent.training.classical import ClassicalPredictor
 from cityagent.training.onnx_export import OnnxExport, build_onnx, export_bundle
-from cityagent.training.onnx_meta import INPUT_NAME, OUTPUT_NAME, read_metadata
-from cityagent.training.parity import ExportError, run_onnx
+from cityagent.training.onnx_meta import INPUT_NAME, OUTPUT_NAME
+from cityagent.training.parity import ExportError
 from cityagent.training.registry import get_client, resolve_tracking_uri, set_alias
 from cityagent.training.registry.aliases import check_alias
 from cityagent.training.registry.store import is_not_found
@@ -56,26 +56,6 @@ class ExportResult:
     model_uri: str
     onnx_path: Path
     parity: float
-
-
-def static_output_dims(exported: OnnxExport) -> None:
-    """Declare the graph output's sizes (all but the dynamic batch axis) from the traced shape in its metadata.
-
-    The tracer loses them behind some final ops (a Cast after a GRU or the risk net), leaving e.g.
-    ['batch', 'Casty_dim_1', 'Casty_dim_2']: ModelMetadata then shows [-1, -1, -1] and a server cannot tell that a
-    new version forecasts another horizon. Checked by loading and running the result in ONNX Runtime.
-    """
-    shape = read_metadata(exported.model)["output_shape"]  # [-1, H, N] or [-1, H, N, Q], from the traced model
-    dims = exported.model.graph.output[0].type.tensor_type.shape.dim
-    if len(dims) != len(shape):
-        raise ExportError(f"the ONNX output has rank {len(dims)} but the model's output shape is {shape}; report it.")
-    for dim, size in zip(list(dims)[1:], shape[1:], strict=True):
-        if dim.HasField("dim_value") and dim.dim_value != size:
-            raise ExportError(f"the ONNX output declares size {dim.dim_value} where the model gives {size}; report it.")
-        dim.dim_value = size  # replaces a symbolic dim_param (a oneof)
-    got = run_onnx(exported.to_bytes(), exported.sample[:1]).shape
-    if list(got[1:]) != shape[1:]:
-        raise ExportError(f"the ONNX output has shape {list(got)}, not {shape}; report the model name.")
 
 
 def _runtime_requirements() -> list[str]:
@@ -212,7 +192,6 @@ def export_run(
     with tempfile.TemporaryDirectory() as tmp:
         bundle, sample_x, estimator = _fetch_bundle(client, run_id, Path(tmp))
     exported = build_onnx(bundle, sample_x, tolerance, estimator)  # parity failure raises here, before any write
-    static_output_dims(exported)
     task = str(bundle.meta["task"])
     local = home_dir() / "exports" / run_id / "model.onnx"
     local.parent.mkdir(parents=True, exist_ok=True)

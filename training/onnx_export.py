@@ -118,6 +118,7 @@ def build_onnx(
         raise ExportError(f"{bundle.model_name!r} does not export to ONNX opset {OPSET}: {e}") from e
     with torch.no_grad():
         out_shape = [-1, *model(torch.from_numpy(sample_x[:1])).shape[1:]]  # [B, H, N] or [B, H, N, Q]
+    size_output(proto, out_shape)
     write_metadata(proto, onnx_metadata(bundle.meta, bundle.model_name, [-1, *shape], out_shape))
     parity = check_parity(model, proto.SerializeToString(), sample_x, tolerance)
     if classical:  # the translation itself must forecast what the fitted estimator does
@@ -131,6 +132,22 @@ def build_onnx(
             )
         parity = max(parity, diff)
     return OnnxExport(proto, parity, sample_x)
+
+
+def size_output(proto: onnx.ModelProto, shape: list[int]) -> None:
+    """Declare the graph output's sizes (all but the dynamic batch axis) from the traced ``shape`` [-1, H, N(, Q)].
+
+    The tracer loses them behind some final ops (a Cast after a GRU or the risk net), leaving e.g.
+    ['batch', 'Casty_dim_1', 'Casty_dim_2']: ModelMetadata then shows [-1, -1, -1] and a server cannot tell that a
+    new version forecasts another horizon. The parity check that follows runs the result in ONNX Runtime.
+    """
+    dims = proto.graph.output[0].type.tensor_type.shape.dim
+    if len(dims) != len(shape):
+        raise ExportError(f"the ONNX output has rank {len(dims)} but the model's output shape is {shape}; report it.")
+    for dim, size in zip(list(dims)[1:], shape[1:], strict=True):
+        if dim.HasField("dim_value") and dim.dim_value != size:
+            raise ExportError(f"the ONNX output declares size {dim.dim_value} where the model gives {size}; report it.")
+        dim.dim_value = size  # replaces a symbolic dim_param (a oneof)
 
 
 def classical_module(estimator: ClassicalPredictor, name: str) -> torch.nn.Module:

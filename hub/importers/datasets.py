@@ -5,8 +5,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cityagent.config_errors import nearest
 from cityagent.errors import ConfigError
-from cityagent.hub.hub import Hub, nearest
+from cityagent.hub.hub import Hub
 
 ENV_VAR = "CITYAGENT_SHARED_DATA"
 PATH_OPTIONS = ("adj", "weather", "poi")  # options that name further files, relative to the data dir
