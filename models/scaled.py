@@ -38,11 +38,19 @@ class ScaledModel(nn.Module):
         self.register_buffer("y_scale", torch.tensor(float(y_scale), dtype=dtype))
         self.register_buffer("y_offset", torch.tensor(float(y_offset), dtype=dtype))
         self.register_buffer("margin", None)  # a quantile model's conformal margin [H], real units (set_margin)
+        self.register_buffer("floor", None)  # least real-unit output, 0 for counts and speeds (set_floor)
 
     def set_margin(self, margin: np.ndarray) -> "ScaledModel":
         """Move the lowest quantile level down and the highest up by ``margin [H]`` (real units) in ``forward``;
         a calibrated model's state dict then holds ``margin``, so bundles and exports keep it."""
         self.margin = torch.as_tensor(np.asarray(margin, dtype=np.float32))
+        return self
+
+    def set_floor(self, floor: float | None) -> "ScaledModel":
+        """Clip every output (point and quantile levels) at ``floor`` in ``forward``, or not when None: a target
+        that is never negative (trips, risk, km/h) should not get a negative forecast or a negative lower bound.
+        Clipping is monotone, so quantile levels stay ordered; the state dict holds ``floor`` like ``margin``."""
+        self.floor = None if floor is None else torch.tensor(float(floor), dtype=torch.float32)
         return self
 
     def scale_x(self, x: torch.Tensor) -> torch.Tensor:
@@ -60,4 +68,5 @@ class ScaledModel(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.unscale_y(self.forward_scaled(x)).to(torch.float32)
-        return y if self.margin is None else widen(y, self.margin)
+        y = y if self.margin is None else widen(y, self.margin)
+        return y if self.floor is None else torch.maximum(y, self.floor)

@@ -3,6 +3,8 @@
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 from cityagent.errors import ConfigError
 from cityagent.hub.protocols import TaskData
 from cityagent.models.params import COMMON_PARAMS
@@ -38,10 +40,25 @@ def build_params(task: TaskData, model: ModelConfig, quantiles: Sequence[float] 
     return {**{k: v for k, v in common.items() if v is not None}, **model.params}  # absent facts stay absent
 
 
+def target_floor(task: TaskData) -> float | None:
+    """0 when no observed training target is negative (trips, risk, speeds), else None (no clipping).
+
+    Read from the training windows' targets only, so the test split does not decide how forecasts are clipped.
+    """
+    split = task.train
+    if not len(split):
+        return None
+    y = split.y[split.anchors[:, None] + np.asarray(split.spec.target_offsets)[None, :]]  # [S, H, N]
+    observed = y[~np.isnan(y)]
+    return 0.0 if observed.size and float(observed.min()) >= 0 else None
+
+
 def scaled(task: TaskData, net: Any) -> ScaledModel:
-    """``net`` (scaled space) wrapped so it takes and returns real units, with the task's fitted scalers."""
+    """``net`` (scaled space) wrapped so it takes and returns real units, with the task's fitted scalers, its
+    outputs clipped at the target's floor (``target_floor``)."""
     xs, ys = task.x_scaler, task.y_scaler
-    return ScaledModel(net, xs.scale, xs.offset, float(ys.scale[0]), float(ys.offset[0]))
+    model = ScaledModel(net, xs.scale, xs.offset, float(ys.scale[0]), float(ys.offset[0]))
+    return model.set_floor(target_floor(task))
 
 
 def build_scaled_model(

@@ -64,6 +64,8 @@ class ModelBundle:
         )
         if "margin" in self.state_dict:  # a conformally calibrated quantile model
             model.set_margin(np.zeros(tuple(self.state_dict["margin"].shape), dtype=np.float32))
+        if "floor" in self.state_dict:  # outputs clipped at the target's floor (bundles before 2026-12-05: none)
+            model.set_floor(0.0)
         model.load_state_dict(self.state_dict)
         return model.eval()
 

@@ -9,7 +9,7 @@ import numpy as np
 from cityagent.hub.protocols import TaskData
 from cityagent.hub.windows import Split
 from cityagent.models.registry import build_model
-from cityagent.training.build import build_params
+from cityagent.training.build import build_params, target_floor
 from cityagent.training.config import RunConfig
 from cityagent.training.data import predict_split
 from cityagent.training.scoring import score
@@ -24,16 +24,28 @@ class ClassicalPredictor:
         estimator: an object with ``predict(x [S, T, N, F]) -> [S, H, N] (or [S, H, N, Q])`` in scaled space.
         x_scale, x_offset: ``[F]`` input scaler.
         y_scale, y_offset: target scaler.
+        floor: least real-unit output (``target_floor``: 0 for a target never negative), or None.
     """
 
-    def __init__(self, estimator: Any, x_scale: np.ndarray, x_offset: np.ndarray, y_scale: float, y_offset: float):
+    def __init__(
+        self,
+        estimator: Any,
+        x_scale: np.ndarray,
+        x_offset: np.ndarray,
+        y_scale: float,
+        y_offset: float,
+        floor: float | None = None,
+    ):
         self.estimator = estimator
         self.x_scale, self.x_offset = np.asarray(x_scale), np.asarray(x_offset)
         self.y_scale, self.y_offset = float(y_scale), float(y_offset)
+        self.floor = floor
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         scaled = self.estimator.predict(x * self.x_scale + self.x_offset)
-        return ((scaled - self.y_offset) / self.y_scale).astype(np.float32)
+        y = ((scaled - self.y_offset) / self.y_scale).astype(np.float32)
+        floor = getattr(self, "floor", None)  # predictors pickled before 2026-12-05 have none
+        return y if floor is None else np.maximum(y, np.float32(floor))
 
     def save(self, path: str | Path) -> Path:
         joblib.dump(self, path)
@@ -56,13 +68,14 @@ def fit_classical(task: TaskData, cfg: RunConfig) -> tuple[ClassicalPredictor, d
     params = build_params(task, cfg.model, cfg.train.quantiles)
     xs, xo = task.x_scaler.scale, task.x_scaler.offset
     ys, yo = float(task.y_scaler.scale[0]), float(task.y_scaler.offset[0])
+    floor = target_floor(task)
 
     def fitted(splits: list[Split]) -> ClassicalPredictor:
         x, y, mask = (np.concatenate(a) for a in zip(*(s.arrays() for s in splits), strict=True))  # [S, T, N, F] ...
         keep = mask.all(axis=(1, 2))  # the trees cannot skip masked targets, so such windows are left out
         estimator = build_model(cfg.model.name, **params)
         estimator.fit(x[keep] * xs + xo, y[keep] * ys + yo)
-        return ClassicalPredictor(estimator, xs, xo, ys, yo)
+        return ClassicalPredictor(estimator, xs, xo, ys, yo, floor)
 
     predictor = fitted([task.train])
     val: dict[str, float] = {}

@@ -162,9 +162,10 @@ def classical_module(estimator: ClassicalPredictor, name: str) -> torch.nn.Modul
         net = inner.to_torch()
     except CityAgentError as e:
         raise ExportError(f"{name!r} does not export: {e}") from e
-    return ScaledModel(
+    model = ScaledModel(
         net, estimator.x_scale, estimator.x_offset, estimator.y_scale, estimator.y_offset, dtype=torch.float64
-    ).eval()
+    )
+    return model.set_floor(getattr(estimator, "floor", None)).eval()  # the same clip as the estimator's own call
 
 
 def export_bundle(
