@@ -3,7 +3,9 @@
 One rule per domain, picked by name (``DECIDERS``): congestion alerts where forecast speed falls below a share of
 free-flow speed, rebalancing moves from zones expected below their usual demand to zones expected above it,
 and the top-K accident-risk cells over the next hour. Each decision is stamped with the time it was made and the
-model name and version that forecast it; the table is only ever appended to.
+model name and version that forecast it and the anchor of the window it came from (``anchor``: its last input step),
+so the agent can tell from the hub itself which windows it already decided (``decided_windows``); the table is only
+ever appended to.
 
 With a quantile model each rule can decide on its interval instead of the median (``alerts.intervals``):
 ``confident`` acts only when the whole interval agrees (the end of it least in favour of the event: the upper speed
@@ -12,6 +14,7 @@ every decision's detail quotes the interval.
 """
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -174,12 +177,41 @@ DECIDERS: dict[str, Decider] = {"traffic": congestion_alerts, "demand": rebalanc
 
 
 def decide(fc: Forecast, window: Window, hub: Hub, cfg: AlertConfig, now: pd.Timestamp) -> pd.DataFrame:
-    """The decisions for one forecast as rows of the ``decisions`` table, stamped ``now`` and with the model."""
+    """The decisions for one forecast as rows of the ``decisions`` table, stamped ``now``, the model and the window."""
     rows = DECIDERS[window.facts.domain](fc, window, hub, cfg)
     df = pd.DataFrame(rows, columns=["kind", "target_id", "value", "detail"])
     df.insert(0, "ts", pd.Series([now] * len(df), dtype=f"datetime64[ns, {hub.meta.timezone}]"))
     df["value"] = df["value"].astype(np.float64)
-    return df.assign(model=fc.model, model_version=fc.version)[COLUMNS]
+    anchor = window.anchor.tz_convert(hub.meta.timezone).isoformat()
+    return df.assign(model=fc.model, model_version=fc.version, anchor=anchor)[COLUMNS]
+
+
+@dataclass(frozen=True)
+class Decided:
+    """Decisions already in the hub for one (model, window): how many rows, from which version(s)."""
+
+    rows: int
+    versions: str
+
+
+def decided_windows(hub: Hub) -> dict[tuple[str, pd.Timestamp], Decided]:
+    """``(model, anchor in UTC) → Decided`` for every window the hub's ``decisions`` table holds decisions of.
+
+    Rows written before decisions carried an ``anchor`` (older hubs) match no window.
+    """
+    if not hub.has("decisions"):
+        return {}
+    df = hub.table("decisions")
+    if "anchor" not in df or "model" not in df:
+        return {}
+    anchor = pd.to_datetime(df["anchor"], utc=True, format="ISO8601", errors="coerce")
+    keep = anchor.notna() & df["model"].notna()
+    version = df["model_version"].astype(str) if "model_version" in df else pd.Series("?", index=df.index)
+    sub = pd.DataFrame({"model": df["model"].astype(str), "anchor": anchor, "version": version})[keep]
+    return {
+        (model, at): Decided(len(g), ", ".join(f"v{v}" for v in dict.fromkeys(g["version"])))
+        for (model, at), g in sub.groupby(["model", "anchor"], sort=False)
+    }
 
 
 def append_decisions(hub_dir: str | Path, hub: Hub, decisions: pd.DataFrame) -> Path | None:

@@ -51,6 +51,17 @@ class MqttConfig(_Strict):
 
     _clock_ahead = field_validator("clock_ahead")(lambda v: v if v is None else _duration(v))
 
+    @field_validator("topics")
+    @classmethod
+    def _topic_filters(cls, v: list[str]) -> list[str]:
+        """Refused at load, not as a paho traceback and a broker timeout once connecting."""
+        from cityagent.agent.mqtt import topic_filters_problem  # paho only where MQTT is used
+
+        problem = topic_filters_problem(v)
+        if problem:
+            raise ValueError(problem)
+        return v
+
 
 class DriftConfig(_Strict):
     """When recent inputs or live error count as drift (see cityagent.agent.drift)."""

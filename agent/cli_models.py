@@ -186,4 +186,15 @@ def export_command(
     from cityagent.training.export import export_run
 
     result = export_run(run_id, tracking_uri=tracking_uri, register=register, alias=alias, tolerance=tolerance)
+    if result.already_registered:  # e.g. by `cityagent train`: the same ONNX file, so no second version
+        console.print(
+            f"[green]already registered[/] as {result.name} v{result.version} ({result.model_uri}, the same ONNX file; "
+            f"parity {result.parity:.2g}) → {result.onnx_path}"
+        )
+        return
     console.print(f"[green]exported[/] {result.model_uri} (parity {result.parity:.2g}) → {result.onnx_path}")
+    if result.differs_from:
+        console.print(
+            f"run was registered before as {result.name} v{', v'.join(result.differs_from)} with a different ONNX "
+            f"file (another cityagent or torch version), so this export is v{result.version}"
+        )

@@ -12,6 +12,7 @@ import queue
 import threading
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,8 +23,9 @@ import pandas as pd
 from cityagent.agent.deadletter import DeadLetter, Rejection
 from cityagent.agent.livehub import LiveHub
 from cityagent.agent.microbatch import append_batch
-from cityagent.agent.mqtt import connect
+from cityagent.agent.mqtt import connect, parse_url
 from cityagent.agent.readings import Rejected, parse_payload, table_for_topic, to_record
+from cityagent.errors import CityAgentError
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +121,7 @@ def listen(
     keepalive: int = 60,
     stop: threading.Event | None = None,
     clock_ahead: str | None = None,
+    on_ready: Callable[[], None] | None = None,
 ) -> ListenStats:
     """Listen until ``max_messages`` arrived, ``duration`` passed or ``stop`` is set, then flush and return.
 
@@ -136,10 +139,16 @@ def listen(
         stop: set it from another thread (or a signal handler) to stop.
         clock_ahead: how far past the wall clock a reading may lie before it is rejected as from the future, a
             duration such as ``'10min'`` (default: one hub step).
+        on_ready: called once the broker granted the subscription (its SUBACK), before the first reading is read.
+
+    Raises:
+        CityAgentError: the broker cannot be reached or refuses the subscription, at start or after a reconnect
+            (then only once everything already received is written).
     """
     batcher = _Batcher(LiveHub(hub), batch, flush_seconds, None if clock_ahead is None else pd.Timedelta(clock_ahead))
     inbox: queue.Queue[tuple[str, bytes, datetime]] = queue.Queue()
     stop = stop or threading.Event()
+    refused: list[str] = []  # the broker refused the subscription after a reconnect: nothing more will come
     client = connect(
         url,
         list(topics),
@@ -147,10 +156,13 @@ def listen(
         client_id=client_id,
         qos=qos,
         keepalive=keepalive,
+        on_refused=refused.append,
     )
     end = time.monotonic() + duration if duration is not None else None
     try:
-        while not stop.is_set():
+        if on_ready is not None:
+            on_ready()
+        while not stop.is_set() and not refused:
             if max_messages is not None and batcher.stats.messages >= max_messages:
                 break
             if end is not None and time.monotonic() >= end:
@@ -167,4 +179,8 @@ def listen(
         while not inbox.empty():  # received (and acknowledged) before the disconnect: still ours to keep
             batcher.add(*inbox.get_nowait())
         batcher.flush()
+    if refused:
+        host, port = parse_url(url)[:2]
+        done = f"{batcher.stats.accepted} reading(s) appended and {batcher.stats.rejected} rejected before that"
+        raise CityAgentError(f"MQTT broker {host}:{port}: {refused[0]} ({done})")
     return batcher.stats

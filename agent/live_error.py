@@ -1,10 +1,20 @@
-"""Learn from reality: keep each forecast until its actuals reach the hub, then record the live error per model.
+"""Learn from reality: keep each forecast until its actuals reach the hub it was made on, then record its live error.
 
-Forecasts wait as ``$CITYAGENT_HOME/agent/forecasts/<model>/<anchor>-v<version>.npz``; once the hub holds readings
-up to a forecast's last target step it is scored on the targets that were observed, one JSON line per forecast in
-``$CITYAGENT_HOME/agent/live_error.jsonl`` (model, version, run, window, n, MAE, RMSE), and the file is removed.
+Forecasts wait as ``$CITYAGENT_HOME/agent/forecasts/<model>/<anchor>-v<version>-h<hub id>.npz`` and are scored only
+against the hub they were made on (``hub_identity``: its resolved path and its manifest), never against another
+hub the agent is later pointed at. A forecast is scored once its actuals are complete:
+
+- every target it forecast (each step × node) has a reading (coverage 1), or
+- the hub's clock (the newest step of the forecast's table) is ``SCORE_GRACE`` past its last target: readings still
+  missing then count as lost, and it is scored on the targets that were observed.
+
+Incidents are events with nothing to say a cell has reported, so a risk forecast always waits out the grace (past
+the hub's newest step of any table) and counts every cell as observed. Each scored forecast is one JSON line in
+``$CITYAGENT_HOME/agent/live_error.jsonl`` (model, version, run, window, n, coverage, MAE, RMSE, hub) and its file is
+removed. A forecast of the same (model, version, anchor, hub) is remembered and scored once, across restarts.
 """
 
+import hashlib
 import json
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -13,11 +23,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cityagent.agent.sense import ModelFacts, Window, latest_step, readings
+from cityagent.agent.sense import ModelFacts, Window, readings
 from cityagent.agent.think import Forecast
-from cityagent.errors import CityAgentError
 from cityagent.home import home_dir
-from cityagent.hub.hub import Hub
+from cityagent.hub.hub import Hub, HubMeta
+
+SCORE_GRACE = pd.Timedelta("1h")  # hub time after a forecast's last target that late readings may still arrive
+EVENT_TABLES = ("traffic", "demand", "incidents", "weather")  # what moves a hub's clock for incident forecasts
 
 
 def agent_dir() -> Path:
@@ -28,8 +40,28 @@ def agent_dir() -> Path:
 
 
 @dataclass(frozen=True)
+class HubId:
+    """Which hub a forecast was made on: its resolved ``path`` and ``id``, a digest of the path and manifest."""
+
+    path: str
+    id: str
+
+
+def hub_identity(hub_dir: str | Path, meta: HubMeta) -> HubId:
+    """The identity of the hub at ``hub_dir``: another directory, or another hub written there (another name,
+    source, step or timezone), is another hub; appended readings and decisions keep it the same."""
+    path = str(Path(hub_dir).resolve())
+    facts = json.dumps([path, meta.name, meta.source, meta.step, meta.timezone])
+    return HubId(path, hashlib.sha256(facts.encode()).hexdigest()[:12])
+
+
+@dataclass(frozen=True)
 class LiveError:
-    """How one forecast did once its actuals arrived (real units; ``n`` targets were observed)."""
+    """How one forecast did once its actuals arrived (real units).
+
+    ``n`` targets were observed, a ``coverage`` share of the forecast's steps × nodes (below 1 only when it was
+    scored after the grace with readings missing); ``hub`` is the hub it was made on and scored against.
+    """
 
     model: str
     version: str
@@ -42,15 +74,46 @@ class LiveError:
     mae: float | None
     rmse: float | None
     scored_at: str
+    coverage: float | None = None  # None in rows written before coverage was recorded
+    hub: str | None = None
+    hub_id: str | None = None
 
 
-def remember(window: Window, fc: Forecast) -> Path:
-    """Keep ``fc`` (made from ``window``) until its actuals arrive."""
+Key = tuple[str, str, str, str | None]  # (model, version, anchor, hub id)
+_scored: dict[Path, tuple[int, set[Key]]] = {}  # live_error.jsonl → (bytes read, keys in them)
+
+
+def scored_keys() -> set[Key]:
+    """(model, version, anchor, hub id) of every recorded live error; reads only what was appended since last time."""
+    path = agent_dir() / "live_error.jsonl"
+    offset, keys = _scored.get(path, (0, set()))
+    size = path.stat().st_size if path.is_file() else 0
+    if size < offset:  # the file was truncated or replaced: read it afresh
+        offset, keys = 0, set()
+    if size > offset:
+        with path.open("rb") as fh:
+            fh.seek(offset)
+            chunk = fh.read(size - offset)
+        whole = chunk[: chunk.rfind(b"\n") + 1]  # a line still being written is read next time
+        for line in whole.splitlines():
+            if line.strip():
+                r = json.loads(line)
+                keys.add((r["model"], r["version"], r["anchor"], r.get("hub_id")))
+        offset += len(whole)
+    _scored[path] = (offset, keys)
+    return keys
+
+
+def remember(window: Window, fc: Forecast, hub: HubId) -> Path | None:
+    """Keep ``fc`` (made from ``window`` on ``hub``) until its actuals arrive; None when this forecast is already
+    waiting or was already scored (a restart, or a replay of the same window)."""
     facts = window.facts
     folder = agent_dir() / "forecasts" / facts.name
+    path = folder / f"{window.anchor.tz_convert('UTC'):%Y%m%dT%H%M%SZ}-v{fc.version}-h{hub.id}.npz"
+    if path.exists() or (facts.name, fc.version, window.anchor.isoformat(), hub.id) in scored_keys():
+        return None
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{window.anchor.tz_convert('UTC'):%Y%m%dT%H%M%SZ}-v{fc.version}.npz"
-    meta = asdict(facts) | {"version": fc.version, "anchor": window.anchor.isoformat()}
+    meta = asdict(facts) | {"version": fc.version, "anchor": window.anchor.isoformat(), "hub": asdict(hub)}
     tmp = path.with_name(f".{path.name}.tmp")  # not *.npz: a reader never sees a half-written forecast
     with tmp.open("wb") as fh:
         np.savez(fh, values=fc.values, targets=window.target_times.asi8, meta=np.array(json.dumps(meta)))
@@ -63,40 +126,60 @@ def _load(path: Path) -> tuple[ModelFacts, pd.Timestamp, pd.DatetimeIndex, np.nd
         meta = json.loads(str(npz["meta"]))
         values, targets = npz["values"], pd.DatetimeIndex(npz["targets"]).tz_localize("UTC")
     anchor = pd.Timestamp(meta.pop("anchor"))
+    meta.pop("hub", None)
     meta["input_offsets"], meta["target_offsets"] = tuple(meta["input_offsets"]), tuple(meta["target_offsets"])
     return ModelFacts(**meta), anchor, targets, values
 
 
-def score_pending(hub: Hub) -> list[LiveError]:
-    """Score every waiting forecast whose last target step the hub now covers; returns the new records."""
+def hub_clock(hub: Hub, table: str) -> pd.Timestamp | None:
+    """The newest step the hub holds for ``table`` (for incidents, of any table); None when it holds none."""
+    tables = EVENT_TABLES if table == "incidents" else (table,)
+    newest = [hub.table(t)["ts"].max() for t in tables if hub.has(t) and len(hub.table(t))]
+    return max(newest).tz_convert(hub.meta.timezone) if newest else None
+
+
+def _score(
+    hub: Hub, facts: ModelFacts, targets: pd.DatetimeIndex, values: np.ndarray, grace: pd.Timedelta
+) -> tuple[np.ndarray, np.ndarray, float] | None:
+    """``(observed [H, N], actual - forecast errors, coverage)``, or None while the actuals are not complete."""
+    clock = hub_clock(hub, facts.table)
+    if clock is None or clock < targets[-1]:
+        return None
+    waited = clock >= targets[-1] + grace
+    if facts.table == "incidents" and not waited:  # late incident reports: no way to tell the cells are complete
+        return None
+    actual = readings(hub, facts.table, facts.nodes, [facts.target], targets)[:, :, 0]  # [H, N]
+    seen = np.isfinite(actual)
+    coverage = float(seen.mean()) if seen.size else 0.0
+    if coverage < 1.0 and not waited:
+        return None
+    return seen, (values.astype(np.float64) - actual)[seen], coverage
+
+
+def score_pending(hub: Hub, hub_id: HubId, grace: pd.Timedelta = SCORE_GRACE) -> list[LiveError]:
+    """Score every forecast made on ``hub`` whose actuals are complete (or ``grace`` overdue); the new records."""
     out = []
-    newest_of: dict[tuple[str, str], pd.Timestamp | None] = {}  # (model, version) → its table's newest step
-    for path in sorted((agent_dir() / "forecasts").glob("*/*.npz")):
+    scored = scored_keys()
+    for path in sorted((agent_dir() / "forecasts").glob(f"*/*-h{hub_id.id}.npz")):
         facts, anchor, targets, values = _load(path)
-        key = (facts.name, facts.version)
-        if key not in newest_of:
-            try:
-                newest_of[key] = latest_step(hub, facts)
-            except CityAgentError:
-                newest_of[key] = None  # the hub has no readings of these nodes (yet)
-        newest = newest_of[key]
-        if newest is None:
-            continue
         targets = targets.tz_convert(hub.meta.timezone)
-        if newest < targets[-1]:
+        result = _score(hub, facts, targets, values, grace)
+        if result is None:
             continue
-        actual = readings(hub, facts.table, facts.nodes, [facts.target], targets)[:, :, 0]  # [H, N]
-        seen = np.isfinite(actual)
-        err = (values.astype(np.float64) - actual)[seen]
-        record = LiveError(
-            facts.name, facts.version, facts.run_id, facts.domain, anchor.isoformat(), targets[0].isoformat(),
-            targets[-1].isoformat(), int(seen.sum()), float(np.abs(err).mean()) if err.size else None,
-            float(np.sqrt((err**2).mean())) if err.size else None, datetime.now(UTC).isoformat(timespec="seconds"),
-        )  # fmt: skip
-        with (agent_dir() / "live_error.jsonl").open("a") as fh:
-            fh.write(json.dumps(asdict(record)) + "\n")
+        seen, err, coverage = result
+        key = (facts.name, facts.version, anchor.isoformat(), hub_id.id)
+        if key not in scored:  # else recorded before a crash could remove the file: never twice
+            record = LiveError(
+                facts.name, facts.version, facts.run_id, facts.domain, anchor.isoformat(), targets[0].isoformat(),
+                targets[-1].isoformat(), int(seen.sum()), float(np.abs(err).mean()) if err.size else None,
+                float(np.sqrt((err**2).mean())) if err.size else None, datetime.now(UTC).isoformat(timespec="seconds"),
+                round(coverage, 6), hub_id.path, hub_id.id,
+            )  # fmt: skip
+            with (agent_dir() / "live_error.jsonl").open("a") as fh:
+                fh.write(json.dumps(asdict(record)) + "\n")
+            scored.add(key)
+            out.append(record)
         path.unlink()
-        out.append(record)
     return out
 
 

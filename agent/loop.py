@@ -4,6 +4,10 @@ For each served model in turn (``loop.models``): read its facts from the server,
 from the hub, ask for a forecast, turn it into decisions and append them to the hub at once, before the next model
 is asked, so an outage later in the cycle never costs decisions already made. Then learn: score forecasts whose
 actuals have arrived, and check drift (which may start a retrain).
+
+Each window is decided once: a model whose decisions for the window's anchor are already in the hub's ``decisions``
+table (its ``anchor`` column) is not asked again, so a restarted agent, or ``--once --at T`` run twice, writes
+nothing twice. A window that gave no decisions leaves nothing in the hub; this agent remembers it until it restarts.
 """
 
 import logging
@@ -17,12 +21,12 @@ from typing import Literal
 
 import pandas as pd
 
-from cityagent.agent.act import append_decisions, decide
+from cityagent.agent.act import Decided, append_decisions, decide, decided_windows
 from cityagent.agent.agent_config import AgentConfig
 from cityagent.agent.drift import DriftReport
 from cityagent.agent.drift_watch import DriftWatch, TrackingUnreachable, spawn_retrain
 from cityagent.agent.grid import OffGrid, on_grid
-from cityagent.agent.live_error import LiveError, remember, score_pending
+from cityagent.agent.live_error import HubId, LiveError, hub_identity, remember, score_pending
 from cityagent.agent.sense import ModelFacts, WindowMissing, sense
 from cityagent.agent.think import ServingClient, VersionMoved
 from cityagent.errors import CityAgentError, ConfigError
@@ -116,9 +120,29 @@ class Agent:
         self.client = client or ServingClient.from_config(cfg, report=say)
         trigger = spawn_retrain(cfg) if cfg.loop.retrain_on_drift else None
         self.drift = drift or DriftWatch(cfg, trigger)
-        self._seen: dict[str, pd.Timestamp] = {}  # model → anchor of its last decisions
+        self._seen: dict[str, pd.Timestamp] = {}  # model → anchor of its last turn (also windows with no decisions)
 
-    def _turn(self, hub: Hub, domain: str, name: str, at: pd.Timestamp | None, skip_seen: bool) -> ModelOutcome:
+    def _already(self, name: str, anchor: pd.Timestamp, decided: dict[tuple[str, pd.Timestamp], Decided]) -> str:
+        """Why ``name`` needs not decide on the window at ``anchor`` again; empty when it does."""
+        done = decided.get((name, anchor.tz_convert("UTC")))
+        if done is not None:  # durable: the hub says so, however often the agent restarted since
+            return (
+                f"already decided: its {done.rows} decision(s) ({done.versions}) for the window at "
+                f"{anchor:%Y-%m-%d %H:%M} are in the hub; skipped, nothing written again"
+            )
+        if self._seen.get(name) == anchor:  # e.g. a window that gave no decisions, so left nothing in the hub
+            return f"no new data since {anchor:%Y-%m-%d %H:%M}"
+        return ""
+
+    def _turn(
+        self,
+        hub: Hub,
+        domain: str,
+        name: str,
+        at: pd.Timestamp | None,
+        decided: dict[tuple[str, pd.Timestamp], Decided],
+        hub_id: HubId,
+    ) -> ModelOutcome:
         out = ModelOutcome(domain, name, "failed")
         try:
             for _ in range(2):  # a second go when the server swapped versions between metadata and inference
@@ -128,8 +152,9 @@ class Agent:
                     return out
                 window = sense(hub, facts, at)
                 out.anchor = window.anchor
-                if skip_seen and self._seen.get(name) == window.anchor:
-                    out.status, out.message = "unchanged", f"no new data since {window.anchor:%Y-%m-%d %H:%M}"
+                why = self._already(name, window.anchor, decided)
+                if why:
+                    out.status, out.message = "unchanged", why
                     return out
                 try:
                     fc = self.client.forecast(window)
@@ -142,7 +167,7 @@ class Agent:
             out.version = fc.version
             out.decisions = decide(fc, window, hub, self.cfg.alerts, pd.Timestamp.now(tz=hub.meta.timezone))
             out.path = append_decisions(self.hub_dir, hub, out.decisions)  # before the next model is asked
-            remember(window, fc)
+            remember(window, fc, hub_id)  # once per (model, version, window, hub), restarts or not
             self._seen[name] = window.anchor
             out.status = "decided"
             out.message = f"{len(out.decisions)} decision(s) from {name} v{fc.version} at {window.anchor:%H:%M}"
@@ -152,33 +177,38 @@ class Agent:
             out.message = str(e)
         return out
 
-    def cycle(self, at: pd.Timestamp | str | None = None, skip_seen: bool = False) -> CycleReport:
+    def cycle(self, at: pd.Timestamp | str | None = None) -> CycleReport:
         """One sense → think → act → learn pass over every configured model.
+
+        A model whose window was already decided (its decisions are in the hub, or this agent saw the same window
+        last time) is ``unchanged``: not asked, nothing written.
 
         Args:
             at: anchor every window at this time (a replay; a step of the hub's grid, naive = the hub's timezone);
                 default each model's newest data.
-            skip_seen: leave out models whose window did not move since this agent's last decisions.
         """
         report = CycleReport(datetime.now(UTC))
         anchor = parse_at(at)
         hub = read_hub(self.hub_dir)
         if anchor is not None:  # before any model is asked: a time between steps would find no readings at all
             anchor = on_grid(hub, anchor, "--at")
+        decided, hub_id = decided_windows(hub), hub_identity(self.hub_dir, hub.meta)
         for domain, name in self.cfg.loop.models.items():
-            outcome = self._turn(hub, domain, name, anchor, skip_seen)
+            outcome = self._turn(hub, domain, name, anchor, decided, hub_id)
             report.outcomes.append(outcome)
             if self.after_model:
                 self.after_model(outcome)
             elif outcome.status in ("skipped", "failed"):
                 self.say(f"{name}: {outcome.status}: {outcome.message}")
-        self._learn(hub, report)
+        self._learn(hub, hub_id, report)
         return report
 
-    def _learn(self, hub: Hub, report: CycleReport) -> None:
-        report.live_errors = score_pending(hub)
+    def _learn(self, hub: Hub, hub_id: HubId, report: CycleReport) -> None:
+        report.live_errors = score_pending(hub, hub_id)  # only forecasts made on this hub
         for o in report.outcomes:
-            if o.status != "decided" or o.facts is None:
+            # an unchanged window too: a restart or a second `--once` still reports drift, and a retrain held by
+            # retrain.min_period starts when the period is over even while no new data arrives
+            if o.status not in ("decided", "unchanged") or o.facts is None:
                 continue
             try:
                 drift = self.drift.check(hub, o.facts)
@@ -217,7 +247,7 @@ class Agent:
             while True:
                 t0, cycles = time.monotonic(), cycles + 1
                 try:
-                    reports.append(self.cycle(at=at, skip_seen=bool(reports)))
+                    reports.append(self.cycle(at=at))
                     if on_cycle:
                         on_cycle(reports[-1])
                 except OffGrid:

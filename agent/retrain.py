@@ -4,9 +4,10 @@
 as it is now, on Ray unless the config says ``train.workers: 0``; logs the drift reference into the run; exports
 and registers the model as the challenger; scores challenger and champion on the same window (the new task's
 test split, the most recent data) and promotes only when the gate's verdict says so and the challenger expects the
-same input as the champion (node ids, window, step, features). Otherwise the champion stays
-and the verdict is recorded in the registry history; a retrain that fails leaves the champion untouched too.
-The caller holds the task's lock (``Scheduler.run_now`` does).
+same input (node ids, window, step, features) and answers the same output (horizon, target offsets, quantiles, shape)
+as the champion. Otherwise the champion stays and the verdict is recorded in the registry history; a retrain that
+fails, or that SIGTERM interrupts, leaves the champion untouched too and is recorded as failed. The caller holds the
+task's lock (``Scheduler.run_now`` does).
 """
 
 import logging
@@ -21,8 +22,10 @@ import numpy as np
 from cityagent.agent.agent_config import AgentConfig, load_agent_config
 from cityagent.agent.drift import REFERENCE_ARTIFACT, reference_from, save_reference
 from cityagent.agent.drift_watch import reference_path
+from cityagent.agent.schedule import Interrupted, is_sigterm, uninterrupted
 from cityagent.agent.sense import split_features
-from cityagent.errors import CityAgentError, ConfigError
+from cityagent.errors import CityAgentError, ConfigError, TrackingUnreachable
+from cityagent.health import unreachable
 from cityagent.home import home_dir
 from cityagent.hub.protocols import TaskData
 
@@ -109,8 +112,6 @@ def judge(challenger: Path, name: str, data: TaskData, uri: str, gate_cfg=None):
         ``(verdict, champion version or None, {"challenger": metrics, "champion": metrics})``.
     """
     from cityagent.training.gate import Verdict, evaluate_onnx, gate, load_gate_config
-    from cityagent.training.onnx_meta import read_metadata
-    from cityagent.training.registry.contract import input_differences
 
     gate_cfg = gate_cfg or load_gate_config()
     x, y, mask = gate_window(data)
@@ -120,11 +121,9 @@ def judge(challenger: Path, name: str, data: TaskData, uri: str, gate_cfg=None):
         version, path = _champion(name, uri, Path(tmp))
         if path is None:
             return gate(new, None, gate_cfg), None, scores
-        diffs = input_differences(read_metadata(challenger), read_metadata(path))
-        if diffs:  # e.g. the city gained sensors: serving would hot-swap and every client would break
-            why = f"the challenger expects a different input than champion v{version} ({'; '.join(diffs)})"
-            refused = Verdict(False, [f"{why}; promote it by hand with --force once clients send the new input"])
-            return refused, version, scores
+        refusals = contract_refusals(challenger, path, version)
+        if refusals:  # serving would hot-swap and every client would break (or it refuses and keeps the old one)
+            return Verdict(False, refusals), version, scores
         try:
             old = evaluate_onnx(path, x, y, mask, latency_runs=gate_cfg.latency_runs)
         except Exception as e:  # e.g. the city gained sensors: the champion no longer fits the window
@@ -132,6 +131,26 @@ def judge(challenger: Path, name: str, data: TaskData, uri: str, gate_cfg=None):
             return Verdict(False, [f"{why}; compare and promote by hand"]), version, scores
     scores["champion"] = old.metrics
     return gate(new, old, gate_cfg), version, scores
+
+
+def contract_refusals(challenger: Path, champion: Path, version: str) -> list[str]:
+    """Why the challenger cannot replace champion ``version`` whatever its scores: one sentence for a different
+    input (node ids, window, step, features), one for a different output (horizon, targets, quantiles, shape)."""
+    from cityagent.training.gate import contract_differences
+
+    inputs, outputs = contract_differences(challenger, champion)
+    refusals = []
+    if inputs:  # e.g. the city gained sensors
+        refusals.append(
+            f"the challenger expects a different input than champion v{version} ({'; '.join(inputs)}); promote it by "
+            "hand with --force once clients send the new input"
+        )
+    if outputs:  # e.g. another horizon: a server hot-swapping to it would refuse and keep the champion
+        refusals.append(
+            f"the challenger answers a different output than champion v{version} ({'; '.join(outputs)}); promote it "
+            "by hand with --force once clients read the new output"
+        )
+    return refusals
 
 
 def retrain(
@@ -181,26 +200,52 @@ def retrain(
         version = exported.version
         say(f"{task}: registered {name} v{version} as challenger; gating it against the champion")
         verdict, champion, scores = judge(exported.onnx_path, name, data, uri, gate_cfg)
-    except Exception as e:
-        _record_failure(name, version, e, actor, uri)
-        raise
-    reason = f"gate on the newest {min(len(data.test), GATE_WINDOWS)} test windows: " + "; ".join(verdict.reasons)
-    if verdict.promote:
-        promote(name, version, reason=reason, actor=actor, tracking_uri=uri)
-    else:
-        record_decision(name, version, reason=reason, actor=actor, metrics=scores["challenger"], tracking_uri=uri)
+        reason = f"gate on the newest {min(len(data.test), GATE_WINDOWS)} test windows: " + "; ".join(verdict.reasons)
+        with uninterrupted():  # a SIGTERM now lets the alias move and its history entry finish together
+            if verdict.promote:
+                promote(name, version, reason=reason, actor=actor, tracking_uri=uri)
+            else:
+                record_decision(
+                    name, version, reason=reason, actor=actor, metrics=scores["challenger"], tracking_uri=uri
+                )
+    except (Exception, SystemExit, Interrupted) as e:  # SystemExit: Lightning's and Ray's answers to SIGTERM
+        error = _tracking_error(e, task, uri) or e
+        _record_failure(name, version, error, actor, uri)
+        if error is e:
+            raise
+        raise error from e
     say(f"{task}: v{version} {'promoted to champion' if verdict.promote else 'refused, champion stays'}: {reason}")
     return RetrainResult(
         task, name, fit_result.run_id, str(version), champion, verdict.promote, verdict.reasons, scores
     )
 
 
-def _record_failure(name: str, version: str | None, error: Exception, actor: str, uri: str) -> None:
+def _tracking_error(error: BaseException, task: str, uri: str) -> TrackingUnreachable | None:
+    """A failure while the http(s) tracking server is down, as one line naming it and what to do (MLflow's own
+    error is a multi-line retry trace); None when the store answers, is local, or the error already says so."""
+    if not isinstance(error, Exception) or isinstance(error, TrackingUnreachable):
+        return None
+    why = unreachable(uri)
+    if why is None:
+        return None
+    return TrackingUnreachable(
+        f"MLflow tracking server {uri} not reachable ({why}) while retraining {task}; start it again (or unset "
+        f"MLFLOW_TRACKING_URI for the local store) and rerun `cityagent retrain --now {task}`",
+        uri,
+        why,
+    )
+
+
+def _record_failure(name: str, version: str | None, error: BaseException, actor: str, uri: str) -> None:
+    """Append the failure to the registry history; never raises (the failure itself is what the caller reports)."""
     from cityagent.training.registry import record_decision
 
+    if isinstance(error, TrackingUnreachable) or unreachable(uri) is not None:
+        log.info("the failed retrain of %s is not in its history: tracking server %s is not reachable", name, uri)
+        return
+    why = "stopped by SIGTERM" if is_sigterm(error) else str(error) or type(error).__name__
     try:
-        record_decision(
-            name, version, reason=f"retrain failed: {error}", action="failed", actor=actor, tracking_uri=uri
-        )
-    except Exception:  # no registered model yet (a first training failed): nothing to record in
-        log.info("retrain of %s failed before %s existed in the registry", name, name)
+        record_decision(name, version, reason=f"retrain failed: {why}", action="failed", actor=actor, tracking_uri=uri)
+    except Exception as e:  # e.g. no registered model yet (a first training failed): nothing to record in
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        log.info("the failed retrain of %s is not in its history (%s)", name, first)

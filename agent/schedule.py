@@ -4,13 +4,19 @@ The job (train → register challenger → gate → promote) is passed in, so sc
 Each run holds the task's lock (``cityagent.agent.lock``): a second scheduler started by mistake skips the run
 with a message naming the holder. Runs missed while a job was still running are skipped, never queued up, like
 a Kubernetes CronJob with ``concurrencyPolicy: Forbid``. A failed job is logged and the loop goes on.
+
+Inside ``handling_sigterm()`` a SIGTERM (Kubernetes stopping the pod, cron's timeout) stops the loop and interrupts
+the run in flight: it is reported as failed, "interrupted by SIGTERM", never as done, and its lock is released.
 """
 
 import json
 import logging
+import re
+import signal
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
@@ -19,22 +25,55 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from croniter import croniter
 
 from cityagent.agent.lock import TaskBusy, task_lock
-from cityagent.errors import ConfigError
+from cityagent.errors import CityAgentError, ConfigError
 from cityagent.home import home_dir
 
 log = logging.getLogger(__name__)
 Job = Callable[[str], None]
+SIGTERM_EXIT = 128 + signal.SIGTERM  # 143: what a shell, cron and Kubernetes show for a process stopped by SIGTERM
+_RAY_SIGTERM = re.compile(rf"\bExit code: {int(signal.SIGTERM)}\b|\bSIGTERM\b")  # Ray's words, see is_sigterm
+_held = 0  # depth of ``uninterrupted()`` blocks; signal handlers run in the main thread, so a counter suffices
+
+
+class Interrupted(BaseException):
+    """SIGTERM arrived while a run was in flight. A BaseException, like KeyboardInterrupt, so the job's
+    ``except Exception`` clean-ups run but do not swallow it."""
+
+
+def is_sigterm(error: BaseException) -> bool:
+    """Whether ``error`` is how a SIGTERM surfaced in a job: ``Interrupted``, Lightning's ``SIGTERMException``
+    (a ``SystemExit`` raised by its trainer), or the ``sys.exit(SIGTERM)`` of the handler ``ray.init`` installs,
+    which a driver waiting on Ray gets back as ``SystemExit(1)`` whose ``ray_terminate_msg`` names exit code 15."""
+    if isinstance(error, Interrupted) or type(error).__name__ == "SIGTERMException":
+        return True
+    if not isinstance(error, SystemExit):
+        return False
+    return error.code == signal.SIGTERM or bool(_RAY_SIGTERM.search(getattr(error, "ray_terminate_msg", None) or ""))
+
+
+@contextmanager
+def uninterrupted() -> Iterator[None]:
+    """SIGTERM does not interrupt the block (e.g. an alias move and its history entry are never split); the loop
+    still stops once the run ends."""
+    global _held
+    _held += 1
+    try:
+        yield
+    finally:
+        _held -= 1
 
 
 @dataclass(frozen=True)
 class RunRecord:
-    """One scheduled (or ``--now``) run: when, and whether it was done, skipped as busy, or failed."""
+    """One scheduled (or ``--now``) run: when, and whether it was done, skipped as busy, or failed
+    (``interrupted``: stopped by SIGTERM before it finished)."""
 
     task: str
     started: datetime
     finished: datetime
     outcome: Literal["done", "busy", "failed"]
     message: str = ""
+    interrupted: bool = False
 
 
 def last_run(task: str) -> datetime | None:
@@ -84,8 +123,10 @@ class Scheduler:
             raise ConfigError(f"scheduler timezone {timezone!r} is not an IANA zone; use e.g. 'Asia/Shanghai'") from e
         self.schedules, self.job, self.lock_url = dict(schedules), job, lock_url
         self.stop = threading.Event()
+        self.sigterm = threading.Event()  # a SIGTERM came (it sets ``stop`` too)
         self._now = now or (lambda: datetime.now(UTC))
         self._wait = wait or self.stop.wait
+        self._handling = self._in_flight = self._raised = False
 
     def now(self) -> datetime:
         return self._now().astimezone(self.tz)
@@ -105,28 +146,74 @@ class Scheduler:
                 instead of reporting it, for a run a user asked for on the command line.
         """
         started = self.now()
+        interrupted = False
         try:
             with task_lock(task, self.lock_url):
                 t0 = time.monotonic()
-                self.job(task)
+                self._run_job(task)
                 message = f"task {task} done in {time.monotonic() - t0:.1f} s"
                 outcome: Literal["done", "busy", "failed"] = "done"
         except TaskBusy as e:
             outcome, message = "busy", str(e)
-        except ConfigError as e:  # the user's to fix: one line, no traceback
-            if raise_config_errors:
+        except KeyboardInterrupt:  # Ctrl-C stops the command itself
+            raise
+        except BaseException as e:  # a failed retrain must not stop the next one; SIGTERM stops the loop
+            if is_sigterm(e):  # e.g. ray.init replaced our handler: stop the loop as ours would have
+                self.stop.set()
+                self.sigterm.set()
+            if self.sigterm.is_set():
+                interrupted, outcome = True, "failed"
+                seconds = (self.now() - started).total_seconds()
+                message = f"task {task} interrupted by SIGTERM after {seconds:.1f} s: the retrain did not finish"
+            elif isinstance(e, ConfigError) and raise_config_errors:  # the user's to fix: one line, no traceback
                 raise
-            outcome, message = "failed", f"task {task} failed: {e}"
-        except Exception as e:  # a failed retrain must not stop the next one
+            else:
+                outcome, message = "failed", f"task {task} failed: {_why(e)}"
             log.debug("task %s failed", task, exc_info=True)
-            outcome, message = "failed", f"task {task} failed: {type(e).__name__}: {e}"
-        record = RunRecord(task, started, self.now(), outcome, message)
+        record = RunRecord(task, started, self.now(), outcome, message, interrupted)
         if outcome == "done":
             _remember(record)
         # info, not warning: with no logging set up, Python prints warnings to stderr itself, and the caller
         # (the CLI's ``on_run``) already reports every record, so each line would show twice
         log.info(message)
         return record
+
+    def _run_job(self, task: str) -> None:
+        """``job(task)``, interruptible by SIGTERM while ``handling_sigterm`` is on."""
+        self._in_flight, self._raised = True, False
+        try:
+            if self.sigterm.is_set():  # came before the run started (e.g. during the startup checks): do not start
+                self._raised = True
+                raise Interrupted("stopped by SIGTERM before it started")
+            self.job(task)
+        finally:
+            self._in_flight = False
+            if self._handling:  # ray.init installs its own SIGTERM handler and leaves it: take it back
+                signal.signal(signal.SIGTERM, self._on_sigterm)
+
+    def _on_sigterm(self, signum: int, frame: object) -> None:
+        """Stop the loop; interrupt the run in flight once (a second SIGTERM lets its clean-up finish)."""
+        self.stop.set()
+        self.sigterm.set()
+        if self._in_flight and not self._raised and not _held:
+            self._raised = True
+            raise Interrupted(f"stopped by {signal.Signals(signum).name}")
+
+    @contextmanager
+    def handling_sigterm(self) -> Iterator["Scheduler"]:
+        """While inside, SIGTERM stops the loop and interrupts the run in flight (Lightning's own handler, which
+        only ends the training, is chained in front of this one); the previous handler is restored on leaving.
+        Outside the main thread, where Python cannot take signals, nothing changes."""
+        if threading.current_thread() is not threading.main_thread():
+            yield self
+            return
+        previous = signal.signal(signal.SIGTERM, self._on_sigterm)
+        self._handling = True
+        try:
+            yield self
+        finally:
+            self._handling = False
+            signal.signal(signal.SIGTERM, previous)
 
     def run_forever(
         self, max_runs: int | None = None, on_run: Callable[[RunRecord], None] | None = None
@@ -154,3 +241,12 @@ class Scheduler:
                 on_run(records[-1])
             due[task] = self.next_time(task, max(self.now(), when))  # times missed during the run are skipped
         return records
+
+
+def _why(error: BaseException) -> str:
+    """One line on a failed job: a CityAgentError's own sentence, else the exception's type and text."""
+    if isinstance(error, CityAgentError):
+        return str(error)
+    if isinstance(error, SystemExit):
+        return f"the job exited (SystemExit {error.code})"
+    return f"{type(error).__name__}: {error}"

@@ -166,10 +166,17 @@ DECISIONS = TableSchema(
         Column("detail", "str", required=False),
         Column("model", "str", required=False),
         Column("model_version", "str", required=False),
+        Column(
+            "anchor",
+            "str",
+            required=False,
+            nullable=True,  # rows written before the agent recorded it have none
+            doc="the forecast window's last input step, ISO 8601 with offset: the agent decides each window once",
+        ),
     ),
     key=(),
     temporal=True,
-    doc="what the agent decided, stamped with time and model versions",
+    doc="what the agent decided, stamped with time, model version and the window it decided on",
 )
 
 TABLES: dict[str, TableSchema] = {

@@ -7,10 +7,12 @@ ordered by each table's key (id, ts).
 
 import importlib.util
 import json
+import zoneinfo
 
 import pandas as pd
 import sqlalchemy as sa
 
+from cityagent.config_errors import nearest
 from cityagent.errors import HubError
 from cityagent.hub.hub import Hub, HubMeta
 from cityagent.hub.schema import TABLES
@@ -39,6 +41,37 @@ def _engine(url: str) -> sa.Engine:
     return engine
 
 
+def _shown(engine: sa.Engine) -> str:
+    return engine.url.render_as_string(hide_password=True)
+
+
+def _masked(url: str) -> str:
+    """``url`` with its password hidden (as given when it is no SQLAlchemy URL)."""
+    try:
+        return sa.make_url(url).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        return repr(url)
+
+
+def _check_timezone(meta: HubMeta, engine: sa.Engine, prefix: str) -> None:
+    """A manifest naming no IANA zone is refused before any timestamp is read in it, naming the row to fix."""
+    zone = meta.timezone_problem()
+    if zone:
+        table = prefix + META_TABLE
+        raise HubError(f"the hub database {_shown(engine)}, table {table}: {zone} {_zone_fix(meta.timezone, table)}")
+
+
+def _zone_fix(bad: object, table: str) -> str:
+    """What to do, as one SQL statement that corrects the manifest (to the nearest valid zone, when one is near)."""
+    good = nearest(str(bad), zoneinfo.available_timezones(), cutoff=0.8) if isinstance(bad, str) else None
+    if not good or "'" in str(bad):
+        return f'Set "timezone" in the JSON manifest row of {table} to the city\'s IANA zone, then read the hub again.'
+    return (
+        f'Correct the manifest row, e.g. UPDATE "{table}" SET manifest = '
+        f"REPLACE(manifest, '\"{bad}\"', '\"{good}\"'), then read the hub again."
+    )
+
+
 def _restore_kinds(df: pd.DataFrame, name: str, timezone: str) -> pd.DataFrame:
     for col in TABLES[name].columns:
         if col.name not in df:
@@ -60,6 +93,8 @@ def read_sql_hub(url: str, prefix: str = "") -> Hub:
         with engine.connect() as conn:
             row = conn.execute(sa.text(f'SELECT manifest FROM "{prefix}{META_TABLE}"')).scalar_one_or_none()
         meta = HubMeta.from_dict(json.loads(row)) if row else None
+        if meta is not None:
+            _check_timezone(meta, engine, prefix)
     tables = {}
     for name, schema in TABLES.items():
         if prefix + name not in existing:
@@ -72,7 +107,7 @@ def read_sql_hub(url: str, prefix: str = "") -> Hub:
             tables[name] = pd.read_sql_query(sa.text(query), conn)
     if not tables and meta is None:
         raise HubError(
-            f"the database {sa.make_url(engine.url).render_as_string(hide_password=True)} holds no hub tables "
+            f"the database {_shown(engine)} holds no hub tables "
             f"with prefix {prefix!r}; write one with `cityagent hub copy DIR URL`"
         )
     meta = meta or infer_meta(tables, name=prefix.rstrip("_") or "sql")
@@ -81,6 +116,9 @@ def read_sql_hub(url: str, prefix: str = "") -> Hub:
 
 def write_sql_hub(hub: Hub, url: str, prefix: str = "") -> str:
     """Replace the hub under ``prefix`` in one transaction; tables the new hub lacks are dropped."""
+    zone = hub.meta.timezone_problem()
+    if zone:  # the hub could not be read back; checked before connecting, which would leave an empty SQLite file
+        raise HubError(f"cannot write the hub to {_masked(url)}: its {zone}")
     engine = _engine(url)
     with engine.begin() as conn:
         existing = set(sa.inspect(conn).get_table_names())

@@ -2,9 +2,11 @@
 
 The run's ``bundle/model.pt`` is rebuilt, exported and checked for parity on ``bundle/sample.npz`` (real
 test windows) when the run has one. Parity failure raises ExportError before anything is logged or
-registered.
+registered. A run already registered with the very same ONNX file (its SHA-256 is a version tag) is not
+registered again: its existing version is returned.
 """
 
+import hashlib
 import os
 import tempfile
 from collections.abc import Iterator
@@ -16,6 +18,7 @@ from pathlib import Path
 import mlflow
 import numpy as np
 from mlflow import MlflowClient
+from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
 from mlflow.models.model import ModelInfo
@@ -37,6 +40,7 @@ from cityagent.training.run_ids import resolve_run_id
 BUNDLE_DIR = "bundle"
 SAMPLE_FILE = "sample.npz"  # real-unit test windows: x [S, T_in, N, F], y [S, H, N]
 ONNX_NAME = "onnx"
+DIGEST_TAG = "cityagent.onnx_sha256"  # the registered ONNX file's SHA-256, so a re-export can tell it is the same
 
 __all__ = ["ExportError", "ExportResult", "export_bundle", "export_run"]
 
@@ -50,12 +54,20 @@ class ExportResult:
         model_uri: ``models:/<task>/<version>`` when registered, else the logged model's ``models:/<model_id>``.
         onnx_path: a local copy of the ONNX file (under ``$CITYAGENT_HOME/exports/<run_id>/``).
         parity: relative difference torch vs ONNX Runtime on the sample windows.
+        name: the registered model (the task), or None when not registered.
+        already_registered: the run was registered before with this very ONNX file, so ``version`` is that
+            existing version and nothing new was logged or registered.
+        differs_from: earlier versions of the same run whose ONNX file differs from this export (exported by
+            another cityagent or torch version), which is why a new version was registered.
     """
 
     version: str | None
     model_uri: str
     onnx_path: Path
     parity: float
+    name: str | None = None
+    already_registered: bool = False
+    differs_from: tuple[str, ...] = ()
 
 
 def _runtime_requirements() -> list[str]:
@@ -143,6 +155,26 @@ def _log_onnx(client: MlflowClient, run_id: str, exported: OnnxExport, tags: dic
     )
 
 
+def _registered_digest(mv: ModelVersion, uri: str) -> str | None:
+    """The SHA-256 of version ``mv``'s ONNX file: its tag, else (a version from before the tag) the file's own."""
+    if mv.tags.get(DIGEST_TAG):
+        return mv.tags[DIGEST_TAG]
+    try:
+        with tempfile.TemporaryDirectory() as tmp, _global_tracking_uri(uri):
+            local = mlflow.artifacts.download_artifacts(f"models:/{mv.name}/{mv.version}", dst_path=tmp)
+            return hashlib.sha256(Path(local, "model.onnx").read_bytes()).hexdigest()
+    except (MlflowException, OSError):
+        return None  # cannot tell: counted as different, so a new version is registered as before
+
+
+def _earlier_versions(client: MlflowClient, uri: str, task: str, run_id: str, digest: str) -> tuple[str | None, list]:
+    """The newest version of ``task`` from ``run_id`` with this very ONNX file, else None and the run's versions."""
+    found = [mv for mv in client.search_model_versions(f"run_id = '{run_id}'") if mv.name == task]
+    found.sort(key=lambda mv: int(mv.version), reverse=True)
+    same = next((str(mv.version) for mv in found if _registered_digest(mv, uri) == digest), None)
+    return same, sorted((str(mv.version) for mv in found), key=int)
+
+
 def _register(client: MlflowClient, task: str, domain: str, info: ModelInfo, tags: dict[str, str]) -> str:
     """A new version of registered model ``task`` (created on first use); returns the version number."""
     try:
@@ -167,6 +199,11 @@ def export_run(
     actor: str | None = None,
 ) -> ExportResult:
     """Export run ``run_id`` to ONNX, log it into that run as ``onnx``, register it and set ``alias``.
+
+    A run already registered under its task with the very same ONNX file (as ``cityagent train`` registers it) gets
+    no new logged model or version: that version is returned (``already_registered``), with ``alias`` moved to it
+    when not there yet. One whose earlier versions hold another file (exported by another cityagent or torch
+    version) gets a new version, which ``differs_from`` explains.
 
     Args:
         run_id: an MLflow training run with a ``bundle/model.pt`` artifact (and ideally ``bundle/sample.npz``):
@@ -196,8 +233,18 @@ def export_run(
     local = home_dir() / "exports" / run_id / "model.onnx"
     local.parent.mkdir(parents=True, exist_ok=True)
     local.write_bytes(exported.to_bytes())
+    digest = hashlib.sha256(exported.to_bytes()).hexdigest()
+    same, differs = _earlier_versions(client, uri, task, run_id, digest) if register else (None, [])
+    if same is not None:
+        _set_alias(task, same, alias, run_id, actor, uri)
+        return ExportResult(same, f"models:/{task}/{same}", local, exported.parity, task, already_registered=True)
 
-    tags = {"cityagent.task": task, "cityagent.model": bundle.model_name, "cityagent.parity": f"{exported.parity:.3g}"}
+    tags = {
+        "cityagent.task": task,
+        "cityagent.model": bundle.model_name,
+        "cityagent.parity": f"{exported.parity:.3g}",
+        DIGEST_TAG: digest,
+    }
     with _global_tracking_uri(uri):
         info = _log_onnx(client, run_id, exported, tags)
         client.log_metric(run_id, "onnx_parity_rel_diff", exported.parity)
@@ -205,8 +252,13 @@ def export_run(
         if not register:
             return ExportResult(None, info.model_uri, local, exported.parity)
         version = _register(client, task, str(bundle.meta["domain"]), info, tags)
+    _set_alias(task, version, alias, run_id, actor, uri)
+    return ExportResult(version, f"models:/{task}/{version}", local, exported.parity, task, differs_from=tuple(differs))
+
+
+def _set_alias(task: str, version: str, alias: str | None, run_id: str, actor: str | None, uri: str) -> None:
+    """Point ``alias`` at the export (no move, and no history entry, when it already points there)."""
     if alias:
         set_alias(
             task, version, alias, reason=f"exported from run {run_id}", actor=actor, action="export", tracking_uri=uri
         )
-    return ExportResult(version, f"models:/{task}/{version}", local, exported.parity)

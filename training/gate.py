@@ -2,7 +2,8 @@
 
 Both models are scored on the SAME window (``evaluate_onnx``); the challenger must improve the primary
 metric by a relative margin and stay under the p50 latency and size budgets of ``configs/gate.yaml``.
-With no champion, staying within budgets is enough.
+With no champion, staying within budgets is enough. A challenger that expects another input or answers another
+output than the champion (its ONNX metadata says so) cannot replace it at all: serving would refuse the hot swap.
 """
 
 import math
@@ -18,7 +19,17 @@ from cityagent.training.onnx_eval import Evaluation, evaluate_onnx
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "gate.yaml"
 
-__all__ = ["Evaluation", "GateConfig", "Verdict", "evaluate_onnx", "gate", "gate_models", "load_gate_config"]
+__all__ = [
+    "Evaluation",
+    "GateConfig",
+    "Verdict",
+    "check_comparable",
+    "contract_differences",
+    "evaluate_onnx",
+    "gate",
+    "gate_models",
+    "load_gate_config",
+]
 
 
 class GateConfig(BaseModel):
@@ -125,16 +136,39 @@ def gate_models(
     return gate(new, old, cfg), new, old
 
 
-def check_comparable(challenger_path: str | Path, champion_path: str | Path) -> None:
-    """Raise when the two ONNX files expect different inputs, as their cityagent metadata records them."""
-    from cityagent.training.registry.contract import input_differences, onnx_input
+def contract_differences(challenger_path: str | Path, champion_path: str | Path) -> tuple[list[str], list[str]]:
+    """``(input differences, output differences)`` of the challenger against the champion, one phrase per key
+    (e.g. ``horizon 4 instead of 3``), from their cityagent ONNX metadata; both empty when either file has none."""
+    from cityagent.training.registry.contract import (
+        INPUT_KEYS,
+        OUTPUT_KEYS,
+        input_differences,
+        onnx_input,
+        output_differences,
+    )
 
-    new, old = onnx_input(challenger_path), onnx_input(champion_path)
-    diffs = input_differences(new, old) if new and old else []
-    if diffs:
+    keys = INPUT_KEYS + OUTPUT_KEYS
+    new, old = onnx_input(challenger_path, keys), onnx_input(champion_path, keys)
+    if not (new and old):
+        return [], []
+    return input_differences(new, old), output_differences(new, old)
+
+
+def check_comparable(challenger_path: str | Path, champion_path: str | Path) -> None:
+    """Raise when the two ONNX files expect different inputs or answer different outputs, as their cityagent
+    metadata records them."""
+    inputs, outputs = contract_differences(challenger_path, champion_path)
+    if inputs:
         raise CityAgentError(
             f"the challenger {challenger_path} expects a different input than the champion {champion_path} "
-            f"({'; '.join(diffs)}): one window cannot score both, and promoting it would break the champion's "
+            f"({'; '.join(inputs)}): one window cannot score both, and promoting it would break the champion's "
             "clients; train the challenger on the champion's task, or replace the champion by hand (models promote "
             "--force)"
+        )
+    if outputs:
+        raise CityAgentError(
+            f"the challenger {challenger_path} answers a different output than the champion {champion_path} "
+            f"({'; '.join(outputs)}): the champion's clients would misread it, so serving refuses to hot-swap to it; "
+            "train the challenger with the champion's horizon, targets and quantiles, or replace the champion by hand "
+            "(models promote --force)"
         )

@@ -8,6 +8,8 @@ The task travels through the object store (``ray.put``), so no shared filesystem
 
 import json
 import logging
+import signal
+import threading
 import time
 import uuid
 from collections.abc import Sequence
@@ -124,6 +126,7 @@ def train_ray(
     t0 = time.perf_counter()
     workers, cpus = cfg.train.workers, cfg.train.cpus_per_worker
     gpus = workers if cfg.train.accelerator == "gpu" else 0
+    sigterm = signal.getsignal(signal.SIGTERM)  # ray.init replaces it; restored below
     started = connect(cfg.train.address, workers * cpus, cpus_per_worker=cpus, num_gpus=gpus)
     monitor = monitor_for(task)
     name = name or f"{cfg.model.name}-{uuid.uuid4().hex[:8]}"
@@ -162,6 +165,10 @@ def train_ray(
     finally:
         if started:
             ray.shutdown()
+        # after ray.shutdown a SIGTERM would kill this process outright (Ray's native handler stays behind), so the
+        # caller's clean-up (e.g. the retrain scheduler marking an interrupted run) gets its handler back
+        if sigterm is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, sigterm)
     history = read_history(log_file)
     resumed = [int(r["resumed_from_epoch"]) for r in history if "resumed_from_epoch" in r]
     info = {

@@ -114,10 +114,11 @@ def test_a_cycle_appends_decisions_stamped_with_model_versions(hub_dir, start_se
     risk = table[table["kind"] == "risk_hotspot"]
     assert 0 < len(risk) <= 5 and list(risk["value"]) == sorted(risk["value"], reverse=True)
 
-    agent.cycle(at=peak)  # a second cycle appends: the first cycle's rows are still there, unchanged
-    again = read_hub(hub_dir).table("decisions")
-    assert len(again) == 2 * len(table)
-    pd.testing.assert_frame_equal(again.iloc[: len(table)].reset_index(drop=True), table.reset_index(drop=True))
+    assert set(table["anchor"]) == {peak.isoformat()}  # the window each decision came from
+
+    second = agent.cycle(at=peak)  # the same window again: decided once, nothing appended
+    assert [o.status for o in second.outcomes] == ["unchanged"] * 3
+    pd.testing.assert_frame_equal(read_hub(hub_dir).table("decisions"), table)
 
 
 def test_a_window_with_missing_data_is_reported_and_skipped(hub_dir, start_server, peak):

@@ -2,6 +2,7 @@
 retrain leaves the champion alone, and `cityagent retrain --now` runs under the task's lock."""
 
 import time
+from contextlib import ExitStack
 
 import pytest
 from typer.testing import CliRunner
@@ -13,10 +14,12 @@ from cityagent.agent.live_error import agent_dir
 from cityagent.agent.lock import task_lock
 from cityagent.agent.retrain import retrain
 from cityagent.agent.schedule import Scheduler
+from cityagent.errors import TrackingUnreachable
 from cityagent.hub import Hub, read_hub, write_hub
 from cityagent.hub.synth import SynthParams, synthesize
 from cityagent.training.export import ExportError
 from cityagent.training.registry import get_client, history, list_versions, rollback
+from tests.mlflow_servers import mlflow_server
 
 QUICK = {"task.params": {"input_len": 6, "horizon": 3, "graph_kind": "road"}, "tracking.plots": False}
 QUICK |= {"train.workers": 0}
@@ -115,6 +118,53 @@ def test_a_challenger_expecting_another_input_is_refused_and_the_champion_kept(c
     assert champion("traffic-shape") == "1"
     last = history("traffic-shape")[-1]
     assert (last.action, last.to_version) == ("refuse", "2") and "input_len 4 instead of 6" in last.reason
+
+
+def test_a_challenger_answering_another_output_is_refused_naming_the_keys(city):
+    cfg = agent_cfg(city, "outputs")
+    retrain("traffic", cfg, overrides=baseline("ha"))
+    quantiles = {
+        "model.name": "stid",
+        "train.max_epochs": 1,
+        "train.loss": "quantile",
+        "train.quantiles": [0.1, 0.5, 0.9],
+    }
+    result = retrain("traffic", cfg, overrides=quantiles)  # same input; a [B, H, N, 3] answer instead of [B, H, N]
+    assert not result.promoted and champion("traffic-outputs") == "1"
+    [why] = result.reasons
+    assert why.startswith("the challenger answers a different output than champion v1 (quantiles [0.1, 0.5, 0.9]")
+    assert "output_shape [-1, 3, 6, 3] instead of [-1, 3, 6]" in why and "clients read the new output" in why
+    last = history("traffic-outputs")[-1]
+    assert (last.action, last.to_version) == ("refuse", "2") and "answers a different output" in last.reason
+
+
+def test_a_tracking_server_gone_mid_retrain_is_one_line_naming_it(city, tmp_path, monkeypatch):
+    import cityagent.training.fit as fit_module
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")  # the test's own bound; the defaults cost ~10 s
+    with ExitStack() as server:
+        url = server.enter_context(mlflow_server(tmp_path))
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
+        real_fit = fit_module.fit
+
+        def fit_then_server_dies(*args, **kwargs):  # the outage comes after training, before the drift reference
+            result = real_fit(*args, **kwargs)
+            server.close()
+            return result
+
+        monkeypatch.setattr(fit_module, "fit", fit_then_server_dies)
+        cfg = agent_cfg(city, "down")
+        t0 = time.monotonic()
+        with pytest.raises(TrackingUnreachable) as err:
+            retrain("traffic", cfg, overrides=baseline("ha"))
+        assert time.monotonic() - t0 < 90
+        message = str(err.value)
+        assert message.startswith(f"MLflow tracking server {url} not reachable (") and "\n" not in message
+        assert message.endswith("and rerun `cityagent retrain --now traffic`") and err.value.uri == url
+
+        record = Scheduler({}, lambda task: retrain(task, cfg, overrides=baseline("ha"))).run_now("traffic")
+    assert record.outcome == "failed" and "\n" not in record.message
+    assert record.message.startswith(f"task traffic failed: MLflow tracking server {url} not reachable")
 
 
 def test_a_better_challenger_for_other_sensors_is_refused_not_hot_swapped_onto_clients(city, tmp_path):

@@ -7,7 +7,15 @@ import pytest
 import torch
 
 from cityagent.errors import CityAgentError, ConfigError
-from cityagent.training.gate import Evaluation, GateConfig, evaluate_onnx, gate, gate_models, load_gate_config
+from cityagent.training.gate import (
+    Evaluation,
+    GateConfig,
+    check_comparable,
+    evaluate_onnx,
+    gate,
+    gate_models,
+    load_gate_config,
+)
 from cityagent.training.onnx_export import export_bundle
 from tests.training.export_factories import H, N, real_windows, tiny_bundle
 
@@ -107,3 +115,19 @@ def test_gate_models_refuses_a_challenger_for_other_sensors(tmp_path):
     old, new = export_bundle(champion, tmp_path / "champion.onnx"), export_bundle(other, tmp_path / "other.onnx")
     with pytest.raises(CityAgentError, match=r"expects a different input than the champion .*nodes: .* added \(r0"):
         gate_models(new, old, x, y, cfg=GateConfig(max_latency_ms=1000.0, latency_runs=1))
+
+
+def test_gate_models_refuses_a_challenger_answering_another_output(tmp_path):
+    champion, quantile = tiny_bundle("stid", seed=1), tiny_bundle("stid", seed=2, quantiles=(0.1, 0.5, 0.9))
+    x, y = real_windows(s=4)
+    old = export_bundle(champion, tmp_path / "champion.onnx", sample_x=x)
+    new = export_bundle(quantile, tmp_path / "quantile.onnx", sample_x=x)
+    assert check_comparable(old, old) is None
+    with pytest.raises(CityAgentError, match="answers a different output than the champion") as err:
+        gate_models(new, old, x, y, cfg=GateConfig(max_latency_ms=1000.0, latency_runs=1))
+    message = str(err.value)  # the differing keys are named; the input is the same, so it is not blamed
+    assert (
+        f"(quantiles [0.1, 0.5, 0.9] instead of None; output_shape [-1, {H}, {N}, 3] instead of [-1, {H}, {N}])"
+        in message
+    )
+    assert "expects a different input" not in message and "models promote --force" in message
