@@ -49,6 +49,8 @@ def print_cycle(report: CycleReport) -> None:
         console.print(decisions_table(report))
     for e in report.live_errors:
         mae = "no actuals" if e.mae is None else f"MAE {e.mae:.3g} over {e.n} targets"
+        if e.mae is not None and e.coverage is not None and e.coverage < 1:  # scored after the grace, readings missing
+            mae += f", {e.coverage:.0%} of those forecast (the rest never reported)"
         span = f"{e.first_target[:16].replace('T', ' ')}–{e.last_target[11:16]}"  # local wall time, as recorded
         console.print(f"  live error of {e.model} v{e.version} forecast for {span}: {mae}", highlight=False)
     for model, drift in report.drift.items():  # one line each, whole in a pipe or log, for grep

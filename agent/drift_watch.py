@@ -171,8 +171,9 @@ class DriftWatch:
             self._down = (time.monotonic(), e)
             raise
 
-    def check(self, hub: Hub, facts: ModelFacts) -> DriftReport | None:
-        """Drift of ``facts``' model on the hub's recent window (and its live MAE); None without a reference.
+    def check(self, hub: Hub, facts: ModelFacts, hub_id: str | None = None) -> DriftReport | None:
+        """Drift of ``facts``' model on the hub's recent window (and its live MAE, of forecasts made on the hub
+        ``hub_id`` when given); None without a reference.
 
         Raises:
             TrackingUnreachable: the reference must come from a tracking server that is down (asked again after
@@ -186,7 +187,7 @@ class DriftWatch:
         channels = [c for c in columns if c in reference["channels"]]
         since = recent_start(hub, facts.table, self.cfg.drift.window)  # hub time, so replays work too
         values, nodes = hub_values(hub, facts.table, channels, start=since)
-        live = recent_mae(facts.name, facts.version, since)
+        live = recent_mae(facts.name, facts.version, since, hub_id)
         report = drift_report(reference, values, live, self.cfg.drift, nodes=nodes)
         if report.drifted:
             self._retrain(facts.domain, report)

@@ -191,12 +191,15 @@ def live_errors(model: str | None = None) -> pd.DataFrame:
     return df if model is None else df[df["model"] == model].reset_index(drop=True)
 
 
-def recent_mae(model: str, version: str, since: pd.Timestamp) -> float | None:
+def recent_mae(model: str, version: str, since: pd.Timestamp, hub_id: str | None = None) -> float | None:
     """Live MAE of ``model`` version ``version`` over forecasts whose last target is at or after ``since``.
 
-    Weighted by the number of observed targets; None when nothing was scored yet.
+    Weighted by the number of observed targets; None when nothing was scored yet. With ``hub_id``, only forecasts
+    made on that hub count (``since`` is that hub's time; another hub's errors say nothing of its drift).
     """
     df = live_errors(model)
+    if hub_id is not None:
+        df = df[df["hub_id"] == hub_id]  # rows from before hubs were recorded have none: they do not count
     df = df[(df["version"] == version) & (df["n"] > 0)]
     df = df[pd.to_datetime(df["last_target"], utc=True) >= since.tz_convert("UTC")]
     if df.empty:

@@ -56,7 +56,13 @@ class LiveHub:
                 f"{root} is not a local hub directory with {MANIFEST}; create one with `cityagent hub synth` "
                 "or `cityagent hub copy SRC DIR`, then listen into it"
             )
-        self.meta = HubMeta.from_dict(json.loads(manifest.read_text()))
+        try:
+            self.meta = HubMeta.from_dict(json.loads(manifest.read_text()))
+        except (json.JSONDecodeError, TypeError) as e:
+            raise HubError(f"{manifest} is not a valid hub manifest: {e}; fix or delete it") from e
+        zone = self.meta.timezone_problem()  # before a reading is laid on the step grid in that zone
+        if zone:
+            raise HubError(f"{manifest}: {zone}")
         self.step_ns = self.meta.step_delta.value
         self._static: dict[str, pd.DataFrame] = {}
         self._columns: dict[str, list[str]] = {}

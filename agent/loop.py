@@ -211,7 +211,7 @@ class Agent:
             if o.status not in ("decided", "unchanged") or o.facts is None:
                 continue
             try:
-                drift = self.drift.check(hub, o.facts)
+                drift = self.drift.check(hub, o.facts, hub_id.id)
             except TrackingUnreachable as e:  # down, not missing: checked again next cycle
                 report.notes.append(f"{e}; drift not checked for {o.model}")
                 continue

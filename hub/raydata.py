@@ -25,7 +25,11 @@ def _meta(location: str, step: str | None, timezone: str | None) -> HubMeta:
     meta = HubMeta.from_dict(json.loads(fs.cat_file(path))) if fs.isfile(path) else HubMeta()
     if not fs.isfile(path) and step is None:
         raise ConfigError(f"{location} has no {MANIFEST}; pass step= (e.g. '5min') and timezone=")
-    return HubMeta(meta.name, step or meta.step, timezone or meta.timezone, meta.source, meta.extra)
+    out = HubMeta(meta.name, step or meta.step, timezone or meta.timezone, meta.source, meta.extra)
+    zone = out.timezone_problem()
+    if zone:
+        raise ConfigError(f"{path if timezone is None else 'timezone='}: {zone}")
+    return out
 
 
 def _span(location: str, table: str) -> tuple[pd.Timestamp, pd.Timestamp]:

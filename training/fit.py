@@ -172,6 +172,11 @@ def fit(config: ConfigLike = None, *, callbacks: Sequence[pl.Callback] = (), **o
             f"train.refit applies to classical models; {cfg.model.name!r} is a deep model, whose early stopping "
             "needs validation held out. Drop train.refit, or pick a classical model such as 'gbrt'."
         )
+    if kind == "deep" and cfg.train.quantiles and cfg.train.loss != "quantile":  # else refused after the run opened
+        raise ConfigError(
+            f"config key 'train.loss': a deep model learns train.quantiles={cfg.train.quantiles} only with "
+            f"train.loss=quantile (got {cfg.train.loss!r}); set train.loss=quantile, or drop train.quantiles"
+        )
     uri = tracking_uri(cfg.tracking.tracking_uri)
     check_server(uri)
     if kind == "deep" and cfg.train.workers > 0:

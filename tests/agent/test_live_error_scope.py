@@ -1,6 +1,7 @@
 """Live error is scored against the hub a forecast was made on, once its actuals are complete (or overdue by the
 grace), with its coverage recorded; and each forecast is remembered and scored once."""
 
+import json
 import shutil
 
 import numpy as np
@@ -105,3 +106,41 @@ def test_a_forecast_is_remembered_and_scored_once(hub_dir, models, peak, tmp_pat
     shutil.copy(tmp_path / "copy.npz", path)  # a crash after the record was written but before the file went
     assert score_pending(hub, hub_id) == [] and not path.exists()
     assert len(live_errors()) == 1
+
+
+def test_the_console_says_when_a_live_error_covers_part_of_the_forecast(capsys):
+    from datetime import UTC, datetime
+
+    from cityagent.agent.cli_agent import print_cycle
+    from cityagent.agent.live_error import LiveError
+    from cityagent.agent.loop import CycleReport
+
+    def row(n: int, coverage: float | None) -> LiveError:
+        t = "2026-12-05T10:05:00+08:00"
+        return LiveError("traffic-x", "3", None, "traffic", t, t, "2026-12-05T10:15:00+08:00", n, 2.5, 3.0, t, coverage)
+
+    report = CycleReport(datetime.now(UTC), live_errors=[row(93, 93 / 96), row(96, 1.0), row(10, None)])
+    print_cycle(report)
+    text = " ".join(capsys.readouterr().out.split())  # the console wraps at 80 columns in a pipe
+    parts = text.split("live error of ")[1:]
+    assert parts[0].strip().endswith("MAE 2.5 over 93 targets, 97% of those forecast (the rest never reported)")
+    assert parts[1].strip().endswith("MAE 2.5 over 96 targets") and parts[2].strip().endswith("over 10 targets")
+
+
+def test_drift_reads_the_live_mae_of_its_own_hub_only():
+    from dataclasses import asdict
+
+    from cityagent.agent.live_error import LiveError, agent_dir, recent_mae
+
+    def row(mae: float, n: int, hub_id: str | None) -> dict:
+        t = "2026-12-05T10:15:00+08:00"
+        return asdict(LiveError("m", "1", None, "traffic", t, t, t, n, mae, mae, t, 1.0, "/h", hub_id))
+
+    agent_dir().mkdir(parents=True, exist_ok=True)
+    rows = [row(1.0, 10, "aaaa"), row(9.0, 10, "bbbb"), row(5.0, 10, None)]  # the last: written before hub ids
+    (agent_dir() / "live_error.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    since = pd.Timestamp("2026-12-05T00:00:00+08:00")
+    assert recent_mae("m", "1", since, "aaaa") == 1.0
+    assert recent_mae("m", "1", since, "bbbb") == 9.0
+    assert recent_mae("m", "1", since, "cccc") is None
+    assert recent_mae("m", "1", since) == 5.0  # no hub named: every row, as before

@@ -127,6 +127,14 @@ def test_a_quantile_loss_without_levels_fails_before_a_run_opens(tiny_cfg):
     assert _run_count(client) == before  # no FAILED run left behind
 
 
+def test_deep_quantiles_without_the_quantile_loss_fail_before_a_run_opens(tiny_cfg):
+    client = MlflowClient(tracking_uri())
+    runs_before = _run_count(client)
+    with pytest.raises(ConfigError, match=r"train\.loss.*only with train\.loss=quantile \(got 'mae'\)"):
+        fit(tiny_cfg(**{"model.name": "gru", "train.quantiles": [0.1, 0.5, 0.9]}))
+    assert _run_count(client) == runs_before
+
+
 def test_overrides_merge_into_a_config(tiny_cfg):
     base = tiny_cfg()
     cfg = resolve_config(base, {"train__max_epochs": 7, "model": {"name": "tgcn"}, "task.params": {"horizon": 1}})

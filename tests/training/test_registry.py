@@ -274,6 +274,16 @@ def test_input_differences_name_what_changed():
     assert input_differences(grown, old) == want
     assert input_differences(old | {"nodes": old["nodes"][::-1]}, old) == ["nodes: the same entries in another order"]
     assert input_differences(old, old) == [] and input_differences({"nodes": ["a"]}, {"step": "1h"}) == []
+    # a window of the same length over other steps (e.g. the same slot on past days) or another input tensor shape:
+    # serving's hot swap refuses both, so the gate and promote must too
+    daily = old | {"input_offsets": [-2016, -1008, 0]}
+    assert input_differences(daily, old | {"input_offsets": [-2, -1, 0]}) == [
+        "input_offsets [-2016, -1008, 0] instead of [-2, -1, 0]"
+    ]
+    shaped = old | {"input_shape": [-1, 12, 16, 3]}
+    assert input_differences(shaped, old | {"input_shape": [-1, 12, 16, 1]}) == [
+        "input_shape [-1, 12, 16, 3] instead of [-1, 12, 16, 1]"
+    ]
 
 
 def test_the_version_tables_keep_names_aliases_dates_and_metrics_whole_at_80_columns():

@@ -19,8 +19,10 @@ from mlflow.exceptions import MlflowException
 from cityagent.errors import CityAgentError
 from cityagent.training.onnx_meta import read_metadata
 
-INPUT_KEYS = ("nodes", "input_len", "step", "feature_names", "input_names")  # what a client sends depends on
+# what a client sends depends on: the same keys serving's hot swap compares (serving/compat.py CONTRACT_KEYS)
+INPUT_KEYS = ("nodes", "input_len", "input_offsets", "step", "feature_names", "input_names", "input_shape")
 OUTPUT_KEYS = ("horizon", "target_offsets", "quantiles", "output_names", "output_shape")  # ... and what it reads
+ID_LISTS = ("nodes", "feature_names", "input_names")  # named ids: told as added / removed, not shown whole
 SHOWN = 3  # ids named per difference
 
 
@@ -111,7 +113,7 @@ def _list_difference(key: str, new: list, old: list) -> str:
 
 def input_differences(new: dict[str, Any], old: dict[str, Any]) -> list[str]:
     """How the input ``new`` expects differs from ``old``'s, one phrase per key present in both; [] if the same."""
-    return _differences(INPUT_KEYS, new, old, lists=INPUT_KEYS)
+    return _differences(INPUT_KEYS, new, old, lists=ID_LISTS)
 
 
 def output_differences(new: dict[str, Any], old: dict[str, Any]) -> list[str]:
