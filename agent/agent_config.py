@@ -158,8 +158,14 @@ class LoopConfig(_Strict):
     backoff_s: float = Field(0.5, gt=0, description="first wait before a retry; doubles each time, seconds")
     backoff_max_s: float = Field(30.0, gt=0, description="longest wait between retries, seconds")
     retrain_on_drift: bool = Field(True, description="drift starts `cityagent retrain --now TASK` in the background")
+    score_grace: str = Field(
+        "1h",
+        description="hub time after a forecast's last target that late readings may still arrive; past it the "
+        "forecast is scored on the readings there, the missing ones counted as lost (and every risk forecast waits "
+        "it out: incidents have no per-cell report)",
+    )
 
-    _interval = field_validator("interval")(lambda v: _duration(v))
+    _interval = field_validator("interval", "score_grace")(lambda v: _duration(v))
 
     @field_validator("models")
     @classmethod

@@ -192,6 +192,12 @@ def export_command(
             f"parity {result.parity:.2g}) → {result.onnx_path}"
         )
         return
+    if result.already_logged:  # `--no-register` again: the run holds this very file already, so nothing new is logged
+        console.print(
+            f"[green]already logged[/] as {result.model_uri} (the same ONNX file; parity {result.parity:.2g}) → "
+            f"{result.onnx_path}"
+        )
+        return
     console.print(f"[green]exported[/] {result.model_uri} (parity {result.parity:.2g}) → {result.onnx_path}")
     if result.differs_from:
         console.print(

@@ -5,8 +5,8 @@ against the hub they were made on (``hub_identity``: its resolved path and its m
 hub the agent is later pointed at. A forecast is scored once its actuals are complete:
 
 - every target it forecast (each step × node) has a reading (coverage 1), or
-- the hub's clock (the newest step of the forecast's table) is ``SCORE_GRACE`` past its last target: readings still
-  missing then count as lost, and it is scored on the targets that were observed.
+- the hub's clock (the newest step of the forecast's table) is the grace (``loop.score_grace``, 1 h by default)
+  past its last target: readings still missing then count as lost, and it is scored on the targets observed.
 
 Incidents are events with nothing to say a cell has reported, so a risk forecast always waits out the grace (past
 the hub's newest step of any table) and counts every cell as observed. Each scored forecast is one JSON line in
@@ -16,6 +16,7 @@ removed. A forecast of the same (model, version, anchor, hub) is remembered and 
 
 import hashlib
 import json
+import re
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,7 +29,8 @@ from cityagent.agent.think import Forecast
 from cityagent.home import home_dir
 from cityagent.hub.hub import Hub, HubMeta
 
-SCORE_GRACE = pd.Timedelta("1h")  # hub time after a forecast's last target that late readings may still arrive
+SCORE_GRACE = pd.Timedelta("1h")  # default loop.score_grace: how long late readings may still arrive (hub time)
+_HUB_SUFFIX = re.compile(r"-h[0-9a-f]{12}\.npz$")  # what remember() names a forecast: ...-v<version>-h<hub id>.npz
 EVENT_TABLES = ("traffic", "demand", "incidents", "weather")  # what moves a hub's clock for incident forecasts
 
 
@@ -154,6 +156,12 @@ def _score(
     if coverage < 1.0 and not waited:
         return None
     return seen, (values.astype(np.float64) - actual)[seen], coverage
+
+
+def unscorable() -> list[Path]:
+    """Forecasts waiting from an agent before hubs were recorded (no ``-h<hub id>`` in the name): no hub can be
+    trusted to score them, so they never are; the agent names them once at start so they can be deleted."""
+    return sorted(p for p in (agent_dir() / "forecasts").glob("*/*.npz") if not _HUB_SUFFIX.search(p.name))
 
 
 def score_pending(hub: Hub, hub_id: HubId, grace: pd.Timedelta = SCORE_GRACE) -> list[LiveError]:

@@ -1,10 +1,11 @@
-"""One retrain per task at a time, even when two schedulers were started by mistake.
+"""One retrain per task at a time, even when two schedulers were started by mistake; one agent loop per hub.
 
 With a PostgreSQL URL (``retrain.lock_url``, ``CITYAGENT_LOCK_URL``, or ``MLFLOW_TRACKING_URI`` when the tracking
 store is PostgreSQL) the lock is a session advisory lock, so schedulers on different machines exclude each other;
 the holder is named in the session's ``application_name``. Otherwise it is an exclusive ``flock`` on
 ``$CITYAGENT_HOME/locks/<task>.lock`` (one machine, or a filesystem with working flock), with the holder written
-into the file. Both locks die with their process, so a crashed scheduler never leaves a task locked.
+into the file. Both locks die with their process, so a crashed scheduler never leaves a task locked. An agent loop
+locks its hub with a file lock, ``<hub>/.agent.lock`` (so agents with different homes see each other too).
 """
 
 import fcntl
@@ -14,10 +15,12 @@ import os
 import re
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
 
 from cityagent.errors import CityAgentError, ConfigError
 from cityagent.home import home_dir
@@ -36,17 +39,38 @@ class Holder:
     since: datetime
 
 
-class TaskBusy(CityAgentError):
+def _who(holder: Holder | None) -> str:
+    if holder is None:
+        return "another process that did not name itself (or released the lock just now)"
+    return f"pid {holder.pid} on {holder.host} since {holder.since.isoformat(timespec='seconds')}"
+
+
+class LockHeld(CityAgentError):
+    """Another process holds the lock; ``holder`` names it when it could be read."""
+
+    def __init__(self, message: str, holder: Holder | None) -> None:
+        self.holder = holder
+        super().__init__(message)
+
+
+class TaskBusy(LockHeld):
     """Another process is retraining the task; the caller should skip this run."""
 
     def __init__(self, task: str, holder: Holder | None) -> None:
-        self.task, self.holder = task, holder
-        who = (
-            f"pid {holder.pid} on {holder.host} since {holder.since.isoformat(timespec='seconds')}"
-            if holder
-            else "another process that did not name itself (or released the lock just now)"
+        self.task = task
+        super().__init__(f"task {task} is being retrained by {_who(holder)}; skipping this run", holder)
+
+
+class HubBusy(LockHeld):
+    """Another agent loop runs on the hub: two would forecast and decide the same windows side by side."""
+
+    def __init__(self, hub: Path, holder: Holder | None) -> None:
+        self.hub = hub
+        super().__init__(
+            f"an agent already runs on hub {hub}: {_who(holder)}; stop it first, or give this one another --hub "
+            "(one agent per hub writes its decisions and live error)",
+            holder,
         )
-        super().__init__(f"task {task} is being retrained by {who}; skipping this run")
 
 
 def is_postgres(url: str | None) -> bool:
@@ -87,27 +111,48 @@ def task_lock(task: str, url: str | None = None) -> Iterator[Holder]:
     """
     if not TASK_NAME.match(task):
         raise ConfigError(f"task name {task!r} may hold only letters, digits, '.', '_' and '-'")
-    me = Holder(os.getpid(), socket.gethostname(), datetime.now(UTC).replace(microsecond=0))
-    locker = _pg_lock if is_postgres(url) else _file_lock
-    with locker(task, me, url):
-        yield me
+    busy = partial(TaskBusy, task)
+    if is_postgres(url):
+        with _pg_lock(_pg_key(task), busy, url) as me:
+            yield me
+    else:
+        with _file_lock(home_dir() / "locks" / f"{task}.lock", busy) as me:
+            yield me
 
 
 @contextmanager
-def _file_lock(task: str, me: Holder, _url: str | None) -> Iterator[None]:
-    path = home_dir() / "locks" / f"{task}.lock"
+def hub_lock(hub: str | Path) -> Iterator[Holder]:
+    """Hold the agent loop's lock on the local hub directory ``hub`` (``<hub>/.agent.lock``), or raise ``HubBusy``.
+
+    A file lock on the hub itself, not an advisory lock in PostgreSQL: a loop holds it for days, and a database
+    restart would drop a session lock without a word.
+    """
+    path = Path(hub).resolve()
+    if not path.is_dir():
+        raise ConfigError(f"hub {path} does not exist; create it with `cityagent hub synth` or pass --hub")
+    with _file_lock(path / ".agent.lock", partial(HubBusy, path)) as me:
+        yield me
+
+
+def _me() -> Holder:
+    return Holder(os.getpid(), socket.gethostname(), datetime.now(UTC).replace(microsecond=0))
+
+
+@contextmanager
+def _file_lock(path: Path, busy: Callable[[Holder | None], LockHeld]) -> Iterator[Holder]:
+    me = _me()
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise TaskBusy(task, _wait_for_holder(fd)) from None
+            raise busy(_wait_for_holder(fd)) from None
         info = json.dumps({"pid": me.pid, "host": me.host, "since": me.since.isoformat()}).encode()
         os.pwrite(fd, info, 0)  # a loser that looks before this line waits for it (_wait_for_holder)
         os.ftruncate(fd, len(info))
         try:
-            yield
+            yield me
         finally:
             os.ftruncate(fd, 0)  # the file stays (removing it would race a waiting locker); its contents go
     finally:
@@ -152,10 +197,10 @@ def _connect(url: str, app: str):
 
 
 @contextmanager
-def _pg_lock(task: str, me: Holder, url: str | None) -> Iterator[None]:
-    assert url is not None
+def _pg_lock(objid: int, busy: Callable[[Holder | None], LockHeld], url: str) -> Iterator[Holder]:
+    me = _me()
     conn = _connect(url, f"cityagent {me.pid}@{me.host[:32]} {int(me.since.timestamp())}"[:63])
-    key = (PG_NAMESPACE, _pg_key(task))
+    key = (PG_NAMESPACE, objid)
     with conn:
         if not conn.execute("select pg_try_advisory_lock(%s, %s)", key).fetchone()[0]:
             row = conn.execute(
@@ -163,9 +208,9 @@ def _pg_lock(task: str, me: Holder, url: str | None) -> Iterator[None]:
                 "where l.locktype = 'advisory' and l.classid = %s and l.objid = %s and l.objsubid = 2 and l.granted",
                 key,
             ).fetchone()
-            raise TaskBusy(task, _app_holder(row[0] if row else ""))
+            raise busy(_app_holder(row[0] if row else ""))
         try:
-            yield
+            yield me
         finally:
             conn.execute("select pg_advisory_unlock(%s, %s)", key)
 

@@ -26,7 +26,8 @@ from cityagent.agent.agent_config import AgentConfig
 from cityagent.agent.drift import DriftReport
 from cityagent.agent.drift_watch import DriftWatch, TrackingUnreachable, spawn_retrain
 from cityagent.agent.grid import OffGrid, on_grid
-from cityagent.agent.live_error import HubId, LiveError, hub_identity, remember, score_pending
+from cityagent.agent.live_error import HubId, LiveError, hub_identity, remember, score_pending, unscorable
+from cityagent.agent.lock import hub_lock
 from cityagent.agent.sense import ModelFacts, WindowMissing, sense
 from cityagent.agent.think import ServingClient, VersionMoved
 from cityagent.errors import CityAgentError, ConfigError
@@ -204,7 +205,8 @@ class Agent:
         return report
 
     def _learn(self, hub: Hub, hub_id: HubId, report: CycleReport) -> None:
-        report.live_errors = score_pending(hub, hub_id)  # only forecasts made on this hub
+        grace = pd.Timedelta(self.cfg.loop.score_grace)
+        report.live_errors = score_pending(hub, hub_id, grace)  # only forecasts made on this hub
         for o in report.outcomes:
             # an unchanged window too: a restart or a second `--once` still reports drift, and a retrain held by
             # retrain.min_period starts when the period is over even while no new data arrives
@@ -237,28 +239,49 @@ class Agent:
 
         In the long-running loop a cycle that fails as a whole (e.g. an unreadable hub) is reported and the next
         one runs; with ``once``, or for an ``at`` off the hub's grid, the error is raised.
+
+        Raises:
+            HubBusy: another agent runs on the same hub (it would decide the same windows side by side).
         """
         period = parse_interval(interval or self.cfg.loop.interval)
         parse_at(at)  # a bad --at fails here, before the first cycle
         stop = stop or threading.Event()
-        reports: list[CycleReport] = []
-        cycles = 0
         try:
-            while True:
-                t0, cycles = time.monotonic(), cycles + 1
-                try:
-                    reports.append(self.cycle(at=at))
-                    if on_cycle:
-                        on_cycle(reports[-1])
-                except OffGrid:
-                    raise  # a replay time between steps stays between them: no cycle can succeed
-                except CityAgentError as e:
-                    if once:
-                        raise
-                    self.say(f"cycle failed: {e}; trying again in {period:g} s")
-                if once or (max_cycles is not None and cycles >= max_cycles):
-                    return reports
-                if stop.wait(max(0.0, period - (time.monotonic() - t0))):
-                    return reports
+            with hub_lock(self.hub_dir):
+                old = unscorable()
+                if old:  # said once, not every cycle: they do no harm but take space and will never be scored
+                    self.say(
+                        f"{len(old)} forecast(s) left by an older agent under {old[0].parent.parent} have no hub "
+                        f"recorded and are never scored (e.g. {old[0].name}); delete them"
+                    )
+                return self._cycles(once, at, period, stop, max_cycles, on_cycle)
         finally:
             self.client.close()
+
+    def _cycles(
+        self,
+        once: bool,
+        at: str | None,
+        period: float,
+        stop: threading.Event,
+        max_cycles: int | None,
+        on_cycle: Callable[[CycleReport], None] | None,
+    ) -> list[CycleReport]:
+        reports: list[CycleReport] = []
+        cycles = 0
+        while True:
+            t0, cycles = time.monotonic(), cycles + 1
+            try:
+                reports.append(self.cycle(at=at))
+                if on_cycle:
+                    on_cycle(reports[-1])
+            except OffGrid:
+                raise  # a replay time between steps stays between them: no cycle can succeed
+            except CityAgentError as e:
+                if once:
+                    raise
+                self.say(f"cycle failed: {e}; trying again in {period:g} s")
+            if once or (max_cycles is not None and cycles >= max_cycles):
+                return reports
+            if stop.wait(max(0.0, period - (time.monotonic() - t0))):
+                return reports

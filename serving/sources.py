@@ -11,10 +11,10 @@ from pathlib import Path
 
 import yaml
 
-from cityagent.health import unreachable
 from cityagent.home import home_dir
 from cityagent.serving.errors import ModelLoadError
 from cityagent.serving.spec import ModelSpec
+from cityagent.store_check import store_problem
 
 
 def resolve_tracking_uri(tracking_uri: str | None = None) -> str:
@@ -22,27 +22,27 @@ def resolve_tracking_uri(tracking_uri: str | None = None) -> str:
     return tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{home_dir() / 'mlflow.db'}"
 
 
-# (what the server is, what to do when it is down)
-_TRACKING = (
-    "MLflow tracking server",
-    "fix MLFLOW_TRACKING_URI / registry.tracking_uri, or unset them for the local store",
-)
+# (which store it is, what else to fix when it cannot be used)
+_TRACKING = ("MLflow tracking", "fix MLFLOW_TRACKING_URI / registry.tracking_uri, or unset them for the local store")
 _REGISTRY = ("MLflow registry", "or fix MLFLOW_REGISTRY_URI")
 
 
 def check_reachable(uri: str, role: tuple[str, str] = _TRACKING, timeout_s: float = 3.0) -> None:
-    """Raise ModelLoadError naming `uri` when an http(s) MLflow server does not answer within `timeout_s` seconds.
+    """Raise ModelLoadError naming `uri` (password masked) when its MLflow store cannot be used: an http(s) server
+    or a PostgreSQL / MySQL database that does not answer within `timeout_s` seconds, or a sqlite file whose folder
+    is missing (MLflow would start an empty store there, and every model would then be "not found").
 
-    MlflowClient itself retries a refused connection for minutes, so a server that is down is caught here first.
+    MlflowClient itself retries a refused connection for minutes, so a store that is down is caught here first.
 
     Args:
-        uri: the tracking or registry URI; only http(s) ones are checked (a sqlite file needs no server).
-        role: what the server is and what to do when it is down, for the message.
-        timeout_s: how long to wait for its /health answer, s.
+        uri: the tracking or registry URI.
+        role: which store it is and what else to fix, for the message.
+        timeout_s: how long to wait for a server's /health answer or a database connection, s.
     """
-    why = unreachable(uri, timeout_s)
-    if why is not None:
-        raise ModelLoadError(f"{role[0]} {uri} is not reachable ({why}); start it, {role[1]}.")
+    problem = store_problem(uri, timeout_s)
+    if problem is not None:
+        what, why, fix = problem
+        raise ModelLoadError(f"{role[0]} {what} ({why}); {fix}, {role[1]}.")
 
 
 class RegistrySource:
@@ -64,11 +64,10 @@ class RegistrySource:
         from mlflow.exceptions import MlflowException
 
         # a poll during an outage would sit in MlflowClient's retries for minutes, and pick the alias up late after
-        why = unreachable(self._registry_uri, timeout_s=3.0)
-        if why is not None:
-            raise ModelLoadError(
-                f"{spec}: the registry {self._registry_uri} is not reachable ({why}); the served version stays"
-            )
+        problem = store_problem(self._registry_uri, timeout=3.0)  # a database registry too
+        if problem is not None:
+            what, why, _ = problem
+            raise ModelLoadError(f"{spec}: the registry {what} ({why}); the served version stays")
         try:
             return str(self.client.get_model_version_by_alias(spec.name, spec.ref).version)
         except MlflowException as e:

@@ -16,7 +16,6 @@ import os
 import re
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -31,6 +30,7 @@ from cityagent.agent.cli import app
 from cityagent.serving.proto import inference_pb2
 from tests.doc_blocks import CLI, DOCS, PAGES, REPO, Block, blocks, parse_blocks, shell_commands
 from tests.kernels import kernel_manager
+from tests.mlflow_servers import free_port
 
 BLOCK_TIMEOUT_S = 600
 # Pages whose examples name a team's state (versions, run ids) and cannot run as written; still syntax-checked.
@@ -38,12 +38,6 @@ NOT_RUN = {
     "registry.md": "its examples use a team's registry (traffic-sz version 7, RUN_ID); tests/training covers them",
 }
 PORTS = ("8001", "8002")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Page:
@@ -63,7 +57,7 @@ class Page:
             "MPLBACKEND": "agg",
             "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
         }
-        self.ports = {p: str(_free_port()) for p in PORTS}
+        self.ports = {p: str(free_port()) for p in PORTS}
         self.km = kernel_manager(tmp_path)
         self.kc = None
         self.background: list[tuple[subprocess.Popen, Path]] = []

@@ -57,6 +57,8 @@ class ExportResult:
         name: the registered model (the task), or None when not registered.
         already_registered: the run was registered before with this very ONNX file, so ``version`` is that
             existing version and nothing new was logged or registered.
+        already_logged: (``register=False``) the run already holds a logged model of this very ONNX file, so
+            ``model_uri`` is that one and nothing new was logged.
         differs_from: earlier versions of the same run whose ONNX file differs from this export (exported by
             another cityagent or torch version), which is why a new version was registered.
     """
@@ -68,6 +70,7 @@ class ExportResult:
     name: str | None = None
     already_registered: bool = False
     differs_from: tuple[str, ...] = ()
+    already_logged: bool = False
 
 
 def _runtime_requirements() -> list[str]:
@@ -155,6 +158,16 @@ def _log_onnx(client: MlflowClient, run_id: str, exported: OnnxExport, tags: dic
     )
 
 
+def _logged_same(client: MlflowClient, run_id: str, digest: str) -> str | None:
+    """The ``models:/<model_id>`` of a finished ONNX model logged into ``run_id`` with this very file, if any."""
+    experiment = client.get_run(run_id).info.experiment_id
+    found = client.search_logged_models([experiment], filter_string=f"source_run_id = '{run_id}'")
+    for lm in found:
+        if lm.name == ONNX_NAME and lm.tags.get(DIGEST_TAG) == digest and str(lm.status) == "READY":
+            return f"models:/{lm.model_id}"
+    return None  # a log that failed half-way (PENDING / FAILED) is not reused
+
+
 def _registered_digest(mv: ModelVersion, uri: str) -> str | None:
     """The SHA-256 of version ``mv``'s ONNX file: its tag, else (a version from before the tag) the file's own."""
     if mv.tags.get(DIGEST_TAG):
@@ -238,6 +251,9 @@ def export_run(
     if same is not None:
         _set_alias(task, same, alias, run_id, actor, uri)
         return ExportResult(same, f"models:/{task}/{same}", local, exported.parity, task, already_registered=True)
+    logged = None if register else _logged_same(client, run_id, digest)
+    if logged is not None:  # `export --no-register` run again: the same file is in the run already
+        return ExportResult(None, logged, local, exported.parity, already_logged=True)
 
     tags = {
         "cityagent.task": task,

@@ -15,7 +15,8 @@ class ForecastModule(pl.LightningModule):
     """Trains a real-unit ``ScaledModel``: the loss sees ``forward_scaled(x)`` against the scaled target.
 
     Logged per epoch: ``train_loss``, ``val_loss`` (scaled space, the early-stopping monitor), ``val_mae``
-    (real units, every node), ``lr``, and ``resumed_from_epoch`` after a restart from a checkpoint.
+    (real units, every node, clipped at the model's floor as its answers are), ``lr``, and ``resumed_from_epoch``
+    after a restart from a checkpoint.
 
     Args:
         model: the real-unit model (registry net + scalers).
@@ -69,7 +70,10 @@ class ForecastModule(pl.LightningModule):
         loss, pred = self._loss(batch)
         _, y, mask = batch
         point = pred if self.point_index is None else pred[..., self.point_index]
-        err = (self.model.unscale_y(point) - y).abs() * mask
+        real = self.model.unscale_y(point)
+        if self.model.floor is not None:  # scored as it will answer: clipped at the target's floor, like test
+            real = torch.maximum(real, self.model.floor)
+        err = (real - y).abs() * mask
         mae = err.sum() / mask.sum().clamp(min=1)
         n = len(y)
         self.log("val_loss", loss, on_step=False, on_epoch=True, sync_dist=True, batch_size=n)

@@ -12,11 +12,10 @@ import os
 import subprocess
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from cityagent.errors import CityAgentError
-from cityagent.health import unreachable
 from cityagent.home import home_dir
+from cityagent.store_check import store_problem
 from cityagent.training.config import RunConfig
 
 log = logging.getLogger(__name__)
@@ -36,77 +35,12 @@ def tracking_uri(uri: str | None = None) -> str:
     return uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{home_dir() / 'mlflow.db'}"
 
 
-def masked(uri: str) -> str:
-    """``uri`` with its password, if any, shown as ``***``."""
-    parts = urlsplit(uri)
-    if parts.password is None:
-        return uri
-    user, _, host = parts.netloc.rpartition("@")
-    return parts._replace(netloc=f"{user.split(':', 1)[0]}:***@{host}").geturl()
-
-
-def _database_problem(uri: str, timeout: float) -> tuple[str, str] | None:
-    """(why, what to do) when a PostgreSQL or MySQL store refuses a connection within ``timeout`` seconds."""
-    import sqlalchemy as sa
-    from sqlalchemy.pool import NullPool
-
-    scheme = uri.split("://", 1)[0]
-    try:
-        engine = sa.create_engine(uri, poolclass=NullPool, connect_args={"connect_timeout": max(2, math.ceil(timeout))})
-    except sa.exc.ArgumentError as e:
-        return f"not a database URL: {e}", "fix the URL"
-    except ModuleNotFoundError as e:  # the very driver MLflow would load for this URL
-        name = e.name or str(e)
-        fix = "pip install it, or name an installed driver in the URL (e.g. postgresql+psycopg://, mysql+pymysql://)"
-        return f"{scheme} needs the Python module {name!r}, which is not installed", fix
-    try:
-        with engine.connect():
-            return None
-    except sa.exc.DBAPIError as e:
-        lines = str(e.orig).strip().splitlines() or [e.__class__.__name__]
-        return lines[0].removeprefix("connection failed: "), "start the database server or create the database"
-    finally:
-        engine.dispose()
-
-
-def _sqlite_problem(uri: str) -> tuple[str, str] | None:
-    """(why, what to do) when sqlite cannot keep a store at ``uri``: its folder is missing (MLflow would silently
-    create it, so a typo would start an empty store) or not writable (sqlite writes its journal beside the file)."""
-    path = uri.split("://", 1)[1].removeprefix("/").split("?", 1)[0]
-    if path in ("", ":memory:"):
-        return None
-    file = Path(path).expanduser().absolute()
-    folder = file.parent
-    if not folder.is_dir():
-        if folder.resolve() == home_dir(create=False):  # cityagent's own home: created on first use
-            return None
-        return f"its folder {folder} does not exist", "create the folder"
-    if not os.access(folder, os.W_OK | os.X_OK):
-        return f"its folder {folder} is not writable", "make it writable"
-    if file.exists() and not os.access(file, os.W_OK):
-        return f"{file} is read-only", "make it writable"
-    return None
-
-
 def check_server(uri: str, timeout: float = 3.0) -> None:
-    """Raise CityAgentError naming ``uri`` (password masked) and what to do, when its tracking store cannot be used.
-
-    Checked: an http(s) server's ``/health``; a ``postgresql://`` or ``mysql://`` database that refuses a connection
-    within ``timeout`` seconds (down, wrong port or database name, bad credentials, no driver); a ``sqlite://`` file
-    whose folder is missing or not writable. Other schemes are left to MLflow.
-    """
-    scheme = uri.split("://", 1)[0].split("+", 1)[0] if "://" in uri else ""
-    if scheme in ("http", "https"):
-        why = unreachable(uri, timeout)
-        what, problem = f"server {masked(uri)} is not reachable", why and (why, "start it")
-    elif scheme in ("postgresql", "mysql"):
-        what, problem = f"database {masked(uri)} is not reachable", _database_problem(uri, timeout)
-    elif scheme == "sqlite":
-        what, problem = f"store {masked(uri)} cannot be opened", _sqlite_problem(uri)
-    else:
-        return
+    """Raise CityAgentError naming ``uri`` (password masked) and what to do, when its tracking store cannot be used
+    (``store_problem``: a server or database that does not answer, a sqlite file whose folder is missing)."""
+    problem = store_problem(uri, timeout)
     if problem:
-        why, fix = problem
+        what, why, fix = problem
         raise CityAgentError(
             f"MLflow tracking {what} ({why}); {fix}, fix MLFLOW_TRACKING_URI / tracking.tracking_uri, "
             f"or unset them for the local store"

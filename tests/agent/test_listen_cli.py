@@ -34,6 +34,7 @@ from cityagent.errors import CityAgentError, ConfigError
 from cityagent.hub import read_hub
 from cityagent.hub.validate import validate_hub
 from tests.agent.test_listen import hub_dir, needs_broker, publish, session, traffic  # noqa: F401
+from tests.mlflow_servers import free_port
 
 CITYAGENT = Path(sys.executable).parent / "cityagent"
 BAD_FILTERS = [
@@ -46,12 +47,6 @@ BAD_FILTERS = [
     ("a" * 65536, "65536 bytes of UTF-8, more than MQTT's 65535"),
 ]
 GOOD_FILTERS = ["city/+/readings", "city/#", "#", "+", "+/+/#", "/", "city//readings", "ciudad/tráfico/#"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _app() -> typer.Typer:
@@ -68,7 +63,7 @@ def _app() -> typer.Typer:
 def test_a_bad_topic_filter_is_refused_before_connecting(hub_dir, topic, rule):  # noqa: F811
     # nothing listens on the port: only a check made before connecting can give this error
     with pytest.raises(ConfigError) as e:
-        listen(hub_dir, url=f"mqtt://127.0.0.1:{_free_port()}", topics=["city/#", topic], duration=1)
+        listen(hub_dir, url=f"mqtt://127.0.0.1:{free_port()}", topics=["city/#", topic], duration=1)
     message = str(e.value)
     assert message.startswith("topics: ") and "is not a valid MQTT topic filter" in message
     assert rule in message and "use one such as 'city/+/readings'" in message
@@ -150,7 +145,7 @@ def test_a_bad_value_in_the_file_is_still_blamed_on_the_file(tmp_path, hub_dir):
 
 
 def test_nothing_says_listening_when_the_broker_cannot_be_reached(hub_dir):  # noqa: F811
-    url = f"mqtt://127.0.0.1:{_free_port()}"
+    url = f"mqtt://127.0.0.1:{free_port()}"
     result = CliRunner().invoke(_app(), ["listen", "--hub", str(hub_dir), "--mqtt", url, "--duration", "1"])
     assert isinstance(result.exception, CityAgentError) and "cannot reach the MQTT broker" in str(result.exception)
     assert "listening on" not in result.output
@@ -210,7 +205,7 @@ def acl_broker(tmp_path) -> Iterator[int]:
         },
     }
     (tmp_path / "dynsec.json").write_text(json.dumps(state))
-    port = _free_port()
+    port = free_port()
     conf = tmp_path / "mosquitto.conf"
     conf.write_text(
         f"listener {port} 127.0.0.1\nallow_anonymous false\npersistence false\nuser {getpass.getuser()}\n"

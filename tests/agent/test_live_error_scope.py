@@ -3,6 +3,7 @@ grace), with its coverage recorded; and each forecast is remembered and scored o
 
 import json
 import shutil
+from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
@@ -10,11 +11,13 @@ import pytest
 
 from cityagent.agent import live_error
 from cityagent.agent.live_error import SCORE_GRACE, hub_identity, live_errors, remember, score_pending
+from cityagent.agent.loop import Agent, CycleReport
 from cityagent.agent.sense import readings, sense
 from cityagent.agent.think import Forecast
+from cityagent.errors import ConfigError
 from cityagent.hub import Hub, read_hub, write_hub
 from cityagent.hub.hub import HubMeta
-from tests.agent.test_loop import FIVE, facts_of, hub_dir, models, peak, template  # noqa: F401
+from tests.agent.test_loop import FIVE, config, facts_of, hub_dir, models, peak, template  # noqa: F401
 
 
 def forecast_at(hub: Hub, models, name: str, anchor: pd.Timestamp, value: float):  # noqa: F811
@@ -144,3 +147,19 @@ def test_drift_reads_the_live_mae_of_its_own_hub_only():
     assert recent_mae("m", "1", since, "bbbb") == 9.0
     assert recent_mae("m", "1", since, "cccc") is None
     assert recent_mae("m", "1", since) == 5.0  # no hub named: every row, as before
+
+
+def test_the_grace_is_the_agents_loop_score_grace(hub_dir, models, peak):  # noqa: F811
+    full = read_hub(hub_dir)
+    hub_id = hub_identity(hub_dir, full.meta)
+    window, fc = forecast_at(full, models, "risk-synthetic", peak, 0.0)
+    remember(window, fc, hub_id)
+    last = window.target_times[-1]
+    agent = Agent(config(hub_dir, "127.0.0.1:1", score_grace="3h"))  # a city whose sensors upload late
+    report = CycleReport(started=datetime.now(UTC))
+    agent._learn(arrive(full, hub_dir, last + SCORE_GRACE), hub_id, report)
+    assert report.live_errors == []  # the default hour is over, this city's three are not
+    agent._learn(arrive(full, hub_dir, last + pd.Timedelta("3h")), hub_id, report)
+    assert [e.model for e in report.live_errors] == ["risk-synthetic"]
+    with pytest.raises(ConfigError, match=r"loop\.score_grace: Value error, '0h' is not a positive duration"):
+        config(hub_dir, "127.0.0.1:1", score_grace="0h")

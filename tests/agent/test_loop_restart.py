@@ -44,12 +44,16 @@ def test_a_restarted_agent_writes_no_decision_or_live_error_twice(hub_dir, start
     assert len(read_hub(hub_dir).table("decisions")) == len(table) and len(live_errors()) == len(scored)
 
 
-def test_cli_run_once_at_twice_is_idempotent(hub_dir, start_server, peak, tmp_path):  # noqa: F811
-    server = start_server()
+def run_once_args(hub_dir, address: str, at, tmp_path) -> list[str]:  # noqa: F811 (hub_dir: a path here)
+    """`cityagent agent run --once --at AT` on ``hub_dir``, asking the server at ``address``, retrying briefly."""
     quick = tmp_path / "agent.yaml"
     quick.write_text("loop: {retries: 1, backoff_s: 0.05}\n")
-    args = ["agent", "run", "--once", "-c", str(quick), "--hub", str(hub_dir), "--server", server.address]
-    args += ["--no-retrain", "--at", str(peak.tz_localize(None))]
+    args = ["agent", "run", "--once", "-c", str(quick), "--hub", str(hub_dir), "--server", address]
+    return [*args, "--no-retrain", "--at", str(at.tz_localize(None))]
+
+
+def test_cli_run_once_at_twice_is_idempotent(hub_dir, start_server, peak, tmp_path):  # noqa: F811
+    args = run_once_args(hub_dir, start_server().address, peak, tmp_path)
     first = CliRunner().invoke(app, args, terminal_width=300)
     assert first.exit_code == 0, first.output
     table, scored = read_hub(hub_dir).table("decisions"), live_errors()

@@ -77,3 +77,26 @@ def test_the_cli_says_already_registered(store):
     assert again.exit_code == 0, again.output
     assert "already registered as traffic-cli v1" in " ".join(again.output.split())
     assert _state(store, "traffic-cli")[0] == ["1"]
+
+
+def _logged(store) -> int:
+    return len(store.client.search_logged_models([store.experiment_id]))
+
+
+def test_export_no_register_run_again_logs_no_second_model(store, monkeypatch):
+    run_id = log_training_run(store.client, store.experiment_id, tiny_bundle("gru", task="traffic-unreg"), store.root)
+    first = export_run(run_id, tracking_uri=store.uri, register=False)
+    assert first.version is None and not first.already_logged and first.model_uri.startswith("models:/m-")
+    logged = _logged(store)
+
+    args = ["export", run_id, "--no-register", "--tracking-uri", store.uri]
+    again = CliRunner().invoke(app, args, terminal_width=300)
+    assert again.exit_code == 0, again.output
+    assert f"already logged as {first.model_uri} (the same ONNX file" in " ".join(again.output.split())
+    assert _logged(store) == logged  # no second logged model of the same file in the run
+
+    monkeypatch.setattr(cityagent, "__version__", "99.0.0")  # another file: logged beside the first
+    newer = export_run(run_id, tracking_uri=store.uri, register=False)
+    assert not newer.already_logged and newer.model_uri != first.model_uri
+    assert _logged(store) == logged + 1
+    assert not store.client.search_model_versions("name = 'traffic-unreg'")  # and still nothing registered

@@ -11,6 +11,8 @@ from cityagent.models.scaled import ScaledModel
 from cityagent.training.build import target_floor
 from cityagent.training.classical import ClassicalPredictor
 from cityagent.training.export import export_bundle
+from cityagent.training.losses import MaskedMAE
+from cityagent.training.module import ForecastModule
 from cityagent.training.parity import ort_session
 from tests.training.export_factories import real_windows, tiny_bundle
 
@@ -91,3 +93,22 @@ def test_a_fitted_model_records_its_floor(tiny_cfg):
 
     result = fit(tiny_cfg())
     assert float(ModelBundle.load(result.bundle_path).state_dict["floor"]) == 0.0
+
+
+class _Logged(ForecastModule):
+    def log(self, name, value, **_):  # what Lightning would log, kept to read back
+        self.logged = {**getattr(self, "logged", {}), name: float(value)}
+
+
+def test_validation_mae_scores_the_clipped_forecast_like_test():
+    x = torch.tensor([[-2.0, 1.0, 3.0]]).reshape(1, 1, 3, 1)  # one step, 3 nodes: the forecast is the input
+    y, mask = torch.zeros(1, 1, 3), torch.ones(1, 1, 3)
+
+    def val_mae(floor):
+        net = ScaledModel(torch.nn.Flatten(-2), np.ones(1), np.zeros(1), 1.0, 0.0).set_floor(floor)
+        module = _Logged(net, MaskedMAE())
+        module.validation_step((x, y, mask), 0)
+        return module.logged["val_mae"]
+
+    assert val_mae(None) == pytest.approx((2 + 1 + 3) / 3)
+    assert val_mae(0.0) == pytest.approx((0 + 1 + 3) / 3)  # the -2 is answered as 0, so scored as 0

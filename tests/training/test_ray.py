@@ -7,7 +7,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,6 +23,7 @@ from mlflow import MlflowClient
 from cityagent.errors import CityAgentError
 from cityagent.training.fit import fit
 from cityagent.training.tracking import tracking_uri
+from tests.mlflow_servers import free_port
 
 pytestmark = pytest.mark.usefixtures("shared_mlflow_store")
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import the tests package
@@ -44,12 +44,6 @@ class KillOnce(pl.Callback):
             time.sleep(self.delay_s)
             Path(self.marker).write_text(str(os.getpid()))
             os.kill(os.getpid(), signal.SIGKILL)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -133,7 +127,7 @@ def test_two_node_cluster(ray_cfg):
     cli = shutil.which("ray", path=str(Path(sys.executable).parent)) or shutil.which("ray")
     if cli is None:
         pytest.skip("the `ray` command-line tool is not installed")
-    port = _free_port()  # never 6379: Redis holds it on these machines
+    port = free_port()  # never 6379: Redis holds it on these machines
     # short private temp dirs: Ray's unix sockets live below them, and they identify this cluster's processes
     dirs = [Path(tempfile.mkdtemp(prefix="rh", dir="/tmp")), Path(tempfile.mkdtemp(prefix="rw", dir="/tmp"))]
     # Ray 2.60 clusters use token auth (token in ~/.ray/auth_token); a driver naming an explicit address must be
@@ -178,7 +172,7 @@ def test_two_node_cluster(ray_cfg):
 
 
 def test_unreachable_ray_address_fails_fast_naming_it(tiny_cfg):
-    port = _free_port()
+    port = free_port()
     t0 = time.perf_counter()
     with pytest.raises(CityAgentError, match=rf"cannot reach the Ray cluster at 127.0.0.1:{port}"):
         fit(tiny_cfg(**{"train.workers": 2, "train.address": f"127.0.0.1:{port}"}))

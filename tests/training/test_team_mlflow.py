@@ -3,7 +3,6 @@ rollback → history all over HTTP, and the history is stored in the server's da
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,16 +17,11 @@ from mlflow import MlflowClient
 from cityagent.training.export import export_run
 from cityagent.training.onnx_meta import read_metadata
 from cityagent.training.registry import history, list_versions, promote, rollback
+from tests.mlflow_servers import free_port
 from tests.training.export_factories import log_training_run, tiny_bundle
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 PG_ADMIN = os.environ.get("CITYAGENT_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout: float = 120.0) -> None:
@@ -54,7 +48,7 @@ def team_server(tmp_path_factory):
     db = f"cityagent_mlflow_{uuid.uuid4().hex[:10]}"
     admin.execute(f'CREATE DATABASE "{db}"')
     root = tmp_path_factory.mktemp("team")
-    port, log = _free_port(), root / "server.log"
+    port, log = free_port(), root / "server.log"
     backend = PG_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://") + f"/{db}"
     cmd = [
         str(Path(sys.executable).parent / "mlflow"),

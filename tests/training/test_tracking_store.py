@@ -4,7 +4,6 @@ of MLflow's two minutes of retries ending in a traceback."""
 
 import importlib.util
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -14,19 +13,15 @@ from pathlib import Path
 import pytest
 
 from cityagent.errors import CityAgentError
-from cityagent.training.tracking import check_server, masked
+from cityagent.store_check import masked
+from cityagent.training.tracking import check_server
+from tests.mlflow_servers import free_port
 
 BIN = Path(sys.executable).parent
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]  # closed again: nothing listens there
-
-
 def test_a_refused_postgres_store_fails_fast_naming_it_with_the_password_masked():
-    url = f"postgresql://mlflow:s3cret@127.0.0.1:{_free_port()}/mlflow"
+    url = f"postgresql://mlflow:s3cret@127.0.0.1:{free_port()}/mlflow"
     t0 = time.perf_counter()
     with pytest.raises(CityAgentError) as err:
         check_server(url)
@@ -40,7 +35,7 @@ def test_a_refused_postgres_store_fails_fast_naming_it_with_the_password_masked(
 def test_a_store_url_whose_driver_is_not_installed_says_which():
     if importlib.util.find_spec("psycopg2") is not None:
         pytest.skip("psycopg2 is installed here, so postgresql+psycopg2:// has its driver")
-    url = f"postgresql+psycopg2://u:pw@127.0.0.1:{_free_port()}/x"
+    url = f"postgresql+psycopg2://u:pw@127.0.0.1:{free_port()}/x"
     with pytest.raises(CityAgentError) as err:
         check_server(url)
     assert "postgresql+psycopg2 needs the Python module 'psycopg2', which is not installed" in str(err.value)
@@ -101,7 +96,7 @@ def test_cityagent_train_against_a_refused_database_exits_2_with_one_line(tmp_pa
     from cityagent.hub.synth import synthesize
 
     hub = synthesize(tmp_path / "hub", sensors=6, zones=4, days=3, progress=False)
-    url = f"postgresql://mlflow:s3cret@127.0.0.1:{_free_port()}/mlflow"
+    url = f"postgresql://mlflow:s3cret@127.0.0.1:{free_port()}/mlflow"
     env = {**os.environ, "CITYAGENT_HOME": str(tmp_path / "home"), "MLFLOW_TRACKING_URI": url}
     env.pop("RAY_ADDRESS", None)
     cmd = [str(BIN / "cityagent"), "train", "traffic", "--hub", str(hub), "--workers", "0", "train.max_epochs=1"]
