@@ -347,7 +347,9 @@ def test_a_fast_stream_is_held_back_by_flow_control_not_refused(start_server, li
             reader.start()
             wait_until(lambda: started() >= limit)
             time.sleep(0.3)  # ample time for an unbounded reader to pull in all of them
-            assert started() == limit
+            # one extra start means an answer came back while every worker was blocked: say which, if it recurs
+            # (seen once in CI, 33 of 32, not reproduced since)
+            assert started() == limit, [(a.infer_response.id, a.error_message) for a in answers[:3]]
         reader.join(60)
     assert [a.error_message for a in answers] == [""] * n  # none refused as 'queue full'
     assert sorted(int(a.infer_response.id) for a in answers) == list(range(n))
