@@ -3,19 +3,22 @@
 Parsed from configs/agent.yaml at the entry point; unknown keys are an error so YAML never drifts from code.
 """
 
+import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 import pandas as pd
-import yaml
 from croniter import croniter
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from cityagent.config_errors import explain
+from cityagent.config_errors import explain, nearest
+from cityagent.config_yaml import read_yaml
 from cityagent.errors import ConfigError
 
 DEFAULT_AGENT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "agent.yaml"
+TASKS = ("traffic", "demand", "risk")
 
 
 def _duration(text: str) -> str:
@@ -27,6 +30,15 @@ def _duration(text: str) -> str:
     if not ok:
         raise ValueError(f"{text!r} is not a positive duration; use e.g. '12h' or '1d'")
     return text
+
+
+def _tasks(names: Any, what: str) -> None:
+    """Keys of ``retrain.schedule`` / ``retrain.overrides`` must be tasks: a typo would never run, silently."""
+    for name in names:
+        if name not in TASKS:
+            near = nearest(name, TASKS)
+            hint = f" (did you mean {near!r}?)" if near else ""
+            raise ValueError(f"{what} names task {name!r}{hint}, but the tasks are {', '.join(TASKS)}")
 
 
 class _Strict(BaseModel):
@@ -100,9 +112,28 @@ class RetrainConfig(_Strict):
     @field_validator("schedule")
     @classmethod
     def _cron(cls, v: dict[str, str]) -> dict[str, str]:
+        _tasks(v, "the schedule")
         for task, expr in v.items():
             if not croniter.is_valid(expr):
                 raise ValueError(f"task {task!r}: {expr!r} is not a cron expression such as '0 3 * * *'")
+        return v
+
+    @field_validator("overrides")
+    @classmethod
+    def _override_tasks(cls, v: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        _tasks(v, "an override")  # the keys themselves are resolved with the whole config, in load_agent_config
+        return v
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, v: str) -> str:
+        """The scheduler reads its cron times in this zone: a typo is refused at load, not when it starts."""
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            near = nearest(v, available_timezones())
+            hint = f" (did you mean {near!r}?)" if near else ""
+            raise ValueError(f"{v!r} is not an IANA zone{hint}; use e.g. 'Asia/Shanghai' or 'UTC'") from None
         return v
 
     @property
@@ -117,6 +148,18 @@ class ServingTarget(_Strict):
     tls_ca: Path | None = Field(None, description="CA (PEM) to verify the server; None = plaintext")
     token_env: str = Field("CITYAGENT_SERVING_TOKEN", description="environment variable holding the bearer token")
     timeout_s: float = Field(5.0, gt=0)
+
+    @field_validator("address")
+    @classmethod
+    def _host_port(cls, v: str) -> str:
+        """Refused at load, not as every cycle's 'serving unavailable' after the retries ran out."""
+        host, sep, port = v.rpartition(":")
+        bracketed = host.startswith("[") == host.endswith("]")  # an IPv6 host is written [::1]:8001
+        if not sep or not host.strip("[]") or not bracketed or any(c.isspace() for c in v) or not port.isdigit():
+            raise ValueError(f"{v!r} is not host:port; use e.g. '127.0.0.1:8001' or 'cityagent-serving:8001'")
+        if not 1 <= int(port) <= 65535:
+            raise ValueError(f"port {port} of {v!r} is not in 1..65535")
+        return v
 
 
 class AlertConfig(_Strict):
@@ -202,10 +245,7 @@ def load_agent_config(path: str | Path | None = None, overrides: dict[str, Any] 
         p = Path(path)
         if not p.is_file():
             raise ConfigError(f"agent config {p} does not exist; pass an existing YAML file or leave it out")
-        try:
-            raw = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"agent config {p} is not valid YAML: {e}") from e
+        raw = read_yaml(p, "agent config") or {}
         if not isinstance(raw, dict):
             raise ConfigError(f"agent config {p} must be a mapping of sections, not {type(raw).__name__}")
     for section, values in (overrides or {}).items():
@@ -214,4 +254,33 @@ def load_agent_config(path: str | Path | None = None, overrides: dict[str, Any] 
         cfg = AgentConfig.model_validate(raw)
     except ValidationError as e:
         raise ConfigError(f"agent config {path or '(defaults)'}: {explain(e, AgentConfig)}") from e
+    try:
+        check_retrains(cfg)
+    except ConfigError as e:
+        raise ConfigError(f"agent config {path or '(defaults)'}: {e}") from e
     return cfg
+
+
+def check_retrains(cfg: AgentConfig) -> None:
+    """Build the training config of every task ``cfg`` retrains (scheduled, or with ``retrain.overrides``) as
+    ``cityagent retrain`` will, so a mistyped override key fails when the agent loads its config, not when drift
+    first triggers a retrain; nothing is trained and neither Ray nor MLflow starts."""
+    from cityagent.agent.retrain import retrain_config  # it imports this module
+
+    for task in [*cfg.retrain.schedule, *sorted(set(cfg.retrain.overrides) - set(cfg.retrain.schedule))]:
+        try:
+            retrain_config(task, cfg)
+        except ConfigError as e:
+            raise ConfigError(_override_error(task, cfg.retrain.overrides.get(task, {}), str(e))) from e
+
+
+def _override_error(task: str, overrides: dict[str, Any], message: str) -> str:
+    """``config key 'train.max_epoch' does not exist; …`` (the run config's words) located in the agent config:
+    ``retrain.overrides.traffic.train.max_epoch does not exist; …``."""
+    found = re.match(r"config key '([^']+)'(:?) ?(.*)", message, re.S)
+    if not found:  # not about one key (e.g. loop.models, which names itself)
+        return message
+    key, colon, rest = found.groups()
+    ours = any(key == o or key.startswith(f"{o}.") or o.startswith(f"{key}.") for o in overrides)
+    where = f"retrain.overrides.{task}.{key}" if ours else f"retrain.overrides.{task} (config key {key!r})"
+    return f"{where}{colon} {rest}"

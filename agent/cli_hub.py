@@ -112,12 +112,28 @@ def copy(
     fmt: str = typer.Option("parquet", "--format", help="parquet or csv for directories."),
     prefix: str = typer.Option("", help="SQL table-name prefix on both sides."),
     force: bool = typer.Option(False, "--force", help=FORCE_HELP),
+    allow_invalid: bool = typer.Option(
+        False,
+        "--allow-invalid",
+        help="Copy a hub that fails validation (e.g. to fix it in SQL); without it such a hub is refused.",
+    ),
 ) -> None:
-    """Copy a hub between files and SQL, e.g. into PostgreSQL for a team."""
+    """Copy a validated hub between files and SQL, e.g. into PostgreSQL for a team."""
     from cityagent.hub import read_hub, write_hub
     from cityagent.hub.replace import check_replace
+    from cityagent.hub.validate import validate_hub
 
     check_replace(dest, prefix=prefix, force=force, elsewhere="DEST")
     hub = read_hub(source, prefix=prefix)
+    report = validate_hub(hub)  # data is validated on its way in, as `hub import` does
+    if not report.ok:
+        print_report(report, source)
+        if not allow_invalid:
+            console.print(
+                f"[red]refused[/]: {source} has {len(report.errors)} validation error(s) (above); "
+                "fix them, or pass --allow-invalid to copy it as it is"
+            )
+            raise typer.Exit(1)
+        console.print("[yellow]copying anyway (--allow-invalid)[/]")
     write_hub(hub, dest, format=fmt, prefix=prefix)  # type: ignore[arg-type]
     console.print(f"[green]copied[/] {source} → {dest}: {hub.summary()}")

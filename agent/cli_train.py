@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from cityagent.agent.console import console
+from cityagent.config_errors import nearest
 from cityagent.errors import CityAgentError, ConfigError
 
 if TYPE_CHECKING:
@@ -33,7 +34,9 @@ def quiet_libraries() -> None:
 def default_config(domain: str) -> Path:
     """``configs/<domain>.yaml``: the domain's default task and model."""
     if domain not in DOMAINS:
-        raise ConfigError(f"unknown task {domain!r}; tasks are: {', '.join(DOMAINS)}")
+        near = nearest(domain, DOMAINS)
+        hint = f"; did you mean {near!r}?" if near else ""
+        raise ConfigError(f"unknown task {domain!r}; tasks are: {', '.join(DOMAINS)}{hint}")
     return CONFIG_DIR / f"{domain}.yaml"
 
 
@@ -108,22 +111,41 @@ def evaluate(
 ) -> None:
     """Re-evaluate a trained run on its task's test split; prints every horizon step."""
     quiet_libraries()
-    from cityagent.agent.cli_metrics import print_metrics
+    from mlflow import MlflowClient
+
+    from cityagent.agent.cli_metrics import print_metrics, run_facts
     from cityagent.training.evaluate import evaluate_run
+    from cityagent.training.run_ids import resolve_run_id
+    from cityagent.training.tracking import tracking_uri
 
     metrics = evaluate_run(run_id, hub=hub)
+    client = MlflowClient(tracking_uri())
+    run = client.get_run(resolve_run_id(client, run_id))  # evaluate_run found it: this cannot fail
+    leads, units = run_facts(f"{run.info.artifact_uri}/bundle/model.pt")  # lead times label the rows, as in `train`
     console.print(f"[green]evaluated[/] run {run_id} on its task's test split", soft_wrap=True)
-    print_metrics(metrics, every_horizon=True)
+    print_metrics(metrics, leads, units, every_horizon=True)
 
 
 def tune(
     domain: str = typer.Argument(..., help="traffic, demand or risk."),
-    overrides: list[str] = typer.Argument(None, help="Config overrides as key=value."),
+    overrides: list[str] = typer.Argument(
+        None, help="Config overrides as key=value; a key set here is fixed, not searched (e.g. train.lr=0.001)."
+    ),
     config: Path = typer.Option(
         None,
-        help="The base YAML config (default: configs/<task>.yaml); the search space is the learning rate, "
-        "weight decay and, where the model has them, its width and dropout (training/tune.py); for a tree model, "
-        "its learning rate, leaves, leaf size and L2 regularisation (training/tune_classical.py).",
+        help="The base YAML config (default: configs/<task>.yaml). The default search space is the learning rate, "
+        "weight decay and, where the model has them, its width and dropout; for a tree model, its learning rate, "
+        "leaves, leaf size and L2 regularisation (docs/configuration.md, 'Tune search space').",
+    ),
+    space: Path = typer.Option(
+        None,
+        help="A YAML search space replacing the default: dotted config key → a list of choices, {low: L, high: H} "
+        "(log: true for a log scale; whole-number ends give whole numbers) or {grid_search: [...]}.",
+    ),
+    search: list[str] = typer.Option(
+        None,
+        help="One searched key as KEY=SPEC, e.g. 'train.lr={low: 1e-4, high: 1e-2, log: true}' (repeatable; "
+        "added to --space's keys, replacing the default space).",
     ),
     samples: int = typer.Option(4, help="Trials to run."),
     hub: str = typer.Option(None, help="Hub location (default: the synthetic city under $CITYAGENT_HOME)."),
@@ -134,12 +156,21 @@ def tune(
     """Search hyperparameters with Ray Tune (ASHA early stopping; tree models: one fit per trial); logs every
     trial, prints the best one."""
     quiet_libraries()
-    from cityagent.agent.cli_metrics import print_run_metrics
-    from cityagent.training.tune import tune as run_tune
+    from rich.markup import escape
 
+    from cityagent.agent.cli_metrics import print_run_metrics
+    from cityagent.training.tune import check_samples
+    from cityagent.training.tune import tune as run_tune
+    from cityagent.training.tune_space import fixed_keys, parse_search, read_space, resolve_space
+
+    check_samples(samples)  # what the command line got wrong is refused before the first line is printed
     cfg = run_config(domain, config, _overrides(hub, workers, address, overrides or [], prefix), "tune")
+    given = {**(read_space(space) if space else {}), **parse_search(search or [])} if space or search else None
+    fixed = fixed_keys(overrides or [])
+    resolve_space(cfg, given, fixed)
     console.print(f"tuning {cfg.model.name} on {cfg.task.dataset}: {samples} trial(s)", highlight=False)
-    best = run_tune(cfg, samples=samples)
+    say = lambda line: console.print(f"  [yellow]{escape(line)}[/]", highlight=False, soft_wrap=True)  # noqa: E731
+    best = run_tune(cfg, samples=samples, search_space=given, fixed=fixed, say=say)
     if best.info.get("diverged"):  # the best trial's restored model forecasts NaN: recorded as FAILED
         raise TrainingDiverged(best.info["diverged"])
     console.print(

@@ -24,6 +24,7 @@ from cityagent.agent.drift import REFERENCE_ARTIFACT, reference_from, save_refer
 from cityagent.agent.drift_watch import reference_path
 from cityagent.agent.schedule import Interrupted, is_sigterm, uninterrupted
 from cityagent.agent.sense import split_features
+from cityagent.config_errors import nearest
 from cityagent.errors import CityAgentError, ConfigError, TrackingUnreachable
 from cityagent.health import unreachable
 from cityagent.home import home_dir
@@ -56,7 +57,9 @@ def retrain_config(task: str, cfg: AgentConfig | None = None, overrides: Mapping
     path = CONFIG_DIR / f"{task}.yaml"
     if not path.is_file():
         have = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml") if p.stem in ("traffic", "demand", "risk"))
-        raise ConfigError(f"task {task!r} has no training config ({path}); pass one of: {', '.join(have)}")
+        near = nearest(task, have)
+        hint = f"; did you mean {near!r}?" if near else ""
+        raise ConfigError(f"task {task!r} has no training config ({path}); pass one of: {', '.join(have)}{hint}")
     dotted: dict[str, Any] = {"task.hub": cfg.hub} if cfg.hub else {}
     served = cfg.loop.models.get(task)
     if served:  # the retrain registers <task>-<dataset>: the name the loop asks for, so a promotion reaches it

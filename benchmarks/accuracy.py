@@ -25,7 +25,7 @@ MARK_BEGIN, MARK_END = "<!-- accuracy:begin -->", "<!-- accuracy:end -->"
 
 def run_settings(name: str) -> dict:
     """What a ``configs/benchmarks`` file sets on top of its defaults, as dotted overrides (tracking left out)."""
-    import yaml
+    from cityagent.config_yaml import read_yaml
 
     def dotted(tree: dict, prefix: str = "") -> dict:
         out = {}
@@ -33,7 +33,7 @@ def run_settings(name: str) -> dict:
             out |= dotted(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value}
         return out
 
-    tree = yaml.safe_load((ROOT / "configs" / "benchmarks" / f"{name}.yaml").read_text())
+    tree = read_yaml(ROOT / "configs" / "benchmarks" / f"{name}.yaml")
     return {k: v for k, v in dotted(tree).items() if k.split(".")[0] not in ("defaults", "tracking")}
 
 

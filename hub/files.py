@@ -13,14 +13,15 @@ from pathlib import Path
 from typing import Literal
 
 import fsspec
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from cityagent.errors import HubError
-from cityagent.hub.hub import MANIFEST, Hub, HubMeta
+from cityagent.hub.hub import MANIFEST, Hub, HubMeta, Origin
 from cityagent.hub.schema import TABLES
-from cityagent.hub.timestamps import infer_meta, parse_ts_column
+from cityagent.hub.timestamps import infer_meta, offset_minutes, parse_ts_column, zone_mismatch
 
 
 def _fs(location: str | Path) -> tuple[fsspec.AbstractFileSystem, str]:
@@ -31,26 +32,74 @@ def _fs(location: str | Path) -> tuple[fsspec.AbstractFileSystem, str]:
 
 
 def _table_files(fs: fsspec.AbstractFileSystem, root: str, name: str) -> list[str]:
-    files = [f"{root}/{name}.{ext}" for ext in ("parquet", "csv") if fs.isfile(f"{root}/{name}.{ext}")]
+    singles = [f"{root}/{name}.{ext}" for ext in ("parquet", "csv") if fs.isfile(f"{root}/{name}.{ext}")]
+    parts = []
     if fs.isdir(f"{root}/{name}"):
         found = [f for f in fs.find(f"{root}/{name}") if f.endswith((".parquet", ".csv"))]
-        files += sorted(found)  # partitions sort by date=YYYY-MM-DD, keeping time order
-    return files
+        parts = sorted(found)  # partitions sort by date=YYYY-MM-DD, keeping time order
+    if len(singles) > 1:  # two copies of one table: read together they would double its rows
+        names = " and ".join(posixpath.basename(f) for f in singles)
+        raise HubError(f"table {name}: {root} holds both {names}; keep one of them and move the other out")
+    # one file beside a folder of parts is fine: the agent and the listener append date parts to a table that
+    # `write_hub` kept as one file (an empty one, or a CSV hub's)
+    return singles + parts
 
 
-def _read_one(fs: fsspec.AbstractFileSystem, path: str, name: str) -> pd.DataFrame:
+def _strays(fs: fsspec.AbstractFileSystem, root: str) -> list[str]:
+    """Entries of the hub folder that are no table, no manifest and none of the agent's own (dot or underscore)."""
+    known = {MANIFEST, *TABLES, *(f"{t}.{ext}" for t in TABLES for ext in ("parquet", "csv"))}
+    out = []
+    for entry in fs.ls(root, detail=True):
+        base = posixpath.basename(entry["name"].rstrip("/"))
+        if base in known or base.startswith((".", "_")):  # .agent.lock, _rejected/ (dead letters)
+            continue
+        out.append(base + "/" if entry["type"] == "directory" else base)
+    return sorted(out)
+
+
+def _read_one(fs: fsspec.AbstractFileSystem, path: str, name: str) -> tuple[pd.DataFrame, np.ndarray | None]:
+    """The table part at ``path``, and the UTC offsets (minutes) its CSV text wrote, row by row."""
     schema = TABLES[name]
+    empty = (
+        f"table {name}: {path} is empty (no header); write the header row ({', '.join(schema.required)}) "
+        "and the readings, or remove the file"
+    )
     try:
+        if fs.size(path) == 0:
+            raise HubError(empty)
         with fs.open(path, "rb") as fh:
             if path.endswith(".parquet"):
-                return pq.read_table(fh).to_pandas()
+                return pq.read_table(fh).to_pandas(), None
             ids = {c.name: str for c in schema.columns if c.kind in ("id", "str")}
             df = pd.read_csv(io.BytesIO(fh.read()), dtype=ids, keep_default_na=True)
+    except pd.errors.EmptyDataError as e:  # blank lines only
+        raise HubError(empty) from e
     except (pa.ArrowInvalid, pd.errors.ParserError, UnicodeDecodeError, OSError) as e:
         raise HubError(f"table {name}: cannot read {path}: {e}; re-export the file or remove it") from e
+    offsets = None
     if "ts" in df.columns:
+        offsets = offset_minutes(df["ts"])
         df["ts"] = parse_ts_column(df["ts"])
-    return df
+    return df, offsets
+
+
+def _read_table(fs: fsspec.AbstractFileSystem, files: list[str], name: str) -> tuple[pd.DataFrame, np.ndarray | None]:
+    parts = [_read_one(fs, f, name) for f in files]
+    if len(parts) == 1:
+        return parts[0]
+    df = pd.concat([d for d, _ in parts], ignore_index=True)
+    if all(o is None for _, o in parts):
+        return df, None
+    return df, np.concatenate([np.full(len(d), np.nan) if o is None else o for d, o in parts])
+
+
+def _manifest(fs: fsspec.AbstractFileSystem, path: str, tables: dict[str, pd.DataFrame], name: str) -> HubMeta:
+    try:
+        raw = json.loads(fs.cat_file(path))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise HubError(f"{path} is not a valid hub manifest: {e}; fix or delete it") from e
+    example = infer_meta(tables, name=name) if tables else None  # the data's own step and zone, as the example
+    return HubMeta.from_dict(raw, where=path, example=example)
 
 
 def read_file_hub(location: str | Path) -> Hub:
@@ -62,32 +111,34 @@ def read_file_hub(location: str | Path) -> Hub:
             f"no hub at {location}: the path does not exist; create one with "
             f"`cityagent hub synth --out {location}` or `cityagent hub import`"
         )
-    tables = {}
+    tables, offsets, origin = {}, {}, Origin("files")
     for name in TABLES:
         files = _table_files(fs, root, name)
         if files:
-            parts = [_read_one(fs, f, name) for f in files]
-            tables[name] = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+            tables[name], offsets[name] = _read_table(fs, files, name)
+            rel = posixpath.relpath(files[0], root)
+            origin.tables[name] = rel if len(files) == 1 and "/" not in rel else f"{name}/ ({len(files)} files)"
     has_manifest = fs.isfile(f"{root}/{MANIFEST}")
     if not tables and not has_manifest:
         raise HubError(
             f"{location} holds no hub data (no {MANIFEST} and no tables such as traffic.parquet, "
             f"traffic/ or demand.csv); point at a hub directory"
         )
-    if has_manifest:
-        try:
-            meta = HubMeta.from_dict(json.loads(fs.cat_file(f"{root}/{MANIFEST}")))
-        except (json.JSONDecodeError, TypeError) as e:
-            raise HubError(f"{root}/{MANIFEST} is not a valid hub manifest: {e}; fix or delete it") from e
-    else:
-        meta = infer_meta(tables, name=posixpath.basename(root))
+    if fs.isdir(root):
+        origin.strays = _strays(fs, root)
+    base = posixpath.basename(root)
+    meta = _manifest(fs, f"{root}/{MANIFEST}", tables, base) if has_manifest else infer_meta(tables, name=base)
     zone = meta.timezone_problem()
     if zone:
         raise HubError(f"{root}/{MANIFEST}: {zone}")
-    for df in tables.values():  # CSV offsets come back as fixed offsets: show them in the city's zone
+    for name, df in tables.items():  # CSV offsets come back as fixed offsets: show them in the city's zone
         if "ts" in df and isinstance(df["ts"].dtype, pd.DatetimeTZDtype):
+            if offsets[name] is not None and has_manifest:
+                mismatch = zone_mismatch(df["ts"], offsets[name], meta.timezone)
+                if mismatch:
+                    origin.warnings.append((name, "ts", mismatch))
             df["ts"] = df["ts"].dt.tz_convert(meta.timezone)
-    return Hub(tables, meta)
+    return Hub(tables, meta, origin)
 
 
 def _write_tables(hub: Hub, fs: fsspec.AbstractFileSystem, root: str, fmt: str) -> None:

@@ -1,7 +1,7 @@
 """The in-memory hub: named tables plus a manifest (name, step, timezone, provenance)."""
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 
@@ -13,6 +13,23 @@ MANIFEST = "hub.json"
 
 
 SYNTH_SOURCE = "cityagent synth"  # how the synthesiser signs its hubs (hub.json "source")
+
+# manifest key -> (JSON type it must have, an example value); step and timezone have no safe default
+KEYS: dict[str, tuple[type, str]] = {
+    "name": (str, '"shenzhen"'),
+    "step": (str, '"15min"'),
+    "timezone": (str, '"Asia/Shanghai"'),
+    "source": (str, '"own data"'),
+    "extra": (dict, '{"grid": [16, 8]}'),
+}
+REQUIRED = ("step", "timezone")
+_JSON_TYPES = {str: "a string", dict: "an object", list: "a list", bool: "true/false", type(None): "null"}
+
+
+def _json_type(value: object) -> str:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return f"the number {value}"
+    return _JSON_TYPES.get(type(value), type(value).__name__)
 
 
 @dataclass
@@ -37,7 +54,7 @@ class HubMeta:
     def step_delta(self) -> pd.Timedelta:
         try:
             return pd.Timedelta(pd.tseries.frequencies.to_offset(self.step))
-        except ValueError as e:
+        except (ValueError, TypeError) as e:  # TypeError: a number, as in "step": 15
             raise HubError(f"hub.json step {self.step!r} is not a pandas offset; use e.g. '5min' or '1h'") from e
 
     def timezone_problem(self) -> str | None:
@@ -61,11 +78,62 @@ class HubMeta:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "HubMeta":
-        unknown = set(d) - {"name", "step", "timezone", "source", "extra"}
+    def from_dict(cls, d: object, where: str = MANIFEST, example: "HubMeta | None" = None) -> "HubMeta":
+        """A manifest as read from a file or SQL row: ``step`` and ``timezone`` are required, every key has its type.
+
+        Args:
+            d: the parsed JSON.
+            where: the file or table named in errors.
+            example: a manifest inferred from the data, whose step and timezone the errors suggest.
+        """
+        if not isinstance(d, dict):
+            raise HubError(f"{where} holds {_json_type(d)}, not a JSON object; write e.g. {_minimal()}")
+        unknown = set(d) - set(KEYS)
         if unknown:
-            raise HubError(f"hub.json has unknown keys {sorted(unknown)}; allowed: name, step, timezone, source, extra")
+            raise HubError(f"{where} has unknown keys {sorted(unknown)}; allowed: {', '.join(KEYS)}")
+        for key in REQUIRED:  # a silent 5min/UTC default once made training invent 2 of every 3 readings
+            if key not in d:
+                value = _example(example, key) or KEYS[key][1]
+                what = "the reading interval" if key == "step" else "the city's IANA zone"
+                raise HubError(f'{where} has no "{key}"; add {what}, e.g. "{key}": {value}')
+        for key, value in d.items():
+            kind, sample = KEYS[key]
+            if not isinstance(value, kind):
+                raise HubError(
+                    f'{where}: "{key}" is {_json_type(value)} but must be {_JSON_TYPES[kind]}, e.g. "{key}": {sample}'
+                )
         return cls(**d)
+
+
+def step_text(step: pd.Timedelta) -> str:
+    """A pandas offset alias for ``step`` as a person writes it: ``15min``, ``1h``, ``1D``."""
+    for unit, alias in ((pd.Timedelta("1D"), "D"), (pd.Timedelta("1h"), "h"), (pd.Timedelta("1min"), "min")):
+        if step % unit == pd.Timedelta(0):
+            return f"{step // unit}{alias}"
+    return f"{int(step.total_seconds())}s"
+
+
+def _example(meta: HubMeta | None, key: str) -> str | None:
+    """The data's own step or zone as an example value; a fixed offset (``Etc/GMT-8``) is no zone to copy."""
+    if meta is None:
+        return None
+    if key == "step":
+        return f'"{step_text(meta.step_delta)}"'
+    return None if meta.timezone.startswith(("Etc/", "UTC")) else f'"{meta.timezone}"'
+
+
+def _minimal() -> str:
+    return "{" + ", ".join(f'"{k}": {KEYS[k][1]}' for k in ("name", *REQUIRED)) + "}"
+
+
+@dataclass
+class Origin:
+    """Where a hub was read from, for what validation can only say about the source (files it did not read)."""
+
+    kind: Literal["files", "sql"]
+    tables: dict[str, str] = field(default_factory=dict)  # table -> what held it: 'traffic.csv', 'traffic/ (3 files)'
+    strays: list[str] = field(default_factory=list)  # hub-folder entries that are no table: 'trafic.csv'
+    warnings: list[tuple[str, str, str]] = field(default_factory=list)  # (table, column, message) from raw files
 
 
 @dataclass
@@ -74,6 +142,7 @@ class Hub:
 
     tables: dict[str, pd.DataFrame]
     meta: HubMeta = field(default_factory=HubMeta)
+    origin: Origin | None = field(default=None, repr=False, compare=False)  # None: built in memory
 
     def __post_init__(self) -> None:
         unknown = set(self.tables) - set(TABLES)
@@ -94,10 +163,29 @@ class Hub:
             near = nearest(name, self.tables) or nearest(name, TABLES)
             if near and near != name:  # a typo, not a table this hub lacks
                 fix = f"did you mean {near!r}?" + ("" if near in self.tables else f" (this hub has none either: {fix})")
+            stray = self._stray_for(name)
+            if stray:  # the data is there under a name the reader skips
+                fix = f"the hub folder holds {stray}, which is not read: rename it {name}{_suffix(stray)}"
             raise HubError(
                 f"this hub has no {name!r} table (it has: {', '.join(sorted(self.tables)) or 'none'}); {fix}"
             )
         return self.tables[name]
 
+    def _stray_for(self, name: str) -> str | None:
+        """A file or folder of the hub that is probably table ``name`` misnamed (``trafic.csv``, ``Traffic.csv``)."""
+        for stray in self.origin.strays if self.origin else ():
+            if stray_table(stray) == name:
+                return stray
+        return None
+
     def summary(self) -> dict[str, int]:
         return {name: len(df) for name, df in sorted(self.tables.items())}
+
+
+def _suffix(entry: str) -> str:
+    return "/" if entry.endswith("/") else "." + entry.split(".", 1)[1] if "." in entry else ""
+
+
+def stray_table(entry: str) -> str | None:
+    """The hub table a misnamed file or folder most likely holds (``trafic.csv`` → ``traffic``), or None."""
+    return nearest(entry.rstrip("/").split(".", 1)[0], TABLES, cutoff=0.75)

@@ -22,7 +22,12 @@ from cityagent.hub.schema import table_schema
 def _meta(location: str, step: str | None, timezone: str | None) -> HubMeta:
     fs, root = fsspec.core.url_to_fs(location)
     path = posixpath.join(root.rstrip("/"), MANIFEST)
-    meta = HubMeta.from_dict(json.loads(fs.cat_file(path))) if fs.isfile(path) else HubMeta()
+    given = {k: v for k, v in (("step", step), ("timezone", timezone)) if v is not None}
+    if fs.isfile(path):  # what the caller passes stands in for a key the manifest lacks
+        raw = json.loads(fs.cat_file(path))
+        meta = HubMeta.from_dict({**given, **raw} if isinstance(raw, dict) else raw, where=path)
+    else:
+        meta = HubMeta()
     if not fs.isfile(path) and step is None:
         raise ConfigError(f"{location} has no {MANIFEST}; pass step= (e.g. '5min') and timezone=")
     out = HubMeta(meta.name, step or meta.step, timezone or meta.timezone, meta.source, meta.extra)

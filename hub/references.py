@@ -1,5 +1,6 @@
 """Cross-table checks: readings and edges must name sensors or zones the hub knows."""
 
+import numpy as np
 import pandas as pd
 
 from cityagent.hub.hub import Hub
@@ -10,7 +11,8 @@ from cityagent.hub.schema import TABLES
 def _unknown(report: Report, table: str, column: str, values: pd.Series, known: set[str], where: str) -> None:
     bad = ~values.isin(known) & values.notna()
     if bad.any():
-        examples = ", ".join(map(repr, pd.unique(values[bad])[:3]))
+        shown = [v.item() if isinstance(v, np.generic) else v for v in pd.unique(values[bad])[:3]]  # 1, not np.int64(1)
+        examples = ", ".join(map(repr, shown))
         n_ids = values[bad].nunique()
         report.add(
             "error",

@@ -21,13 +21,16 @@ class Issue:
     row: int | None = None
     count: int | None = None
     at: str | None = None
+    line_of: str | None = "if CSV"  # after "line N": the CSV file the table came from; None where lines mean nothing
 
     @property
     def location(self) -> str:
-        """``table.column at data row N (line N+1 if CSV; key=value, ...)``, as much of it as is known."""
+        """``table.column at data row N (line N+1 of traffic.csv; key=value, ...)``, as much of it as is known."""
         where = self.table + (f".{self.column}" if self.column else "")
         if self.row is not None:
-            where += f" at data row {self.row + 1} (line {self.row + 2} if CSV" + (f"; {self.at})" if self.at else ")")
+            notes = [f"line {self.row + 2} {self.line_of}"] if self.line_of else []
+            notes += [self.at] if self.at else []
+            where += f" at data row {self.row + 1}" + (f" ({'; '.join(notes)})" if notes else "")
         return where
 
     def __str__(self) -> str:
@@ -40,8 +43,11 @@ class Report:
 
     issues: list[Issue] = field(default_factory=list)
     tables: dict[str, dict[str, object]] = field(default_factory=dict)
+    line_of: dict[str, str | None] = field(default_factory=dict)  # table -> Issue.line_of, where the source is known
 
     def add(self, level: Level, table: str, message: str, **where: object) -> None:
+        if table in self.line_of:
+            where.setdefault("line_of", self.line_of[table])
         self.issues.append(Issue(level, table, message, **where))  # type: ignore[arg-type]
 
     @property

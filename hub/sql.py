@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from cityagent.config_errors import nearest
 from cityagent.errors import HubError
-from cityagent.hub.hub import Hub, HubMeta
+from cityagent.hub.hub import Hub, HubMeta, Origin
 from cityagent.hub.schema import TABLES
 from cityagent.hub.timestamps import infer_meta, parse_ts_column
 
@@ -84,6 +84,15 @@ def _restore_kinds(df: pd.DataFrame, name: str, timezone: str) -> pd.DataFrame:
     return df
 
 
+def _manifest(row: str, where: str) -> HubMeta:
+    """The manifest row's JSON, with step and timezone required (see ``HubMeta.from_dict``)."""
+    try:
+        raw = json.loads(row)
+    except (json.JSONDecodeError, TypeError) as e:
+        raise HubError(f"{where}: the manifest is not valid JSON ({e}); write it as one JSON object") from e
+    return HubMeta.from_dict(raw, where=where)
+
+
 def read_sql_hub(url: str, prefix: str = "") -> Hub:
     """Read the hub stored under ``prefix`` in the database at ``url``."""
     engine = _engine(url)
@@ -92,7 +101,7 @@ def read_sql_hub(url: str, prefix: str = "") -> Hub:
     if prefix + META_TABLE in existing:
         with engine.connect() as conn:
             row = conn.execute(sa.text(f'SELECT manifest FROM "{prefix}{META_TABLE}"')).scalar_one_or_none()
-        meta = HubMeta.from_dict(json.loads(row)) if row else None
+        meta = _manifest(row, f"the hub database {_shown(engine)}, table {prefix}{META_TABLE}") if row else None
         if meta is not None:
             _check_timezone(meta, engine, prefix)
     tables = {}
@@ -111,7 +120,8 @@ def read_sql_hub(url: str, prefix: str = "") -> Hub:
             f"with prefix {prefix!r}; write one with `cityagent hub copy DIR URL`"
         )
     meta = meta or infer_meta(tables, name=prefix.rstrip("_") or "sql")
-    return Hub({n: _restore_kinds(df, n, meta.timezone) for n, df in tables.items()}, meta)
+    origin = Origin("sql", tables={n: prefix + n for n in tables})
+    return Hub({n: _restore_kinds(df, n, meta.timezone) for n, df in tables.items()}, meta, origin)
 
 
 def write_sql_hub(hub: Hub, url: str, prefix: str = "") -> str:

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from cityagent.errors import ConfigError, HubError
+from cityagent.hub.grid import row_major, zone_cells
 from cityagent.hub.hub import Hub, HubMeta
 from cityagent.hub.schema import table_schema
 
@@ -79,8 +80,10 @@ def hub_index(hub: Hub) -> pd.DatetimeIndex:
 
 
 def _node_order(hub: Hub, table: str, ids: pd.Series) -> list[str]:
-    """Nodes in the static table's order when the hub has one, else the sorted ids of the table."""
+    """Grid cells row by row; other nodes in the static table's order when the hub has one, else sorted ids."""
     schema = table_schema(table)
+    if schema.node_table == "zones" and (cells := zone_cells(hub)) is not None:
+        return row_major(cells)  # grid models reshape nodes to [rows, cols]: the table's row order must not matter
     if schema.node_table and hub.has(schema.node_table):
         return [str(v) for v in hub.table(schema.node_table)[table_schema(schema.node_table).key[0]]]
     return sorted(str(v) for v in pd.unique(ids))

@@ -47,6 +47,61 @@ def utc_offset(value: object) -> str | None:
     return None
 
 
+def offset_minutes(text: pd.Series) -> np.ndarray:
+    """The UTC offset each timestamp text writes, in minutes (NaN where it writes none); read before parsing,
+    which keeps only the instants."""
+    if not (pd.api.types.is_object_dtype(text.dtype) or pd.api.types.is_string_dtype(text.dtype)):
+        return np.full(len(text), np.nan)
+    tails = text.astype(str).str.strip().str[-6:]  # '+08:00', '+0800' or 'Z' end ISO-8601 text
+    minutes = {}
+    for tail in tails.unique():
+        m = OFFSET.search(tail)
+        if m is None:
+            minutes[tail] = np.nan
+        elif m.group(0) == "Z":
+            minutes[tail] = 0.0
+        else:
+            sign, digits = m.group(0)[0], m.group(0)[1:].replace(":", "")
+            minutes[tail] = (-1 if sign == "-" else 1) * (int(digits[:2]) * 60 + int(digits[2:]))
+    return tails.map(minutes).to_numpy(dtype=float)
+
+
+def _offset_text(minutes: float) -> str:
+    sign, m = ("-" if minutes < 0 else "+"), int(abs(minutes))
+    return f"{sign}{m // 60:02d}:{m % 60:02d}"
+
+
+def zone_mismatch(ts: pd.Series, written: np.ndarray, timezone: str) -> str | None:
+    """What to say when no written UTC offset is ``timezone``'s at its instant, or None.
+
+    Instants are kept whatever the zone, but times of day, weekdays and date partitions follow the manifest's
+    zone, so +08:00 data under Europe/London would shift every calendar feature by 8 hours. All-UTC text is a
+    common way to store any city's readings, so it passes.
+
+    Args:
+        ts: the parsed timestamps (timezone-aware).
+        written: the offsets the text wrote, minutes (``offset_minutes``).
+        timezone: the manifest's IANA zone.
+    """
+    has = ~np.isnan(written)
+    if not has.any() or (written[has] == 0).all():
+        return None
+    utc = ts.dt.tz_convert("UTC").dt.tz_localize(None)
+    zone = ((ts.dt.tz_convert(timezone).dt.tz_localize(None) - utc) / pd.Timedelta("1min")).to_numpy()
+    if (written[has] == zone[has]).any():
+        return None
+    rows = np.flatnonzero(has & (written != 0) & ~np.isnan(zone))
+    if not len(rows):
+        return None
+    row = int(rows[0])
+    example = ts.iloc[row].tz_convert(datetime.timezone(datetime.timedelta(minutes=written[row]))).isoformat()
+    return (
+        f"the timestamps carry UTC offset {_offset_text(written[row])} (e.g. {example}) but hub.json timezone "
+        f"{timezone} is {_offset_text(zone[row])} then; the instants are kept, but times of day, weekdays and "
+        f"date partitions follow {timezone}: set timezone to the city's zone"
+    )
+
+
 def text_ts_problem(s: pd.Series, problem: str, timezone: str) -> tuple[str, int | None]:
     """Why a ``ts`` column stayed text, and the row: its first value that is no timestamp or lacks a UTC offset.
 

@@ -11,10 +11,11 @@ import numpy as np
 import pandas as pd
 
 from cityagent.errors import HubError
-from cityagent.hub.hub import Hub
+from cityagent.hub.hub import Hub, Origin, stray_table
 from cityagent.hub.references import check_references
 from cityagent.hub.report import Issue, Report
 from cityagent.hub.schema import TABLES, Column, TableSchema, table_schema
+from cityagent.hub.step_check import STEP_TABLES, check_step
 from cityagent.hub.timeline import check_timeline
 from cityagent.hub.timestamps import text_ts_problem
 
@@ -52,19 +53,23 @@ def _check_bounds(report: Report, name: str, s: pd.Series, col: Column) -> None:
             report.add("error", name, f"{n} {what} (first {v[row]:g}); {todo}", column=col.name, row=row, count=n)
 
 
-def _type_problem(s: pd.Series, col: Column) -> str | None:
-    """Why ``s`` does not hold ``col.kind`` values, or None when it does."""
+def _type_problem(s: pd.Series, col: Column, sql: bool = False, timezone: str = "Asia/Shanghai") -> str | None:
+    """Why ``s`` does not hold ``col.kind`` values, or None when it does; ``sql`` words the fix for SQL hubs,
+    ``timezone`` (the hub's) the one for naive timestamps."""
     dt = s.dtype
     if col.kind in ("id", "str"):
         all_str = not pd.api.types.is_object_dtype(dt) or s.dropna().map(type).eq(str).all()
         if pd.api.types.is_string_dtype(dt) and all_str:
             return None
-        return f"has dtype {dt}; {col.kind}s must be strings — cast with .astype(str)"
+        fix = "store the column as text (or cast it in SQL)" if sql else "cast with .astype(str)"
+        return f"has dtype {dt}; {col.kind}s must be strings — {fix}"
     if col.kind == "ts":
         if isinstance(dt, pd.DatetimeTZDtype):
             return None
         if pd.api.types.is_datetime64_dtype(dt):
-            return "is timezone-naive; localise it (.dt.tz_localize('Asia/Shanghai')) or write ISO-8601 with offsets"
+            if sql:
+                return "is timezone-naive; store it as timestamp with time zone (or ISO-8601 text with offsets)"
+            return f"is timezone-naive; localise it (.dt.tz_localize({timezone!r})) or write ISO-8601 with offsets"
         return f"has dtype {dt}, not timestamps; write ISO-8601 timestamps with a UTC offset"
     if col.kind == "float":
         ok = pd.api.types.is_numeric_dtype(dt) and not pd.api.types.is_bool_dtype(dt)
@@ -76,9 +81,34 @@ def _type_problem(s: pd.Series, col: Column) -> str | None:
     return None
 
 
-def _check_table(report: Report, name: str, df: pd.DataFrame, schema: TableSchema, timezone: str) -> set[str]:
+def _not_a_number(s: pd.Series, problem: str, sql: bool) -> tuple[str, int | None]:
+    """``problem`` with the first value of ``s`` that is no number (``'fast'``, ``'45.5 km/h'``), and its row."""
+    if pd.api.types.is_numeric_dtype(s.dtype):  # ints where floats belong, or floats where ints do
+        return problem, None
+    bad = (pd.to_numeric(s, errors="coerce").isna() & s.notna()).to_numpy()
+    if not bad.any():
+        return problem, None
+    row = _first(bad)
+    value = _plain(s.iloc[row])
+    fix = "fix it in SQL or cast the column to a number" if sql else "write plain numbers, without units or text"
+    return f"{problem} (first bad value {value!r}); {fix}", row
+
+
+def _plain(v: object) -> object:
+    """``np.int64(1)`` as ``1``: numpy scalars print their type since numpy 2."""
+    return v.item() if isinstance(v, np.generic) else v
+
+
+# tables that must hold rows; an empty edge list, incident log or decision log is a fact, not a fault
+MUST_HAVE_ROWS = ("traffic", "demand", "weather", "sensors", "zones")
+
+
+def _check_table(
+    report: Report, name: str, df: pd.DataFrame, schema: TableSchema, timezone: str, origin: Origin | None = None
+) -> set[str]:
     """Column, type, null, range and key checks; returns the columns whose type is usable."""
     cols = set(df.columns)
+    sql = origin is not None and origin.kind == "sql"
     for c in schema.required:
         if c not in cols:
             report.add("error", name, f"missing required column {c!r}; {name} needs {schema.required}", column=c)
@@ -87,17 +117,24 @@ def _check_table(report: Report, name: str, df: pd.DataFrame, schema: TableSchem
     if schema.one_of and not any(all(c in cols for c in group) for group in schema.one_of):
         groups = " or ".join("(" + ", ".join(g) + ")" for g in schema.one_of)
         report.add("error", name, f"needs the columns {groups}")
+    if df.empty:  # its columns' dtypes say nothing, so no type errors either
+        where = f" ({origin.tables[name]})" if origin and name in origin.tables else ""
+        level = "error" if name in MUST_HAVE_ROWS else "warning"
+        report.add(level, name, f"table {name}{where} has no rows; add its readings or remove it")
+        return set()
     usable = set()
     for col in schema.columns:
         if col.name not in cols:
             continue
         s = df[col.name]
-        problem = _type_problem(s, col)
+        problem = _type_problem(s, col, sql, timezone)
         if problem:
             bad = s.map(lambda v: not isinstance(v, str)) if col.kind in ("id", "str") else None
             row = _first(bad) if bad is not None and bad.any() else None
             if col.kind == "ts" and not pd.api.types.is_datetime64_any_dtype(s.dtype):
                 problem, row = text_ts_problem(s, problem, timezone)
+            if col.kind in ("float", "int"):
+                problem, row = _not_a_number(s, problem, sql)
             report.add("error", name, f"column {col.name!r} {problem}", column=col.name, row=row)
             continue
         usable.add(col.name)
@@ -122,7 +159,8 @@ def _check_table(report: Report, name: str, df: pd.DataFrame, schema: TableSchem
             )
         if col.bounds and pd.api.types.is_numeric_dtype(s):
             _check_bounds(report, name, s, col)
-    key = [k for k in schema.key if k in cols]
+    # with a required key column missing, "duplicates" of the rest would blame the wrong thing
+    key = [k for k in schema.key if k in cols or schema.column(k).required]
     if key and set(key) <= usable:
         dup = df.duplicated(subset=key, keep="first").to_numpy()
         if dup.any():
@@ -143,7 +181,7 @@ def _locate(issue: Issue, tables: dict[str, pd.DataFrame]) -> Issue:
         return issue
     schema = TABLES[issue.table]
     cols = [c for c in dict.fromkeys(schema.key or (schema.node_column, "ts")) if c in df and c != issue.column]
-    shown = [(c, v.item() if isinstance(v := df[c].iloc[issue.row], np.generic) else v) for c in cols]
+    shown = [(c, _plain(df[c].iloc[issue.row])) for c in cols]
     at = ", ".join(f"{c}={v.isoformat() if isinstance(v, pd.Timestamp) else repr(v)}" for c, v in shown)
     return replace(issue, at=at or None)
 
@@ -155,6 +193,15 @@ def _summary(df: pd.DataFrame, schema: TableSchema) -> dict[str, object]:
     if "ts" in df and isinstance(df["ts"].dtype, pd.DatetimeTZDtype) and len(df):
         out["from"], out["to"] = str(df["ts"].min()), str(df["ts"].max())
     return out
+
+
+def _stray_message(entry: str) -> str:
+    table = stray_table(entry)
+    if table is None:
+        return f"{entry} is not a hub table, so it is not read; hub tables are {', '.join(TABLES)}"
+    if entry.rstrip("/").split(".", 1)[0] == table:  # the right name in a format the reader skips
+        return f"{entry} is not read: table {table} is read from {table}.csv, {table}.parquet or a {table}/ folder"
+    return f"{entry} is not a hub table: did you mean {table}? It is not read until renamed"
 
 
 def validate_hub(hub: Hub) -> Report:
@@ -173,12 +220,26 @@ def validate_hub(hub: Hub) -> Report:
         report.add("warning", "hub.json", f"no manifest: assumed step {meta.step}, timezone {meta.timezone}")
     if not hub.tables:
         report.add("error", "hub", "the hub has no tables")
+    origin = hub.origin
+    if origin is not None:  # "line N" only where the table is one CSV file: SQL rows and Parquet have no lines
+        report.line_of = {
+            name: f"of {origin.tables[name]}"
+            if origin.kind == "files" and origin.tables.get(name, "").endswith(".csv")
+            else None
+            for name in hub.tables
+        }
+    for stray in origin.strays if origin else ():
+        report.add("warning", "hub", _stray_message(stray))
+    for table, column, message in origin.warnings if origin else ():
+        report.add("warning", table, message, column=column)
     for name, df in hub.tables.items():
         schema = table_schema(name)
-        usable = _check_table(report, name, df, schema, meta.timezone)
+        usable = _check_table(report, name, df, schema, meta.timezone, origin)
         report.tables[name] = _summary(df, schema)
         timeline = step is not None and not zone  # slots and gaps are counted in the city's local time
         if schema.temporal and "ts" in usable and timeline and name not in ("incidents", "decisions"):
+            if name in STEP_TABLES:
+                check_step(report, name, df, schema, step, meta)
             check_timeline(report, name, df, schema, step, meta)
     check_references(report, hub)
     report.issues = [_locate(issue, hub.tables) for issue in report.issues]

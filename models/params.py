@@ -24,6 +24,15 @@ COMMON_PARAMS = (
 )
 
 
+def needs_grid(model: str, alternative: str = "") -> ConfigError:
+    """The error for a grid model on nodes that are not a complete grid of cells."""
+    return ConfigError(
+        f"{model} needs the task's grid (rows, cols) of cells: give the hub's zones integer row and col columns, one "
+        'zone per cell of a complete grid (or add "extra": {"grid": [rows, cols]} to hub.json with the zones listed '
+        f"row by row){alternative}."
+    )
+
+
 def _positive_int(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
         raise ConfigError(f"{name} must be a positive integer, got {value!r}; fix the task or model config.")

@@ -93,6 +93,16 @@ def model_info(name: str) -> ModelInfo:
     return _REGISTRY[name]
 
 
+def domain_note(name: str, domain: str) -> str | None:
+    """Why model ``name`` may not suit a ``domain`` task: it is registered for another domain (where it was designed
+    and benchmarked); None when it is registered for ``domain`` or ``any``."""
+    info = model_info(name)
+    if info.domain in ("any", domain):
+        return None
+    others = ", ".join(list_models(domain))
+    return f"model {name!r} is registered for {info.domain}, not {domain}; {domain} models: {others}"
+
+
 def _quoted(names: list[str]) -> str:
     return ", ".join(map(repr, names))
 
@@ -100,12 +110,18 @@ def _quoted(names: list[str]) -> str:
 def _unknown_params(name: str, unknown: list[str], valid: set[str]) -> ConfigError:
     """The error for params ``name`` does not take: typos get the nearest valid name; params of other models
     (a config whose model.name alone was changed) name every model that has them, and how to reset."""
-    choices = sorted(valid | set(COMMON_PARAMS))
+    own = sorted(valid - set(COMMON_PARAMS))  # the task gives the common params: model.params may not set them
     hints = []
     for key in unknown:
-        near = difflib.get_close_matches(key, choices, n=1, cutoff=0.4)
-        if near and not any(key in info.params for info in _REGISTRY.values()):
+        if any(key in info.params for info in _REGISTRY.values()):
+            continue
+        near = difflib.get_close_matches(key, own, n=1, cutoff=0.4)
+        task_near = difflib.get_close_matches(key, COMMON_PARAMS, n=1, cutoff=0.8)
+        if near:
             hints.append(f" Did you mean {near[0]!r}" + (f" for {key!r}?" if len(unknown) > 1 else "?"))
+        elif task_near:
+            where = {"quantiles": "train.quantiles", "input_len": "task.params", "horizon": "task.params"}
+            hints.append(f" {task_near[0]!r} comes from the task; set it in {where.get(task_near[0], 'the hub')}.")
     others = [m for m in list_models() if m != name]
     owners = [m for m in others if all(k in _REGISTRY[m].params for k in unknown)]
     which = "It is a parameter" if len(unknown) == 1 else "They are parameters"
@@ -118,7 +134,7 @@ def _unknown_params(name: str, unknown: list[str], valid: set[str]) -> ConfigErr
         )
     noun = "parameter" if len(unknown) == 1 else "parameters"
     return ConfigError(
-        f"model {name!r} has no {noun} {_quoted(unknown)}.{''.join(hints)} Valid: {', '.join(sorted(valid))}."
+        f"model {name!r} has no {noun} {_quoted(unknown)}.{''.join(hints)} Valid: {', '.join(own) or 'none'}."
     )
 
 

@@ -3,10 +3,10 @@
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from cityagent.config_errors import explain
+from cityagent.config_errors import explain, nearest
+from cityagent.config_yaml import read_yaml
 from cityagent.errors import ConfigError
 
 MAX_MESSAGE_MB = 2047  # gRPC's message-size options are int32 bytes: 2048 MiB would overflow them
@@ -24,6 +24,27 @@ class OrtConfig(_Strict):
     graph_optimization: Literal["disable", "basic", "extended", "all"] = "all"
     execution_mode: Literal["sequential", "parallel"] = "sequential"
     providers: list[str] = Field(default_factory=lambda: ["CPUExecutionProvider"], description="in priority order")
+
+    @field_validator("providers")
+    @classmethod
+    def _available_here(cls, providers: list[str]) -> list[str]:
+        """ONNX Runtime only warns about a provider it lacks and runs on CPU: here that is an error at load."""
+        import onnxruntime as ort
+
+        known, here = ort.get_all_providers(), ort.get_available_providers()
+        if not providers:
+            raise ValueError(f"list at least one provider; this machine has {', '.join(here)}")
+        for name in providers:
+            if name not in known:
+                near = nearest(name, known, cutoff=0.7)  # "ExecutionProvider" alone makes names look alike
+                hint = f"did you mean {near!r}? " if near else ""
+                raise ValueError(f"{name!r} is no ONNX Runtime provider; {hint}this machine has {', '.join(here)}")
+            if name not in here:
+                raise ValueError(
+                    f"{name!r} is not in this machine's onnxruntime build, which has {', '.join(here)}; drop it or "
+                    "install the build that has it (onnxruntime-gpu for CUDAExecutionProvider)"
+                )
+        return providers
 
 
 class BatchingConfig(_Strict):
@@ -127,7 +148,7 @@ def load_serving_config(path: str | Path | None = None, overrides: dict[str, Any
         p = Path(path)
         if not p.is_file():
             raise ConfigError(f"serving config {p} does not exist; pass an existing YAML file or leave it out.")
-        raw = yaml.safe_load(p.read_text()) or {}
+        raw = read_yaml(p, "serving config") or {}
         if not isinstance(raw, dict):
             raise ConfigError(
                 f"serving config {p} must be a mapping of ServingConfig fields, not {type(raw).__name__}."

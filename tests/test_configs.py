@@ -63,6 +63,12 @@ def test_bad_keys_are_named(override, message):
         ("train.quantiles=[1.5]", r"'train\.quantiles': levels must be strictly increasing and inside \(0, 1\)"),
         ("train.quantiles=[0.9, 0.1]", r"'train\.quantiles': levels must be strictly increasing"),
         ("train.loss=quantile", r"'train\.quantiles': train\.loss=quantile needs the levels"),
+        ("train.seed=-1", r"'train\.seed': Input should be greater than or equal to 0"),
+        ("train.limit_train_batches=0", r"'train\.limit_train_batches': give a share in \(0, 1\]"),
+        ("train.limit_train_batches=2.5", r"'train\.limit_train_batches': give a share in \(0, 1\]"),
+        ("train.num_threads=-3", r"'train\.num_threads': Input should be greater than or equal to 1"),
+        ("train.lr=.inf", r"'train\.lr': Input should be a finite number"),
+        ("train.quantiles=[0.1,", r"override 'train\.quantiles=\[0\.1,': the value is not valid YAML"),
     ],
 )
 def test_what_needs_no_data_is_checked_when_the_config_loads(override, message):
@@ -103,3 +109,19 @@ def test_a_number_in_a_text_field_is_its_text_and_a_boolean_is_refused_saying_to
     assert load_config(None, ["tracking.experiment=null"]).tracking.experiment is None
     with pytest.raises(ConfigError, match=r"'train\.max_epochs': expected a number, not the boolean true"):
         load_config(None, ["train.max_epochs=true"])
+
+
+def test_numbers_read_as_written_and_a_key_given_twice_is_refused(tmp_path):
+    """YAML 1.1 read 5e-2 as text and 010 as eight; config files and overrides read them as people mean them."""
+    path = tmp_path / "run.yaml"
+    path.write_text(
+        f"defaults: [{CONFIGS / 'traffic.yaml'}]\nmodel:\n  params: {{dropout: 5e-2}}\ntrain:\n  lr: 1e-3\n"
+    )
+    cfg = load_config(path, ["train.max_epochs=010", "model.params.embed_dim=1e1"])
+    assert cfg.model.params["dropout"] == 0.05 and cfg.train.lr == 0.001 and cfg.train.max_epochs == 10
+    assert cfg.model.params["embed_dim"] == 10.0 and isinstance(cfg.model.params["embed_dim"], float)
+    path.write_text("train:\n  max_epochs: 2\n  lr: 0.01\n  max_epochs: 1\n")
+    with pytest.raises(
+        ConfigError, match=r"is not valid YAML.*the key 'max_epochs' is given twice \(first on line 2\)"
+    ):
+        load_config(path)

@@ -1,16 +1,20 @@
 """Build the model a config names for a task: the registry model with the task's shapes, wrapped in real units."""
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from cityagent.errors import ConfigError
 from cityagent.hub.protocols import TaskData
 from cityagent.models.params import COMMON_PARAMS
-from cityagent.models.registry import build_model
+from cityagent.models.registry import build_model, domain_note
 from cityagent.models.scaled import ScaledModel
 from cityagent.training.config import ModelConfig
+
+log = logging.getLogger(__name__)
 
 
 def target_channel(task: TaskData) -> int:
@@ -37,7 +41,22 @@ def build_params(task: TaskData, model: ModelConfig, quantiles: Sequence[float] 
         "grid": tuple(task.extra["grid"]) if task.extra.get("grid") else None,
         "quantiles": tuple(quantiles) if quantiles else None,
     }
-    return {**{k: v for k, v in common.items() if v is not None}, **model.params}  # absent facts stay absent
+    own = dict(model.params)
+    if own.get("steps_per_day") == "auto":  # time-of-day slots follow the hub's step (288 at 5 min, 96 at 15 min)
+        own["steps_per_day"] = slots_per_day(task.step)
+    return {**{k: v for k, v in common.items() if v is not None}, **own}  # absent facts stay absent
+
+
+def slots_per_day(step: str) -> int:
+    """Steps in a day at ``step`` (a pandas offset alias); a ConfigError when a day is no whole number of them."""
+    delta = pd.Timedelta(pd.tseries.frequencies.to_offset(step))
+    slots, rest = divmod(pd.Timedelta("1D"), delta)
+    if rest or not slots:
+        raise ConfigError(
+            f"model.params.steps_per_day=auto: a day is not a whole number of the hub's {step} steps; "
+            "set steps_per_day to the number of time-of-day slots you want"
+        )
+    return int(slots)
 
 
 def target_floor(task: TaskData) -> float | None:
@@ -69,14 +88,30 @@ def build_scaled_model(
     return scaled(task, build_model(model.name, **params)), params
 
 
-def check_buildable(task: TaskData, model: ModelConfig, quantiles: Sequence[float] | None = None) -> None:
+def check_buildable(
+    task: TaskData, model: ModelConfig, quantiles: Sequence[float] | None = None, domain: str | None = None
+) -> None:
     """Build the model once, before an MLflow run opens, so a bad ``model.params`` value fails as a ConfigError
-    naming it (not a torch traceback after the run has started, leaving a FAILED run behind)."""
+    naming it (not a torch traceback after the run has started, leaving a FAILED run behind).
+
+    With the task's ``domain``, a model registered for another domain is a warning (many run anywhere: gbrt_demand
+    on traffic, gwnet on a demand graph), and an error building it says which models the domain has.
+    """
+    note = domain_note(model.name, domain) if domain else None
+    if note:
+        log.warning("%s; it runs on this task only if its inputs fit, and was not tuned for it", note)
     params = build_params(task, model, quantiles)
     try:
-        build_model(model.name, **params)
+        built = build_model(model.name, **params)
+        if hasattr(built, "check_params"):  # classical models: scikit-learn checks its params only in fit()
+            built.check_params()
+    except ConfigError as e:
+        if not note:
+            raise
+        raise ConfigError(f"{str(e).rstrip('.')} ({note}).") from e
     except (TypeError, ValueError, RuntimeError, OverflowError) as e:  # a constructor choking on a value
+        why = str(e).rstrip(".")  # scikit-learn's messages end in a full stop
         raise ConfigError(
-            f"model {model.name!r} cannot be built from model.params {dict(model.params)}: {e}; check each value's "
+            f"model {model.name!r} cannot be built from model.params {dict(model.params)}: {why}; check each value's "
             "type and range (docs/configuration.md lists them)"
         ) from e

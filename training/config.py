@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from cityagent.config_errors import key_hint, nearest
+from cityagent.config_yaml import parse_yaml, read_yaml, yaml_problem
 from cityagent.errors import ConfigError
 
 Domain = Literal["traffic", "demand", "risk"]
@@ -177,8 +178,8 @@ class TrainConfig(Strict):
 
     max_epochs: int = Field(20, ge=1)
     batch_size: int = Field(64, ge=1)
-    lr: float = Field(2e-3, gt=0)
-    weight_decay: float = Field(1e-4, ge=0)
+    lr: float = Field(2e-3, gt=0, allow_inf_nan=False)
+    weight_decay: float = Field(1e-4, ge=0, allow_inf_nan=False)
     loss: Literal["mae", "mse", "huber", "risk", "quantile"] = "mae"
     quantiles: list[float] | None = None
     conformal: bool = Field(
@@ -187,14 +188,14 @@ class TrainConfig(Strict):
         "so the interval covers its nominal share",
     )
     patience: int = Field(5, ge=1, description="early stopping on validation loss")
-    grad_clip: float = Field(5.0, ge=0)
-    seed: int = 0
+    grad_clip: float = Field(5.0, ge=0, allow_inf_nan=False)
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="numpy takes seeds in [0, 2**32 - 1]")
     workers: int = Field(2, ge=0, description="Ray Train workers; 0 trains in-process without Ray")
     cpus_per_worker: int = Field(1, ge=1)
     address: str | None = Field(None, description="Ray cluster address; default $RAY_ADDRESS or a local Ray")
     max_failures: int = Field(2, ge=0, description="worker failures a run survives by resuming its checkpoint")
     limit_train_batches: float | int = Field(1.0, description="fraction or count of batches per epoch")
-    num_threads: int | None = Field(None, description="torch threads per worker")
+    num_threads: int | None = Field(None, ge=1, description="torch threads per worker")
     accelerator: Literal["cpu", "gpu"] = Field("cpu", description="cpu, or gpu (one GPU per Ray worker)")
     scheduler: Literal["cosine", "plateau", "none"] = Field("cosine", description="learning-rate schedule")
     refit: bool = Field(False, description="classical models: refit on training + validation after scoring it")
@@ -209,6 +210,14 @@ class TrainConfig(Strict):
                 f"levels must be strictly increasing and inside (0, 1), e.g. [0.1, 0.5, 0.9]; got {quantiles}"
             )
         return quantiles
+
+    @field_validator("limit_train_batches")
+    @classmethod
+    def _batches(cls, value: float | int) -> float | int:
+        # Lightning reads a float as a share of the batches and an int as a count; anything else fails mid-run
+        if isinstance(value, bool) or not ((isinstance(value, int) and value >= 1) or 0 < value <= 1):
+            raise ValueError(f"give a share in (0, 1] (e.g. 0.25) or a number of batches >= 1 (e.g. 10); got {value}")
+        return value
 
     @model_validator(mode="after")
     def _quantile_loss_has_levels(self) -> "TrainConfig":
@@ -298,10 +307,7 @@ def read_yaml_tree(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, 
         raise ConfigError(f"config file {path} does not exist; see configs/ for examples")
     if p in _seen:
         raise ConfigError(f"config file {p} includes itself through defaults")
-    try:
-        tree = yaml.safe_load(p.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"config file {p} is not valid YAML: {e}") from e
+    tree = read_yaml(p) or {}
     if not isinstance(tree, dict):
         raise ConfigError(f"config file {p} must hold a mapping with task/model/train/tracking sections")
     merged: dict[str, Any] = {}
@@ -339,7 +345,13 @@ def _split(item: str) -> tuple[str, Any]:
     if "=" not in item:
         raise ConfigError(f"override {item!r} must look like key=value, e.g. train.max_epochs=3")
     key, raw = (part.strip() for part in item.split("=", 1))
-    value = yaml.safe_load(raw)
+    try:
+        value = parse_yaml(raw)
+    except yaml.YAMLError as e:
+        raise ConfigError(
+            f"override {item!r}: the value is not valid YAML ({yaml_problem(e)}); quote it, or close its brackets, "
+            "e.g. 'train.quantiles=[0.1,0.5,0.9]'"
+        ) from e
     if isinstance(value, bool | int | float) and text_only(_annotation(key)):
         return key, raw
     return key, value

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 
+from cityagent.config_yaml import parse_yaml
 from cityagent.errors import CityAgentError
 from cityagent.hub.hub import MANIFEST
 from cityagent.hub.protocols import TaskData
@@ -56,7 +56,7 @@ def load_run(
             f"run {run_id} has no {BUNDLE_DIR}/ or config.yaml artifacts; was it trained to the end by cityagent?"
         ) from e
     bundle = ModelBundle.load(folder / BUNDLE_FILE, source=f"runs:/{run_id}/{BUNDLE_DIR}/{BUNDLE_FILE}")
-    return bundle, load_config(None, None, **yaml.safe_load(cfg_file.read_text())), folder
+    return bundle, load_config(None, None, **parse_yaml(cfg_file.read_text())), folder
 
 
 def run_hub(run_id: str, cfg: RunConfig, tracking_uri: str | None = None, hub: str | None = None) -> RunConfig:

@@ -186,7 +186,7 @@ def fit(config: ConfigLike = None, *, callbacks: Sequence[pl.Callback] = (), **o
         if address:
             check_reachable(address)
     task, fp = load_task(cfg.task)
-    check_buildable(task, cfg.model, cfg.train.quantiles)
+    check_buildable(task, cfg.model, cfg.train.quantiles, cfg.task.domain)
     with start_run(uri, cfg, task, fp, kind) as run:
         result = train_and_report(run, cfg, task, fp, callbacks)
         diverged = divergence(result, cfg)

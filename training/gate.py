@@ -9,11 +9,13 @@ output than the champion (its ONNX metadata says so) cannot replace it at all: s
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from cityagent.config_errors import explain
+from cityagent.config_yaml import read_yaml
 from cityagent.errors import CityAgentError, ConfigError
 from cityagent.training.onnx_eval import Evaluation, evaluate_onnx
 
@@ -46,7 +48,7 @@ class GateConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    primary_metric: str = "mae"
+    primary_metric: Literal["mae", "rmse", "mape"] = "mae"  # what evaluate_onnx scores; another never compares
     greater_is_better: bool = False
     min_improvement: float = Field(0.02, ge=0)
     max_latency_ms: float = Field(50.0, gt=0)
@@ -69,10 +71,13 @@ def load_gate_config(path: str | Path | None = None) -> GateConfig:
         if path is None:
             return GateConfig()  # an installed package without the repo's configs/: built-in defaults
         raise ConfigError(f"gate config {p} does not exist; see configs/gate.yaml for an example.")
+    raw = read_yaml(p, "gate config") or {}  # invalid YAML is already a one-line ConfigError
+    if not isinstance(raw, dict):
+        raise ConfigError(f"gate config {p} must be a mapping of GateConfig fields, not {type(raw).__name__}.")
     try:
-        return GateConfig.model_validate(yaml.safe_load(p.read_text()) or {})
-    except (yaml.YAMLError, ValidationError) as e:
-        raise ConfigError(f"gate config {p} is invalid: {e}; valid keys: {', '.join(GateConfig.model_fields)}.") from e
+        return GateConfig.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(f"gate config {p}: {explain(e, GateConfig)}") from e
 
 
 def _budgets(ev: Evaluation, cfg: GateConfig) -> list[tuple[bool, str]]:

@@ -11,6 +11,7 @@ import numpy as np
 
 from cityagent.errors import ConfigError, HubError
 from cityagent.home import home_dir
+from cityagent.hub.grid import node_grid
 from cityagent.hub.hub import MANIFEST, Hub
 from cityagent.hub.io import is_sql_url, read_hub
 from cityagent.hub.protocols import TaskData, build_task, protocol_params
@@ -200,9 +201,8 @@ def load_task(cfg: TaskConfig) -> tuple[TaskData, HubFingerprint]:
             f"{len(task.train)}); the hub's last part lacks complete windows of {task.spec.need()} steps — check "
             f"it for a gap at the end (`cityagent hub validate {source}` shows gaps), or use a longer hub"
         )
-    grid = hub.meta.extra.get("grid")
-    if "grid" not in task.extra and grid and int(grid[0]) * int(grid[1]) == len(task.nodes):
-        task.extra["grid"] = [int(grid[0]), int(grid[1])]  # zones of a gridded hub: grid models can use it
+    if "grid" not in task.extra and (grid := node_grid(hub, task.nodes)):
+        task.extra["grid"] = list(grid)  # zones of a gridded hub: grid models can use it
     fp = fingerprint(task, source)
     log.info(
         "task %s: %s samples, %d nodes, features %s, fingerprint %s",

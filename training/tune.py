@@ -6,12 +6,13 @@ import logging
 import math
 import os
 import uuid
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 from cityagent.errors import CityAgentError, ConfigError
 from cityagent.hub.protocols import TaskData
-from cityagent.models.registry import build_model, model_info
+from cityagent.models.registry import model_info
 from cityagent.training.build import build_params, check_buildable
 from cityagent.training.config import RunConfig
 from cityagent.training.conformal import check_conformal
@@ -24,39 +25,25 @@ from cityagent.training.run_start import start_run
 from cityagent.training.task import load_task, task_name
 from cityagent.training.tracking import check_server, tracking_uri
 from cityagent.training.tune_classical import classical_search_space, tune_classical
+from cityagent.training.tune_space import (
+    check_space,
+    default_search_space,
+    fixed_keys,
+    resolve_space,
+    without_idle_params,
+)
 from cityagent.training.tune_trial import release_callback, run_trial, trial_config
 
+# the space helpers live in tune_space; importers of this module find them here too
+__all__ = ["check_samples", "check_space", "classical_search_space", "default_search_space", "trial_config", "tune"]
 log = logging.getLogger(__name__)
 FORCE_CLEANUP_ENV = "TUNE_FORCE_TRIAL_CLEANUP_S"
 
 
-def default_search_space(cfg: RunConfig) -> dict[str, Any]:
-    """Learning rate and weight decay, plus the model's ``hidden_size`` and ``dropout`` when it has them."""
-    from ray import tune
-
-    space: dict[str, Any] = {"train.lr": tune.loguniform(1e-4, 1e-2), "train.weight_decay": tune.loguniform(1e-6, 1e-2)}
-    params = model_info(cfg.model.name).params
-    if "hidden_size" in params:
-        space["model.params.hidden_size"] = tune.choice([16, 32, 64])
-    if "dropout" in params:
-        space["model.params.dropout"] = tune.uniform(0.0, 0.3)
-    return space
-
-
-def check_space(cfg: RunConfig, task: TaskData, space: dict[str, Any]) -> None:
-    """Build one trial's model from a value of every searched key, so a key that is not a config path or not a
-    parameter of the model fails here, named, rather than in every trial on the cluster."""
-
-    def example(domain: Any) -> Any:
-        if isinstance(domain, dict) and "grid_search" in domain:
-            return domain["grid_search"][0]
-        return domain.sample() if callable(getattr(domain, "sample", None)) else domain
-
-    try:
-        trial = trial_config(cfg.model_dump(), {k: example(v) for k, v in space.items()})
-        build_model(trial.model.name, **build_params(task, trial.model, trial.train.quantiles))
-    except ConfigError as e:
-        raise ConfigError(f"search space {sorted(space)}: {e}") from e
+def check_samples(samples: Any) -> None:
+    """``samples`` must be a whole number ≥ 1 (Ray reads -1 as "forever")."""
+    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+        raise ConfigError(f"tune samples={samples!r} must be a whole number ≥ 1: the number of trials to run.")
 
 
 def _history(result: Any) -> list[dict[str, float]]:
@@ -153,6 +140,8 @@ def tune(
     search_space: dict[str, Any] | None = None,
     *,
     max_concurrent: int | None = None,
+    fixed: Iterable[str] = (),
+    say: Callable[[str], None] | None = None,
     **overrides: Any,
 ) -> FitResult:
     """Search hyperparameters with ASHA; log every trial to MLflow and return the best one, fully reported.
@@ -160,37 +149,37 @@ def tune(
     Args:
         config: as for ``fit`` (a RunConfig, dict, YAML path or None).
         samples: number of trials.
-        search_space: dotted config keys → Ray Tune domains (``tune.loguniform(1e-4, 1e-2)``), lists (a choice)
-            or constants; default ``default_search_space(cfg)`` (deep) or ``classical_search_space(cfg)``.
+        search_space: dotted config keys → specs, replacing the default space: Ray Tune domains
+            (``tune.loguniform(1e-4, 1e-2)``), lists (a choice), ``{"low": 1e-4, "high": 1e-2, "log": True}`` (a
+            range), ``{"grid_search": [...]}`` or constants (see ``tune_space``); ``task.*`` keys are refused.
+            Default ``default_search_space(cfg)`` (deep) or ``classical_search_space(cfg)``, less the keys
+            ``overrides`` or ``fixed`` set, and less a dropout that changes nothing in the model.
         max_concurrent: trials at once (default: as many as the cluster's CPUs allow).
+        fixed: dotted keys the caller already set in ``config`` (``cityagent tune``'s command-line overrides):
+            treated like ``overrides``' own keys, which stay as given and are never searched.
+        say: where notes on the space go (a key left out because it is fixed); default ``log.warning``.
         **overrides: as for ``fit``.
 
     Returns:
         The best trial's FitResult (its MLflow run is a child of the sweep's parent run; ``info['parent_run_id']``).
     """
-    from ray import tune as ray_tune
-
     from cityagent.training.tune_progress import quiet_tune_output
 
-    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:  # Ray reads -1 as "forever"
-        raise ConfigError(f"tune samples={samples!r} must be a whole number ≥ 1: the number of trials to run.")
+    check_samples(samples)
     cfg = resolve_config(config, overrides)
+    say = say or log.warning
+    space, notes = resolve_space(cfg, search_space, fixed_keys(overrides) | set(fixed))
     kind = model_info(cfg.model.name).kind
-    if kind == "baseline":
-        raise ConfigError(
-            f"tune searches hyperparameters of models that learn; {cfg.model.name!r} is a parameter-free "
-            "baseline: use fit() instead"
-        )
     check_conformal(cfg, kind)
     check_device(cfg, kind)
     uri = tracking_uri(cfg.tracking.tracking_uri)
     check_server(uri)
     task, fp = load_task(cfg.task)
-    check_buildable(task, cfg.model, cfg.train.quantiles)
-    default = classical_search_space(cfg) if kind == "classical" else default_search_space(cfg)
-    space = {k: ray_tune.choice(v) if isinstance(v, list) else v for k, v in (search_space or default).items()}
-    if not space:
-        raise ConfigError(f"{cfg.model.name!r} has no default search space; pass search_space={{'model.params.…': …}}")
+    check_buildable(task, cfg.model, cfg.train.quantiles, cfg.task.domain)
+    for note in notes:
+        say(note)
+    if search_space is None:  # a space the user gave is searched as given
+        space = without_idle_params(cfg, task, space, say)
     check_space(cfg, task, space)
     monitor = monitor_for(task)
     started = connect(
@@ -220,7 +209,8 @@ def tune(
     if not ok:
         raise CityAgentError(
             f"every one of the {len(ran)} trials that ran diverged (NaN/inf {monitor} at every epoch); lower the "
-            "learning rate range (search_space['train.lr']) or check the data"
+            "learning rate range (--search 'train.lr={low: …, high: …, log: true}', or search_space['train.lr']) or "
+            "check the data"
         )
     best = min(ok, key=lambda r: _best_score(r, monitor))
     with start_run(uri, cfg, task, fp, "deep", run_name=f"tune-{cfg.model.name}-{task_name(cfg.task)}") as parent:

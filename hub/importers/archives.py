@@ -47,41 +47,89 @@ READS = {
 }
 
 
-def likely_importer(path: Path) -> str | None:
-    """The importer kind whose files look like ``path`` (by its first bytes and name), or None."""
+ADJACENCY = "an adjacency matrix CSV (headerless rows of 0 and 1)"
+# what a file no importer reads looks like -> what to do with it instead
+NOT_IMPORTED = {
+    "a Parquet file": "no importer reads Parquet: a long-format table goes straight into a hub folder as "
+    "<table>.parquet (README, 'Your own data')",
+    "a hub table CSV": "no import is needed: put it in a hub folder as <table>.csv with a hub.json "
+    "(README, 'Your own data'), then run `cityagent hub validate DIR`",
+}
+
+
+def _csv_look(text: str) -> tuple[str | None, str | None]:
+    from cityagent.hub.schema import TABLES
+
+    first = [t.strip() for t in text.splitlines()[0].split(",")]
+    if any(set(t.required) <= set(first) for t in TABLES.values()):
+        return None, f"a hub table CSV (columns {', '.join(first[:6])})"
+    zero_one = all(t in ("0", "1", "0.0", "1.0") for t in first)
+    if len(first) > 1 and zero_one and any(float(t) == 0 for t in first):  # a row of 1s is weather codes
+        return "tgcn-csv", ADJACENCY
+    return "tgcn-csv", f"a {READS['tgcn-csv']}"
+
+
+def sniff(path: Path) -> tuple[str | None, str | None]:
+    """The importer kind whose files look like ``path`` (by its first bytes and name), and what the file looks like
+    (``a Parquet file``); either is None when not known."""
     try:
         with open(path, "rb") as fh:
             head = fh.read(4096)
     except OSError:
-        return None
+        return None, None
+    if not head:
+        return None, "an empty file"
+    if head[:4] == b"PAR1":
+        return None, "a Parquet file"
     if head[:2] == b"\x1f\x8b" or tarfile.is_tarfile(path):
-        return "uctb"
+        return "uctb", f"a {READS['uctb']}"
     if head[:4] == b"PK\x03\x04":  # .npz files are zip archives too
         try:
             with zipfile.ZipFile(path) as zf:
                 names = zf.namelist()
         except READ_ERRORS:
-            return None
+            return None, None
         if any("all_data" in n for n in names):
-            return "gsnet"
-        return "jonas" if any(n in ("taxi.npy", "bike.npy") for n in names) else None
+            return "gsnet", f"a {READS['gsnet']}"
+        if any(n in ("taxi.npy", "bike.npy") for n in names):
+            return "jonas", f"a {READS['jonas']}"
+        return None, None
     try:
         text = head.decode("utf-8-sig")
     except UnicodeDecodeError:
-        return None
-    return "tgcn-csv" if "," in text and "\n" in text else None
+        return None, None
+    return _csv_look(text) if "," in text and "\n" in text else (None, None)
 
 
 def wrong_importer(path: Path, kind: str) -> str | None:
     """``"<path> looks like a CSV ..., not the <file> the 'uctb' importer reads; ..."`` when ``path`` is another
-    importer's kind of file, else None (the file is damaged, or of no kind we know)."""
-    other = likely_importer(path)
-    if other is None or other == kind:
+    importer's kind of file or one no importer reads, else None (the file is damaged, or of no kind we know)."""
+    other, look = sniff(path)
+    if look is None or other == kind:
         return None
-    return (
-        f"{path} looks like a {READS[other]}, not the {READS[kind]} the {kind!r} importer reads; import it with the "
-        f"{other!r} importer (`cityagent hub import {other} {path} ...`, or import_dataset({other!r}, ...))"
-    )
+    wrong = f"{path} looks like {look}, not the {READS[kind]} the {kind!r} importer reads"
+    if look == ADJACENCY:
+        return (
+            f"{wrong}; it is the --adj file of the 'tgcn-csv' importer: "
+            f"`cityagent hub import tgcn-csv SPEED.csv --adj {path} --out DIR`"
+        )
+    if other is not None:
+        return (
+            f"{wrong}; import it with the {other!r} importer (`cityagent hub import {other} {path} ...`, "
+            f"or import_dataset({other!r}, ...))"
+        )
+    fix = next((todo for what, todo in NOT_IMPORTED.items() if look.startswith(what)), None)
+    return f"{wrong}; {fix}" if fix else None
+
+
+def unreadable(path: Path, what: str, e: Exception) -> str:
+    """Why ``path`` could not be read as ``what``, without numpy's advice to unpickle an unknown file."""
+    if "allow_pickle" in str(e):  # numpy found neither a zip (.npz) nor a .npy header
+        return (
+            f"{path} is not {what}: it is neither an .npz (zip) archive nor a .npy array, so the file is "
+            f"corrupt or of another kind; re-download it"
+        )
+    return f"{path} is not {what} ({e}); re-download the file"
 
 
 def require_file(path: str | Path, what: str) -> Path:

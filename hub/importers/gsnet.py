@@ -19,7 +19,7 @@ import pandas as pd
 
 from cityagent.errors import HubError
 from cityagent.hub.hub import Hub, HubMeta
-from cityagent.hub.importers.archives import READ_ERRORS, require_file, wrong_importer, zip_pickle
+from cityagent.hub.importers.archives import READ_ERRORS, require_file, unreadable, wrong_importer, zip_pickle
 from cityagent.hub.importers.frames import concat_edges, dense_to_long, matrix_edges, regular_ts
 from cityagent.hub.importers.grids import cell_id, grid_cell_ids, grid_zones
 
@@ -44,9 +44,7 @@ def _load(path: Path, grid: int) -> dict[str, np.ndarray]:
                 raise HubError(f"{path} lacks arrays {missing}; use chicago_20x20_derived.npz or chicago.zip")
             return {k: z[k] for k in ARRAYS}
     except (*READ_ERRORS, ValueError) as e:
-        raise HubError(
-            wrong_importer(path, "gsnet") or f"{path} is not a readable GSNet .npz/.zip ({e}); re-download the file"
-        ) from e
+        raise HubError(wrong_importer(path, "gsnet") or unreadable(path, "a readable GSNet .npz/.zip", e)) from e
 
 
 def _check(a: dict[str, np.ndarray], path: Path) -> None:

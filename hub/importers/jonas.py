@@ -17,7 +17,7 @@ import numpy as np
 
 from cityagent.errors import ConfigError, HubError
 from cityagent.hub.hub import Hub, HubMeta
-from cityagent.hub.importers.archives import READ_ERRORS, require_file, wrong_importer
+from cityagent.hub.importers.archives import READ_ERRORS, require_file, unreadable, wrong_importer
 from cityagent.hub.importers.frames import dense_to_long, regular_ts
 from cityagent.hub.importers.grids import cell_id, grid_cell_ids, grid_edges, grid_zones
 
@@ -67,9 +67,7 @@ def import_jonas(path: str | Path, mode: str = "taxi", name: str | None = None, 
             meta = z["meta_onehot"] if "meta_onehot" in z.files else None
             mask = z["mask"] if "mask" in z.files else np.zeros((0, 2), dtype=np.int64)
     except (*READ_ERRORS, ValueError) as e:
-        raise HubError(
-            wrong_importer(path, "jonas") or f"{path} is not a readable .npz ({e}); re-download the file"
-        ) from e
+        raise HubError(wrong_importer(path, "jonas") or unreadable(path, "a readable .npz", e)) from e
     if x.ndim != 4 or x.shape[3] != 2:
         raise HubError(f"{path}: {mode} has shape {x.shape}; expected [T, rows, cols, 2]")
     t, rows, cols, _ = x.shape

@@ -12,7 +12,7 @@ import pandas as pd
 
 from cityagent.errors import ConfigError, HubError
 from cityagent.hub.hub import Hub, HubMeta
-from cityagent.hub.importers.archives import require_file
+from cityagent.hub.importers.archives import require_file, wrong_importer
 from cityagent.hub.importers.csv_matrix import read_matrix, read_text_table, to_numbers
 from cityagent.hub.importers.frames import concat_edges, dense_to_long, matrix_edges, regular_ts
 from cityagent.hub.importers.tgcn_context import read_poi, read_weather
@@ -84,6 +84,9 @@ def import_tgcn_csv(
         poi: optional AST-GCN ``sz_poi.csv`` (road × time POI codes) → ``extra['poi_category']``.
     """
     path = require_file(path, "speed matrix")
+    other = wrong_importer(path, "tgcn-csv")  # a Parquet file, an archive or a hub table, not a matrix
+    if other:
+        raise HubError(other)
     df = read_text_table(path, header, "speed matrix")
     has_header = not all(isinstance(c, int) for c in df.columns)
     date_cols = [c for c in df.columns if str(c).strip().lower() in DATE_COLUMNS] if has_header else []

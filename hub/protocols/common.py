@@ -8,6 +8,7 @@ import pandas as pd
 from cityagent.errors import ConfigError, HubError
 from cityagent.hub.calendar import calendar_features
 from cityagent.hub.graph import adjacency_from_coords, adjacency_from_edges, grid_adjacency
+from cityagent.hub.grid import node_grid
 from cityagent.hub.hub import Hub, HubMeta
 from cityagent.hub.windows import Split, make_split
 
@@ -80,10 +81,10 @@ def task_graph(hub: Hub, nodes: Sequence[str], kind: str | None, notes: list[str
     if info is not None and {"lat", "lon"} <= set(info.columns) and info[["lat", "lon"]].notna().all().all():
         notes.append("graph: Gaussian kernel of haversine distances between node coordinates (no edges)")
         return adjacency_from_coords(info["lat"].to_numpy(), info["lon"].to_numpy())
-    grid = hub.meta.extra.get("grid")
-    if grid and int(grid[0]) * int(grid[1]) == len(nodes):
+    grid = node_grid(hub, nodes)
+    if grid:
         notes.append("graph: 4-neighbour grid adjacency (no edges or coordinates)")
-        return grid_adjacency(int(grid[0]), int(grid[1]))
+        return grid_adjacency(*grid)
     notes.append("graph: none (no edges, coordinates or grid for these nodes)")
     return None
 

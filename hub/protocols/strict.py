@@ -1,5 +1,6 @@
 """The default protocol: sliding windows, a chronological split over time, scalers fitted on train only."""
 
+import logging
 from collections.abc import Sequence
 
 import numpy as np
@@ -13,6 +14,10 @@ from cityagent.hub.scalers import make_scaler
 from cityagent.hub.splits import part_bounds, split_over_time
 from cityagent.hub.tensor import impute_values, to_tensor
 from cityagent.hub.windows import WindowSpec
+
+log = logging.getLogger(__name__)
+
+MOSTLY_MISSING = 0.5  # above this share of missing readings, filling gaps would invent most of the data
 
 
 @register("strict")
@@ -60,19 +65,31 @@ def strict(
         f"part, {scaler} scalers fitted on the training steps only"
     ]
     train_end = part_bounds(len(st.ts), ratios)[0][1]
+    y = st.channel(target).copy()  # [T, N]; taken before imputing: a filled-in reading must never be scored as truth
     if impute:
         before = int(np.isnan(st.values).sum())
+        if before > MOSTLY_MISSING * st.values.size:
+            log.warning(
+                "%s: %d of %d readings (%.0f%%) are missing and will be filled with %s: most of the inputs will be "
+                "invented; check that hub.json's step (%s) is the data's interval",
+                table,
+                before,
+                st.values.size,
+                100 * before / st.values.size,
+                impute,
+                hub.meta.step,
+            )
         st.values = impute_values(st.values, impute, f"{table}.{','.join(columns)}", fit_steps=train_end)
         notes.append(
             f"strict: filled {before - int(np.isnan(st.values).sum())} of {before} missing readings "
-            f"with {impute} (ffill uses past readings only; mean is each node's training mean)"
+            f"with {impute} in the inputs (ffill uses past readings only; mean is each node's training mean); "
+            "missing targets stay missing and are masked in the metrics"
         )
     if len(st.ts) < spec.need():
         raise HubError(
             f"the hub has {len(st.ts)} steps of {table}, but one window needs {spec.need()} "
             f"({input_len} in + {horizon} out); import more data or shorten the window"
         )
-    y = st.channel(target)  # [T, N]
     holidays = hub.meta.extra.get("holidays", ())
     x, cal_names = with_calendar(st.values, st.ts, calendar, holidays)  # [T, N, C + K]
     parts = split_over_time(len(st.ts), spec, ratios)
@@ -85,6 +102,13 @@ def strict(
                 f"masked missing targets in {s.masked}"
             )
     if not len(splits["train"]):
+        share = float(np.isnan(y[:train_end]).mean())
+        if share > MOSTLY_MISSING:  # filling would invent most of the data: the step or the nodes are wrong
+            raise HubError(
+                f"every training window of {table} has a missing input, and {share:.0%} of the {target} readings "
+                f"in the training steps are missing: check that hub.json's step ({hub.meta.step}) is the data's "
+                "interval (`cityagent hub validate` compares them), or choose nodes with more complete readings"
+            )
         raise HubError(
             f"every training window of {table} has a missing input ({splits['train'].skipped}); "
             "fill the gaps with impute='ffill' (or 'zero', 'mean'; in a config or on the command line "

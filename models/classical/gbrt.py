@@ -73,6 +73,11 @@ class GBRTForecaster:
         self.n_threads = n_threads
         self.fitted = False
 
+    def check_params(self) -> None:
+        """scikit-learn's own parameter checks, now: it runs them in ``fit``, after the MLflow run has opened."""
+        for est in self.estimators[0]:
+            est._validate_params()
+
     def features(self, x: np.ndarray) -> np.ndarray:
         """x [S, T, N, F] → design matrix [S*N, lags + F - 1 + 1] (row s*N + n)."""
         x = np.asarray(x, dtype=np.float64)

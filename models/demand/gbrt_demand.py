@@ -215,6 +215,12 @@ class GBRTDemand:
             for _ in range(horizon)
         ]
 
+    def check_params(self) -> None:
+        """scikit-learn's own parameter checks, now: it runs them in ``fit``, after the MLflow run has opened."""
+        for per_seed in self.estimators[0]:
+            for est in per_seed:
+                est._validate_params()
+
     def fit(self, x: np.ndarray, y: np.ndarray) -> "GBRTDemand":
         """Fit on x [S, T, N, F] and targets y [S, H, N] (scaled space), windows oldest first (``halflife``)."""
         x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)

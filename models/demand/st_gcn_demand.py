@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from cityagent.errors import ConfigError
+from cityagent.models.checks import check_dropout, check_flag, check_sizes
 from cityagent.models.demand.frame_groups import frame_groups
 from cityagent.models.layers.adaptive_adjacency import AdaptiveAdjacency
 from cityagent.models.layers.graph import sym_norm_adjacency
@@ -55,6 +56,10 @@ class STGCNDemand(nn.Module):
         dropout: float = 0.1,
     ) -> None:
         super().__init__()
+        # num_layers 0 would drop the graph altogether
+        check_sizes("st_gcn_demand", hidden_size=hidden_size, node_dim=node_dim, num_layers=num_layers)
+        adaptive = check_flag("st_gcn_demand", "adaptive", adaptive)
+        dropout = check_dropout("st_gcn_demand", dropout)
         if adjacency is None and not adaptive:
             raise ConfigError("st_gcn_demand needs an adjacency or adaptive=True; it has no graph to convolve over.")
         groups = frame_groups(input_len, closeness_frames, period_frames, trend_frames)

@@ -6,9 +6,10 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from cityagent.errors import ConfigError
+from cityagent.models.checks import check_flag, check_sizes
 from cityagent.models.demand.frame_groups import frame_groups
 from cityagent.models.layers.quantile_head import QuantileOutput
+from cityagent.models.params import needs_grid
 from cityagent.models.registry import register
 
 
@@ -67,7 +68,10 @@ class STResNet(nn.Module):
     ) -> None:
         super().__init__()
         if grid is None:
-            raise ConfigError("st_resnet needs the task's grid (rows, cols); for stations use 'st_gcn_demand'.")
+            raise needs_grid("st_resnet", "; for stations use 'st_gcn_demand'")
+        # residual_units 0 would leave two plain convolutions: not a ResNet
+        check_sizes("st_resnet", channels=channels, residual_units=residual_units, external_dim=external_dim)
+        external = check_flag("st_resnet", "external", external)
         self.grid = grid
         self.head = QuantileOutput(horizon, quantiles)
         out = self.head.out_features

@@ -7,10 +7,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from cityagent.errors import ConfigError
+from cityagent.models.checks import check_dropout, check_sizes
 from cityagent.models.layers.graph import sym_norm_adjacency
 from cityagent.models.layers.graph_conv import GraphConv
 from cityagent.models.layers.quantile_head import QuantileOutput
+from cityagent.models.params import needs_grid
 from cityagent.models.registry import register
 
 
@@ -48,7 +49,10 @@ class RiskConv(nn.Module):
     ) -> None:
         super().__init__()
         if grid is None:
-            raise ConfigError("risk_conv needs the task's grid (rows, cols) of the risk cells.")
+            raise needs_grid("risk_conv")
+        # conv_layers 0 would feed F channels to a GRU built for `channels`
+        check_sizes("risk_conv", channels=channels, conv_layers=conv_layers, hidden_size=hidden_size)
+        dropout = check_dropout("risk_conv", dropout)
         self.grid = grid
         convs: list[nn.Module] = []
         for i in range(conv_layers):

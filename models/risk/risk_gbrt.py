@@ -14,6 +14,7 @@ from threadpoolctl import threadpool_limits
 from torch import nn
 
 from cityagent.errors import ConfigError
+from cityagent.models.params import needs_grid
 from cityagent.models.registry import register
 from cityagent.models.risk.calibration import MonotoneCalibrator
 from cityagent.models.risk.risk_features import CellRates, Layout, hour_of_week, out_of_fold_features, window_features
@@ -82,7 +83,7 @@ class RiskGBRT:
         flow_channels: tuple[int, ...] = (39, 40),
     ) -> None:
         if grid is None:
-            raise ConfigError("risk_gbrt needs the task's grid (rows, cols) of the risk cells.")
+            raise needs_grid("risk_gbrt")
         if folds < 2 or not 0 < calib_frac < 1:
             raise ConfigError(f"risk_gbrt needs folds >= 2 and 0 < calib_frac < 1; got {folds} and {calib_frac}.")
         # a task of another layout may still build the estimator (the registry and export tests do); fit says why not
@@ -116,6 +117,12 @@ class RiskGBRT:
         self.rates: CellRates | None = None
         self.calibrator: MonotoneCalibrator | None = None
         self.positive_mean = 1.0
+
+    def check_params(self) -> None:
+        """The layout and scikit-learn's parameter checks, now: ``fit`` runs them after the MLflow run has opened."""
+        if self.layout_error:
+            raise ConfigError(self.layout_error)
+        HistGradientBoostingClassifier(**self.settings)._validate_params()
 
     def _check(self, x: np.ndarray, y: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
         if self.layout_error:

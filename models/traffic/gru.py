@@ -3,6 +3,7 @@
 import torch
 from torch import nn
 
+from cityagent.models.checks import check_dropout, check_sizes
 from cityagent.models.layers.quantile_head import QuantileOutput
 from cityagent.models.registry import register
 
@@ -30,6 +31,8 @@ class GRUForecaster(nn.Module):
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
+        check_sizes("gru", hidden_size=hidden_size, num_layers=num_layers)
+        dropout = check_dropout("gru", dropout)
         self.gru = nn.GRU(
             in_features, hidden_size, num_layers, batch_first=True, dropout=dropout if num_layers > 1 else 0.0
         )

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from cityagent.errors import ConfigError
+from cityagent.models.checks import check_dropout, check_flag, check_size, check_sizes
 from cityagent.models.layers.adaptive_adjacency import AdaptiveAdjacency
 from cityagent.models.layers.diffusion_conv import DiffusionConv
 from cityagent.models.layers.graph import double_transition
@@ -53,6 +54,24 @@ class GraphWaveNet(nn.Module):
         dropout: float = 0.3,
     ) -> None:
         super().__init__()
+        check_sizes(
+            "gwnet",
+            residual_channels=residual_channels,
+            dilation_channels=dilation_channels,
+            skip_channels=skip_channels,
+            end_channels=end_channels,
+            blocks=blocks,
+            layers_per_block=layers_per_block,
+            order=order,
+            adaptive_dim=adaptive_dim,
+        )
+        check_size("gwnet", "kernel_size", kernel_size, 2, " (at 1 the model sees only the last input step)")
+        if blocks * layers_per_block < 2:  # the last layer only feeds the skip path: one layer has no graph conv
+            raise ConfigError(
+                "gwnet needs blocks × layers_per_block ≥ 2 (its last layer has no graph convolution), got "
+                f"{blocks} × {layers_per_block}; raise model.params.blocks or layers_per_block."
+            )
+        adaptive, dropout = check_flag("gwnet", "adaptive", adaptive), check_dropout("gwnet", dropout)
         if adjacency is None and not adaptive:
             raise ConfigError("gwnet needs an adjacency or adaptive=True; it has no graph to convolve over.")
         self.register_buffer("supports", double_transition(adjacency) if adjacency is not None else torch.empty(0))

@@ -6,7 +6,7 @@ from torch import nn
 from cityagent.models.registry import register
 
 
-@register("last_value", domain="traffic", kind="baseline")
+@register("last_value", domain="any", kind="baseline")
 class LastValue(nn.Module):
     """Repeats the last observed target value over the horizon (and over all quantile levels).
 

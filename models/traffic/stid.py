@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from cityagent.errors import ConfigError
+from cityagent.models.checks import check_dropout, check_size, check_sizes
 from cityagent.models.layers.calendar import CalendarEmbedding, resolve_calendar, resolve_hour_channels
 from cityagent.models.layers.quantile_head import QuantileOutput
 from cityagent.models.registry import register
@@ -63,6 +64,11 @@ class STID(nn.Module):
         dropout: float = 0.15,
     ) -> None:
         super().__init__()
+        # num_layers 0 would drop the MLP, leaving a linear model on the embeddings: not STID
+        check_sizes(
+            "stid", embed_dim=embed_dim, node_dim=node_dim, tod_dim=tod_dim, dow_dim=dow_dim, num_layers=num_layers
+        )
+        steps_per_day, dropout = check_size("stid", "steps_per_day", steps_per_day), check_dropout("stid", dropout)
         if hour_channels is not None and tod_channel is not None:
             raise ConfigError("stid reads the time of day from tod_channel or hour_channels, not both: drop one.")
         if hour_channels is None:

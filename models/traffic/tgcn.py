@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from cityagent.errors import ConfigError
+from cityagent.models.checks import check_flag, check_size
 from cityagent.models.layers.graph import sym_norm_adjacency
 from cityagent.models.layers.quantile_head import QuantileOutput
 from cityagent.models.registry import register
@@ -58,7 +59,8 @@ class TGCN(nn.Module):
         super().__init__()
         if adjacency is None:
             raise ConfigError("tgcn needs the task's adjacency (an N×N road graph); use 'gru' or 'stid' without one.")
-        self.hidden_size = hidden_size
+        self.hidden_size = check_size("tgcn", "hidden_size", hidden_size)
+        target_only = check_flag("tgcn", "target_only", target_only)
         self.register_buffer("channels", torch.tensor([target_channel] if target_only else list(range(in_features))))
         self.cell = TGCNCell(sym_norm_adjacency(adjacency), len(self.channels), hidden_size)
         self.head = QuantileOutput(horizon, quantiles)

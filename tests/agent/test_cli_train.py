@@ -77,6 +77,13 @@ def test_train_prints_headline_metrics_and_a_few_lead_times_not_library_chatter(
     assert "test MAE RMSE MAPE %" in words and "15 min (h3)" in words and "1 h (h12)" in words
     assert "all 12 steps" in words and "MAE and RMSE in km/h" in words and "cityagent evaluate" in words
     assert not re.search(r"_h\d+|\bh7\b", out), out  # no line per horizon metric
+    run = re.search(r"run ([0-9a-f]{32})", out).group(1)
+    env = {**os.environ, "CITYAGENT_HOME": str(tmp_path / "home")}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    again = subprocess.run([str(BIN / "cityagent"), "evaluate", run[:8]], env=env, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
+    rows = " ".join(again.stdout.split())
+    assert "5 min (h1)" in rows and "35 min (h7)" in rows and "1 h (h12)" in rows and "MAE and RMSE in km/h" in rows
     for chatter in ("GPU available", "TPU available", "`Trainer.fit` stopped", "Creating initial MLflow", "💡"):
         assert chatter not in out, out
 

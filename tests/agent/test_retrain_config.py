@@ -20,6 +20,7 @@ def test_a_retrain_registers_the_model_the_loop_serves(tmp_path):
 
 
 def test_a_served_name_a_retrain_cannot_register_is_refused(tmp_path):
-    cfg = load_agent_config(overrides={"loop": {"models": {"traffic": "speeds"}}})
+    # traffic is not retrained here (the shipped config schedules it: loading would refuse the name already)
+    cfg = load_agent_config(overrides={"retrain": {"schedule": {}}, "loop": {"models": {"traffic": "speeds"}}})
     with pytest.raises(ConfigError, match=r"loop\.models\.traffic is 'speeds'.*'traffic-<dataset>'"):
         retrain_config("traffic", cfg)

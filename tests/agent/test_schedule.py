@@ -176,14 +176,15 @@ def _retrain_app(calls: list) -> typer.Typer:
 @pytest.mark.parametrize(
     ("yaml_text", "message"),
     [
-        ("retrain:\n  schedule: {trafic: '* * * * * *'}\n", "task 'trafic' has no training config"),
+        # refused when the agent config loads (as `cityagent agent run` refuses them), so before any lock or run
+        ("retrain:\n  schedule: {trafic: '* * * * * *'}\n", "names task 'trafic' (did you mean 'traffic'?)"),
         (
             "retrain:\n  schedule: {traffic: '* * * * * *'}\n  overrides: {traffic: {train.max_epoch: 1}}\n",
-            "config key 'train.max_epoch' does not exist; did you mean 'train.max_epochs'?",
+            "retrain.overrides.traffic.train.max_epoch does not exist; did you mean 'train.max_epochs'?",
         ),
         (  # an override of an unscheduled task is used by drift's `--now`: checked too
             "retrain:\n  schedule: {traffic: '* * * * * *'}\n  overrides: {demnd: {train.lr: 0.1}}\n",
-            "task 'demnd' has no training config",
+            "names task 'demnd' (did you mean 'demand'?)",
         ),
     ],
 )

@@ -80,6 +80,19 @@ def test_strict_missing_inputs_need_imputation(long_hub):
         build_task(hub, "strict")
     task = build_task(hub, "strict", impute="ffill")
     assert sum(task.counts().values()) > 0 and any("filled" in n for n in task.notes)
+    # the inputs are filled, the truth is not: a missing reading stays a masked target in every split
+    x, _, mask = task.test.batch(np.arange(len(task.test)))
+    assert task.test.masked > 0 and not mask.all() and np.isfinite(x).all()
+
+
+def test_mostly_missing_readings_point_at_the_step_not_at_imputation(long_hub):
+    traffic = long_hub.table("traffic")
+    sparse = traffic[traffic.groupby("sensor_id").cumcount() % 3 == 0]  # 2 of 3 steps missing everywhere
+    hub = Hub({**long_hub.tables, "traffic": sparse}, long_hub.meta)
+    with pytest.raises(
+        HubError, match=r"6[67]% of the speed readings .* missing: check that hub.json's step \(15min\)"
+    ):
+        build_task(hub, "strict")
 
 
 def test_errors_say_what_is_wrong():

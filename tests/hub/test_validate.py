@@ -101,8 +101,11 @@ def test_csv_errors_name_the_file_line_and_the_key(tmp_path):
     path.write_text("\n".join(lines) + "\n")
     issue = validate_hub(read_hub(tmp_path / "hub")).find("traffic", "NaN")[0]
     assert issue.row == 48  # 0-based position in the table, as read
-    assert f"traffic.speed at data row 49 (line 50 if CSV; sensor_id={sensor!r}, ts=" in str(issue)
+    assert f"traffic.speed at data row 49 (line 50 of traffic.csv; sensor_id={sensor!r}, ts=" in str(issue)
     assert ts[:19] in str(issue)
+    write_hub(read_hub(tmp_path / "hub"), tmp_path / "parquet")  # partitioned Parquet: rows, no lines
+    issue = validate_hub(read_hub(tmp_path / "parquet")).find("traffic", "NaN")[0]
+    assert f"(sensor_id={sensor!r}, ts=" in str(issue) and "line" not in str(issue)  # rows in date-partition order
 
 
 def test_naive_timestamp_among_aware_ones_names_row_and_value(tmp_path):
@@ -115,7 +118,7 @@ def test_naive_timestamp_among_aware_ones_names_row_and_value(tmp_path):
     issue = validate_hub(read_hub(d)).find("traffic", "without a UTC offset")[0]
     assert (issue.column, issue.row, issue.count) == ("ts", 1, None)
     assert "'2026-03-02T00:00:00'" in issue.message and "e.g. '2026-03-02T00:00:00+08:00'" in issue.message
-    assert "at data row 2 (line 3 if CSV; sensor_id='a')" in str(issue)
+    assert "at data row 2 (line 3 of traffic.csv; sensor_id='a')" in str(issue)
 
 
 def test_naive_text_timestamps_take_the_hubs_offset_in_the_hint():

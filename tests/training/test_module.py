@@ -1,5 +1,7 @@
 """The Lightning engine on a tiny task: data shapes and sharding, build params, and a loss that drops."""
 
+import dataclasses
+
 import lightning.pytorch as pl
 import numpy as np
 import pytest
@@ -40,6 +42,15 @@ def test_build_params_come_from_the_task(task_and_cfg):
     assert params["adjacency"].shape == (6, 6) and "grid" not in params  # 6 sensors are not the 2×2 zone grid
     with pytest.raises(ConfigError, match="come from the task"):
         build_params(task, cfg.model.model_copy(update={"params": {"horizon": 5}}))
+
+
+def test_steps_per_day_auto_follows_the_hub_step(task_and_cfg):
+    task, cfg = task_and_cfg
+    auto = cfg.model.model_copy(update={"params": {"steps_per_day": "auto"}})
+    for step, slots in (("5min", 288), ("15min", 96), ("1h", 24), ("30min", 48)):
+        assert build_params(dataclasses.replace(task, step=step), auto)["steps_per_day"] == slots
+    with pytest.raises(ConfigError, match=r"steps_per_day=auto: a day is not a whole number of the hub's 7min"):
+        build_params(dataclasses.replace(task, step="7min"), auto)
 
 
 def test_loss_drops_and_history_has_every_epoch(task_and_cfg):

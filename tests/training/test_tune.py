@@ -23,7 +23,7 @@ def test_search_space_and_trial_configs(tiny_cfg):
 
 
 def test_tune_refuses_models_without_weights(tiny_cfg):
-    with pytest.raises(ConfigError, match="use fit"):
+    with pytest.raises(ConfigError, match="train it with `cityagent train`"):
         tune(tiny_cfg(**{"model.name": "ha", "model.params": {}}), samples=2)
 
 
