@@ -89,10 +89,20 @@ def collect(sink: list):
 
 @contextmanager
 def blocked_workers(server):
-    """Occupy every ORT worker thread until the block ends, so requests stay queued (no timing games)."""
-    gate = threading.Event()
+    """Occupy every ORT worker thread until the block ends, so requests stay queued (no timing games). Returns
+    once every thread holds its block: a request sent before that could still find a free thread."""
+    gate, holding = threading.Event(), threading.Semaphore(0)
+
+    def hold() -> None:
+        holding.release()
+        gate.wait()
+
     for _ in range(server.cfg.workers):
-        server.server.executor.submit(gate.wait)
+        server.server.executor.submit(hold)
+    for _ in range(server.cfg.workers):
+        if not holding.acquire(timeout=30):
+            gate.set()
+            raise TimeoutError("the server's ORT threads did not all take their block within 30 s")
     try:
         yield
     finally:

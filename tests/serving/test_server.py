@@ -341,14 +341,14 @@ def test_a_fast_stream_is_held_back_by_flow_control_not_refused(start_server, li
     requests = [_request(str(i), om.window(seed=i)) for i in range(n)]
     answers: list = []
     with grpc.insecure_channel(server.address) as channel:
-        call = pb_grpc.GRPCInferenceServiceStub(channel).ModelStreamInfer(iter(requests), timeout=60)
-        reader = threading.Thread(target=lambda: answers.extend(call))
         with blocked_workers(server):  # nothing finishes: only the stream's own bound stops it reading on
+            # the call starts sending as soon as it is made (grpc reads the iterator on a thread of its own), so it
+            # is made only once every worker is blocked: made before, request 0 once found a free thread (33 of 32)
+            call = pb_grpc.GRPCInferenceServiceStub(channel).ModelStreamInfer(iter(requests), timeout=60)
+            reader = threading.Thread(target=lambda: answers.extend(call))
             reader.start()
             wait_until(lambda: started() >= limit)
             time.sleep(0.3)  # ample time for an unbounded reader to pull in all of them
-            # one extra start means an answer came back while every worker was blocked: say which, if it recurs
-            # (seen once in CI, 33 of 32, not reproduced since)
             assert started() == limit, [(a.infer_response.id, a.error_message) for a in answers[:3]]
         reader.join(60)
     assert [a.error_message for a in answers] == [""] * n  # none refused as 'queue full'
