@@ -10,6 +10,7 @@ from rich.padding import Padding
 from rich.table import Table
 
 from cityagent.agent.console import console
+from cityagent.hub.hub import lead_text
 
 PER_HORIZON = re.compile(r"^(?P<name>.+)_h(?P<h>\d+)$")  # mae_h3: the MAE of the third horizon step
 POINT = ("mae", "rmse", "mape")
@@ -85,12 +86,6 @@ def pick_horizons(steps: list[int], leads: Mapping[int, float]) -> list[int]:
     return chosen if len(chosen) >= 2 else sorted({steps[0], steps[(len(steps) - 1) // 2], steps[-1]})
 
 
-def lead_label(minutes: float) -> str:
-    if minutes % 1440 == 0:
-        return f"{minutes / 1440:g} d"
-    return f"{minutes / 60:g} h" if minutes % 60 == 0 else f"{minutes:g} min"
-
-
 def _finite(value: float | None) -> bool:
     return value is not None and math.isfinite(value)
 
@@ -141,7 +136,7 @@ def print_metrics(
     point = [n for n in POINT if n in headline]
     if point:
         rows = [
-            (f"{lead_label(leads[h])} (h{h})" if h in leads else f"h{h}", [per_h[h].get(n) for n in point])
+            (f"{lead_text(leads[h])} (h{h})" if h in leads else f"h{h}", [per_h[h].get(n) for n in point])
             for h in steps
         ]
         rows.append((f"all {len(per_h)} steps" if len(per_h) > 1 else "all", [headline[n] for n in point]))

@@ -113,6 +113,13 @@ def step_text(step: pd.Timedelta) -> str:
     return f"{int(step.total_seconds())}s"
 
 
+def lead_text(minutes: float) -> str:
+    """A lead time as a person says it: ``15 min``, ``1 h``, ``1 d``."""
+    if minutes % 1440 == 0:
+        return f"{minutes / 1440:g} d"
+    return f"{minutes / 60:g} h" if minutes % 60 == 0 else f"{minutes:g} min"
+
+
 def _example(meta: HubMeta | None, key: str) -> str | None:
     """The data's own step or zone as an example value; a fixed offset (``Etc/GMT-8``) is no zone to copy."""
     if meta is None:

@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
+from cityagent.hub.hub import lead_text
+
 
 def forecast_plot(
     times: np.ndarray,
@@ -20,6 +22,7 @@ def forecast_plot(
     eval_mask: np.ndarray | None = None,
     max_nodes: int = 4,
     unit: str = "",
+    leads: Sequence[float] | None = None,
 ) -> Path:
     """Actual vs predicted over the split for the ``max_nodes`` most variable evaluated nodes.
 
@@ -32,6 +35,7 @@ def forecast_plot(
         eval_mask: ``[N]`` nodes that may be shown (default all).
         max_nodes: how many nodes to draw.
         unit: y-axis label.
+        leads: minutes ahead of each horizon step, for the legend (``forecast 15 min ahead``; default: steps).
     """
     n = y.shape[2]
     allowed = np.ones(n, dtype=bool) if eval_mask is None else np.asarray(eval_mask, dtype=bool)
@@ -45,7 +49,8 @@ def forecast_plot(
         t = times[:, 0]
         ax.plot(t, np.where(mask[:, 0, i], y[:, 0, i], np.nan), color="black", lw=1.2, label="actual")
         for h in steps:
-            ax.plot(times[:, h], point[:, h, i], lw=1, label=f"forecast +{h + 1} steps")
+            ahead = lead_text(leads[h]) if leads is not None else f"{h + 1} steps"
+            ax.plot(times[:, h], point[:, h, i], lw=1, label=f"forecast {ahead} ahead")
         if pred.ndim == 4:
             ax.fill_between(t, pred[:, 0, i, 0], pred[:, 0, i, -1], alpha=0.25, label="outer quantiles +1")
         ax.set_title(f"node {nodes[i]}", fontsize=9)

@@ -10,6 +10,7 @@ from urllib.parse import urlparse
 from urllib.request import url2pathname
 
 import numpy as np
+import pandas as pd
 
 from cityagent.hub.protocols import TaskData
 from cityagent.models.registry import model_info
@@ -109,6 +110,10 @@ def _sample(task: TaskData, pred: np.ndarray, path: Path, n: int = 8) -> Path:
     return path
 
 
+def step_minutes(step: str) -> float:
+    return pd.Timedelta(pd.tseries.frequencies.to_offset(step)).total_seconds() / 60
+
+
 def _plots(
     run: TrackedRun, cfg: RunConfig, task: TaskData, pred: np.ndarray, history: list[dict[str, float]], folder: Path
 ) -> None:
@@ -124,6 +129,7 @@ def _plots(
             folder / "forecast.png",
             task.eval_mask,
             unit=UNITS[cfg.task.domain],
+            leads=[off * step_minutes(task.step) for off in task.spec.target_offsets],
         ),
         loss_curve(history, folder / "loss.png"),
     ]

@@ -28,6 +28,7 @@ from cityagent.training.tune_classical import classical_search_space, tune_class
 from cityagent.training.tune_space import (
     check_space,
     default_search_space,
+    describe,
     fixed_keys,
     resolve_space,
     without_idle_params,
@@ -214,7 +215,7 @@ def tune(
         )
     best = min(ok, key=lambda r: _best_score(r, monitor))
     with start_run(uri, cfg, task, fp, "deep", run_name=f"tune-{cfg.model.name}-{task_name(cfg.task)}") as parent:
-        parent.params({"tune.samples": samples, "tune.search_space": {k: str(v) for k, v in space.items()}})
+        parent.params({"tune.samples": samples, "tune.search_space": {k: describe(v) for k, v in space.items()}})
         parent.metrics({f"best_{monitor}": _best_score(best, monitor), "trials_ok": len(ok)})
         for r in results:
             if r is best or r.config is None:

@@ -217,6 +217,25 @@ def candidates(domain: Any) -> list[Any]:
     return [domain]
 
 
+def describe(domain: Any) -> str:
+    """A spec as a person reads it (MLflow logs the space with it): ``log-uniform 0.0001 to 0.01``, ``one of [16,
+    32]``; Ray's own objects print as ``<ray.tune.search.sample.Float object at 0x…>``."""
+    from ray.tune.search.sample import Categorical, Domain, Float, Integer, LogUniform
+
+    if isinstance(domain, Mapping) and "grid_search" in domain:
+        return f"each of {list(domain['grid_search'])}"
+    if isinstance(domain, Categorical):
+        return f"one of {list(domain.categories)}"
+    if isinstance(domain, Integer):
+        return f"integers {domain.lower} to {domain.upper - 1}"
+    if isinstance(domain, Float):
+        scale = "log-uniform" if isinstance(domain.get_sampler(), LogUniform) else "uniform"
+        return f"{scale} {domain.lower:g} to {domain.upper:g}"
+    if isinstance(domain, Domain):
+        return type(domain).__name__
+    return repr(domain)
+
+
 def _build(cfg: RunConfig, task: TaskData, trial: dict[str, Any], where: str) -> None:
     try:
         t = trial_config(cfg.model_dump(), trial)

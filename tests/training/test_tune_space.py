@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from cityagent.agent.cli import app
 from cityagent.errors import ConfigError
 from cityagent.training.tune import tune
-from cityagent.training.tune_space import fixed_keys, parse_search, read_space, resolve_space
+from cityagent.training.tune_space import describe, fixed_keys, parse_search, read_space, resolve_space
 
 pytestmark = pytest.mark.usefixtures("shared_mlflow_store")
 
@@ -43,6 +43,14 @@ def test_a_yaml_space_reads_choices_ranges_and_grids(tmp_path):
     assert isinstance(layers, Integer) and (layers.lower, layers.upper) == (1, 4)  # high included
     assert isinstance(space["model.params.hidden_size"], Categorical)
     assert space["train.weight_decay"] == {"grid_search": [0, 1e-4]} and notes == []
+    described = {k: describe(v) for k, v in space.items()}  # as the sweep's MLflow run logs the space
+    assert described == {
+        "train.lr": "log-uniform 0.0001 to 0.01",
+        "model.params.hidden_size": "one of [8, 16]",
+        "model.params.num_layers": "integers 1 to 3",
+        "train.weight_decay": "each of [0, 0.0001]",
+        "model.params.dropout": "uniform 0 to 0.2",
+    }
 
 
 @pytest.mark.parametrize(
