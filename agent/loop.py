@@ -122,6 +122,7 @@ class Agent:
         trigger = spawn_retrain(cfg) if cfg.loop.retrain_on_drift else None
         self.drift = drift or DriftWatch(cfg, trigger)
         self._seen: dict[str, pd.Timestamp] = {}  # model → anchor of its last turn (also windows with no decisions)
+        self._holding = False  # run() holds the hub's lock for all its cycles
 
     def _already(self, name: str, anchor: pd.Timestamp, decided: dict[tuple[str, pd.Timestamp], Decided]) -> str:
         """Why ``name`` needs not decide on the window at ``anchor`` again; empty when it does."""
@@ -182,12 +183,22 @@ class Agent:
         """One sense → think → act → learn pass over every configured model.
 
         A model whose window was already decided (its decisions are in the hub, or this agent saw the same window
-        last time) is ``unchanged``: not asked, nothing written.
+        last time) is ``unchanged``: not asked, nothing written. Called on its own (a notebook, the demo), the cycle
+        holds the hub's lock while it runs, so it never decides windows beside a running ``cityagent agent run``.
 
         Args:
             at: anchor every window at this time (a replay; a step of the hub's grid, naive = the hub's timezone);
                 default each model's newest data.
+
+        Raises:
+            HubBusy: another agent runs on the same hub.
         """
+        if self._holding:
+            return self._cycle(at)
+        with hub_lock(self.hub_dir):
+            return self._cycle(at)
+
+    def _cycle(self, at: pd.Timestamp | str | None) -> CycleReport:
         report = CycleReport(datetime.now(UTC))
         anchor = parse_at(at)
         hub = read_hub(self.hub_dir)
@@ -248,6 +259,7 @@ class Agent:
         stop = stop or threading.Event()
         try:
             with hub_lock(self.hub_dir):
+                self._holding = True
                 old = unscorable()
                 if old:  # said once, not every cycle: they do no harm but take space and will never be scored
                     self.say(
@@ -256,6 +268,7 @@ class Agent:
                     )
                 return self._cycles(once, at, period, stop, max_cycles, on_cycle)
         finally:
+            self._holding = False
             self.client.close()
 
     def _cycles(

@@ -89,3 +89,20 @@ def test_forecasts_left_by_an_older_agent_are_named_once_at_start(hub_dir, start
         "scored (e.g. 20260305T080000Z-v1.npz); delete them"
     ]
     assert old.exists() and unscorable() == [old]  # named, not deleted: the user decides
+
+
+def test_a_cycle_called_on_its_own_takes_the_lock_too(hub_dir, start_server, peak):  # noqa: F811
+    """A notebook's or the demo's `agent.cycle()` beside a running `agent run` would decide the same windows twice."""
+    agent = Agent(config(hub_dir, start_server().address))
+    proc, release = _holder(hub_dir)
+    try:
+        with pytest.raises(HubBusy, match=f"pid {proc.pid}"):
+            agent.cycle(at=str(peak.tz_localize(None)))
+        assert "decisions" not in read_hub(hub_dir).tables
+    finally:
+        release.set()
+        proc.join(10)
+    report = agent.cycle(at=str(peak.tz_localize(None)))  # free again; and released after the cycle
+    assert [o.status for o in report.outcomes] == ["decided"] * 3
+    with hub_lock(hub_dir):
+        pass
