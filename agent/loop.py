@@ -173,6 +173,8 @@ class Agent:
             self._seen[name] = window.anchor
             out.status = "decided"
             out.message = f"{len(out.decisions)} decision(s) from {name} v{fc.version} at {window.anchor:%H:%M}"
+            if window.note:
+                out.message += f", {window.note}"
         except WindowMissing as e:
             out.status, out.message = "skipped", str(e)
         except CityAgentError as e:  # ServingUnavailable after every retry, a model the agent cannot use, ...

@@ -95,6 +95,7 @@ class Window:
     anchor: pd.Timestamp
     x: np.ndarray
     target_times: pd.DatetimeIndex  # [H]
+    note: str = ""  # why the anchor is not the newest step of the table, when it is not
 
 
 def split_features(feature_names: list[str]) -> tuple[list[str], list[str]]:
@@ -126,15 +127,35 @@ def steps_at(hub: Hub, anchor: pd.Timestamp, offsets: tuple[int, ...]) -> pd.Dat
     return grid[grid.get_loc(anchor) + np.asarray(offsets)]
 
 
-def latest_step(hub: Hub, facts: ModelFacts) -> pd.Timestamp:
-    """The newest step with a reading of the model's table (for incidents, events: the hub's newest step)."""
+def latest_step(hub: Hub, facts: ModelFacts) -> tuple[pd.Timestamp, str]:
+    """Where the window ends by default, and a note when that is not the table's newest step.
+
+    The newest step every node has reported: readings of one step arrive seconds apart (and the listener writes
+    them in batches), so the newest step any node has is often incomplete, and one sensor ahead of the rest must
+    not silence the model. That step is used only while a forecast from it still reaches past the newest reading;
+    a node behind by more (a dead sensor) leaves the window at the newest step, which sense then reports as
+    missing, naming the node. For incidents (events) it is the hub's newest step.
+    """
     if facts.table == "incidents":
-        return hub_index(hub)[-1]
+        return hub_index(hub)[-1], ""
     df = hub.table(facts.table)
-    mine = df[df[table_schema(facts.table).node_column].astype(str).isin(facts.nodes)]
+    idcol = table_schema(facts.table).node_column
+    mine = df[df[idcol].astype(str).isin(facts.nodes)]
     if mine.empty:
         raise WindowMissing(f"{facts.name}: the hub's {facts.table} table has no readings of its nodes; skipped")
-    return mine["ts"].max().tz_convert(hub.meta.timezone)
+    frame = pd.DataFrame(
+        {"ts": mine["ts"].dt.tz_convert(hub.meta.timezone).to_numpy(), "id": mine[idcol].astype(str).to_numpy()}
+    )
+    newest = frame["ts"].max()
+    reported = frame.groupby("ts")["id"].nunique()
+    complete = reported.index[reported.to_numpy() >= len(set(facts.nodes))]
+    if not len(complete) or complete.max() == newest:
+        return newest, ""
+    last = complete.max()
+    if last + max(facts.target_offsets) * hub.meta.step_delta <= newest:  # its forecast would be all past
+        return newest, ""
+    ahead = frame.loc[frame["ts"] == newest, "id"].nunique()
+    return last, f"the newest step every node has reported ({ahead} node(s) already report {newest:%H:%M})"
 
 
 def readings(hub: Hub, table: str, nodes: list[str], columns: list[str], times: pd.DatetimeIndex) -> np.ndarray:
@@ -170,8 +191,9 @@ def sense(hub: Hub, facts: ModelFacts, at: pd.Timestamp | str | None = None) -> 
     if pd.Timedelta(pd.tseries.frequencies.to_offset(facts.step)) != hub.meta.step_delta:
         raise ConfigError(f"{facts.name} was trained on {facts.step} steps but the hub has {hub.meta.step} steps")
     columns, kinds = split_features(facts.feature_names)
+    note = ""
     if at is None:
-        anchor = latest_step(hub, facts)
+        anchor, note = latest_step(hub, facts)
     else:
         anchor = on_grid(hub, pd.Timestamp(at))
     inputs = steps_at(hub, anchor, facts.input_offsets)
@@ -192,4 +214,4 @@ def sense(hub: Hub, facts: ModelFacts, at: pd.Timestamp | str | None = None) -> 
             "retrain the model with this cityagent version"
         )
     targets = steps_at(hub, anchor, facts.target_offsets)
-    return Window(facts, anchor, x[None].astype(np.float32), targets)
+    return Window(facts, anchor, x[None].astype(np.float32), targets, note)

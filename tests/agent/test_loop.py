@@ -392,6 +392,26 @@ def facts_of(path, name: str) -> ModelFacts:
     )
 
 
+def _cut(hub: Hub, keep) -> Hub:
+    traffic = hub.table("traffic")
+    return Hub({**hub.tables, "traffic": traffic[keep(traffic)].reset_index(drop=True)}, hub.meta)
+
+
+def test_the_window_ends_at_the_newest_step_every_sensor_has_reported(template, models, peak):
+    """Readings of one step arrive seconds apart: a sensor or two ahead of the rest must not silence the model."""
+    facts = facts_of(models["traffic-synthetic"], "traffic-synthetic")
+    ahead = ["s0000", "s0001"]  # they already report the step after peak; the other six do not yet
+    hub = _cut(read_hub(template), lambda t: (t.ts <= peak) | ((t.ts == peak + FIVE) & t.sensor_id.isin(ahead)))
+    window = sense(hub, facts)
+    assert window.anchor == peak and "2 node(s) already report" in window.note
+    complete = _cut(read_hub(template), lambda t: t.ts <= peak)
+    assert sense(complete, facts).anchor == peak and sense(complete, facts).note == ""
+    # a sensor dead for longer than the forecast reaches: no stale window, the gap is reported naming it
+    dead = _cut(read_hub(template), lambda t: (t.ts <= peak + 13 * FIVE) & ((t.ts <= peak) | (t.sensor_id != "s0004")))
+    with pytest.raises(WindowMissing, match=r"first 's0004'"):
+        sense(dead, facts)
+
+
 def test_congestion_alerts_below_a_share_of_free_flow(template, models, peak):
     hub = read_hub(template)
     sensors = hub.table("sensors").copy()
