@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
+from rich import box
 from rich.table import Table
 
 from cityagent.agent.console import console
@@ -29,7 +30,12 @@ STYLE = {"decided": "green", "unchanged": "dim", "skipped": "yellow", "failed": 
 
 
 def print_outcome(o: ModelOutcome) -> None:
-    console.print(f"  [{STYLE[o.status]}]{o.model}[/]: {o.status}: {o.message}", highlight=False)
+    """One line per model and cycle, stamped with the local time, whole in a log file (so grep finds it)."""
+    from datetime import datetime
+
+    message = o.message.removeprefix(f"{o.model}: ")  # sense's own messages name the model too
+    when = f"{datetime.now().astimezone():%Y-%m-%d %H:%M:%S%z}"
+    console.print(f"{when} [{STYLE[o.status]}]{o.model}[/]: {o.status}: {message}", highlight=False, soft_wrap=True)
 
 
 def decisions_table(report: CycleReport, limit: int = 30) -> Table:
@@ -52,7 +58,9 @@ def print_cycle(report: CycleReport) -> None:
         if e.mae is not None and e.coverage is not None and e.coverage < 1:  # scored after the grace, readings missing
             mae += f", {e.coverage:.0%} of those forecast (the rest never reported)"
         span = f"{e.first_target[:16].replace('T', ' ')}–{e.last_target[11:16]}"  # local wall time, as recorded
-        console.print(f"  live error of {e.model} v{e.version} forecast for {span}: {mae}", highlight=False)
+        console.print(
+            f"  live error of {e.model} v{e.version} forecast for {span}: {mae}", highlight=False, soft_wrap=True
+        )
     for model, drift in report.drift.items():  # one line each, whole in a pipe or log, for grep
         if drift.drifted:
             why = "; ".join(drift.reasons + drift.notes)
@@ -88,7 +96,7 @@ def run(
     if no_retrain:
         overrides["loop"] = {"retrain_on_drift": False}
     cfg = load_agent_config(config, overrides)
-    say = lambda line: console.print(f"  [yellow]{line}[/]", highlight=False)  # noqa: E731
+    say = lambda line: console.print(f"  [yellow]{line}[/]", highlight=False, soft_wrap=True)  # noqa: E731
     agent = Agent(cfg, say=say, after_model=print_outcome)  # print_outcome reports skips and failures: once
     stop = threading.Event()
     if threading.current_thread() is threading.main_thread():
@@ -98,6 +106,39 @@ def run(
     failed = [o for r in reports for o in r.outcomes if o.status == "failed"]
     if once and failed:
         raise typer.Exit(1)
+
+
+@agent_app.command("status")
+def status(
+    since: str = typer.Option("1d", help="Forecasts scored in this past span, e.g. 6h, 1d, 7d."),
+) -> None:
+    """How the served models do live: MAE and RMSE of their scored forecasts per model version and hub."""
+    import pandas as pd
+
+    from cityagent.agent.live_error import agent_dir, live_summary
+
+    try:
+        span = pd.Timedelta(since)
+    except ValueError:
+        raise typer.BadParameter(f"'{since}' is not a duration such as 6h or 1d", param_hint="'--since'") from None
+    df = live_summary(pd.Timestamp.now(tz="UTC") - span)
+    if df.empty:
+        console.print(
+            f"no forecast scored in the last {since} ({agent_dir() / 'live_error.jsonl'}); the agent scores a "
+            "forecast once its targets have readings (`cityagent agent run`)"
+        )
+        return
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1, 0, 0))
+    table.title = f"live error, forecasts scored in the last {since}"
+    for header in ("model", "ver", "hub", "fcsts", "targets", "MAE", "RMSE", "cover", "last target"):
+        right = header not in ("model", "hub", "last target")
+        table.add_column(header, overflow="fold", justify="right" if right else "left", no_wrap=header == "model")
+    for r in df.itertuples():
+        coverage = "-" if pd.isna(r.coverage) else f"{r.coverage:.0%}"
+        last = str(r.last_target)[:16].replace("T", " ")
+        cells = (r.model, f"v{r.version}", r.hub, str(r.forecasts), str(r.targets), f"{r.mae:.3g}", f"{r.rmse:.3g}")
+        table.add_row(*cells, coverage, last)
+    console.print(table)
 
 
 def retrain_job(cfg: AgentConfig) -> Callable[[str], None]:

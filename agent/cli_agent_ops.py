@@ -10,6 +10,7 @@ import signal
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -121,6 +122,9 @@ def listen(
             clock_ahead=cfg.clock_ahead,
             # only now is the subscription granted: a reading published from here on is ours
             on_ready=lambda: console.print(f"listening on {_redacted(cfg.url)} {cfg.topics} → {hub}"),
+            say=lambda line: console.print(
+                f"{datetime.now().astimezone():%Y-%m-%d %H:%M:%S %z} {line}", soft_wrap=True
+            ),
         )
     console.print(
         f"[green]{stats.accepted}[/] reading(s) appended in {len(stats.files)} file(s) from {stats.messages} "

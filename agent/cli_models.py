@@ -81,6 +81,16 @@ def versions_table(rows: list[VersionRow]) -> Table:
     return table
 
 
+def _move(m: Move) -> str:
+    """``v1 → v2`` for an alias that moved; a refusal or a failed retrain moved nothing, and says so."""
+    from cityagent.training.registry.history import NON_MOVES
+
+    if m.action in NON_MOVES:
+        stays = f" ({m.alias} v{m.from_version} stays)" if m.from_version else ""
+        return f"v{m.to_version} {'refused' if m.action == 'refuse' else 'failed'}{stays}"
+    return f"v{m.from_version or '-'} → v{m.to_version}"
+
+
 def history_table(moves: list[Move]) -> Table:
     """``cityagent models history`` as a table: when and who, the move, then why with the metrics at that moment."""
     table = _table()
@@ -88,7 +98,7 @@ def history_table(moves: list[Move]) -> Table:
         table.add_column(header, overflow="fold", justify="right" if header == "#" else "left")
     for m in moves:
         when = f"{m.at.replace('+00:00', '').replace('T', chr(10))}\n{m.actor}"
-        move = f"{m.action}\n{m.alias}\nv{m.from_version or '-'} → v{m.to_version}"
+        move = f"{m.action}\n{m.alias}\n{_move(m)}"
         why = m.reason + ("\n" + "  ".join(f"{k}={v:.4g}" for k, v in m.metrics.items()) if m.metrics else "")
         table.add_row(str(m.seq), when, move, why)
     return table

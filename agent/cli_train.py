@@ -101,6 +101,8 @@ def train(
         raise TrainingDiverged(result.info["diverged"])
     console.print(f"[green]trained[/] {cfg.model.name} on {cfg.task.dataset}: run {result.run_id}")
     print_run_metrics(result.metrics, result.run_id, result.bundle_path)
+    if result.info.get("export"):  # registered as challenger: `cityagent models promote` makes it the champion
+        console.print(f"export {result.info['export']}", highlight=False, soft_wrap=True)
 
 
 def evaluate(

@@ -104,7 +104,7 @@ class _Batcher:
             self.dead.write(self.rejections)
             self.stats.reasons = Counter(self.dead.counts)
             self.rejections, self.oldest = [], None
-        log.info("hub %s: %d accepted, %d rejected so far", self.live.root, self.stats.accepted, self.stats.rejected)
+        log.debug("hub %s: %d accepted, %d rejected so far", self.live.root, self.stats.accepted, self.stats.rejected)
 
 
 def listen(
@@ -122,6 +122,8 @@ def listen(
     stop: threading.Event | None = None,
     clock_ahead: str | None = None,
     on_ready: Callable[[], None] | None = None,
+    say: Callable[[str], None] | None = None,
+    report_seconds: float = 60.0,
 ) -> ListenStats:
     """Listen until ``max_messages`` arrived, ``duration`` passed or ``stop`` is set, then flush and return.
 
@@ -140,6 +142,8 @@ def listen(
         clock_ahead: how far past the wall clock a reading may lie before it is rejected as from the future, a
             duration such as ``'10min'`` (default: one hub step).
         on_ready: called once the broker granted the subscription (its SUBACK), before the first reading is read.
+        say: where a long run reports: the broker lost and back, and the running counts (default: the log).
+        report_seconds: the counts are said at most this often, after a batch was written.
 
     Raises:
         CityAgentError: the broker cannot be reached or refuses the subscription, at start or after a reconnect
@@ -149,6 +153,7 @@ def listen(
     inbox: queue.Queue[tuple[str, bytes, datetime]] = queue.Queue()
     stop = stop or threading.Event()
     refused: list[str] = []  # the broker refused the subscription after a reconnect: nothing more will come
+    say = say or log.warning
     client = connect(
         url,
         list(topics),
@@ -157,7 +162,9 @@ def listen(
         qos=qos,
         keepalive=keepalive,
         on_refused=refused.append,
+        on_status=say,
     )
+    said = time.monotonic()
     end = time.monotonic() + duration if duration is not None else None
     try:
         if on_ready is not None:
@@ -173,6 +180,10 @@ def listen(
                 pass
             if batcher.due():
                 batcher.flush()
+                if time.monotonic() - said >= report_seconds:  # alive, and what it rejects, without a line a batch
+                    said = time.monotonic()
+                    s = batcher.stats
+                    say(f"{s.accepted} reading(s) appended, {s.rejected} rejected so far ({dict(s.reasons)})")
     finally:
         client.disconnect()
         client.loop_stop()

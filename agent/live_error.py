@@ -199,6 +199,32 @@ def live_errors(model: str | None = None) -> pd.DataFrame:
     return df if model is None else df[df["model"] == model].reset_index(drop=True)
 
 
+def live_summary(since: pd.Timestamp) -> pd.DataFrame:
+    """Live error per model, version and hub over forecasts scored since ``since``: forecasts, observed targets,
+    MAE and RMSE weighted by targets, the mean coverage, and the newest target scored; newest model first."""
+    df = live_errors()
+    df = df[pd.to_datetime(df["scored_at"], utc=True) >= since.tz_convert("UTC")]
+    df = df[df["n"] > 0]
+    cols = ["model", "version", "hub", "forecasts", "targets", "mae", "rmse", "coverage", "last_target"]
+    if df.empty:
+        return pd.DataFrame(columns=cols)
+    df = df.assign(
+        hub=df["hub"].fillna("-"),
+        se=df["mae"] * df["n"],
+        sq=df["rmse"].astype(float) ** 2 * df["n"],
+    )
+    out = df.groupby(["model", "version", "hub"], sort=False).agg(
+        forecasts=("n", "size"),
+        targets=("n", "sum"),
+        se=("se", "sum"),
+        sq=("sq", "sum"),
+        coverage=("coverage", "mean"),
+        last_target=("last_target", "max"),
+    )
+    out["mae"], out["rmse"] = out["se"] / out["targets"], (out["sq"] / out["targets"]) ** 0.5
+    return out.reset_index()[cols].sort_values(["model", "version"], ascending=[True, False]).reset_index(drop=True)
+
+
 def recent_mae(model: str, version: str, since: pd.Timestamp, hub_id: str | None = None) -> float | None:
     """Live MAE of ``model`` version ``version`` over forecasts whose last target is at or after ``since``.
 

@@ -123,6 +123,7 @@ class Agent:
         self.drift = drift or DriftWatch(cfg, trigger)
         self._seen: dict[str, pd.Timestamp] = {}  # model → anchor of its last turn (also windows with no decisions)
         self._holding = False  # run() holds the hub's lock for all its cycles
+        self._unreferenced: set[str] = set()  # runs whose missing drift reference was already named
 
     def _already(self, name: str, anchor: pd.Timestamp, decided: dict[tuple[str, pd.Timestamp], Decided]) -> str:
         """Why ``name`` needs not decide on the window at ``anchor`` again; empty when it does."""
@@ -234,7 +235,12 @@ class Agent:
                 report.notes.append(f"{o.model}: drift not checked: {e}")
                 continue
             if drift is None:
-                report.notes.append(f"{o.model}: no drift reference for run {o.facts.run_id}; drift not checked")
+                if o.facts.run_id not in self._unreferenced:  # said once per run, not every cycle for weeks
+                    self._unreferenced.add(o.facts.run_id)
+                    report.notes.append(
+                        f"{o.model}: no drift reference for run {o.facts.run_id} (trained before every run logged "
+                        f"one); its drift is not checked until `cityagent retrain --now {o.domain}` replaces it"
+                    )
             else:
                 report.drift[o.model] = drift
 

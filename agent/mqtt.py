@@ -98,6 +98,7 @@ def connect(
     keepalive: int = 60,
     timeout: float = 10.0,
     on_refused: Callable[[str], None] | None = None,
+    on_status: Callable[[str], None] | None = None,
 ) -> mqtt.Client:
     """A connected client whose network loop runs in a background thread, subscribed to ``topics``.
 
@@ -113,6 +114,8 @@ def connect(
         timeout: seconds to wait for the broker's CONNACK and SUBACK.
         on_refused: called from the network thread with the reason when the broker refuses the subscription
             after a reconnect (e.g. its ACL changed meanwhile); without it that would go unnoticed.
+        on_status: called from the network thread when the connection is lost after the subscription was granted
+            (paho reconnects by itself) and when it is back, so a long-running listener's log shows an outage.
     """
     check_topic_filters(topics)
     host, port, tls, user, password = parse_url(url)
@@ -126,8 +129,9 @@ def connect(
         client.username_pw_set(user, password)
     if tls:
         client.tls_set(cert_reqs=ssl.CERT_REQUIRED)
-    ready, problem = threading.Event(), []
+    ready, problem, lost = threading.Event(), [], threading.Event()
     who = f"user {user!r}" if user else "anonymous clients"
+    status = on_status or (lambda _line: None)
 
     def fail(why: str) -> None:
         if not ready.is_set():
@@ -140,6 +144,9 @@ def connect(
         if reason.is_failure:
             fail(f"the broker refused the connection: {reason}")
             return
+        if lost.is_set():
+            lost.clear()
+            status(f"reconnected to the MQTT broker {host}:{port}; resubscribing")
         try:  # also after a reconnect, so the subscription survives it
             c.subscribe([(t, qos) for t in topics])
         except ValueError as e:  # raised here it would only be a traceback of paho's thread
@@ -155,6 +162,9 @@ def connect(
     def on_disconnect(_c, _userdata, _flags, reason, _props) -> None:
         if not ready.is_set():  # e.g. a broker that drops a filter it finds malformed: say so, do not time out
             fail(f"the broker closed the connection before granting the subscription: {reason}")
+        elif reason.is_failure and not lost.is_set():  # not our own disconnect at the end
+            lost.set()
+            status(f"lost the MQTT broker {host}:{port} ({reason}); reconnecting, readings wait at the broker")
 
     client.on_connect, client.on_subscribe, client.on_disconnect = on_connect, on_subscribe, on_disconnect
     client.on_message = lambda _c, _userdata, msg: on_message(msg)

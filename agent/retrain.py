@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from cityagent.agent.agent_config import AgentConfig, load_agent_config
+from cityagent.agent.agent_config import AgentConfig, DriftConfig, load_agent_config
 from cityagent.agent.drift import REFERENCE_ARTIFACT, reference_from, save_reference
 from cityagent.agent.drift_watch import reference_path
 from cityagent.agent.schedule import Interrupted, is_sigterm, uninterrupted
@@ -183,7 +183,7 @@ def retrain(
     from cityagent.training.fit import fit
     from cityagent.training.gate import load_gate_config
     from cityagent.training.registry import promote, record_decision
-    from cityagent.training.task import load_task, task_name
+    from cityagent.training.task import task_name
     from cityagent.training.tracking import tracking_uri
 
     cfg = cfg or load_agent_config()
@@ -197,8 +197,9 @@ def retrain(
         fit_result = fit(run_cfg)
         if fit_result.info.get("diverged"):  # nothing to export or judge; the champion stays
             raise CityAgentError(f"{task}: {fit_result.info['diverged']}")
-        data, _ = load_task(run_cfg.task)  # the same newest hub data: the gate's window is its test split
-        log_reference(fit_result.run_id, data, fit_result.metrics, cfg.drift.bins, uri)
+        data = fit_result.task  # the newest hub data, as read once by fit: the gate's window is its test split
+        if cfg.drift.bins != DriftConfig().bins:  # fit logged the reference with the default bins
+            log_reference(fit_result.run_id, data, fit_result.metrics, cfg.drift.bins, uri)
         exported = export_run(fit_result.run_id, tracking_uri=uri, alias="challenger", actor=actor)
         version = exported.version
         say(f"{task}: registered {name} v{version} as challenger; gating it against the champion")

@@ -43,6 +43,7 @@ class FitResult:
         history: per-epoch metrics.
         info: how it ran (mode, workers, resumed_from_epoch, seconds, export outcome; ``diverged``: why, when
             training diverged and the run was marked FAILED and not exported).
+        task: the task's windows it was trained and scored on (what `fit` read from the hub).
     """
 
     metrics: dict[str, float]
@@ -51,6 +52,7 @@ class FitResult:
     bundle_path: str
     history: list[dict[str, float]] = field(default_factory=list)
     info: dict[str, Any] = field(default_factory=dict)
+    task: TaskData | None = field(default=None, repr=False, compare=False)
 
 
 def report_trained(run: TrackedRun, cfg: RunConfig, task: TaskData, fp: HubFingerprint, out: TrainOutput) -> FitResult:
@@ -142,10 +144,29 @@ def maybe_export(cfg: RunConfig, run_id: str) -> str:
         return "skipped (cityagent.training.export not available)"
     try:
         exported = export_run(run_id, tracking_uri=tracking_uri(cfg.tracking.tracking_uri))
-        return f"done: {getattr(exported, 'model_uri', exported)}"
+        done = f"done: {exported.model_uri}"
+        if exported.version is None:
+            return done
+        already = "already " if exported.already_registered else ""
+        return f"{done} ({already}registered {exported.name} v{exported.version} as challenger)"
     except CityAgentError as e:  # the run itself is fine; say why it is not served
         log.warning("run %s trained but was not exported: %s", run_id, e)
         return f"failed: {e}"
+
+
+def log_drift_reference(result: FitResult, uri: str, bins: int | None = None) -> None:
+    """Log the training data's summary the agent's drift watch compares live inputs with (``drift_reference.json``),
+    so every trained model, not only a retrained one, has its drift checked once it serves. A reference that cannot
+    be written costs a warning, not the run."""
+    from mlflow.exceptions import MlflowException
+
+    from cityagent.agent.agent_config import DriftConfig
+    from cityagent.agent.retrain import log_reference  # the agent layer owns drift; imported when used
+
+    try:
+        log_reference(result.run_id, result.task, result.metrics, bins or DriftConfig().bins, uri)
+    except (CityAgentError, OSError, MlflowException, KeyError, ValueError) as e:
+        log.warning("run %s: no drift reference logged (%s); the agent will not check its drift", result.run_id, e)
 
 
 def fit(config: ConfigLike = None, *, callbacks: Sequence[pl.Callback] = (), **overrides: Any) -> FitResult:
@@ -196,6 +217,8 @@ def fit(config: ConfigLike = None, *, callbacks: Sequence[pl.Callback] = (), **o
         run.end("FAILED")
         result.info.update(diverged=diverged, export="skipped (training diverged)")
         return result
+    result.task = task
+    log_drift_reference(result, uri)
     result.info["export"] = maybe_export(cfg, result.run_id)
     log.info("run %s: %s", result.run_id, {k: round(v, 4) for k, v in result.metrics.items() if "_h" not in k})
     return result

@@ -17,7 +17,14 @@ from cityagent.training.build import build_params, check_buildable
 from cityagent.training.config import RunConfig
 from cityagent.training.conformal import check_conformal
 from cityagent.training.engine import TrainOutput, monitor_for, read_checkpoint
-from cityagent.training.fit import FitResult, check_device, divergence, maybe_export, report_trained
+from cityagent.training.fit import (
+    FitResult,
+    check_device,
+    divergence,
+    log_drift_reference,
+    maybe_export,
+    report_trained,
+)
 from cityagent.training.overrides import ConfigLike, resolve_config
 from cityagent.training.ray_cluster import connect, storage_path
 from cityagent.training.ray_job import CKPT_NAME
@@ -251,5 +258,7 @@ def tune(
         run.end("FAILED")
         result.info.update(diverged=diverged, export="skipped (training diverged)")
         return result
+    result.task = task
+    log_drift_reference(result, uri)
     result.info["export"] = maybe_export(best_cfg, result.run_id)
     return result

@@ -10,7 +10,7 @@ from cityagent.hub.protocols import TaskData
 from cityagent.models.registry import model_info
 from cityagent.training.classical import fit_classical
 from cityagent.training.config import RunConfig
-from cityagent.training.fit import FitResult, maybe_export, train_and_report
+from cityagent.training.fit import FitResult, log_drift_reference, maybe_export, train_and_report
 from cityagent.training.ray_cluster import storage_path
 from cityagent.training.run_start import start_run
 from cityagent.training.task import HubFingerprint, task_name
@@ -117,5 +117,7 @@ def tune_classical(
         "workers": 0,
         "monitor": metric,
     }
+    result.task = task
+    log_drift_reference(result, uri)
     result.info["export"] = maybe_export(best_cfg, result.run_id)
     return result

@@ -286,6 +286,19 @@ def test_no_drift_on_the_unshifted_hub(hub_dir, start_server):
     assert started == []
 
 
+def test_a_champion_without_a_drift_reference_is_named_once_with_the_fix(hub_dir, start_server):
+    reference_path("run-traffic").unlink()  # a run trained before every run logged one
+    server = start_server()
+    cfg = config(hub_dir, server.address)
+    agent = Agent(cfg, drift=DriftWatch(cfg, None))
+    first = [n for n in agent.cycle().notes if "no drift reference" in n]
+    assert first == [
+        "traffic-synthetic: no drift reference for run run-traffic (trained before every run logged one); its drift "
+        "is not checked until `cityagent retrain --now traffic` replaces it"
+    ]
+    assert not any("no drift reference" in n for n in agent.cycle().notes)  # not again every cycle
+
+
 def test_a_tracking_server_that_is_down_costs_seconds_and_says_so(hub_dir, start_server, monkeypatch):
     """No local reference and MLflow down: one quick /health check per cycle, not minutes of MlflowClient retries."""
     import socket
@@ -325,6 +338,8 @@ def test_cli_agent_run_once_prints_the_decisions(hub_dir, start_server, peak, tm
     assert result.exit_code == 0, result.output
     assert "decisions this cycle" in result.output and "congestion_alert" in result.output
     assert "traffic-synthetic: decided" in result.output
+    line = next(x for x in result.output.splitlines() if "traffic-synthetic: decided" in x)
+    assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d[+-]\d{4} traffic-synthetic: decided: \d+ decision", line), line
 
     server.stop()
     down = CliRunner().invoke(app, args, terminal_width=200)

@@ -1,6 +1,7 @@
 """fit() in-process: one MLflow run with everything in it, bundles that reproduce, baselines in the same shape."""
 
 import logging
+import re
 import socket
 import time
 
@@ -154,6 +155,10 @@ def test_registered_when_asked_and_export_failures_do_not_fail_the_run(tiny_cfg,
     pytest.importorskip("cityagent.training.export", reason="the export/registry module is not in this tree")
     result = fit(tiny_cfg(**{"model.name": "ha", "model.params": {}, "tracking.register_model": True}))
     assert result.info["export"].startswith("done: models:/traffic-synthetic/")
+    assert re.search(r"\(registered traffic-synthetic v\d+ as challenger\)$", result.info["export"])
+    # every trained model carries the summary the agent's drift watch compares live inputs with, not only retrains
+    logged = [a.path for a in mlflow.MlflowClient().list_artifacts(result.run_id)]
+    assert "drift_reference.json" in logged and result.task is not None
     gbrt = {"model.name": "gbrt", "model.params": {"max_iter": 5}, "tracking.register_model": True}
     assert fit(tiny_cfg(**gbrt)).info["export"].startswith("done: models:/traffic-synthetic/")  # trees translate
     # a classical model without a torch translation (as risk_gbrt, which needs GSNet's layout to train at all)

@@ -305,6 +305,7 @@ def test_the_version_tables_keep_names_aliases_dates_and_metrics_whole_at_80_col
     moves = [
         Move(1, "2026-12-01T10:30:00+00:00", "cityagent-retrain", "promote", "champion", None, "1", reason, metrics),
         Move(2, "2026-12-02T08:05:09+00:00", "alice", "rollback", "challenger", "12", "13", "drifts", {"mae": 2.3}),
+        Move(3, "2026-12-03T03:00:00+00:00", "cityagent-retrain", "refuse", "champion", "1", "14", "worse", {}),
     ]
     console = Console(width=80, record=True)
     console.print(history_table(moves))
@@ -314,6 +315,7 @@ def test_the_version_tables_keep_names_aliases_dates_and_metrics_whole_at_80_col
         assert word in text
     assert all(w in text for w in ("v- → v1", "v12 → v13", "test_mae=2.346", "test_coverage_90=0.9012", "mae=2.3"))
     assert "no champion yet" in text and "rollback" in text
+    assert "v14 refused" in text and "(champion v1 stays)" in " ".join(text.split()) and "v1 → v14" not in text
 
 
 def test_export_command_refuses_a_negative_or_infinite_tolerance(store):
