@@ -14,6 +14,7 @@ from cityagent.agent.cli_train import evaluate, train, tune
 from cityagent.agent.console import console, fail
 from cityagent.agent.demo import demo
 from cityagent.errors import CityAgentError
+from cityagent.store_check import redacted
 
 app = typer.Typer(
     name="cityagent",
@@ -48,7 +49,7 @@ def main() -> None:
     try:
         app()
     except CityAgentError as e:
-        fail(str(e))
+        fail(redacted(str(e)))
         sys.exit(2)
     except Exception as e:
         if not _is_mlflow_error(e):
@@ -60,7 +61,7 @@ def main() -> None:
             if "Invalid Host header" in why
             else ""
         )
-        fail(f"MLflow ({where}) refused the request: {why}{hint}")
+        fail(redacted(f"MLflow ({where}) refused the request: {why}{hint}"))
         sys.exit(2)
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]")

@@ -199,8 +199,11 @@ def export_command(
     if result.already_registered:  # e.g. by `cityagent train`: the same ONNX file, so no second version
         console.print(
             f"[green]already registered[/] as {result.name} v{result.version} ({result.model_uri}, the same ONNX file; "
-            f"parity {result.parity:.2g}) → {result.onnx_path}"
+            f"parity {result.parity:.2g}) → {result.onnx_path}",
+            soft_wrap=True,
         )
+        if alias:  # the alias moves even so (recorded in the history): on a team store that is worth a line
+            console.print(f"{result.name} @{alias} → v{result.version}", highlight=False)
         return
     if result.already_logged:  # `--no-register` again: the run holds this very file already, so nothing new is logged
         console.print(

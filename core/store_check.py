@@ -3,6 +3,7 @@ database for minutes and then raises a traceback. Training and serving share the
 
 import math
 import os
+import re
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -29,6 +30,30 @@ def store_problem(uri: str, timeout: float = 3.0) -> tuple[str, str, str] | None
     else:
         return None
     return (what, *problem) if problem else None
+
+
+# MLflow retries each HTTP call 7 times with backoff 2 and a 120 s timeout (minutes per call against a server
+# that died mid-run, or whose database did); training gives up within about a minute instead, and serving's alias
+# poll sees a promotion made after an outage at its next poll. Set these variables to override.
+HTTP_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "15",
+}
+
+
+def bound_http_retries() -> None:
+    """Default MLflow's HTTP retries and timeout to ``HTTP_DEFAULTS`` where the environment sets none."""
+    for name, value in HTTP_DEFAULTS.items():
+        os.environ.setdefault(name, value)
+
+
+_URL_PASSWORD = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]+:)[^@\s/]+@")
+
+
+def redacted(text: str) -> str:
+    """``text`` with the password of every URL in it shown as ``***`` (errors quote URIs they were given)."""
+    return _URL_PASSWORD.sub(r"\1***@", text)
 
 
 def masked(uri: str) -> str:

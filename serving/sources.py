@@ -14,7 +14,7 @@ import yaml
 from cityagent.home import home_dir
 from cityagent.serving.errors import ModelLoadError
 from cityagent.serving.spec import ModelSpec
-from cityagent.store_check import store_problem
+from cityagent.store_check import bound_http_retries, store_problem
 
 
 def resolve_tracking_uri(tracking_uri: str | None = None) -> str:
@@ -56,6 +56,7 @@ class RegistrySource:
         check_reachable(self.uri)
         if self._registry_uri != self.uri:
             check_reachable(self._registry_uri, _REGISTRY)
+        bound_http_retries()  # a poll must not sit in minutes of MLflow's retries while the registry is out
         self.client = MlflowClient(tracking_uri=self.uri, registry_uri=self._registry_uri)
 
     def current(self, spec: ModelSpec) -> str:

@@ -45,6 +45,7 @@ class _Slot:
     served: Served | None = None
     failed: str | None = None  # the last version that failed; retried only after the alias moves again
     last_error: str | None = None
+    unresolved: bool = False  # the last poll could not read the alias (registry out)
     draining: set = field(default_factory=set)  # close() tasks of swapped-out versions
 
 
@@ -118,7 +119,13 @@ class ModelStore:
                 version = await asyncio.to_thread(slot.source.current, slot.spec)
             except Exception as e:  # a registry hiccup must not stop the poller
                 self._note(slot, f"cannot resolve {slot.spec}: {e}")
+                slot.unresolved = True
                 continue
+            if slot.unresolved:  # said once it is back, so the next outage is said again
+                slot.unresolved = False
+                if slot.last_error is not None and slot.last_error.startswith("cannot resolve"):
+                    slot.last_error = None
+                log.info("%s resolves again (version %s)", slot.spec, version)
             if slot.served is not None and version != slot.served.version and version != slot.failed:
                 await self._load(slot, version)
 

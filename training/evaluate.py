@@ -10,6 +10,7 @@ import pandas as pd
 
 from cityagent.config_yaml import parse_yaml
 from cityagent.errors import CityAgentError
+from cityagent.home import home_dir
 from cityagent.hub.hub import MANIFEST
 from cityagent.hub.protocols import TaskData
 from cityagent.training.bundle import BUNDLE_FILE, ModelBundle
@@ -70,7 +71,18 @@ def run_hub(run_id: str, cfg: RunConfig, tracking_uri: str | None = None, hub: s
     """
     if hub is not None:
         return cfg.model_copy(update={"task": cfg.task.model_copy(update={"hub": TaskConfig.absolute(hub)})})
-    if cfg.task.hub is not None or cfg.task.dataset != "synthetic":
+    recorded = cfg.task.hub
+    if recorded is not None and ":***@" in recorded:  # logged with its password masked (run_start.shareable)
+        raise CityAgentError(
+            f"run {run_id} read the hub {recorded}, whose password is not kept with the run; pass the URL with "
+            "--hub (or give the password by environment, e.g. PGPASSWORD, and --hub without it)"
+        )
+    if recorded is not None and "://" not in recorded and not Path(recorded).exists():
+        raise CityAgentError(
+            f"run {run_id} read the hub at {recorded}, which is not on this machine; pass a copy of it (or newer "
+            "data of the same nodes) with --hub DIR"
+        )
+    if recorded is not None or cfg.task.dataset != "synthetic":
         return cfg
     source = client_for(tracking_uri).get_run(run_id).data.params.get("data.source")
     if not source or not Path(source, MANIFEST).is_file():
@@ -130,7 +142,13 @@ def evaluate_run(run_id: str, tracking_uri: str | None = None, hub: str | None =
         CityAgentError: the run, its hub, or a hub whose windows the model cannot take (nodes, features, length,
             step, window offsets).
     """
-    bundle, cfg, folder = load_run(run_id, tracking_uri)  # resolves a unique prefix, as `models list` shows it
+    # the downloaded model lives only while it scores: under CITYAGENT_HOME, removed after (not left in /tmp)
+    with tempfile.TemporaryDirectory(prefix="evaluate-", dir=home_dir()) as tmp:
+        return _evaluate(run_id, tracking_uri, hub, Path(tmp))
+
+
+def _evaluate(run_id: str, tracking_uri: str | None, hub: str | None, tmp: Path) -> dict[str, float]:
+    bundle, cfg, folder = load_run(run_id, tracking_uri, tmp)  # resolves a unique prefix, as `models list` shows it
     run_id = bundle.meta.get("run_id") or run_id  # the full id, for the lookups below
     cfg = run_hub(run_id, cfg, tracking_uri, hub)
     task, fp = load_task(cfg.task)

@@ -41,8 +41,16 @@ class TrackedRun:
                 if BUNDLE_ARTIFACT in self.logged
                 else "start it again (or unset MLFLOW_TRACKING_URI for the local store) and retrain"
             )
+            left = (  # it cannot be marked FAILED while the server is down
+                f'; the run stays RUNNING there until marked: python -c "import mlflow; '
+                f"mlflow.MlflowClient().set_terminated('{self.run_id}', 'FAILED')\""
+                if BUNDLE_ARTIFACT not in self.logged
+                else ""
+            )
             raise TrackingUnreachable(
-                f"MLflow tracking server {uri} not reachable ({why}) while logging run {self.run_id}; {done}", uri, why
+                f"MLflow tracking server {uri} not reachable ({why}) while logging run {self.run_id}; {done}{left}",
+                uri,
+                why,
             ) from e
 
     @classmethod

@@ -15,19 +15,12 @@ from typing import Any
 
 from cityagent.errors import CityAgentError
 from cityagent.home import home_dir
-from cityagent.store_check import store_problem
+from cityagent.store_check import bound_http_retries, store_problem
 from cityagent.training.config import RunConfig
 
 log = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parents[1]
 MAX_PARAM = 6000  # MLflow's limit on a param value
-# MLflow retries each HTTP call 7 times with backoff 2 and a 120 s timeout (minutes per call against a server
-# that died mid-run); a CLI run gives up within about a minute instead. Set these variables to override.
-HTTP_DEFAULTS = {
-    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",
-    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-    "MLFLOW_HTTP_REQUEST_TIMEOUT": "15",
-}
 
 
 def tracking_uri(uri: str | None = None) -> str:
@@ -57,12 +50,6 @@ def artifact_root(uri: str) -> str | None:
 def experiment_name(cfg: RunConfig) -> str:
     """``tracking.experiment``, else one experiment per domain: ``cityagent-<domain>``."""
     return cfg.tracking.experiment or f"cityagent-{cfg.task.domain}"
-
-
-def bound_http_retries() -> None:
-    """Default MLflow's HTTP retries and timeout to ``HTTP_DEFAULTS`` where the environment sets none."""
-    for name, value in HTTP_DEFAULTS.items():
-        os.environ.setdefault(name, value)
 
 
 def client_for(uri: str | None = None):

@@ -262,3 +262,36 @@ def test_a_registry_poll_during_an_outage_returns_at_once_and_keeps_the_served_v
     with pytest.raises(ModelLoadError, match=r"models:/m@champion: the registry .* is not reachable .*served version"):
         source.current(ModelSpec("registry", "m", "champion", by_alias=True))
     assert time.monotonic() - t0 < 10
+
+
+def test_a_poll_against_a_server_whose_database_is_out_is_bounded(monkeypatch):
+    """/health answers but every API call is a 503 (the server's database is down): MLflow's default retries held
+    a poll for minutes, so a promotion made meanwhile reached the server minutes late."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from cityagent.serving.sources import RegistrySource
+    from cityagent.serving.spec import ModelSpec
+    from cityagent.store_check import HTTP_DEFAULTS
+
+    for name in HTTP_DEFAULTS:
+        monkeypatch.delenv(name, raising=False)
+
+    class DatabaseDown(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200 if self.path == "/health" else 503)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), DatabaseDown)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        source = RegistrySource(f"http://127.0.0.1:{server.server_address[1]}")
+        t0 = time.monotonic()
+        with pytest.raises(ModelLoadError, match=r"models:/m@champion does not resolve in the registry"):
+            source.current(ModelSpec("registry", "m", "champion", by_alias=True))
+        assert time.monotonic() - t0 < 30  # 3 retries with backoff 1, not 7 with backoff 2
+    finally:
+        server.shutdown()
+        server.server_close()

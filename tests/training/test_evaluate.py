@@ -18,6 +18,7 @@ def test_a_run_on_the_default_city_is_evaluated_on_that_city_from_another_home(t
     result = fit(load_config(None, QUICK))  # task.hub: null, the city synthesised under the home
     monkeypatch.setenv("CITYAGENT_HOME", str(tmp_path / "second"))  # a colleague's machine, the same team store
     assert evaluate_run(result.run_id[:8]) == pytest.approx(result.metrics, rel=1e-5, nan_ok=True)
+    assert not list((tmp_path / "second").glob("evaluate-*"))  # the downloaded model is not left behind
     (first / "hub" / "hub.json").unlink()  # the city is gone: refused, and nothing is synthesised in its place
     with pytest.raises(CityAgentError, match=r"trained on the synthetic city at .*first/hub, which is not here.*--hub"):
         evaluate_run(result.run_id)

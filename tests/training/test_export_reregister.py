@@ -76,6 +76,7 @@ def test_the_cli_says_already_registered(store):
     again = CliRunner().invoke(app, ["export", run_id, "--tracking-uri", store.uri])
     assert again.exit_code == 0, again.output
     assert "already registered as traffic-cli v1" in " ".join(again.output.split())
+    assert "traffic-cli @challenger → v1" in again.output  # the alias move is said, not only recorded
     assert _state(store, "traffic-cli")[0] == ["1"]
 
 

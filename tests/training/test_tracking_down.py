@@ -6,8 +6,8 @@ import time
 import pytest
 from mlflow import MlflowClient
 
+from cityagent.store_check import HTTP_DEFAULTS, bound_http_retries
 from cityagent.training.tracked_run import BUNDLE_ARTIFACT, TrackedRun, TrackingUnreachable
-from cityagent.training.tracking import HTTP_DEFAULTS, bound_http_retries
 
 
 def _dead_url() -> str:
