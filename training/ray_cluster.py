@@ -120,6 +120,23 @@ def storage_path() -> str:
     return os.environ.get(STORAGE_ENV) or str(home_dir() / "ray" / "results")
 
 
+def note_local_storage(target: str) -> None:
+    """Warn when a cluster of several machines would checkpoint to this driver's disk: a worker on another machine
+    writes its checkpoints where it runs, so a resume after a failure cannot find them."""
+    import ray
+
+    hosts = {n.get("NodeManagerAddress") for n in ray.nodes() if n.get("Alive")}
+    if len(hosts) > 1 and not os.environ.get(STORAGE_ENV) and "://" not in storage_path():
+        log.warning(
+            "the Ray cluster at %s spans %d machines but checkpoints go to %s on this one; set %s to storage every "
+            "node sees (s3://bucket/ray or a shared mount), or a worker that dies cannot be resumed",
+            target,
+            len(hosts),
+            storage_path(),
+            STORAGE_ENV,
+        )
+
+
 def check_capacity(target: str, num_cpus: int, cpus_per_worker: int | None = None, num_gpus: int = 0) -> None:
     """Refuse a run that needs more CPUs (or GPUs) than the connected cluster has and can ever get (it would wait
     forever for its placement group); note when it waits for an autoscaler or for CPUs other jobs hold."""
@@ -234,6 +251,7 @@ def connect(
         except CityAgentError:
             ray.shutdown()
             raise
+        note_local_storage(target)
         return False
     temp = ray_temp_dir()
     temp.mkdir(parents=True, exist_ok=True)

@@ -295,3 +295,27 @@ def test_a_poll_against_a_server_whose_database_is_out_is_bounded(monkeypatch):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_every_registry_outage_is_logged_once_and_its_end_too(start_server, tmp_path, caplog):
+    """The first outage was logged and every later one went unsaid: the error was only cleared by a new version."""
+    path = om.save(om.linear_model(1.0), tmp_path / "model.onnx")
+    server = start_server([f"{NAME}={path}"])
+    store = server.server.store
+    [slot] = store._slots
+    real = slot.source.current
+    outage = {"on": False}
+
+    def current(spec):
+        if outage["on"]:
+            raise ConnectionError("registry unreachable")
+        return real(spec)
+
+    slot.source.current = current
+    with caplog.at_level(logging.INFO, logger="cityagent.serving.store"):
+        for on in (True, True, False, True, False):
+            outage["on"] = on
+            server.call(store.poll_once())
+    assert caplog.text.count("cannot resolve") == 2  # two outages, each said once
+    assert caplog.text.count("resolves again") == 2
+    assert store.versions(NAME) == ["1"]

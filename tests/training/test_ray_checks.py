@@ -83,3 +83,22 @@ def test_gpu_runs_on_a_machine_without_one_are_refused_not_left_waiting(tiny_cfg
     with pytest.raises(CityAgentError, match=rf"needs {need} GPU\(s\) \(one per worker\), but torch sees 0 on this"):
         fit(tiny_cfg(**{"train.workers": workers, "train.accelerator": "gpu"}))
     assert time.perf_counter() - t0 < 30 and not ray.is_initialized()
+
+
+def test_a_cluster_of_several_machines_without_shared_storage_is_warned_about(monkeypatch, caplog):
+    from cityagent.training.ray_cluster import STORAGE_ENV, note_local_storage
+
+    nodes = [{"Alive": True, "NodeManagerAddress": ip} for ip in ("10.0.0.1", "10.0.0.2")]
+    monkeypatch.setattr(ray, "nodes", lambda: nodes)
+    monkeypatch.delenv(STORAGE_ENV, raising=False)
+    with caplog.at_level(logging.WARNING, logger="cityagent.training.ray_cluster"):
+        note_local_storage("10.0.0.1:6380")
+    assert "spans 2 machines but checkpoints go to" in caplog.text and STORAGE_ENV in caplog.text
+    caplog.clear()
+    monkeypatch.setenv(STORAGE_ENV, "s3://city-models/ray")
+    with caplog.at_level(logging.WARNING, logger="cityagent.training.ray_cluster"):
+        note_local_storage("10.0.0.1:6380")
+        monkeypatch.setattr(ray, "nodes", lambda: nodes[:1])
+        monkeypatch.delenv(STORAGE_ENV)
+        note_local_storage("10.0.0.1:6380")  # one machine: its own disk is every node's
+    assert caplog.text == ""
