@@ -81,9 +81,11 @@ def train_and_report(
         else:
             from cityagent.training.ray_job import train_ray
 
-            out = train_ray(task, cfg, name=f"{cfg.model.name}-{run.run_id[:12]}", callbacks=callbacks)
-            for row in out.history:  # rank 0's reports, logged once from the driver
-                run.epoch(row)
+            # rank 0's reports, logged from the driver while it trains: the MLflow run shows progress, and a tracking
+            # server that dies mid-run stops the workers after their epoch instead of at the end
+            out = train_ray(
+                task, cfg, name=f"{cfg.model.name}-{run.run_id[:12]}", callbacks=callbacks, on_epoch=run.epoch
+            )
         return report_trained(run, cfg, task, fp, out)
     run.tags({"cityagent.mode": kind})
     with tempfile.TemporaryDirectory() as tmp:

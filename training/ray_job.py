@@ -12,7 +12,7 @@ import signal
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +57,8 @@ def train_worker(config: dict[str, Any]) -> None:
     pl.seed_everything(cfg.train.seed, workers=True, verbose=False)
     module, _ = make_module(task, cfg)
     callbacks = [RayTrainReportCallback(), early_stopping(cfg, monitor_for(task)), *config.get("callbacks", [])]
+    if config.get("stop") is not None:
+        callbacks.append(StopWhenAsked(config["stop"]))
     trainer = pl.Trainer(
         **trainer_kwargs(cfg),
         devices="auto",
@@ -74,6 +76,63 @@ def train_worker(config: dict[str, Any]) -> None:
         path = Path(folder) / CKPT_NAME
         _, module.resumed_from_epoch = read_checkpoint(path)
         trainer.fit(module, train_dl, val_dl, ckpt_path=str(path))
+
+
+class StopWhenAsked(pl.Callback):
+    """Stop after this epoch when the driver asks (its tracking server is gone: the epochs could not be logged, so
+    training on would only be thrown away). Every rank takes the same decision, as early stopping does."""
+
+    def __init__(self, flag: Any) -> None:
+        self.flag = flag  # a handle of the driver's StopFlag actor
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        import ray
+
+        asked = ray.get(self.flag.get.remote()) is not None
+        if trainer.strategy.reduce_boolean_decision(asked, all=False):
+            trainer.should_stop = True
+
+
+class _StopFlag:
+    """Why the driver wants the run to stop, or None (a Ray actor of no CPU)."""
+
+    def __init__(self) -> None:
+        self.why: str | None = None
+
+    def set(self, why: str) -> None:
+        self.why = why
+
+    def get(self) -> str | None:
+        return self.why
+
+
+class _EpochFeed(threading.Thread):
+    """Hand each epoch rank 0 reported to ``on_epoch`` while the run trains (its MLflow run shows progress live); an
+    error there (the tracking server is gone) asks the workers to stop and is raised once the run has stopped."""
+
+    def __init__(self, path: Path, on_epoch: Callable[[dict[str, float]], None], flag: Any) -> None:
+        super().__init__(daemon=True, name="ray-epoch-feed")
+        self.path, self.on_epoch, self.flag = path, on_epoch, flag
+        self.done, self.error, self.read, self.fed = threading.Event(), None, 0, set()
+
+    def feed(self) -> None:
+        if self.error is not None or not self.path.is_file():
+            return
+        lines = self.path.read_text().splitlines()
+        for line in lines[self.read :]:
+            row = json.loads(line)
+            try:
+                self.on_epoch(row)
+            except Exception as e:
+                self.error = e
+                self.flag.set.remote(f"{type(e).__name__}: {e}")
+                return
+            self.fed.add(int(row.get("epoch", -1)))
+        self.read = len(lines)
+
+    def run(self) -> None:
+        while not self.done.wait(2.0):
+            self.feed()
 
 
 def epoch_log(path: str) -> Any:
@@ -105,7 +164,11 @@ def read_history(path: Path) -> list[dict[str, float]]:
 
 
 def train_ray(
-    task: TaskData, cfg: RunConfig, name: str | None = None, callbacks: Sequence[pl.Callback] = ()
+    task: TaskData,
+    cfg: RunConfig,
+    name: str | None = None,
+    callbacks: Sequence[pl.Callback] = (),
+    on_epoch: Callable[[dict[str, float]], None] | None = None,
 ) -> TrainOutput:
     """Fit ``cfg.model`` on ``task`` with ``cfg.train.workers`` Ray Train workers.
 
@@ -114,6 +177,8 @@ def train_ray(
         cfg: the run config; ``train.workers``, ``cpus_per_worker``, ``max_failures``, ``address`` matter here.
         name: Ray Train run name (a folder under the storage path); default a fresh unique name.
         callbacks: extra Lightning callbacks, pickled to every worker.
+        on_epoch: called in this process with rank 0's metrics of each epoch while the run trains (e.g. the MLflow
+            run's ``epoch``); when it raises, the workers stop after their epoch and the error is raised here.
 
     Raises:
         CityAgentError: the cluster cannot be reached, or training failed more than ``max_failures`` times.
@@ -133,10 +198,16 @@ def train_ray(
     log_file = home_dir() / "ray" / "epochs" / f"{name}.jsonl"
     log_file.parent.mkdir(parents=True, exist_ok=True)
     log_file.unlink(missing_ok=True)
+    feed = None
     try:
+        loop_config = {"task": ray.put(task), "cfg": cfg.model_dump(), "callbacks": list(callbacks), "stop": None}
+        if on_epoch is not None:
+            loop_config["stop"] = ray.remote(num_cpus=0)(_StopFlag).remote()
+            feed = _EpochFeed(log_file, on_epoch, loop_config["stop"])
+            feed.start()
         trainer = TorchTrainer(
             train_worker,
-            train_loop_config={"task": ray.put(task), "cfg": cfg.model_dump(), "callbacks": list(callbacks)},
+            train_loop_config=loop_config,
             scaling_config=ScalingConfig(
                 num_workers=workers, use_gpu=cfg.train.accelerator == "gpu", resources_per_worker={"CPU": cpus}
             ),
@@ -157,6 +228,14 @@ def train_ray(
             raise CityAgentError(
                 f"Ray training of {cfg.model.name!r} failed (max_failures={cfg.train.max_failures}): {e}"
             ) from e
+        finally:
+            if feed is not None:
+                feed.done.set()
+                feed.join()
+        if feed is not None:
+            feed.feed()  # the last epochs, reported after its last look
+            if feed.error is not None:
+                raise feed.error
         best = result.get_best_checkpoint(monitor, "min") or result.checkpoint
         if best is None:
             raise CityAgentError("Ray training reported no checkpoint; did every epoch fail?")
@@ -170,6 +249,10 @@ def train_ray(
         if sigterm is not None and threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, sigterm)
     history = read_history(log_file)
+    if feed is not None:  # epochs it has not handed over yet (none, unless a report came after its last read)
+        for row in history:
+            if int(row.get("epoch", -1)) not in feed.fed:
+                on_epoch(row)
     resumed = [int(r["resumed_from_epoch"]) for r in history if "resumed_from_epoch" in r]
     info = {
         "mode": "ray",

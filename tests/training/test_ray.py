@@ -83,6 +83,37 @@ def test_killed_worker_resumes_from_its_checkpoint(ray_cfg, tmp_path):
     print(f"worker-kill Ray fit: {time.perf_counter() - t0:.1f} s")
 
 
+class Slow(pl.Callback):
+    """Each epoch takes a second longer, so the driver's look at the epochs comes while the run still trains."""
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        time.sleep(1.0)
+
+
+@pytest.mark.ray
+def test_a_tracking_server_lost_mid_run_stops_the_workers_after_their_epoch(ray_cfg):
+    """Epochs are logged while a Ray run trains; one that cannot be logged stops the run then, not at its end."""
+    from cityagent.home import home_dir
+    from cityagent.training.ray_job import train_ray
+    from cityagent.training.task import load_task
+    from cityagent.training.tracked_run import TrackingUnreachable
+
+    cfg = ray_cfg(**{"train.max_epochs": 30, "train.patience": 30})
+    task, _ = load_task(cfg.task)
+    seen: list[int] = []
+
+    def on_epoch(row: dict) -> None:
+        seen.append(int(row["epoch"]))
+        if len(seen) == 2:
+            raise TrackingUnreachable("MLflow tracking server http://gone not reachable", "http://gone", "refused")
+
+    with pytest.raises(TrackingUnreachable, match="http://gone"):
+        train_ray(task, cfg, name="lost-tracking", callbacks=[Slow()], on_epoch=on_epoch)
+    epochs = len((home_dir() / "ray" / "epochs" / "lost-tracking.jsonl").read_text().splitlines())
+    assert seen == [0, 1] and epochs < 10  # stopped within a few epochs of the loss, not after all 30
+    assert not ray.is_initialized()
+
+
 def _own_ray_processes(temp_dirs: list[Path]) -> list[psutil.Process]:
     """Processes of the test cluster only: their command lines name its private temp dirs."""
     out = []
