@@ -59,7 +59,6 @@ def run_facts(bundle_path: str | None) -> tuple[dict[int, float], str | None]:
     try:
         import tempfile
 
-        import pandas as pd
         import torch
 
         with tempfile.TemporaryDirectory() as tmp:
@@ -68,10 +67,19 @@ def run_facts(bundle_path: str | None) -> tuple[dict[int, float], str | None]:
 
                 bundle_path = mlflow.artifacts.download_artifacts(artifact_uri=bundle_path, dst_path=tmp)
             meta = torch.load(bundle_path, map_location="cpu", weights_only=True)["meta"]
-        units = meta.get("units")
-        step = pd.Timedelta(pd.tseries.frequencies.to_offset(meta["step"])).total_seconds() / 60
-        return {i + 1: off * step for i, off in enumerate(meta["target_offsets"])}, units
     except Exception:  # labels only: without them the table names horizon steps (h3) instead of lead times
+        return {}, None
+    return meta_facts(meta)
+
+
+def meta_facts(meta: Mapping) -> tuple[dict[int, float], str | None]:
+    """``({horizon step: lead minutes}, units)`` from a bundle's metadata; empty when it lacks them."""
+    import pandas as pd
+
+    try:
+        step = pd.Timedelta(pd.tseries.frequencies.to_offset(meta["step"])).total_seconds() / 60
+        return {i + 1: off * step for i, off in enumerate(meta["target_offsets"])}, meta.get("units")
+    except (KeyError, TypeError, ValueError):
         return {}, None
 
 

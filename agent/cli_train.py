@@ -113,17 +113,11 @@ def evaluate(
 ) -> None:
     """Re-evaluate a trained run on its task's test split; prints every horizon step."""
     quiet_libraries()
-    from mlflow import MlflowClient
+    from cityagent.agent.cli_metrics import meta_facts, print_metrics
+    from cityagent.training.evaluate import evaluate_with_meta
 
-    from cityagent.agent.cli_metrics import print_metrics, run_facts
-    from cityagent.training.evaluate import evaluate_run
-    from cityagent.training.run_ids import resolve_run_id
-    from cityagent.training.tracking import tracking_uri
-
-    metrics = evaluate_run(run_id, hub=hub)
-    client = MlflowClient(tracking_uri())
-    run = client.get_run(resolve_run_id(client, run_id))  # evaluate_run found it: this cannot fail
-    leads, units = run_facts(f"{run.info.artifact_uri}/bundle/model.pt")  # lead times label the rows, as in `train`
+    metrics, meta = evaluate_with_meta(run_id, hub=hub)
+    leads, units = meta_facts(meta)  # lead times label the rows, as in `train`
     console.print(f"[green]evaluated[/] run {run_id} on its task's test split", soft_wrap=True)
     print_metrics(metrics, leads, units, every_horizon=True)
 

@@ -143,17 +143,17 @@ def latest_step(hub: Hub, facts: ModelFacts) -> tuple[pd.Timestamp, str]:
     mine = df[df[idcol].astype(str).isin(facts.nodes)]
     if mine.empty:
         raise WindowMissing(f"{facts.name}: the hub's {facts.table} table has no readings of its nodes; skipped")
+    newest = mine["ts"].max().tz_convert(hub.meta.timezone)
+    reach = max(facts.target_offsets) * hub.meta.step_delta  # a window ending earlier would forecast only the past
+    recent = mine[mine["ts"] > newest - reach]  # the steps that can end the window: not weeks of history each cycle
     frame = pd.DataFrame(
-        {"ts": mine["ts"].dt.tz_convert(hub.meta.timezone).to_numpy(), "id": mine[idcol].astype(str).to_numpy()}
+        {"ts": recent["ts"].dt.tz_convert(hub.meta.timezone).to_numpy(), "id": recent[idcol].astype(str).to_numpy()}
     )
-    newest = frame["ts"].max()
     reported = frame.groupby("ts")["id"].nunique()
     complete = reported.index[reported.to_numpy() >= len(set(facts.nodes))]
     if not len(complete) or complete.max() == newest:
         return newest, ""
     last = complete.max()
-    if last + max(facts.target_offsets) * hub.meta.step_delta <= newest:  # its forecast would be all past
-        return newest, ""
     ahead = frame.loc[frame["ts"] == newest, "id"].nunique()
     return last, f"the newest step every node has reported ({ahead} node(s) already report {newest:%H:%M})"
 

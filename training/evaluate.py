@@ -127,6 +127,14 @@ def check_input(run_id: str, bundle: ModelBundle, task: TaskData, where: str) ->
 
 
 def evaluate_run(run_id: str, tracking_uri: str | None = None, hub: str | None = None) -> dict[str, float]:
+    """Test metrics of a logged run, recomputed from its bundle on its task's test split (``evaluate_with_meta``,
+    without the bundle's metadata)."""
+    return evaluate_with_meta(run_id, tracking_uri, hub)[0]
+
+
+def evaluate_with_meta(
+    run_id: str, tracking_uri: str | None = None, hub: str | None = None
+) -> tuple[dict[str, float], dict]:
     """Test metrics of a logged run, recomputed from its bundle on its task's test split.
 
     Args:
@@ -136,7 +144,8 @@ def evaluate_run(run_id: str, tracking_uri: str | None = None, hub: str | None =
             same sensors).
 
     Returns:
-        ``{"test_mae": ..., ...}``, the same names ``fit`` logged.
+        ``({"test_mae": ..., ...}, bundle metadata)``: the names ``fit`` logged, and the model's facts (step, target
+        offsets, units) for labelling them, from the one download.
 
     Raises:
         CityAgentError: the run, its hub, or a hub whose windows the model cannot take (nodes, features, length,
@@ -147,7 +156,7 @@ def evaluate_run(run_id: str, tracking_uri: str | None = None, hub: str | None =
         return _evaluate(run_id, tracking_uri, hub, Path(tmp))
 
 
-def _evaluate(run_id: str, tracking_uri: str | None, hub: str | None, tmp: Path) -> dict[str, float]:
+def _evaluate(run_id: str, tracking_uri: str | None, hub: str | None, tmp: Path) -> tuple[dict[str, float], dict]:
     bundle, cfg, folder = load_run(run_id, tracking_uri, tmp)  # resolves a unique prefix, as `models list` shows it
     run_id = bundle.meta.get("run_id") or run_id  # the full id, for the lookups below
     cfg = run_hub(run_id, cfg, tracking_uri, hub)
@@ -163,4 +172,4 @@ def _evaluate(run_id: str, tracking_uri: str | None, hub: str | None, tmp: Path)
         )
     pred = predict_split(bundle_predictor(bundle, folder), task.test)
     metrics, _ = score(task, task.test, pred, cfg.task.domain, cfg.train.quantiles)
-    return {f"test_{k}": v for k, v in metrics.items()}
+    return {f"test_{k}": v for k, v in metrics.items()}, dict(bundle.meta)

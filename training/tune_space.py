@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from cityagent.config_yaml import parse_yaml, read_yaml
+from cityagent.config_yaml import parse_yaml, read_yaml, yaml_problem
 from cityagent.errors import ConfigError
 from cityagent.hub.protocols import TaskData
 from cityagent.models.registry import build_model, model_info
@@ -102,8 +102,9 @@ def parse_search(items: Iterable[str]) -> dict[str, Any]:
         try:
             out[key.strip()] = parse_yaml(raw)
         except yaml.YAMLError as e:
-            first = str(e).splitlines()[0]
-            raise ConfigError(f"--search {item!r}: the spec is not valid YAML ({first}); quote it on the shell") from e
+            raise ConfigError(
+                f"--search {item!r}: the spec is not valid YAML ({yaml_problem(e)}); quote it on the shell"
+            ) from e
     return out
 
 
