@@ -4,6 +4,7 @@ Parsed from configs/agent.yaml at the entry point; unknown keys are an error so 
 """
 
 import re
+from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -268,10 +269,24 @@ def check_retrains(cfg: AgentConfig) -> None:
     from cityagent.agent.retrain import retrain_config  # it imports this module
 
     for task in [*cfg.retrain.schedule, *sorted(set(cfg.retrain.overrides) - set(cfg.retrain.schedule))]:
+        overrides = cfg.retrain.overrides.get(task, {})
         try:
-            retrain_config(task, cfg)
+            run = retrain_config(task, cfg)
         except ConfigError as e:
-            raise ConfigError(_override_error(task, cfg.retrain.overrides.get(task, {}), str(e))) from e
+            raise ConfigError(_override_error(task, overrides, str(e))) from e
+        if any(k == "model" or k.startswith("model.") for k in overrides):
+            _check_model_override(task, run.model.name, run.model.params)
+
+
+def _check_model_override(task: str, model: str, params: Mapping[str, Any]) -> None:
+    """Parameter names the retrain's model does not take; only for overrides that touch ``model``, since the
+    registry imports torch (seconds) and the task's own config was checked when it was written."""
+    from cityagent.models import check_param_names
+
+    try:
+        check_param_names(model, params)
+    except ConfigError as e:
+        raise ConfigError(f"retrain.overrides.{task}: {e}") from e
 
 
 def _override_error(task: str, overrides: dict[str, Any], message: str) -> str:

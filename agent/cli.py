@@ -11,7 +11,7 @@ from cityagent.agent.cli_hub import hub_app
 from cityagent.agent.cli_models import export_command, models_app
 from cityagent.agent.cli_serve import serve
 from cityagent.agent.cli_train import evaluate, train, tune
-from cityagent.agent.console import console, fail
+from cityagent.agent.console import console, fail, widen_for_logs
 from cityagent.agent.demo import demo
 from cityagent.errors import CityAgentError
 from cityagent.store_check import redacted
@@ -46,6 +46,7 @@ def main() -> None:
     """Console entry point: user errors print one clear line and exit 2, never a traceback."""
     # the commands narrate their own progress; MLflow's bar for each small artifact it fetches is noise here
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    widen_for_logs()
     try:
         app()
     except CityAgentError as e:

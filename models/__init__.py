@@ -4,6 +4,6 @@
 """
 
 from cityagent.models import classical, demand, risk, traffic  # noqa: F401  (importing registers the builders)
-from cityagent.models.registry import ModelInfo, build_model, list_models, model_info, register
+from cityagent.models.registry import ModelInfo, build_model, check_param_names, list_models, model_info, register
 
-__all__ = ["ModelInfo", "build_model", "list_models", "model_info", "register"]
+__all__ = ["ModelInfo", "build_model", "check_param_names", "list_models", "model_info", "register"]

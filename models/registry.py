@@ -8,7 +8,7 @@ is a ConfigError that names the nearest valid parameter.
 
 import difflib
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -138,6 +138,18 @@ def _unknown_params(name: str, unknown: list[str], valid: set[str]) -> ConfigErr
     )
 
 
+def check_param_names(name: str, params: Iterable[str]) -> ModelInfo:
+    """The registry entry for ``name``, after checking it takes every parameter named in ``params`` (its own
+    hyperparameters and the common ones); ConfigError naming the nearest valid one otherwise. Values are not
+    checked: that needs the task (see ``cityagent.training.build.check_buildable``)."""
+    info = model_info(name)
+    valid = set(info.common) | set(info.params)
+    unknown = [k for k in params if k not in valid and k not in COMMON_PARAMS]
+    if unknown:
+        raise _unknown_params(name, unknown, valid)
+    return info
+
+
 def build_model(name: str, **params: Any) -> Any:
     """Build the model registered as ``name`` (an nn.Module, or an estimator wrapper for kind='classical').
 
@@ -146,11 +158,8 @@ def build_model(name: str, **params: Any) -> Any:
         **params: common params (num_nodes, in_features, input_len, horizon, target_channel, adjacency,
             grid, quantiles) and the model's own hyperparameters (see ``model_info(name).params``).
     """
-    info = model_info(name)
+    info = check_param_names(name, params)
     valid = set(info.common) | set(info.params)
-    unknown = [k for k in params if k not in valid and k not in COMMON_PARAMS]
-    if unknown:
-        raise _unknown_params(name, unknown, valid)
     if params.get("quantiles") is not None and "quantiles" not in info.common:
         raise ConfigError(f"model {name!r} cannot predict quantiles; drop 'quantiles' or pick another model.")
     missing = [r for r in info.required if r not in params]

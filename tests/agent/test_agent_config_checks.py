@@ -26,6 +26,14 @@ from cityagent.errors import ConfigError
             {"retrain": {"overrides": {"risk": {"model.name": "gbrtt"}}}},
             "retrain.overrides.risk.model.name: unknown model 'gbrtt'. Did you mean 'gbrt'?",
         ),
+        (  # a model parameter name: checked at load too (the registry is imported only for such overrides)
+            {"retrain": {"overrides": {"traffic": {"model.params.embed_dimm": 32}}}},
+            "retrain.overrides.traffic: model 'stid' has no parameter 'embed_dimm'. Did you mean 'embed_dim'?",
+        ),
+        (
+            {"retrain": {"overrides": {"risk": {"model.name": "risk_gbrt", "model.params": {"hidden": 3}}}}},
+            "retrain.overrides.risk: model 'risk_gbrt' has no parameter 'hidden'.",
+        ),
         (
             {"retrain": {"overrides": {"trafic": {"train.max_epochs": 3}}}},
             "retrain.overrides: Value error, an override names task 'trafic' (did you mean 'traffic'?)",

@@ -1,5 +1,8 @@
 """`cityagent hub synth / import / copy` never replace an existing hub without --force."""
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -96,3 +99,17 @@ def test_import_into_a_sql_prefix_is_refused_the_second_time(tmp_path):
     msg = refused(cli("hub", "import", "tgcn-csv", SPEED, "--out", url, "--prefix", "sz_"))
     assert "(prefix 'sz_') already holds the hub 'sz_speed_first40roads'" in msg
     assert cli("hub", "import", "tgcn-csv", SPEED, "--out", url, "--prefix", "other_").exit_code == 0
+
+
+def test_a_log_file_gets_whole_table_rows_not_80_columns(tmp_path):
+    """Piped or redirected output (a service's log) has no terminal width; rich's 80-column fallback folded each row
+    of the agent's and the hub's tables over several lines. COLUMNS, when set, still wins."""
+    hub = tmp_path / "hub"
+    write_hub(tiny_hub(), hub)
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    run = [sys.executable, "-c", "from cityagent.agent.cli import main; main()", "hub", "validate", str(hub)]
+    row = "│ traffic   │ 72   │ 3   │ 2026-03-01 22:00:00+08:00 │ 2026-03-02 03:45:00+08:00 │"  # 84 characters
+    out = subprocess.run(run, capture_output=True, text=True, env=env, check=True).stdout
+    assert row in out.splitlines(), out
+    narrow = subprocess.run(run, capture_output=True, text=True, env={**env, "COLUMNS": "80"}, check=True).stdout
+    assert row not in narrow.splitlines() and "│ traffic" in narrow, narrow
