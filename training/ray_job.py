@@ -34,6 +34,7 @@ from cityagent.training.engine import (
     trainer_kwargs,
 )
 from cityagent.training.ray_cluster import connect, storage_path
+from cityagent.training.ray_wait import PlacementWatch
 
 log = logging.getLogger(__name__)
 CKPT_NAME = "checkpoint.ckpt"  # RayTrainReportCallback.CHECKPOINT_NAME
@@ -199,6 +200,8 @@ def train_ray(
     log_file.parent.mkdir(parents=True, exist_ok=True)
     log_file.unlink(missing_ok=True)
     feed = None
+    watch = PlacementWatch(ray.get_runtime_context().get_job_id())
+    watch.start()
     try:
         loop_config = {"task": ray.put(task), "cfg": cfg.model_dump(), "callbacks": list(callbacks), "stop": None}
         if on_epoch is not None:
@@ -242,6 +245,7 @@ def train_ray(
         with best.as_directory() as folder:
             state, epoch = read_checkpoint(Path(folder) / CKPT_NAME)
     finally:
+        watch.stop()
         if started:
             ray.shutdown()
         # after ray.shutdown a SIGTERM would kill this process outright (Ray's native handler stays behind), so the

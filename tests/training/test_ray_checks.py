@@ -102,3 +102,50 @@ def test_a_cluster_of_several_machines_without_shared_storage_is_warned_about(mo
         monkeypatch.delenv(STORAGE_ENV)
         note_local_storage("10.0.0.1:6380")  # one machine: its own disk is every node's
     assert caplog.text == ""
+
+
+@pytest.mark.ray
+def test_a_run_waiting_for_cpus_says_so_and_goes_on_once_they_are_free(tiny_cfg, monkeypatch, caplog):
+    """Ray Train waits silently while its worker group does not fit (a lost node, CPUs other jobs hold); the driver
+    now says what it waits for and what the cluster has free, and when the workers are placed."""
+    from cityagent.training import ray_wait
+    from cityagent.training.ray_cluster import connect
+
+    monkeypatch.setattr(ray_wait, "NOTE_AFTER_S", 3.0)
+    connect(None, 2)
+    try:
+        hog = ray.remote(num_cpus=1)(Hog).remote()  # another job's actor holding one of the 2 CPUs
+        ray.get(hog.ready.remote())
+        free_on_note = FreeWhenSaid(hog)  # the hog goes once the wait has been said, so the run can go on
+        logging.getLogger("cityagent.training.ray_wait").addHandler(free_on_note)
+        unsaid = threading.Timer(180.0, free_on_note.free)  # without the note the run would wait for ever
+        unsaid.start()
+        with caplog.at_level(logging.WARNING, logger="cityagent.training.ray_wait"):
+            result = fit(tiny_cfg(**{"train.workers": 2, "train.max_failures": 0}))
+    finally:
+        logging.getLogger("cityagent.training.ray_wait").removeHandler(free_on_note)
+        unsaid.cancel()
+        ray.shutdown()
+    assert "test_mae" in result.metrics
+    waited = [r.getMessage() for r in caplog.records if r.name == "cityagent.training.ray_wait"]
+    assert len(waited) == 2, waited
+    assert "waited" in waited[0] and "2 worker(s) × {1 CPU}" in waited[0] and "1 of 2 CPUs free" in waited[0]
+    assert "workers are placed after" in waited[1]
+
+
+class Hog:
+    def ready(self) -> bool:
+        return True
+
+
+class FreeWhenSaid(logging.Handler):
+    def __init__(self, hog) -> None:
+        super().__init__()
+        self.hog = hog
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "waited" in record.getMessage():
+            self.free()
+
+    def free(self) -> None:
+        ray.kill(self.hog)
