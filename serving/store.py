@@ -23,6 +23,7 @@ from cityagent.serving.sources import LocalSource, RegistrySource, scratch_dir
 from cityagent.serving.spec import ModelSpec
 
 log = logging.getLogger(__name__)
+DEFAULT_ALIAS = "champion"  # what the agent and the gate promote to
 
 
 @dataclass
@@ -53,8 +54,9 @@ class ModelStore:
     """Every configured model, by wire name and version.
 
     Args:
-        specs: the models to serve; several specs may share a name (e.g. champion and challenger aliases),
-            the first one listed is that name's default version.
+        specs: the models to serve; several specs may share a name (e.g. champion and challenger aliases): a
+            request without a version gets the ``champion`` alias's version, or the first one listed when no spec of
+            the name is the champion; a request may name an alias (``challenger``) instead of a version number.
         cfg: the serving config (ORT options, batching, registry polling).
         executor: threads that run ORT batches.
         metrics: Prometheus metrics.
@@ -100,13 +102,23 @@ class ModelStore:
         slots = [s for s in self._slots if s.spec.name == name]
         if not slots:
             raise ModelNotFound(f"model '{name}' is not served here; served models: {self.names()}.")
+        if not version:  # the champion when the name is served under several aliases, whatever their order
+            slots = sorted(slots, key=lambda s: not (s.spec.by_alias and s.spec.ref == DEFAULT_ALIAS))[:1]
         for slot in slots:
-            if slot.served is not None and (not version or slot.served.version == version):
+            if slot.served is None:
+                continue
+            if not version or slot.served.version == version or (slot.spec.by_alias and slot.spec.ref == version):
                 return slot.served
         if any(slot.served is None for slot in slots):
             wanted = f"model '{name}'" + (f" version '{version}'" if version else "")
             raise ModelUnavailable(f"{wanted} is still loading (the server is starting); retry shortly.")
-        raise ModelNotFound(f"model '{name}' has no version '{version}' here; served versions: {self.versions(name)}.")
+        aliases = [s.spec.ref for s in self._slots if s.spec.name == name and s.spec.by_alias]
+        also = f" or an alias ({', '.join(aliases)})" if aliases else ""
+        served = ", ".join(self.versions(name))
+        raise ModelNotFound(
+            f"model '{name}' has no version '{version}' here; ask for a served version ({served}){also}, or leave "
+            "the version empty for the default."
+        )
 
     def _serves(self, name: str, version: str) -> bool:
         """Whether any slot (e.g. another alias of `name`) serves `version` now."""

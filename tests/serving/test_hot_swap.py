@@ -223,6 +223,26 @@ def test_the_loaded_version_gauge_keeps_a_version_another_alias_still_serves(sta
     assert loaded() == ["1", "2"] and store.versions(NAME) == ["1", "2"]
 
 
+def test_the_champion_answers_by_default_and_an_alias_can_be_named(start_server, mlflow_registry):
+    """With champion and challenger of one name in one server, a request without a version got whichever was
+    listed first (here the challenger); it now gets the champion, and a client may name an alias."""
+    from cityagent.serving.errors import ModelNotFound
+
+    assert mlflow_registry(om.linear_model(1.0), "champion") == "1"
+    assert mlflow_registry(om.linear_model(2.0), "challenger") == "2"
+    registry = {"poll_interval_s": 0, "tracking_uri": mlflow_registry.uri}
+    server = start_server([f"{NAME}@challenger", f"{NAME}@champion"], registry=registry)
+    store = server.server.store
+    assert store.get(NAME).version == "1" and store.get(NAME, "champion").version == "1"
+    assert store.get(NAME, "challenger").version == "2" and store.get(NAME, "2").version == "2"
+    with pytest.raises(ModelNotFound, match=r"ask for a served version \(2, 1\) or an alias \(challenger, champion\)"):
+        store.get(NAME, "shadow")
+    with tc.InferenceServerClient(server.address) as client:
+        assert client.infer(NAME, [triton_input(om.window())]).get_response().model_version == "1"
+        answer = client.infer(NAME, [triton_input(om.window())], model_version="challenger").get_response()
+        assert answer.model_version == "2"
+
+
 def test_an_alias_move_to_an_incompatible_version_is_refused(start_server, mlflow_registry, caplog):
     registry = {"poll_interval_s": 0, "tracking_uri": mlflow_registry.uri}
     mlflow_registry(om.linear_model(1.0), "champion")

@@ -108,7 +108,7 @@ def test_model_metadata_carries_shapes_nodes_and_horizon(client, server):
     ("model", "version", "x", "name", "datatype", "code", "message"),
     [
         ("nope", "", om.window(), "x", "FP32", "NOT_FOUND", "model 'nope' is not served here"),
-        (NAME, "7", om.window(), "x", "FP32", "NOT_FOUND", "has no version '7' here; served versions: ['1']"),
+        (NAME, "7", om.window(), "x", "FP32", "NOT_FOUND", "has no version '7' here; ask for a served version (1)"),
         (NAME, "", om.window(), "speed", "FP32", "INVALID_ARGUMENT", "input 'speed' is not an input"),
         (
             NAME,
