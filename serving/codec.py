@@ -101,12 +101,21 @@ def encode_response(response: InferResponse) -> pb.ModelInferResponse:
     return out
 
 
+# what a client needs to build the input and read the output, repeated on the tensor it is about (JSON strings)
+INPUT_FACTS = ("feature_names", "nodes", "step", "input_offsets", "timezone", "calendar", "input_ranges", "one_hot")
+OUTPUT_FACTS = ("units", "nodes", "step", "target_offsets", "quantiles", "interval_calibration")
+
+
 def encode_metadata(info: "ModelInfo") -> pb.ModelMetadataResponse:
     """ModelMetadataResponse; the model's metadata_props travel as string parameters (field 6, an extension)."""
     out = pb.ModelMetadataResponse(name=info.name, versions=info.versions, platform=info.platform)
-    for specs, target in ((info.inputs, out.inputs), (info.outputs, out.outputs)):
+    lone = len(info.inputs) == 1 and len(info.outputs) == 1  # every cityagent model: the facts are about x and y
+    for specs, target, keys in ((info.inputs, out.inputs, INPUT_FACTS), (info.outputs, out.outputs, OUTPUT_FACTS)):
         for spec in specs:
-            target.add(name=spec.name, datatype=spec.datatype, shape=spec.shape)
+            tensor = target.add(name=spec.name, datatype=spec.datatype, shape=spec.shape)
+            for key in keys if lone else ():
+                if key in info.parameters:
+                    tensor.parameters[key].string_param = info.parameters[key]
     for key, value in info.parameters.items():
         out.parameters[key].string_param = value
     return out

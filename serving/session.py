@@ -10,6 +10,7 @@ import onnxruntime as ort
 from cityagent.serving.config import OrtConfig
 from cityagent.serving.datatypes import NUMPY, ORT
 from cityagent.serving.errors import ModelLoadError
+from cityagent.serving.input_check import ChannelFacts
 from cityagent.serving.signature import Signature, TensorSpec
 
 log = logging.getLogger(__name__)
@@ -55,9 +56,11 @@ class OrtModel:
         self.metadata: dict[str, str] = dict(self.session.get_modelmeta().custom_metadata_map)
         inputs = tuple(_spec(t, self.source) for t in self.session.get_inputs())
         outputs = tuple(_spec(t, self.source) for t in self.session.get_outputs())
+        declared = _declared(inputs, self.metadata, "input_names", "input_shape")
         self.signature = Signature(
-            inputs=_declared(inputs, self.metadata, "input_names", "input_shape"),
+            inputs=declared,
             outputs=_declared(outputs, self.metadata, "output_names", "output_shape"),
+            facts=ChannelFacts.from_metadata(self.metadata, declared[0].name) if len(declared) == 1 else None,
         )
 
     def run(self, inputs: dict[str, np.ndarray], outputs: list[str] | None = None) -> dict[str, np.ndarray]:

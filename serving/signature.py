@@ -1,11 +1,15 @@
 """A model's declared inputs and outputs, and the check that a request's arrays fit them."""
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from cityagent.serving.datatypes import oip_name
 from cityagent.serving.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from cityagent.serving.input_check import ChannelFacts
 
 
 @dataclass(frozen=True)
@@ -21,6 +25,7 @@ class TensorSpec:
 class Signature:
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
+    facts: "ChannelFacts | None" = None  # the exporter's channel ranges and one-hot groups, when it recorded them
 
     @property
     def batched(self) -> bool:
@@ -39,6 +44,8 @@ class Signature:
                 raise InvalidInput(f"input '{spec.name}' is missing; the model expects {sorted(expected)}.")
             array = inputs[spec.name]
             _check_one(spec, array)
+            if self.facts is not None and spec.name == self.facts.name:
+                self.facts.check(array)
             if self.batched:
                 if batch is not None and array.shape[0] != batch:
                     raise InvalidInput(f"input '{spec.name}' has batch {array.shape[0]} but another input has {batch}.")

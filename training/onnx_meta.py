@@ -3,7 +3,8 @@
 Contract for readers (serving does not import training): every value is JSON; decode each with
 ``json.loads``. Keys: task, domain, dataset, protocol, model_name, nodes (node ids), step, input_len,
 horizon, input_offsets, target_offsets, feature_names, units, quantiles, eval_mask, run_id (and target,
-interval_calibration, grid, model_kind, hub_fingerprint when training recorded them), input_names, output_names,
+interval_calibration, grid, model_kind, hub_fingerprint, and the input facts input_ranges, one_hot, calendar,
+timezone (``cityagent.hub.feature_facts``) when training recorded them), input_names, output_names,
 input_shape / output_shape (-1 = dynamic batch), cityagent_version, metadata_format.
 """
 
@@ -34,6 +35,10 @@ OPTIONAL = (
     "grid",
     "model_kind",
     "hub_fingerprint",
+    "input_ranges",
+    "one_hot",
+    "calendar",
+    "timezone",
 )
 
 

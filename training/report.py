@@ -12,6 +12,7 @@ from urllib.request import url2pathname
 import numpy as np
 import pandas as pd
 
+from cityagent.hub.feature_facts import input_facts
 from cityagent.hub.protocols import TaskData
 from cityagent.models.registry import model_info
 from cityagent.training.bundle import BUNDLE_FILE, ModelBundle
@@ -64,7 +65,14 @@ def bundle_meta(cfg: RunConfig, task: TaskData, fp: HubFingerprint, run_id: str,
         "model_kind": kind,
         "hub_fingerprint": fp.sha256,
         "grid": task.extra.get("grid"),
+        **input_facts(task.feature_names, task.train.x, _zone(task)),
     }
+
+
+def _zone(task: TaskData) -> str | None:
+    """The IANA zone (or fixed offset) whose wall time the task's calendar channels follow; None when naive."""
+    tz = task.train.times.tz
+    return None if tz is None else str(tz)
 
 
 def make_bundle(

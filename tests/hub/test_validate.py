@@ -216,3 +216,26 @@ def test_missing_static_table_is_a_warning():
     hub.tables["edges"] = hub.tables["edges"].iloc[0:0]
     report = validate_hub(hub)
     assert report.find("traffic", "no sensors table")[0].level == "warning"
+
+
+def test_input_facts_keep_only_what_the_tasks_own_inputs_keep():
+    import numpy as np
+
+    from cityagent.hub.feature_facts import input_facts
+
+    names = ["speed", "temperature", "tod", *[f"dow_{d}" for d in range(7)], "mystery"]
+    x = np.zeros((4, 2, len(names)))
+    x[..., 0], x[..., 1], x[..., 2], x[..., 3], x[..., -1] = 50.0, 20.0, 0.5, 1.0, -3.0
+    x[0, 0, 0] = np.nan  # a missing reading does not count against the range
+    facts = input_facts(names, x, "Asia/Shanghai")
+    assert facts["input_ranges"] == {
+        "speed": [0.0, 300.0],
+        "temperature": [-90.0, 60.0],
+        "tod": [0.0, 1.0],
+        **{f"dow_{d}": [0.0, 1.0] for d in range(7)},
+    }  # 'mystery' has no known range
+    assert facts["one_hot"] == [[f"dow_{d}" for d in range(7)]] and facts["timezone"] == "Asia/Shanghai"
+    x[1, 1, 3] = 0.0  # the data itself breaks the group (and a range below): no fact is recorded for them
+    x[2, 1, 0] = 400.0
+    facts = input_facts(names, x, None)
+    assert facts["one_hot"] == [] and "speed" not in facts["input_ranges"] and facts["timezone"] is None

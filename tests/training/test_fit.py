@@ -64,6 +64,10 @@ def test_in_process_fit_leaves_a_complete_mlflow_run(tiny_cfg, tmp_path, monkeyp
     assert meta["run_id"] == result.run_id and meta["task"] == "traffic-synthetic" and meta["horizon"] == 3
     assert meta["input_offsets"] == [-5, -4, -3, -2, -1, 0] and meta["target_offsets"] == [1, 2, 3]
     assert meta["units"] == "km/h" and len(meta["nodes"]) == len(meta["eval_mask"]) == 6
+    # what a client outside cityagent needs to build x: each channel's valid range, one-hot groups, the zone
+    assert meta["input_ranges"]["speed"] == [0.0, 300.0] and meta["input_ranges"]["tod"] == [0.0, 1.0]
+    assert meta["one_hot"] == [[f"dow_{d}" for d in range(7)]] and meta["timezone"] == "Asia/Shanghai"
+    assert meta["calendar"]["dow_0"] == "day of week one-hot, 7 columns, Monday first"
     task, _ = load_task(cfg.task)
     pred = predict_split(torch_predictor(bundle.build()), task.test)
     _, y, mask = task.test.arrays()
