@@ -55,8 +55,13 @@ def decode_tensor(tensor: pb.ModelInferRequest.InferInputTensor, raw: bytes | No
     if datatype not in NUMPY:
         raise InvalidInput(f"input '{name}' has datatype '{datatype}'; expected one of {sorted(NUMPY)}.")
     shape = list(tensor.shape)
-    if any(d < 0 for d in shape):
-        raise InvalidInput(f"input '{name}' has shape {shape}; every dimension must be >= 0.")
+    if not shape:
+        raise InvalidInput(f"input '{name}' has shape [] (a scalar); give its full shape, as ModelMetadata lists it.")
+    if any(d < 1 for d in shape):  # -1 marks a free axis in ModelMetadata; a request gives its real size
+        raise InvalidInput(
+            f"input '{name}' has shape {shape}; every dimension must be >= 1 (ModelMetadata's -1 stands for the "
+            "batch size you send)."
+        )
     if math.prod(max(d, 1) for d in shape) > MAX_ELEMENTS:
         raise InvalidInput(f"input '{name}' has shape {shape}; a tensor may hold at most {MAX_ELEMENTS} elements.")
     dtype = NUMPY[datatype]

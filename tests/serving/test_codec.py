@@ -48,7 +48,9 @@ def _repeat_input(req: pb.ModelInferRequest) -> None:
             "has 7 raw bytes but shape [1, 4, 3, 2] of FP32 needs 96",
         ),
         (lambda r: setattr(r.inputs[0], "datatype", "FLOAT"), "datatype 'FLOAT'; expected one of"),
-        (lambda r: r.inputs[0].shape.__setitem__(0, -1), "every dimension must be >= 0"),
+        (lambda r: r.inputs[0].shape.__setitem__(0, -1), "every dimension must be >= 1 (ModelMetadata's -1 stands"),
+        (lambda r: r.inputs[0].shape.__setitem__(0, 0), "every dimension must be >= 1"),
+        (lambda r: r.inputs[0].ClearField("shape"), "has shape [] (a scalar); give its full shape"),
         (lambda r: r.inputs[0].contents.fp32_contents.append(1.0), "both typed contents and raw_input_contents"),
         (lambda r: r.raw_input_contents.append(b""), "2 raw_input_contents for 1 inputs"),
         (lambda r: _repeat_input(r), "appears twice"),
@@ -63,11 +65,15 @@ def test_malformed_wire_tensors_are_invalid_argument(mutate, message):
 
 
 def test_empty_tensors_with_huge_dimensions_are_refused_not_crashed_on():
-    for shape in ([0, 2**62], [0, 2**31 - 1, 2**31 - 1]):
+    for shape, message in (
+        ([1, 2**62], "at most 1099511627776 elements"),
+        ([2, 2**31 - 1, 2**31 - 1], "at most 1099511627776 elements"),
+        ([0, 2**62], "every dimension must be >= 1"),
+    ):
         req = pb.ModelInferRequest(model_name="m")
         req.inputs.add(name="x", datatype="FP32", shape=shape)
         req.raw_input_contents.append(b"")
-        with pytest.raises(InvalidInput, match="at most 1099511627776 elements"):
+        with pytest.raises(InvalidInput, match=message):
             decode_request(req)
 
 
