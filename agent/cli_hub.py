@@ -1,12 +1,14 @@
 """`cityagent hub ...`: synthesise, import, copy, inspect and validate city data hubs."""
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import typer
 from rich.table import Table
 
 from cityagent.agent.console import console
-from cityagent.errors import ConfigError
+from cityagent.errors import ConfigError, HubError
 
 hub_app = typer.Typer(help="The city data hub: synthesise, import, copy and validate.", no_args_is_help=True)
 FORCE_HELP = "Replace a hub already at the target; without it an existing hub is never overwritten."
@@ -25,6 +27,29 @@ def print_report(report, location: str) -> None:
         console.print(f"[{style}]{issue}[/]", highlight=False)
     verdict = "[green]valid[/]" if report.ok else "[red]invalid[/]"
     console.print(f"{verdict}: {len(report.errors)} error(s), {len(report.warnings)} warning(s)")
+
+
+@contextmanager
+def unused(target: str) -> Iterator[None]:
+    """Hold the agent loop's lock on an existing local hub while a command replaces it: an agent running on it
+    would go on writing into the directory moved aside, and a second agent could start on the new one."""
+    from cityagent.agent.lock import HubBusy, hub_lock
+    from cityagent.hub.hub import MANIFEST
+    from cityagent.hub.io import is_sql_url
+
+    path = Path(target).expanduser()
+    if is_sql_url(target) or "://" in target or not (path / MANIFEST).is_file():  # only a hub has agents
+        yield
+        return
+    try:
+        with hub_lock(path):
+            yield
+    except HubBusy as e:
+        h = e.holder
+        who = f" (pid {h.pid} on {h.host} since {h.since.isoformat(timespec='seconds')})" if h else ""
+        raise HubError(
+            f"cannot replace {target}: an agent runs on it{who}; stop the agent first, then run this again"
+        ) from e
 
 
 @hub_app.command()
@@ -58,7 +83,8 @@ def synth(
     from cityagent.hub.synth import synthesize
 
     check_replace(out, force=force)
-    path = synthesize(out, sensors=sensors, zones=zones, days=days, step=step, seed=seed, start=start)
+    with unused(str(out)):
+        path = synthesize(out, sensors=sensors, zones=zones, days=days, step=step, seed=seed, start=start)
     console.print(f"[green]wrote[/] synthetic hub to {path}")
 
 
@@ -101,7 +127,8 @@ def import_(
     if not report.ok:
         print_report(report, str(source))
         raise typer.Exit(1)
-    write_hub(hub, out, format=fmt, prefix=prefix)  # type: ignore[arg-type]
+    with unused(out):
+        write_hub(hub, out, format=fmt, prefix=prefix)  # type: ignore[arg-type]
     console.print(f"[green]imported[/] {kind} {source} → {out}: {hub.summary()}")
 
 
@@ -135,5 +162,6 @@ def copy(
             )
             raise typer.Exit(1)
         console.print("[yellow]copying anyway (--allow-invalid)[/]")
-    write_hub(hub, dest, format=fmt, prefix=prefix)  # type: ignore[arg-type]
+    with unused(dest):
+        write_hub(hub, dest, format=fmt, prefix=prefix)  # type: ignore[arg-type]
     console.print(f"[green]copied[/] {source} → {dest}: {hub.summary()}")

@@ -14,6 +14,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from cityagent.errors import HubError
+from cityagent.hub.files import bad_manifest
 from cityagent.hub.hub import MANIFEST, HubMeta
 from cityagent.hub.schema import TABLES
 
@@ -59,7 +60,7 @@ class LiveHub:
         try:
             self.meta = HubMeta.from_dict(json.loads(manifest.read_text()))
         except (json.JSONDecodeError, TypeError) as e:
-            raise HubError(f"{manifest} is not a valid hub manifest: {e}; fix or delete it") from e
+            raise bad_manifest(manifest, e) from e
         zone = self.meta.timezone_problem()  # before a reading is laid on the step grid in that zone
         if zone:
             raise HubError(f"{manifest}: {zone}")

@@ -7,7 +7,9 @@ accept a single ``traffic.parquet`` and partitioned CSV, so hand-made hubs work.
 
 import io
 import json
+import logging
 import posixpath
+import re
 import uuid
 from pathlib import Path
 from typing import Literal
@@ -22,6 +24,11 @@ from cityagent.errors import HubError
 from cityagent.hub.hub import MANIFEST, Hub, HubMeta, Origin
 from cityagent.hub.schema import TABLES
 from cityagent.hub.timestamps import infer_meta, offset_minutes, parse_ts_column, zone_mismatch
+
+log = logging.getLogger(__name__)
+# what a write leaves beside its target when cut short: .<name>.old-<tag> (the previous hub, moved aside for the
+# swap), .<name>.tmp-<tag> / .<name>.synth-<tag> (a new hub half-written)
+_LEFTOVER = re.compile(r"^\.(?P<base>.+)\.(?P<kind>old|tmp|synth)-[0-9a-f]{8}$")
 
 
 def _fs(location: str | Path) -> tuple[fsspec.AbstractFileSystem, str]:
@@ -68,14 +75,19 @@ def _read_one(fs: fsspec.AbstractFileSystem, path: str, name: str) -> tuple[pd.D
         if fs.size(path) == 0:
             raise HubError(empty)
         with fs.open(path, "rb") as fh:
-            if path.endswith(".parquet"):
-                return pq.read_table(fh).to_pandas(), None
+            if path.endswith(".parquet"):  # pages written with a checksum are verified: a flipped bit is an error
+                return pq.read_table(fh, page_checksum_verification=True).to_pandas(), None
             ids = {c.name: str for c in schema.columns if c.kind in ("id", "str")}
             df = pd.read_csv(io.BytesIO(fh.read()), dtype=ids, keep_default_na=True)
     except pd.errors.EmptyDataError as e:  # blank lines only
         raise HubError(empty) from e
     except (pa.ArrowInvalid, pd.errors.ParserError, UnicodeDecodeError, OSError) as e:
-        raise HubError(f"table {name}: cannot read {path}: {e}; re-export the file or remove it") from e
+        what = (
+            "move it aside (keep it: the agent's decisions cannot be made again)"
+            if name == "decisions"
+            else ("re-export the file or remove it")
+        )
+        raise HubError(f"table {name}: cannot read {path}: {e}; {what}") from e
     offsets = None
     if "ts" in df.columns:
         offsets = offset_minutes(df["ts"])
@@ -93,13 +105,54 @@ def _read_table(fs: fsspec.AbstractFileSystem, files: list[str], name: str) -> t
     return df, np.concatenate([np.full(len(d), np.nan) if o is None else o for d, o in parts])
 
 
+def bad_manifest(path: str | Path, e: Exception) -> HubError:
+    """The error for a hub.json that does not parse: fixing or restoring it is the advice, never deleting it."""
+    return HubError(
+        f"{path} is not a valid hub manifest: {e}; fix it or restore it from a copy (deleting it would change the "
+        "hub's name, grid and holidays, which its models and waiting forecasts are keyed on)"
+    )
+
+
 def _manifest(fs: fsspec.AbstractFileSystem, path: str, tables: dict[str, pd.DataFrame], name: str) -> HubMeta:
     try:
         raw = json.loads(fs.cat_file(path))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise HubError(f"{path} is not a valid hub manifest: {e}; fix or delete it") from e
+        raise bad_manifest(path, e) from e
     example = infer_meta(tables, name=name) if tables else None  # the data's own step and zone, as the example
     return HubMeta.from_dict(raw, where=path, example=example)
+
+
+def leftovers(location: str | Path) -> dict[str, list[str]]:
+    """Siblings that interrupted writes left beside the hub at ``location``, by kind (``old``, ``tmp``, ``synth``),
+    newest first."""
+    fs, root = _fs(location)
+    parent, base = posixpath.split(root.rstrip("/"))
+    try:
+        entries = fs.ls(parent or ".", detail=True)
+    except (FileNotFoundError, NotADirectoryError):
+        return {}
+    found: dict[str, list[tuple[float, str]]] = {}
+    for entry in entries:
+        match = _LEFTOVER.match(posixpath.basename(entry["name"].rstrip("/")))
+        if match and match["base"] == base and entry.get("type") == "directory":
+            found.setdefault(match["kind"], []).append((entry.get("mtime") or 0, entry["name"]))
+    return {kind: [name for _, name in sorted(paths, reverse=True)] for kind, paths in found.items()}
+
+
+def restore_hint(location: str | Path) -> str | None:
+    """How to restore a hub whose replacement was cut short between its two renames (the target then missing and
+    the previous hub kept aside), or None when there is nothing to restore."""
+    fs, root = _fs(location)
+    root = root.rstrip("/")
+    if fs.exists(root):
+        return None
+    kept = [p for p in leftovers(location).get("old", []) if fs.isfile(f"{p}/{MANIFEST}")]
+    if not kept:
+        return None
+    return (
+        f"{kept[0]} holds the hub that was at {root} (a replace was cut short before the new hub moved in); restore "
+        f"it with `mv {kept[0]} {root}`"
+    )
 
 
 def read_file_hub(location: str | Path) -> Hub:
@@ -107,6 +160,9 @@ def read_file_hub(location: str | Path) -> Hub:
     fs, root = _fs(location)
     root = root.rstrip("/")
     if not fs.exists(root):
+        hint = restore_hint(location)
+        if hint:
+            raise HubError(f"no hub at {location}: the path does not exist, but {hint}")
         raise HubError(
             f"no hub at {location}: the path does not exist; create one with "
             f"`cityagent hub synth --out {location}` or `cityagent hub import`"
@@ -162,7 +218,7 @@ def _write_tables(hub: Hub, fs: fsspec.AbstractFileSystem, root: str, fmt: str) 
 def _write_parquet(fs: fsspec.AbstractFileSystem, path: str, df: pd.DataFrame) -> None:
     fs.makedirs(posixpath.dirname(path), exist_ok=True)
     with fs.open(path, "wb") as fh:
-        pq.write_table(pa.Table.from_pandas(df, preserve_index=False), fh, compression="zstd")
+        pq.write_table(pa.Table.from_pandas(df, preserve_index=False), fh, compression="zstd", write_page_checksum=True)
 
 
 def write_file_hub(hub: Hub, location: str | Path, format: Literal["parquet", "csv"] = "parquet") -> str:
@@ -176,6 +232,7 @@ def write_file_hub(hub: Hub, location: str | Path, format: Literal["parquet", "c
     root = root.rstrip("/")
     if fs.exists(root) and fs.ls(root) and not fs.isfile(f"{root}/{MANIFEST}"):
         raise HubError(f"{location} exists and is not a hub (no {MANIFEST}); choose an empty or new directory")
+    note_leftovers(location)
     tag = uuid.uuid4().hex[:8]
     parent, base = posixpath.split(root)
     tmp, old = f"{parent}/.{base}.tmp-{tag}", f"{parent}/.{base}.old-{tag}"
@@ -187,6 +244,20 @@ def write_file_hub(hub: Hub, location: str | Path, format: Literal["parquet", "c
         raise
     replace_dir(fs, tmp, root, old)
     return str(location)
+
+
+def note_leftovers(location: str | Path) -> None:
+    """Warn about half-written copies that killed writes left beside ``location`` (they are never read, but can be
+    as large as the hub); they are not removed, since another write may be filling one now."""
+    stale = [p for kind in ("tmp", "synth") for p in leftovers(location).get(kind, [])]
+    if stale:
+        log.warning(
+            "%d half-written cop%s of %s left by interrupted writes: %s; remove them once no other write to it runs",
+            len(stale),
+            "y" if len(stale) == 1 else "ies",
+            location,
+            ", ".join(stale),
+        )
 
 
 def replace_dir(fs: fsspec.AbstractFileSystem, new: str, target: str, old: str) -> None:

@@ -127,6 +127,11 @@ def check_replace(location: str | Path, prefix: str = "", force: bool = False, e
         return
     found = existing_hub(location, prefix)
     if found is None:
+        from cityagent.hub.files import restore_hint
+
+        hint = None if is_sql_url(location) else restore_hint(location)
+        if hint:  # writing here would leave the kept hub hidden for good
+            raise HubError(f"{location} does not exist, but {hint}; or pass --force to write a new hub anyway")
         return
     sql = is_sql_url(location)
     where = f"{_shown(str(location))} (prefix {prefix!r})" if sql else str(location)

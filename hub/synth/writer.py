@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from cityagent.errors import HubError
-from cityagent.hub.files import replace_dir
+from cityagent.hub.files import note_leftovers, replace_dir
 from cityagent.hub.hub import MANIFEST
 from cityagent.hub.synth.chunks import DayChunk, hub_meta, iter_days
 from cityagent.hub.synth.city import build_city, static_tables
@@ -102,6 +102,7 @@ def synthesize(
     out = Path(out).expanduser().resolve()
     _check_target(out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    note_leftovers(out)
     tmp = out.with_name(f".{out.name}.synth-{uuid.uuid4().hex[:8]}")
     try:
         tmp.mkdir()

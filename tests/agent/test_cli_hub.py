@@ -1,5 +1,6 @@
 """`cityagent hub synth / import / copy` never replace an existing hub without --force."""
 
+import logging
 import os
 import subprocess
 import sys
@@ -113,3 +114,42 @@ def test_a_log_file_gets_whole_table_rows_not_80_columns(tmp_path):
     assert row in out.splitlines(), out
     narrow = subprocess.run(run, capture_output=True, text=True, env={**env, "COLUMNS": "80"}, check=True).stdout
     assert row not in narrow.splitlines() and "│ traffic" in narrow, narrow
+
+
+def test_a_replace_cut_short_names_the_kept_hub_and_is_not_buried(tmp_path):
+    """A kill between replace_dir's two renames leaves no hub at the path and the previous one kept aside; every
+    command used to say 'create one' (and `hub synth` then hid the kept hub, decisions and all, for good)."""
+    out = tmp_path / "hub"
+    assert cli("hub", "synth", "--out", out, *SYNTH).exit_code == 0
+    kept = with_decisions(out)
+    aside = tmp_path / ".hub.old-0123abcd"
+    out.rename(aside)  # the state a SIGKILL after the first rename leaves
+    with pytest.raises(HubError, match=rf"{aside} holds the hub that was at {out} .*`mv {aside} {out}`"):
+        read_hub(out)
+    refusal = refused(cli("hub", "synth", "--out", out, *SYNTH))
+    assert f"`mv {aside} {out}`" in refusal and "--force" in refusal
+    aside.rename(out)  # the advice works
+    assert len(read_hub(out).table("decisions")) == len(kept)
+
+
+def test_forcing_a_replace_of_a_hub_an_agent_runs_on_is_refused(tmp_path):
+    from cityagent.agent.lock import hub_lock
+
+    out = tmp_path / "hub"
+    assert cli("hub", "synth", "--out", out, *SYNTH).exit_code == 0
+    kept = with_decisions(out)
+    with hub_lock(out):  # as `cityagent agent run` holds it (another process: flock is per open file)
+        result = cli("hub", "synth", "--out", out, *SYNTH, "--force")
+    assert "cannot replace" in refused(result) and "an agent runs on it (pid " in str(result.exception)
+    assert len(read_hub(out).table("decisions")) == len(kept)
+    assert cli("hub", "synth", "--out", out, *SYNTH, "--force").exit_code == 0  # once it stopped
+
+
+def test_half_written_copies_left_by_killed_writes_are_named(tmp_path, caplog):
+    out = tmp_path / "hub"
+    (tmp_path / ".hub.tmp-deadbeef").mkdir()  # a `hub copy` killed mid-write
+    (tmp_path / ".hub.synth-0badc0de").mkdir()  # a `hub synth` killed mid-write
+    with caplog.at_level(logging.WARNING, logger="cityagent.hub.files"):
+        assert cli("hub", "synth", "--out", out, *SYNTH).exit_code == 0
+    assert "2 half-written copies of" in caplog.text and ".hub.tmp-deadbeef" in caplog.text
+    assert ".hub.synth-0badc0de" in caplog.text

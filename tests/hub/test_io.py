@@ -2,7 +2,9 @@
 
 import json
 
+import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
 from cityagent.errors import HubError
@@ -151,3 +153,26 @@ def test_unreachable_database_says_where():
 def test_empty_database(tmp_path):
     with pytest.raises(HubError, match="holds no hub tables"):
         read_hub(f"sqlite:///{tmp_path / 'empty.db'}")
+
+
+def test_a_flipped_bit_in_a_parquet_page_is_an_error_not_a_changed_reading(tmp_path):
+    """Pages carry CRC checksums (written and verified): storage corruption used to read back as other speeds."""
+    write_hub(tiny_hub(), tmp_path / "hub")
+    truth = read_hub(tmp_path / "hub").table("traffic")["speed"].to_numpy()
+    part = sorted((tmp_path / "hub" / "traffic").rglob("*.parquet"))[0]
+    raw = bytearray(part.read_bytes())
+    meta = pq.ParquetFile(part).metadata.row_group(0)
+    speed = next(meta.column(i) for i in range(meta.num_columns) if meta.column(i).path_in_schema == "speed")
+    start = speed.dictionary_page_offset or speed.data_page_offset
+    changed = errors = 0
+    for offset in range(start + 32, start + speed.total_compressed_size, 3):  # the pages' data, past a header
+        flipped = bytearray(raw)
+        flipped[offset] ^= 0x10
+        part.write_bytes(bytes(flipped))
+        try:
+            speeds = read_hub(tmp_path / "hub").table("traffic")["speed"].to_numpy()
+        except HubError:
+            errors += 1
+            continue
+        changed += int(not np.array_equal(speeds, truth))
+    assert changed == 0 and errors > 10

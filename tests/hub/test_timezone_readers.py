@@ -30,7 +30,7 @@ def test_the_live_hub_names_the_zone_and_its_nearest(misspelt):
 
 def test_a_corrupt_manifest_is_named_by_the_live_hub(misspelt):
     (misspelt / MANIFEST).write_text("{not json")
-    with pytest.raises(HubError, match=r"hub\.json is not a valid hub manifest: .*; fix or delete it"):
+    with pytest.raises(HubError, match=r"hub\.json is not a valid hub manifest: .*; fix it or restore it from a copy"):
         LiveHub(misspelt)
 
 
