@@ -19,6 +19,11 @@ def load_token(cfg: AuthConfig) -> str:
             token = Path(cfg.token_file).read_text().strip()
         except OSError as e:
             raise ConfigError(f"auth.token_file {cfg.token_file} cannot be read ({e.strerror}); fix the path.") from e
+        if not token:
+            raise ConfigError(
+                f"auth.token_file {cfg.token_file} is empty; write the token into it (the file wins over "
+                f"${cfg.token_env})."
+            )
     else:
         token = os.environ.get(cfg.token_env, "").strip()
     if not token:

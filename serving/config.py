@@ -93,6 +93,17 @@ class AuthConfig(_Strict):
     open_services: list[str] = Field(default_factory=lambda: ["grpc.health.v1.Health"], description="no token needed")
 
 
+class KeepaliveConfig(_Strict):
+    """What the server accepts of clients' HTTP/2 keepalive pings; a client pinging more often is sent GOAWAY
+    ENHANCE_YOUR_CALM "too_many_pings" (gRPC's own default allows one ping per 5 minutes, and none on an idle
+    connection, too strict for clients behind NATs or load balancers that drop idle connections)."""
+
+    min_ping_interval_s: float = Field(
+        10.0, gt=0, description="shortest interval between a client's pings the server accepts, s"
+    )
+    permit_without_calls: bool = Field(True, description="accept pings on a connection with no call in progress")
+
+
 class ServingConfig(_Strict):
     """The whole prediction service.
 
@@ -109,6 +120,7 @@ class ServingConfig(_Strict):
         max_stream_in_flight: requests of one ModelStreamInfer stream running at once; the server reads no further
             until one is answered, so gRPC flow control slows a fast stream instead of the queue refusing it.
         grace_s: seconds in-flight requests get at shutdown.
+        keepalive: which client keepalive pings the server accepts (`KeepaliveConfig`).
     """
 
     host: str = "127.0.0.1"
@@ -124,6 +136,7 @@ class ServingConfig(_Strict):
     registry: RegistryConfig = Field(default_factory=RegistryConfig)
     tls: TlsConfig = Field(default_factory=TlsConfig)
     auth: AuthConfig = Field(default_factory=AuthConfig)
+    keepalive: KeepaliveConfig = Field(default_factory=KeepaliveConfig)
 
 
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:

@@ -1,14 +1,15 @@
 """The data plane: what the service does, free of gRPC (the servicer only translates to and from it)."""
 
+import asyncio
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 
 import cityagent
-from cityagent.serving.errors import InvalidInput, ModelNotFound, ModelUnavailable, ServingError
+from cityagent.serving.errors import InvalidInput, ModelNotFound, ModelUnavailable, ServingError, ShuttingDown
 from cityagent.serving.metrics import UNKNOWN_MODEL, ServingMetrics
 from cityagent.serving.payload import InferRequest, InferResponse
 from cityagent.serving.signature import TensorSpec
@@ -39,6 +40,15 @@ class DataPlane:
 
     def __init__(self, store: ModelStore, metrics: ServingMetrics) -> None:
         self.store, self.metrics = store, metrics
+        self.stopping = asyncio.Event()  # set once shutdown begins: new requests are refused from then on
+
+    def stop_taking_requests(self) -> None:
+        self.stopping.set()
+
+    def admit(self) -> None:
+        """Raise ShuttingDown (UNAVAILABLE) for a new request once shutdown has begun."""
+        if self.stopping.is_set():
+            raise ShuttingDown()
 
     def live(self) -> bool:
         return True
@@ -84,8 +94,14 @@ class DataPlane:
         return InferResponse(request.model_name, served.version, request.id, outputs)
 
     @contextmanager
-    def observe(self, model_name: str) -> Iterator[None]:
-        """Count one request (decoding included) as a success or a failure by status code, and time it."""
+    def observe(self, model_name: str, expired: Callable[[], bool] = lambda: False) -> Iterator[None]:
+        """Count one request (decoding included) as a success or a failure by status code, and time it.
+
+        Args:
+            model_name: the requested model (counted under UNKNOWN_MODEL when it is not served).
+            expired: whether the call's deadline has passed; a request cancelled while running (the client gave
+                up, or the deadline ended it) counts as failed with DEADLINE_EXCEEDED if so, else CANCELLED.
+        """
         label = model_name if self.store.has(model_name) else UNKNOWN_MODEL
         series = self.metrics.series(label)
         series.requests.inc()
@@ -97,6 +113,9 @@ class DataPlane:
             raise
         except Exception:
             self.metrics.failures.labels(label, "INTERNAL").inc()
+            raise
+        except asyncio.CancelledError:  # a BaseException, so not caught above
+            self.metrics.failures.labels(label, "DEADLINE_EXCEEDED" if expired() else "CANCELLED").inc()
             raise
         series.successes.inc()
         series.latency.observe(time.perf_counter() - start)

@@ -31,3 +31,12 @@ class ModelLoadError(ServingError):
     """A model version that cannot be loaded or fails its smoke inference; the old version keeps serving."""
 
     code = grpc.StatusCode.UNAVAILABLE
+
+
+class ShuttingDown(ServingError):
+    """A request that arrived after shutdown began: another replica (or this one, restarted) answers it."""
+
+    code = grpc.StatusCode.UNAVAILABLE
+
+    def __init__(self) -> None:
+        super().__init__("the server is shutting down; reconnect and resend unanswered requests.")

@@ -6,11 +6,13 @@ from collections.abc import AsyncIterator
 
 from cityagent.serving.codec import decode_request, encode_metadata, encode_response
 from cityagent.serving.dataplane import DataPlane
-from cityagent.serving.errors import ServingError
+from cityagent.serving.errors import ServingError, ShuttingDown
 from cityagent.serving.proto import inference_pb2 as pb
 from cityagent.serving.proto import inference_pb2_grpc as pb_grpc
 
 log = logging.getLogger(__name__)
+
+STATUS_CODE = "status_code"  # parameter of a failed stream request's infer_response: its gRPC status name
 
 
 class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
@@ -46,7 +48,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
 
     async def ModelInfer(self, request, context) -> pb.ModelInferResponse:
         try:
-            return await self._infer(request)
+            return await self._infer(request, context, admit=True)
         except ServingError as e:
             error = e
         await context.abort(error.code, str(error))
@@ -57,44 +59,73 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         At most `stream_in_flight` run or wait to be sent at once: the reader then stops reading, so gRPC flow
         control slows a fast client down, instead of its requests flooding the model's queue (which refuses the
         overflow as 'queue full') or piling up unsent answers.
+
+        At shutdown the stream stops reading, answers the requests it has read, and ends with UNAVAILABLE (the
+        server is shutting down; reconnect and resend unanswered requests), rather than reading on until gRPC cuts
+        it at the end of the grace period.
         """
         answers: asyncio.Queue = asyncio.Queue()
         slots = asyncio.Semaphore(self.stream_in_flight)
+        requests = aiter(request_iterator)
 
         async def answer(request: pb.ModelInferRequest) -> None:
             try:
-                await answers.put(pb.ModelStreamInferResponse(infer_response=await self._infer(request)))
+                response = pb.ModelStreamInferResponse(infer_response=await self._infer(request, context))
             except ServingError as e:
-                await answers.put(self._stream_error(request, e))
+                response = self._stream_error(request, e)
+            await answers.put(response)
 
-        async def read() -> None:
+        async def read(group: asyncio.TaskGroup) -> None:
+            while True:
+                await slots.acquire()  # released once its answer is sent; taken before reading, so a cut loses none
+                request = await anext(requests, None)
+                if request is None:
+                    return
+                group.create_task(answer(request))
+
+        async def run() -> bool:
+            """Read and answer until the client ends its side (False) or the server stops taking requests (True)."""
             try:
                 async with asyncio.TaskGroup() as group:
-                    async for request in request_iterator:
-                        await slots.acquire()  # released once its answer is sent
-                        group.create_task(answer(request))
+                    reading = group.create_task(read(group))
+                    stopping = group.create_task(self.dataplane.stopping.wait())
+                    await asyncio.wait((reading, stopping), return_when=asyncio.FIRST_COMPLETED)
+                    stopping.cancel()
+                    if reading.done():
+                        return False
+                    reading.cancel()  # the answers already started still finish in the group
+                    return True
             finally:
-                answers.put_nowait(None)  # every request answered (or the stream broke)
+                answers.put_nowait(None)  # every request read is answered (or the stream broke)
 
-        reader = asyncio.create_task(read())
+        runner = asyncio.create_task(run())
         try:
             while (item := await answers.get()) is not None:
                 yield item
                 slots.release()
-            await reader  # re-raises what broke the stream (e.g. an undecodable request's abort)
+            if await runner:  # re-raises what broke the stream (e.g. an undecodable request's abort)
+                context.set_code(ShuttingDown.code)
+                context.set_details(str(ShuttingDown()))
         finally:
-            reader.cancel()
+            runner.cancel()
 
     def _stream_error(self, request: pb.ModelInferRequest, error: ServingError) -> pb.ModelStreamInferResponse:
         """A failed stream request's answer: its id, model name and version (where served) say which one it was;
         the message names the id too, since tritonclient hands a stream callback only the message of an error."""
         version = self.dataplane.served_version(request.model_name, request.model_version)
         echo = pb.ModelInferResponse(model_name=request.model_name, model_version=version, id=request.id)
+        # The status a unary call would end with, machine-readable, so a client can tell what is worth a retry
+        # (RESOURCE_EXHAUSTED, UNAVAILABLE) from what is not (INVALID_ARGUMENT, NOT_FOUND) without parsing prose.
+        echo.parameters[STATUS_CODE].string_param = error.code.name
         message = f"request '{request.id}': {error}" if request.id else str(error)
         return pb.ModelStreamInferResponse(error_message=message, infer_response=echo)
 
-    async def _infer(self, request: pb.ModelInferRequest) -> pb.ModelInferResponse:
-        with self.dataplane.observe(request.model_name):
+    async def _infer(self, request: pb.ModelInferRequest, context, admit: bool = False) -> pb.ModelInferResponse:
+        """Decode, infer and encode, counted in the metrics; `admit` refuses a new unary call once shutdown has begun
+        (a stream's requests are not refused: the stream stops reading instead, and answers what it has read)."""
+        with self.dataplane.observe(request.model_name, expired=lambda: _expired(context)):
+            if admit:
+                self.dataplane.admit()
             try:
                 return encode_response(await self.dataplane.infer(decode_request(request)))
             except ServingError:
@@ -102,3 +133,9 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             except Exception as e:  # a bug must cost one request, never the server
                 log.exception("inference on %r failed", request.model_name)
                 raise ServingError(f"internal error while serving '{request.model_name}': {type(e).__name__}") from e
+
+
+def _expired(context) -> bool:
+    """Whether the call's deadline has passed (False for a call without one)."""
+    remaining = context.time_remaining()
+    return remaining is not None and remaining <= 0

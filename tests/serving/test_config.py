@@ -39,6 +39,8 @@ def test_overrides_merge_into_nested_sections_and_skip_none(tmp_path):
         ("max_message_mb: 5000\n", "max_message_mb: Input should be less than or equal to 2047"),  # gRPC's int32
         ("max_message_mb: 2048\n", "max_message_mb: Input should be less than or equal to 2047"),
         ("max_stream_in_flight: 0\n", "max_stream_in_flight"),
+        ("keepalive: {min_ping_interval_s: 0}\n", "keepalive.min_ping_interval_s"),
+        ("keepalive: {min_ping_interval: 30}\n", "did you mean 'keepalive.min_ping_interval_s'"),
     ],
 )
 def test_bad_yaml_is_a_config_error_naming_the_key(tmp_path, text, message):

@@ -228,6 +228,52 @@ def test_stream_error_answers_carry_their_request_id_model_and_version(server):
     served = [(by_id[i].infer_response.model_name, by_id[i].infer_response.model_version) for i in "abcef"]
     assert served == [(NAME, "1")] * 5
     assert (by_id["d"].infer_response.model_name, by_id["d"].infer_response.model_version) == ("nope", "")
+    # the status a unary call would end with, so a client tells retryable from permanent without parsing prose
+    codes = {i: a.infer_response.parameters["status_code"].string_param for i, a in by_id.items() if a.error_message}
+    assert codes == {"b": "INVALID_ARGUMENT", "c": "INVALID_ARGUMENT", "d": "NOT_FOUND", "f": "INVALID_ARGUMENT"}
+    assert [list(by_id[i].infer_response.parameters) for i in "ae"] == [[], []]
+
+
+def test_stream_errors_say_when_a_retry_may_succeed(start_server, linear_path):
+    server = start_server([f"{NAME}={linear_path}"], batching={"max_batch_size": 1, "max_queue_size": 1})
+    n = 6
+    requests = [_request(str(i), om.window(seed=i)) for i in range(n)]
+    with grpc.insecure_channel(server.address) as channel:
+        with blocked_workers(server):  # one waiting (and one the batcher took): the rest find the queue full
+            call = pb_grpc.GRPCInferenceServiceStub(channel).ModelStreamInfer(iter(requests), timeout=60)
+            answers: list = []
+            reader = threading.Thread(target=lambda: answers.extend(call))
+            reader.start()
+            wait_until(lambda: len(answers) >= n - 2)
+        reader.join(60)
+    refused = [a for a in answers if a.error_message]
+    assert len(answers) == n and len(refused) in (n - 2, n - 1)  # the batcher may have taken one off the queue
+    assert all("queue full" in a.error_message for a in refused)
+    assert {a.infer_response.parameters["status_code"].string_param for a in refused} == {"RESOURCE_EXHAUSTED"}
+
+
+def test_calls_cancelled_or_past_their_deadline_count_as_failures(start_server, linear_path):
+    """A call the client gives up on counts in failures_total (CANCELLED or DEADLINE_EXCEEDED), not in nothing."""
+    server = start_server([f"{NAME}={linear_path}"], batching={"inline_below_us": 0}, metrics_port=0)
+    registry = server.server.metrics.registry
+
+    def count(name: str, **labels) -> float:
+        return registry.get_sample_value(f"cityagent_serving_{name}_total", {"model": NAME, **labels}) or 0
+
+    with grpc.insecure_channel(server.address) as channel:
+        stub = pb_grpc.GRPCInferenceServiceStub(channel)
+        stub.ModelInfer(_request("ok", om.window()), timeout=10)
+        with blocked_workers(server):  # nothing answers: the calls wait until their client gives up
+            expiring = [stub.ModelInfer.future(_request(f"e{i}", om.window()), timeout=0.5) for i in range(3)]
+            cancelled = stub.ModelInfer.future(_request("c", om.window()))
+            wait_until(lambda: count("requests") == 5)
+            cancelled.cancel()
+            for future in expiring:
+                assert future.exception(10).code() == grpc.StatusCode.DEADLINE_EXCEEDED
+            wait_until(lambda: count("failures", code="DEADLINE_EXCEEDED") == 3 and count("failures", code="CANCELLED"))
+    assert (count("requests"), count("successes"), count("failures", code="CANCELLED")) == (5, 1, 1)
+    text = urllib.request.urlopen(f"http://127.0.0.1:{server.server.metrics_port}/metrics", timeout=10).read().decode()
+    assert f'cityagent_serving_failures_total{{code="DEADLINE_EXCEEDED",model="{NAME}"}} 3.0' in text
 
 
 def test_prometheus_metrics_count_requests_failures_and_the_loaded_version(start_server, linear_path):
