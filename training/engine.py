@@ -1,6 +1,8 @@
 """The pieces both train loops share (in-process and Ray workers): module, loaders, trainer settings, weights."""
 
 import logging
+import signal
+import threading
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -102,6 +104,22 @@ def trainer_kwargs(cfg: RunConfig) -> dict[str, Any]:
         "enable_model_summary": False,
         "num_sanity_val_steps": 0,
     }
+
+
+def fit_trainer(trainer: pl.Trainer, *args: Any, **kwargs: Any) -> None:
+    """``trainer.fit`` with Ctrl-C coming out as KeyboardInterrupt. Lightning turns it into ``sys.exit(1)`` (which ends
+    a script, escapes a notebook's ``except KeyboardInterrupt`` and marks the MLflow run FAILED, not KILLED) and
+    leaves SIGINT ignored for the rest of the process, so a notebook could not be interrupted again."""
+    handler = signal.getsignal(signal.SIGINT) if threading.current_thread() is threading.main_thread() else None
+    try:
+        trainer.fit(*args, **kwargs)
+    except SystemExit as e:
+        if type(e) is SystemExit and e.code == 1 and trainer.interrupted:  # not Lightning's SIGTERMException
+            raise KeyboardInterrupt("training interrupted") from None
+        raise
+    finally:
+        if handler is not None:
+            signal.signal(signal.SIGINT, handler)
 
 
 def all_batches_as_none(limit: float | int) -> float | int | None:

@@ -15,12 +15,14 @@ from cityagent.home import home_dir
 from cityagent.hub.protocols import TaskData
 from cityagent.models.registry import model_info
 from cityagent.training.build import build_scaled_model, check_buildable
+from cityagent.training.callable_module import make_callable
 from cityagent.training.classical import ESTIMATOR_FILE, fit_classical
 from cityagent.training.config import RunConfig
 from cityagent.training.conformal import calibrate, check_conformal
 from cityagent.training.data import torch_predictor
-from cityagent.training.engine import TrainOutput
+from cityagent.training.engine import TrainOutput, monitor_for
 from cityagent.training.overrides import ConfigLike, resolve_config
+from cityagent.training.progress import EpochProgress, both
 from cityagent.training.report import make_bundle, report
 from cityagent.training.run_start import start_run
 from cityagent.training.task import HubFingerprint, load_task
@@ -69,22 +71,32 @@ def report_trained(run: TrackedRun, cfg: RunConfig, task: TaskData, fp: HubFinge
 
 
 def train_and_report(
-    run: TrackedRun, cfg: RunConfig, task: TaskData, fp: HubFingerprint, callbacks: Sequence[pl.Callback] = ()
+    run: TrackedRun,
+    cfg: RunConfig,
+    task: TaskData,
+    fp: HubFingerprint,
+    callbacks: Sequence[pl.Callback] = (),
+    progress: bool = True,
 ) -> FitResult:
-    """Train (deep: in-process or Ray; classical: scikit-learn; baseline: nothing) and report into ``run``."""
+    """Train (deep: in-process or Ray; classical: scikit-learn; baseline: nothing) and report into ``run``; with
+    ``progress``, a deep model's epochs are said as they end."""
     kind = model_info(cfg.model.name).kind
     if kind == "deep":
+        # each epoch is logged to the run and said on the console as it ends (rank 0's, for Ray runs)
+        on_epoch = run.epoch
+        if progress:
+            on_epoch = both(run.epoch, EpochProgress(cfg.model.name, cfg.train.max_epochs, monitor_for(task)))
         if cfg.train.workers == 0:
             from cityagent.training.local import train_local
 
-            out = train_local(task, cfg, home_dir() / "checkpoints" / run.run_id, callbacks, on_epoch=run.epoch)
+            out = train_local(task, cfg, home_dir() / "checkpoints" / run.run_id, callbacks, on_epoch=on_epoch)
         else:
             from cityagent.training.ray_job import train_ray
 
-            # rank 0's reports, logged from the driver while it trains: the MLflow run shows progress, and a tracking
-            # server that dies mid-run stops the workers after their epoch instead of at the end
+            # logged from the driver while it trains: the MLflow run shows progress, and a tracking server that dies
+            # mid-run stops the workers after their epoch instead of at the end
             out = train_ray(
-                task, cfg, name=f"{cfg.model.name}-{run.run_id[:12]}", callbacks=callbacks, on_epoch=run.epoch
+                task, cfg, name=f"{cfg.model.name}-{run.run_id[:12]}", callbacks=callbacks, on_epoch=on_epoch
             )
         return report_trained(run, cfg, task, fp, out)
     run.tags({"cityagent.mode": kind})
@@ -171,12 +183,15 @@ def log_drift_reference(result: FitResult, uri: str, bins: int | None = None) ->
         log.warning("run %s: no drift reference logged (%s); the agent will not check its drift", result.run_id, e)
 
 
-def fit(config: ConfigLike = None, *, callbacks: Sequence[pl.Callback] = (), **overrides: Any) -> FitResult:
+def fit(
+    config: ConfigLike = None, *, callbacks: Sequence[pl.Callback] = (), progress: bool = True, **overrides: Any
+) -> FitResult:
     """Train, evaluate and track one model.
 
     Args:
         config: a ``RunConfig``, a dict of sections, a YAML path (see configs/), or None for defaults.
         callbacks: extra Lightning callbacks for deep models (pickled to Ray workers).
+        progress: say each epoch of a deep model as it ends (losses, time, an upper bound of the time left).
         **overrides: ``train__max_epochs=3``, ``**{"model.name": "tgcn"}`` or ``train={"workers": 0}``.
 
     Returns:
@@ -211,7 +226,7 @@ def fit(config: ConfigLike = None, *, callbacks: Sequence[pl.Callback] = (), **o
     task, fp = load_task(cfg.task)
     check_buildable(task, cfg.model, cfg.train.quantiles, cfg.task.domain)
     with start_run(uri, cfg, task, fp, kind) as run:
-        result = train_and_report(run, cfg, task, fp, callbacks)
+        result = train_and_report(run, cfg, task, fp, callbacks, progress)
         diverged = divergence(result, cfg)
         if diverged:
             run.tags({"cityagent.diverged": diverged})
@@ -224,3 +239,6 @@ def fit(config: ConfigLike = None, *, callbacks: Sequence[pl.Callback] = (), **o
     result.info["export"] = maybe_export(cfg, result.run_id)
     log.info("run %s: %s", result.run_id, {k: round(v, 4) for k, v in result.metrics.items() if "_h" not in k})
     return result
+
+
+make_callable(__name__, fit)

@@ -13,6 +13,7 @@ from cityagent.training.engine import (
     History,
     TrainOutput,
     early_stopping,
+    fit_trainer,
     make_loaders,
     make_module,
     monitor_for,
@@ -60,7 +61,7 @@ def train_local(
         callbacks=[history, early_stopping(cfg, monitor), best, *callbacks],
     )
     train_dl, val_dl = make_loaders(task, cfg)
-    trainer.fit(module, train_dl, val_dl)
+    fit_trainer(trainer, module, train_dl, val_dl)
     state, epoch = read_checkpoint(best.best_model_path)
     info = {
         "mode": "local",

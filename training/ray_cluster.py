@@ -148,7 +148,13 @@ def check_capacity(target: str, num_cpus: int, cpus_per_worker: int | None = Non
     if num_cpus > total.get("CPU", 0.0):
         have = total.get("CPU", 0.0)
         fit = int(have // cpus_per_worker) if cpus_per_worker else None
-        fix = f"--workers {fit}" if fit else f"train.cpus_per_worker ≤ {have:g}" if fit == 0 else "fewer --workers"
+        fix = (
+            f"train.workers={fit} (--workers {fit})"
+            if fit
+            else f"train.cpus_per_worker ≤ {have:g}"
+            if fit == 0
+            else "fewer train.workers"
+        )
         _short(target, "CPU", num_cpus, have, f"use {fix} or add nodes")
         return
     free = ray.available_resources().get("CPU", 0.0)
@@ -227,7 +233,9 @@ def connect(
     """
     import ray
 
-    if ray.is_initialized():
+    if ray.is_initialized():  # the caller's own session (a notebook's ray.init()): checked like any cluster
+        session = getattr(ray.get_runtime_context(), "gcs_address", None) or "this process's Ray session"
+        check_capacity(session, num_cpus, cpus_per_worker, num_gpus)
         return False
     target = ray_address(address)
     if target:

@@ -199,13 +199,13 @@ def train_ray(
     log_file = home_dir() / "ray" / "epochs" / f"{name}.jsonl"
     log_file.parent.mkdir(parents=True, exist_ok=True)
     log_file.unlink(missing_ok=True)
-    feed = None
+    feed, flag = None, None
     watch = PlacementWatch(ray.get_runtime_context().get_job_id())
     watch.start()
     try:
         loop_config = {"task": ray.put(task), "cfg": cfg.model_dump(), "callbacks": list(callbacks), "stop": None}
         if on_epoch is not None:
-            loop_config["stop"] = ray.remote(num_cpus=0)(_StopFlag).remote()
+            loop_config["stop"] = flag = ray.remote(num_cpus=0)(_StopFlag).remote()
             feed = _EpochFeed(log_file, on_epoch, loop_config["stop"])
             feed.start()
         trainer = TorchTrainer(
@@ -246,6 +246,8 @@ def train_ray(
             state, epoch = read_checkpoint(Path(folder) / CKPT_NAME)
     finally:
         watch.stop()
+        if flag is not None and not started:  # a session the caller keeps (a notebook's ray.init()) keeps no actor
+            ray.kill(flag)
         if started:
             ray.shutdown()
         # after ray.shutdown a SIGTERM would kill this process outright (Ray's native handler stays behind), so the

@@ -40,11 +40,20 @@ def _need(entry: dict[str, Any]) -> str:
     return f"{len(bundles)} worker(s) × {{{shown}}}"
 
 
-def _free() -> str:
+def _why(entry: dict[str, Any]) -> str:
+    """What the cluster has against what the worker group needs, and so what the wait depends on."""
     import ray
 
     have, total = ray.available_resources(), ray.cluster_resources()
-    return f"{have.get('CPU', 0):g} of {total.get('CPU', 0):g} CPUs free, {len(ray.nodes())} node(s) known"
+    need = sum(b.get("CPU", 0) for b in entry.get("bundles", {}).values())
+    alive = sum(1 for n in ray.nodes() if n.get("Alive"))
+    state = f"{have.get('CPU', 0):g} of {total.get('CPU', 0):g} CPUs free on {alive} live node(s)"
+    if need > total.get("CPU", 0):
+        return (
+            f"the cluster has {state}, fewer in all than the {need:g} it needs: a node was lost, and the run goes on "
+            "when one joins (or stop it and train with fewer workers)"
+        )
+    return f"the cluster has {state}: other jobs hold them, and the run goes on when they release them"
 
 
 class PlacementWatch(threading.Thread):
@@ -69,11 +78,8 @@ class PlacementWatch(threading.Thread):
             since = self.first_seen.setdefault(pg_id, now)
             if pg_id not in self.noted and now - since >= self.note_after_s:
                 self.noted.add(pg_id)
-                self.say(
-                    f"the Ray run has waited {now - since:.0f} s for {_need(entry)} to (re)start its workers: the "
-                    f"cluster has {_free()}. A lost node, or other jobs holding the CPUs, is the usual cause; it "
-                    "goes on by itself once they are free (Ctrl-C stops it)"
-                )
+                waited = f"the Ray run has waited {now - since:.0f} s for {_need(entry)} to (re)start its workers"
+                self.say(f"{waited}; {_why(entry)}")
         for pg_id in [p for p in self.first_seen if p not in pending]:
             waited = now - self.first_seen.pop(pg_id)
             if pg_id in self.noted:

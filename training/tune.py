@@ -14,6 +14,7 @@ from cityagent.errors import CityAgentError, ConfigError
 from cityagent.hub.protocols import TaskData
 from cityagent.models.registry import model_info
 from cityagent.training.build import build_params, check_buildable
+from cityagent.training.callable_module import make_callable
 from cityagent.training.config import RunConfig
 from cityagent.training.conformal import check_conformal
 from cityagent.training.engine import TrainOutput, monitor_for, read_checkpoint
@@ -262,3 +263,6 @@ def tune(
     log_drift_reference(result, uri)
     result.info["export"] = maybe_export(best_cfg, result.run_id)
     return result
+
+
+make_callable(__name__, tune)

@@ -2,9 +2,11 @@
 
 import logging
 import re
+import signal
 import socket
 import time
 
+import lightning.pytorch as pl
 import mlflow
 import numpy as np
 import pytest
@@ -233,3 +235,34 @@ def test_conformal_without_an_interval_or_on_a_tree_model_is_refused(tiny_cfg):
         fit(tiny_cfg(**{"model.name": "gru", "train.conformal": True}))
     with pytest.raises(ConfigError, match=r"'gbrt_demand' is classical\. gbrt_demand has its own"):
         fit(tiny_cfg(**{"model.name": "gbrt_demand", "train.quantiles": [0.1, 0.9], "train.conformal": True}))
+
+
+class CtrlC(pl.Callback):
+    """Ctrl-C during the second epoch (the KeyboardInterrupt Python raises on SIGINT)."""
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        if trainer.current_epoch == 1:
+            raise KeyboardInterrupt
+
+
+def test_ctrl_c_is_a_keyboard_interrupt_the_run_killed_and_sigint_handled_again(tiny_cfg):
+    """Lightning turns Ctrl-C into sys.exit(1) and ignores SIGINT from then on: a notebook's `except
+    KeyboardInterrupt` never ran, the run was marked FAILED, and the kernel could not be interrupted again."""
+    import cityagent.training
+
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt):
+        cityagent.training.fit(tiny_cfg(), callbacks=[CtrlC()])  # the module, called, as the docs write it
+    assert signal.getsignal(signal.SIGINT) is before
+    client = MlflowClient(tracking_uri())
+    run = client.search_runs(client.get_experiment_by_name("cityagent-traffic").experiment_id, max_results=1)[0]
+    assert run.info.status == "KILLED"
+
+
+def test_each_epoch_is_said_as_it_ends(tiny_cfg, capsys):
+    fit(tiny_cfg())
+    lines = [line for line in capsys.readouterr().out.splitlines() if " epoch " in line]
+    assert len(lines) == 2 and lines[0].startswith("gru epoch 1/2 · train_loss ") and "(best)" in lines[0]
+    assert "at most ~" in lines[0] and "left" not in lines[1]
+    fit(tiny_cfg(), progress=False)
+    assert " epoch " not in capsys.readouterr().out

@@ -10,7 +10,7 @@ import ray
 
 from cityagent.errors import CityAgentError
 from cityagent.training.fit import fit
-from cityagent.training.ray_cluster import check_capacity, check_reachable
+from cityagent.training.ray_cluster import check_capacity, check_reachable, connect
 
 
 @pytest.fixture
@@ -52,8 +52,11 @@ def test_a_cluster_with_too_few_cpus_is_refused_or_noted(monkeypatch, caplog):
 
     ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
     try:
-        with pytest.raises(CityAgentError, match=r"needs 4 CPUs .* has 1 \(and cannot autoscale\); use --workers 1"):
+        fix = r"needs 4 CPUs .* has 1 \(and cannot autoscale\); use train\.workers=1 \(--workers 1\)"
+        with pytest.raises(CityAgentError, match=fix):
             check_capacity("head:6380", 4, cpus_per_worker=1)
+        with pytest.raises(CityAgentError, match=r"needs 2 CPUs .* has 1 \(and cannot autoscale\)"):
+            connect(None, 2, cpus_per_worker=1)  # a notebook's own ray.init(): it used to wait for ever
         with pytest.raises(
             CityAgentError, match=r"has 1 \(at most 2 with autoscaling\); use train.cpus_per_worker ≤ 1 or add nodes"
         ):
@@ -129,7 +132,7 @@ def test_a_run_waiting_for_cpus_says_so_and_goes_on_once_they_are_free(tiny_cfg,
     assert "test_mae" in result.metrics
     waited = [r.getMessage() for r in caplog.records if r.name == "cityagent.training.ray_wait"]
     assert len(waited) == 2, waited
-    assert "waited" in waited[0] and "2 worker(s) × {1 CPU}" in waited[0] and "1 of 2 CPUs free" in waited[0]
+    assert "waited" in waited[0] and "2 worker(s) × {1 CPU}" in waited[0] and "1 of 2 CPUs free on 1 live node(s): other jobs hold them" in waited[0]
     assert "workers are placed after" in waited[1]
 
 
