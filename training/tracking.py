@@ -13,7 +13,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from cityagent.errors import CityAgentError
+from cityagent.errors import CityAgentError, ConfigError
 from cityagent.home import home_dir
 from cityagent.store_check import bound_http_retries, store_problem
 from cityagent.training.config import RunConfig
@@ -66,6 +66,12 @@ def client_for(uri: str | None = None):
 def experiment_id(client: Any, name: str) -> str:
     """The experiment ``name``, created (with artifacts beside a sqlite store) when missing."""
     exp = client.get_experiment_by_name(name)
+    if exp is not None and exp.lifecycle_stage == "deleted":  # MLflow would refuse the run with its own words
+        raise ConfigError(
+            f"MLflow experiment {name!r} (id {exp.experiment_id}) was deleted; restore it (`mlflow experiments "
+            f"restore --experiment-id {exp.experiment_id}`, or MlflowClient().restore_experiment("
+            f"'{exp.experiment_id}')) or choose another tracking.experiment"
+        )
     if exp is not None:
         return exp.experiment_id
     root = artifact_root(client.tracking_uri)

@@ -266,3 +266,15 @@ def test_each_epoch_is_said_as_it_ends(tiny_cfg, capsys):
     assert "at most ~" in lines[0] and "left" not in lines[1]
     fit(tiny_cfg(), progress=False)
     assert " epoch " not in capsys.readouterr().out
+
+
+def test_a_deleted_experiment_is_named_with_how_to_restore_it(tiny_cfg):
+    cfg = tiny_cfg(**{"model.name": "ha", "model.params": {}, "tracking.experiment": "deleted-in-the-ui"})
+    fit(cfg)
+    client = MlflowClient(tracking_uri())
+    exp = client.get_experiment_by_name("deleted-in-the-ui")
+    client.delete_experiment(exp.experiment_id)
+    with pytest.raises(ConfigError, match=rf"'deleted-in-the-ui' \(id {exp.experiment_id}\) was deleted; restore it"):
+        fit(cfg)
+    client.restore_experiment(exp.experiment_id)
+    assert fit(cfg).run_id
