@@ -30,6 +30,7 @@ from cityagent.training.tracked_run import TrackedRun
 from cityagent.training.tracking import check_server, tracking_uri
 
 log = logging.getLogger(__name__)
+UNSENSED = ("gsnet",)  # protocols whose input channels come from a benchmark file's own layout, not hub tables
 
 
 @dataclass
@@ -177,6 +178,14 @@ def log_drift_reference(result: FitResult, uri: str, bins: int | None = None) ->
     from cityagent.agent.agent_config import DriftConfig
     from cityagent.agent.retrain import log_reference  # the agent layer owns drift; imported when used
 
+    if result.task is not None and result.task.protocol in UNSENSED:  # said once, quietly: nothing is wrong
+        log.info(
+            "run %s: no drift reference: the %s protocol's channels are built by its importer, not read from the "
+            "hub as the agent reads live inputs, so the agent does not serve or watch this model",
+            result.run_id,
+            result.task.protocol,
+        )
+        return
     try:
         log_reference(result.run_id, result.task, result.metrics, bins or DriftConfig().bins, uri)
     except (CityAgentError, OSError, MlflowException, KeyError, ValueError) as e:

@@ -278,3 +278,16 @@ def test_a_deleted_experiment_is_named_with_how_to_restore_it(tiny_cfg):
         fit(cfg)
     client.restore_experiment(exp.experiment_id)
     assert fit(cfg).run_id
+
+
+def test_a_gsnet_run_says_quietly_why_it_has_no_drift_reference(caplog):
+    """GSNet's channels come from its importer's layout, which the agent does not read live: that is no warning
+    (every fit on the shipped Chicago config printed a 600-character one)."""
+    from types import SimpleNamespace
+
+    from cityagent.training.fit import FitResult, log_drift_reference
+
+    result = FitResult({}, "run-1", None, "", task=SimpleNamespace(protocol="gsnet"))
+    with caplog.at_level(logging.INFO, logger="cityagent.training.fit"):
+        log_drift_reference(result, "sqlite:///unused.db")
+    assert [r.levelname for r in caplog.records] == ["INFO"] and "gsnet protocol's channels" in caplog.text
