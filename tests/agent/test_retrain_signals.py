@@ -218,7 +218,8 @@ from cityagent.agent.agent_config import load_agent_config
 from cityagent.training.fit import fit
 signal.signal(signal.SIGTERM, lambda *_: print("handled", flush=True))
 cfg = load_agent_config(overrides={"hub": sys.argv[1]})
-fit(retrain_config("traffic", cfg, {**ast.literal_eval(sys.argv[2]), "train.workers": 1, "train.max_epochs": 1}))
+overrides = {**ast.literal_eval(sys.argv[2]), "train.workers": 1, "train.max_epochs": 1}
+fit(retrain_config("traffic", cfg, overrides), progress=False)
 os.kill(os.getpid(), signal.SIGTERM)  # e.g. Kubernetes, while the retrain exports and gates after Ray's part
 time.sleep(1)
 print("still running", flush=True)

@@ -132,7 +132,8 @@ def test_a_run_waiting_for_cpus_says_so_and_goes_on_once_they_are_free(tiny_cfg,
     assert "test_mae" in result.metrics
     waited = [r.getMessage() for r in caplog.records if r.name == "cityagent.training.ray_wait"]
     assert len(waited) == 2, waited
-    assert "waited" in waited[0] and "2 worker(s) × {1 CPU}" in waited[0] and "1 of 2 CPUs free on 1 live node(s): other jobs hold them" in waited[0]
+    assert "waited" in waited[0] and "2 worker(s) × {1 CPU}" in waited[0]
+    assert "1 of 2 CPUs free on 1 live node(s): other jobs hold them" in waited[0]
     assert "workers are placed after" in waited[1]
 
 
