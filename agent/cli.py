@@ -14,7 +14,7 @@ from cityagent.agent.cli_train import evaluate, train, tune
 from cityagent.agent.console import console, fail, widen_for_logs
 from cityagent.agent.demo import demo
 from cityagent.errors import CityAgentError
-from cityagent.store_check import redacted
+from cityagent.store_check import damaged_store, redacted
 
 app = typer.Typer(
     name="cityagent",
@@ -53,6 +53,10 @@ def main() -> None:
         fail(redacted(str(e)))
         sys.exit(2)
     except Exception as e:
+        damage = damaged_store(e)  # deeper than the store check before use reads: one line, not SQLAlchemy's 100
+        if damage is not None:
+            fail(damage)
+            sys.exit(2)
         if not _is_mlflow_error(e):
             raise
         where = os.environ.get("MLFLOW_TRACKING_URI") or "the local MLflow store"

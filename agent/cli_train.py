@@ -1,12 +1,17 @@
 """`cityagent train | evaluate | tune`: learn models from the hub, on Ray or in-process."""
 
 import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
 
-from cityagent.agent.console import console
+from cityagent.agent.console import console, fail
 from cityagent.config_errors import nearest
 from cityagent.errors import CityAgentError, ConfigError
 
@@ -38,6 +43,51 @@ def default_config(domain: str) -> Path:
         hint = f"; did you mean {near!r}?" if near else ""
         raise ConfigError(f"unknown task {domain!r}; tasks are: {', '.join(DOMAINS)}{hint}")
     return CONFIG_DIR / f"{domain}.yaml"
+
+
+@contextmanager
+def sigterm_exits(doing: str, done: str = "nothing was registered") -> Iterator[None]:
+    """A SIGTERM (cron's ``timeout``, a CI step, Kubernetes) ends the command with exit 143 and one line, never 0.
+
+    Lightning answers SIGTERM with a bare ``SystemExit`` (exit 0) and the handler ``ray.init`` installs with
+    ``sys.exit(15)``; both are recognised (``is_sigterm``). Until Lightning or Ray take over, this handler raises
+    ``Interrupted`` itself (once: a second SIGTERM lets the clean-up that marks the run FAILED finish). The line names
+    the MLflow run that was marked FAILED when one was open.
+
+    Args:
+        doing: what was interrupted, e.g. ``training``.
+        done: what the user may rely on once a run was marked FAILED.
+    """
+    from cityagent.agent.schedule import SIGTERM_EXIT, Interrupted, is_sigterm
+
+    t0, raised = time.monotonic(), False
+
+    def on_sigterm(signum: int, frame: object) -> None:
+        nonlocal raised
+        if not raised:
+            raised = True
+            raise Interrupted("stopped by SIGTERM")
+
+    main = threading.current_thread() is threading.main_thread()  # only the main thread may take signals
+    previous = signal.signal(signal.SIGTERM, on_sigterm) if main else None
+    try:
+        yield
+    except BaseException as e:
+        if not is_sigterm(e):
+            raise
+        seconds = time.monotonic() - t0
+        run_id, status = getattr(e, "ended_run", (None, None))  # set by TrackedRun as it marks the run
+        where = (
+            f"run {run_id} marked {status}; {done}"
+            if run_id
+            else "no MLflow run was open (it stopped before one started, or after it finished: "
+            "`cityagent models list` shows what was registered)"
+        )
+        fail(f"{doing} interrupted by SIGTERM after {seconds:.1f} s; {where}")
+        raise typer.Exit(SIGTERM_EXIT) from None
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _overrides(
@@ -96,7 +146,8 @@ def train(
     from cityagent.training.fit import fit
 
     cfg = run_config(domain, config, _overrides(hub, workers, address, overrides or [], prefix))
-    result = fit(cfg)
+    with sigterm_exits("training"):
+        result = fit(cfg)
     if result.info.get("diverged"):  # recorded as a FAILED run; its NaN metrics are not worth a table
         raise TrainingDiverged(result.info["diverged"])
     console.print(f"[green]trained[/] {cfg.model.name} on {cfg.task.dataset}: run {result.run_id}")
@@ -116,7 +167,8 @@ def evaluate(
     from cityagent.agent.cli_metrics import meta_facts, print_metrics
     from cityagent.training.evaluate import evaluate_with_meta
 
-    metrics, meta = evaluate_with_meta(run_id, hub=hub)
+    with sigterm_exits("evaluation", "nothing was written"):
+        metrics, meta = evaluate_with_meta(run_id, hub=hub)
     leads, units = meta_facts(meta)  # lead times label the rows, as in `train`
     console.print(f"[green]evaluated[/] run {run_id} on its task's test split", soft_wrap=True)
     print_metrics(metrics, leads, units, every_horizon=True)
@@ -166,7 +218,8 @@ def tune(
     resolve_space(cfg, given, fixed)
     console.print(f"tuning {cfg.model.name} on {cfg.task.dataset}: {samples} trial(s)", highlight=False)
     say = lambda line: console.print(f"  [yellow]{escape(line)}[/]", highlight=False, soft_wrap=True)  # noqa: E731
-    best = run_tune(cfg, samples=samples, search_space=given, fixed=fixed, say=say)
+    with sigterm_exits("tuning"):
+        best = run_tune(cfg, samples=samples, search_space=given, fixed=fixed, say=say)
     if best.info.get("diverged"):  # the best trial's restored model forecasts NaN: recorded as FAILED
         raise TrainingDiverged(best.info["diverged"])
     console.print(

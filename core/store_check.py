@@ -1,14 +1,18 @@
 """Can an MLflow tracking store be used? Asked before handing it to MLflow, whose client retries an HTTP server or a
 database for minutes and then raises a traceback. Training and serving share these checks."""
 
+import contextlib
 import math
 import os
 import re
+import sqlite3
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from cityagent.health import unreachable
 from cityagent.home import home_dir
+
+_checked: list[Path] = []  # the sqlite store file this process checked last, i.e. uses (named by damaged_store)
 
 
 def store_problem(uri: str, timeout: float = 3.0) -> tuple[str, str, str] | None:
@@ -16,7 +20,8 @@ def store_problem(uri: str, timeout: float = 3.0) -> tuple[str, str, str] | None
 
     Checked: an http(s) server's ``/health``; a ``postgresql://`` or ``mysql://`` database that refuses a connection
     within ``timeout`` seconds (down, wrong port or database name, bad credentials, no driver); a ``sqlite://`` file
-    whose folder is missing or not writable. Other schemes are left to MLflow. ``what`` names ``uri`` with its
+    whose folder is missing or not writable, that is damaged, or that is missing or empty while the ``artifacts``
+    folder beside it holds logged models. Other schemes are left to MLflow. ``what`` names ``uri`` with its
     password masked, e.g. ``database postgresql://mlflow:***@db/mlflow is not reachable``.
     """
     scheme = uri.split("://", 1)[0].split("+", 1)[0] if "://" in uri else ""
@@ -96,6 +101,7 @@ def _sqlite_problem(uri: str) -> tuple[str, str] | None:
     if path in ("", ":memory:"):
         return None
     file = Path(path).expanduser().absolute()
+    _checked[:] = [file]
     folder = file.parent
     if not folder.is_dir():
         if folder.resolve() == home_dir(create=False):  # cityagent's own home: created on first use
@@ -105,4 +111,66 @@ def _sqlite_problem(uri: str) -> tuple[str, str] | None:
         return f"its folder {folder} is not writable", "make it writable"
     if file.exists() and not os.access(file, os.W_OK):
         return f"{file} is read-only", "make it writable"
+    return _sqlite_damage(file)
+
+
+def _sqlite_damage(file: Path) -> tuple[str, str] | None:
+    """(why, what to do) when the store file is damaged, or is missing or empty while the artifacts folder beside it
+    holds logged models: MLflow would answer a damaged file with a long SQLAlchemy traceback, and would silently
+    make a missing or empty one a fresh, empty registry, orphaning every model and the alias history."""
+    size = file.stat().st_size if file.exists() else None
+    if size:
+        why = _unreadable(file)
+        return (f"{file} is damaged: {why}", f"restore {file.name} from a backup") if why else None
+    artifacts = file.parent / "artifacts"
+    model = next(artifacts.rglob("MLmodel"), None) if artifacts.is_dir() else None
+    if model is None:
+        return None  # a new store: MLflow creates its tables
+    state = "is missing" if size is None else "is empty (0 bytes)"
+    return (
+        f"{file} {state} but {artifacts} holds models logged to it (e.g. {model.parent.relative_to(artifacts)})",
+        f"restore {file.name} from a backup, or move {artifacts} aside to start an empty registry on purpose",
+    )
+
+
+def _unreadable(file: Path) -> str | None:
+    """SQLite's own reason it cannot open ``file`` (not a database, a truncated or corrupt first page), else None.
+
+    Opening reads only the header and schema, so this stays cheap for serving's every poll; damage deeper in the
+    file surfaces when MLflow reads it, and the CLI turns that into one line too (``damaged_store``).
+    """
+    try:
+        with contextlib.closing(sqlite3.connect(f"{file.as_uri()}?mode=ro", uri=True, timeout=3.0)) as db:
+            db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.OperationalError:
+        return None  # locked, or a hot journal only a writer may roll back: MLflow copes, or says so itself
+    except sqlite3.DatabaseError as e:  # SQLITE_CORRUPT, SQLITE_NOTADB
+        return str(e)
     return None
+
+
+def damaged_store(error: BaseException) -> str | None:
+    """One line naming the store file and what to do when ``error`` (or an exception it was raised from) is SQLite
+    saying a file is damaged (``database disk image is malformed``) inside MLflow; None for every other error
+    (a damaged sqlite hub is the hub's to name)."""
+    if not _raised_in(error, "mlflow."):
+        return None
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        for e in (error, getattr(error, "orig", None)):  # SQLAlchemy wraps the DB-API error as .orig
+            if isinstance(e, sqlite3.DatabaseError) and not isinstance(e, sqlite3.OperationalError):
+                file = str(_checked[-1]) if _checked else "the MLflow sqlite store"
+                return f"MLflow store {file} is damaged ({e}); restore it from a backup"
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def _raised_in(error: BaseException, prefix: str) -> bool:
+    """Whether a frame of ``error``'s traceback runs code of a module whose name starts with ``prefix``."""
+    tb = error.__traceback__
+    while tb is not None:
+        if str(tb.tb_frame.f_globals.get("__name__", "")).startswith(prefix):
+            return True
+        tb = tb.tb_next
+    return False

@@ -12,6 +12,7 @@ from pathlib import Path
 import yaml
 
 from cityagent.home import home_dir
+from cityagent.onnx_digest import digest_mismatch, mismatch_message
 from cityagent.serving.errors import ModelLoadError
 from cityagent.serving.spec import ModelSpec
 from cityagent.store_check import bound_http_retries, store_problem
@@ -87,7 +88,20 @@ class RegistrySource:
             )
         except Exception as e:  # mlflow raises MlflowException, OSError, ... depending on the store
             raise ModelLoadError(f"cannot download {uri} from {self.uri}: {e}") from e
-        return _onnx_file(Path(local), uri)
+        path = _onnx_file(Path(local), uri)
+        self._check_digest(spec, version, path)
+        return path
+
+    def _check_digest(self, spec: ModelSpec, version: str, path: Path) -> None:
+        """Refuse a file that is not the one exported (its SHA-256 is a version tag): one corrupted in the artifact
+        store still loads and passes a smoke test on zeros, then answers nonsense. Untagged versions pass."""
+        try:
+            mv = self.client.get_model_version(spec.name, version)
+            actual = digest_mismatch(path, mv.tags)
+        except Exception as e:  # MlflowException, OSError: a store that fails now fails the load, not the server
+            raise ModelLoadError(f"cannot check models:/{spec.name}/{version} against its export digest: {e}") from e
+        if actual is not None:
+            raise ModelLoadError(mismatch_message(spec.name, version, path.name, mv.run_id))
 
 
 def _onnx_file(root: Path, uri: str) -> Path:

@@ -3,10 +3,12 @@
 The run's ``bundle/model.pt`` is rebuilt, exported and checked for parity on ``bundle/sample.npz`` (real
 test windows) when the run has one. Parity failure raises ExportError before anything is logged or
 registered. A run already registered with the very same ONNX file (its SHA-256 is a version tag) is not
-registered again: its existing version is returned.
+registered again: its existing version is returned, once its stored file is checked against that tag (a version
+whose stored file was corrupted or replaced gets a new version instead, so re-exporting is a fix that works).
 """
 
 import hashlib
+import logging
 import os
 import tempfile
 from collections.abc import Iterator
@@ -27,6 +29,7 @@ from mlflow.types import Schema, TensorSpec
 
 from cityagent.errors import CityAgentError
 from cityagent.home import home_dir
+from cityagent.onnx_digest import DIGEST_TAG, file_sha256
 from cityagent.training.bundle import BUNDLE_FILE, ModelBundle
 from cityagent.training.classical import ClassicalPredictor
 from cityagent.training.onnx_export import OnnxExport, build_onnx, export_bundle
@@ -40,9 +43,9 @@ from cityagent.training.run_ids import resolve_run_id
 BUNDLE_DIR = "bundle"
 SAMPLE_FILE = "sample.npz"  # real-unit test windows: x [S, T_in, N, F], y [S, H, N]
 ONNX_NAME = "onnx"
-DIGEST_TAG = "cityagent.onnx_sha256"  # the registered ONNX file's SHA-256, so a re-export can tell it is the same
 
-__all__ = ["ExportError", "ExportResult", "export_bundle", "export_run"]
+__all__ = ["DIGEST_TAG", "ExportError", "ExportResult", "export_bundle", "export_run"]
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,8 @@ class ExportResult:
             ``model_uri`` is that one and nothing new was logged.
         differs_from: earlier versions of the same run whose ONNX file differs from this export (exported by
             another cityagent or torch version), which is why a new version was registered.
+        damaged: earlier versions of the same run whose stored ONNX file cannot be read or no longer matches the
+            SHA-256 recorded at export (corrupted or replaced), which is why a new version was registered.
     """
 
     version: str | None
@@ -71,6 +76,7 @@ class ExportResult:
     already_registered: bool = False
     differs_from: tuple[str, ...] = ()
     already_logged: bool = False
+    damaged: tuple[str, ...] = ()
 
 
 def _runtime_requirements() -> list[str]:
@@ -168,24 +174,42 @@ def _logged_same(client: MlflowClient, run_id: str, digest: str) -> str | None:
     return None  # a log that failed half-way (PENDING / FAILED) is not reused
 
 
-def _registered_digest(mv: ModelVersion, uri: str) -> str | None:
-    """The SHA-256 of version ``mv``'s ONNX file: its tag, else (a version from before the tag) the file's own."""
-    if mv.tags.get(DIGEST_TAG):
-        return mv.tags[DIGEST_TAG]
+def _registered_digest(mv: ModelVersion, uri: str) -> tuple[str | None, str | None]:
+    """The SHA-256 of version ``mv``'s stored ONNX file, or None and why it cannot stand for any export.
+
+    The stored file itself is hashed, not only the tag read: promote and serving refuse a file whose digest differs
+    from its tag and advise a re-export, which must then register a new version rather than answer with the
+    broken one.
+    """
     try:
         with tempfile.TemporaryDirectory() as tmp, _global_tracking_uri(uri):
             local = mlflow.artifacts.download_artifacts(f"models:/{mv.name}/{mv.version}", dst_path=tmp)
-            return hashlib.sha256(Path(local, "model.onnx").read_bytes()).hexdigest()
-    except (MlflowException, OSError):
-        return None  # cannot tell: counted as different, so a new version is registered as before
+            actual = file_sha256(Path(local, "model.onnx"))
+    except (MlflowException, OSError) as e:
+        return None, f"its stored model.onnx cannot be read ({str(e).strip().splitlines()[0] if str(e).strip() else e})"
+    recorded = mv.tags.get(DIGEST_TAG)
+    if recorded and recorded != actual:
+        return None, "its stored model.onnx does not match the SHA-256 recorded at export (corrupted or replaced)"
+    return actual, None  # an untagged version (registered before the tag): its file's own digest
 
 
-def _earlier_versions(client: MlflowClient, uri: str, task: str, run_id: str, digest: str) -> tuple[str | None, list]:
-    """The newest version of ``task`` from ``run_id`` with this very ONNX file, else None and the run's versions."""
+def _earlier_versions(
+    client: MlflowClient, uri: str, task: str, run_id: str, digest: str
+) -> tuple[str | None, list[str], dict[str, str]]:
+    """The newest version of ``task`` from ``run_id`` with this very ONNX file (else None), the run's other versions
+    whose file differs, and those whose stored file is damaged (version → why)."""
     found = [mv for mv in client.search_model_versions(f"run_id = '{run_id}'") if mv.name == task]
     found.sort(key=lambda mv: int(mv.version), reverse=True)
-    same = next((str(mv.version) for mv in found if _registered_digest(mv, uri) == digest), None)
-    return same, sorted((str(mv.version) for mv in found), key=int)
+    differs, damaged = [], {}
+    for mv in found:
+        stored, why = _registered_digest(mv, uri)
+        if stored == digest:
+            return str(mv.version), [], {}
+        if why is None:
+            differs.append(str(mv.version))
+        else:
+            damaged[str(mv.version)] = why
+    return None, sorted(differs, key=int), dict(sorted(damaged.items(), key=lambda kv: int(kv[0])))
 
 
 def _register(client: MlflowClient, task: str, domain: str, info: ModelInfo, tags: dict[str, str]) -> str:
@@ -216,7 +240,8 @@ def export_run(
     A run already registered under its task with the very same ONNX file (as ``cityagent train`` registers it) gets
     no new logged model or version: that version is returned (``already_registered``), with ``alias`` moved to it
     when not there yet. One whose earlier versions hold another file (exported by another cityagent or torch
-    version) gets a new version, which ``differs_from`` explains.
+    version) gets a new version, which ``differs_from`` explains; so does one whose registered file is damaged in the
+    artifact store (unreadable, or no longer matching its SHA-256 tag), which ``damaged`` and a warning explain.
 
     Args:
         run_id: an MLflow training run with a ``bundle/model.pt`` artifact (and ideally ``bundle/sample.npz``):
@@ -247,7 +272,7 @@ def export_run(
     local.parent.mkdir(parents=True, exist_ok=True)
     local.write_bytes(exported.to_bytes())
     digest = hashlib.sha256(exported.to_bytes()).hexdigest()
-    same, differs = _earlier_versions(client, uri, task, run_id, digest) if register else (None, [])
+    same, differs, damaged = _earlier_versions(client, uri, task, run_id, digest) if register else (None, [], {})
     if same is not None:
         _set_alias(task, same, alias, run_id, actor, uri)
         return ExportResult(same, f"models:/{task}/{same}", local, exported.parity, task, already_registered=True)
@@ -268,8 +293,18 @@ def export_run(
         if not register:
             return ExportResult(None, info.model_uri, local, exported.parity)
         version = _register(client, task, str(bundle.meta["domain"]), info, tags)
+    for old, why in damaged.items():  # said here: the CLI explains only `differs_from`
+        log.warning("%s v%s (run %s): %s, so this export is registered as v%s", task, old, run_id, why, version)
     _set_alias(task, version, alias, run_id, actor, uri)
-    return ExportResult(version, f"models:/{task}/{version}", local, exported.parity, task, differs_from=tuple(differs))
+    return ExportResult(
+        version,
+        f"models:/{task}/{version}",
+        local,
+        exported.parity,
+        task,
+        differs_from=tuple(differs),
+        damaged=tuple(damaged),
+    )
 
 
 def _set_alias(task: str, version: str, alias: str | None, run_id: str, actor: str | None, uri: str) -> None:

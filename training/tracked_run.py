@@ -121,4 +121,7 @@ class TrackedRun:
         if exc_type is None:
             self.end("FINISHED")
         else:
-            self.end("KILLED" if issubclass(exc_type, KeyboardInterrupt) else "FAILED")
+            status = "KILLED" if issubclass(exc_type, KeyboardInterrupt) else "FAILED"
+            self.end(status)
+            if exc is not None:  # what the CLI names (e.g. on SIGTERM); an outer run (a sweep) overwrites its trial's
+                exc.ended_run = (self.run_id, status)

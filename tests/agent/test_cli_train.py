@@ -121,3 +121,58 @@ def test_a_diverged_run_exits_2_with_one_line_and_is_recorded_failed(tmp_path):
     run = MlflowClient(f"sqlite:///{tmp_path / 'home' / 'mlflow.db'}").get_run(run_id)
     assert run.info.status == "FAILED" and "training diverged" in run.data.tags["cityagent.diverged"]
     assert not MlflowClient(f"sqlite:///{tmp_path / 'home' / 'mlflow.db'}").search_registered_models()
+
+
+def test_sigterm_ends_training_with_143_and_one_line_naming_the_failed_run(tmp_path):
+    """Lightning answers SIGTERM with a bare SystemExit, so `train` exited 0 and cron, CI or a Job saw success."""
+    import signal
+    import time
+
+    from mlflow import MlflowClient
+
+    from cityagent.hub.synth import synthesize
+
+    hub = synthesize(tmp_path / "hub", sensors=6, zones=4, days=3, progress=False)
+    env = {**os.environ, "CITYAGENT_HOME": str(tmp_path / "home")}
+    for key in ("MLFLOW_TRACKING_URI", "RAY_ADDRESS"):
+        env.pop(key, None)
+    cmd = [str(BIN / "cityagent"), "train", "traffic", "--hub", str(hub), "--workers", "0"]
+    cmd += ["train.max_epochs=1000", "train.patience=1000"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not any((tmp_path / "home" / "checkpoints").glob("*/*.ckpt")):  # an epoch is done: it trains
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read()
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143, out
+    words = " ".join(out.split())
+    found = re.search(r"training interrupted by SIGTERM after [\d.]+ s; run ([0-9a-f]{32}) marked FAILED; nothing was "
+                      r"registered", words)  # fmt: skip
+    assert found and "Traceback" not in out and "trained stid" not in out, out
+    client = MlflowClient(f"sqlite:///{tmp_path / 'home' / 'mlflow.db'}")
+    assert client.get_run(found.group(1)).info.status == "FAILED"
+    assert not client.search_registered_models()
+
+
+def test_sigterm_exits_answers_lightnings_and_rays_exits_and_lets_every_other_error_through(capsys):
+    import typer
+
+    from cityagent.agent.cli_train import sigterm_exits
+
+    class SIGTERMException(SystemExit):  # Lightning's, by name (is_sigterm does not import Lightning)
+        pass
+
+    for error in (SIGTERMException(), SystemExit(15)):  # Lightning's bare exit; ray.init's sys.exit(SIGTERM)
+        with pytest.raises(typer.Exit) as stop, sigterm_exits("tuning"):
+            raise error
+        assert stop.value.exit_code == 143
+    err = " ".join(capsys.readouterr().err.split())
+    assert "tuning interrupted by SIGTERM after 0.0 s; no MLflow run was open" in err, err
+    for other in (SystemExit(0), ValueError("x"), ConfigError("y")):
+        with pytest.raises(type(other)), sigterm_exits("training"):
+            raise other

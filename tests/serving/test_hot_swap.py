@@ -339,3 +339,49 @@ def test_every_registry_outage_is_logged_once_and_its_end_too(start_server, tmp_
     assert caplog.text.count("cannot resolve") == 2  # two outages, each said once
     assert caplog.text.count("resolves again") == 2
     assert store.versions(NAME) == ["1"]
+
+
+def _stored_onnx(client, version: str):
+    """The model.onnx a version's artifacts hold in the test registry's local artifact folder."""
+    from pathlib import Path
+
+    [path] = Path(client.get_model_version_download_uri(NAME, version).removeprefix("file://")).rglob("*.onnx")
+    return path
+
+
+def test_a_version_whose_stored_file_differs_from_its_export_digest_is_not_served(
+    start_server, mlflow_registry, caplog
+):
+    """A model.onnx corrupted or replaced in the artifact store still loads and passes the smoke test on zeros, so
+    only its SHA-256 (the version's cityagent.onnx_sha256 tag, set at export) tells; untagged versions are served."""
+    from mlflow import MlflowClient
+
+    from cityagent.onnx_digest import DIGEST_TAG, file_sha256
+
+    client = MlflowClient(tracking_uri=mlflow_registry.uri)
+    assert mlflow_registry(om.linear_model(1.0), "champion") == "1"
+    assert mlflow_registry(om.linear_model(2.0), "challenger") == "2"
+    stored = _stored_onnx(client, "2")
+    client.set_model_version_tag(NAME, "2", DIGEST_TAG, file_sha256(stored))  # as `cityagent export` records it
+    om.save(om.linear_model(3.0), stored)  # replaced in the artifact store: same interface, other answers
+    registry = {"poll_interval_s": 0, "tracking_uri": mlflow_registry.uri}
+    server = start_server([f"{NAME}@champion"], registry=registry)
+    store = server.server.store
+
+    client.set_registered_model_alias(NAME, "champion", "2")
+    with caplog.at_level(logging.ERROR, logger="cityagent.serving.store"):
+        server.call(store.poll_once())
+    assert store.versions(NAME) == ["1"]
+    run_id = client.get_model_version(NAME, "2").run_id
+    assert "version 2 of models:/traffic-test@champion not loaded, version 1 keeps serving" in caplog.text
+    assert f"{NAME} v2: model.onnx does not match the SHA-256 recorded at export" in caplog.text
+    assert f"re-register it: cityagent export {run_id}" in caplog.text
+    with tc.InferenceServerClient(server.address) as grpc_client:
+        y = grpc_client.infer(NAME, [triton_input(om.window())]).as_numpy("y")
+    np.testing.assert_allclose(y, om.reference(om.window(), 1.0), rtol=1e-5, atol=1e-3)
+    with pytest.raises(ModelLoadError, match="does not match the SHA-256 recorded at export"):
+        start_server([f"{NAME}@champion"], registry=registry)  # nor is a server started on it
+
+    assert mlflow_registry(om.linear_model(2.0), "champion") == "3"  # no digest tag (registered by hand): served
+    server.call(store.poll_once())
+    assert store.versions(NAME) == ["3"]

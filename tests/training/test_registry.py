@@ -374,3 +374,38 @@ def test_versions_registered_by_hand_without_onnx_or_metadata_are_still_promoted
     v1, v2 = add_versions(store, "hand-made", [3.0, 2.0])  # no artifacts at all
     assert promote("hand-made", v1, reason="first", tracking_uri=store.uri).to_version == v1
     assert promote("hand-made", v2, reason="better", tracking_uri=store.uri).to_version == v2
+
+
+def test_an_alias_moved_without_its_history_entry_is_shown_and_recorded_by_the_next_move(store, monkeypatch):
+    """A promote killed between setting the alias and writing its entry (SIGKILL, a power loss) left a move that
+    `models history` did not show; it is shown as `unrecorded`, and the next move records it before its own."""
+    v1, v2, v3 = add_versions(store, "cut-short", [3.0, 2.0, 1.0])
+    promote("cut-short", v1, reason="first", tracking_uri=store.uri)
+    promote("cut-short", v2, reason="second", tracking_uri=store.uri)
+
+    def killed(*args, **kwargs):
+        raise SystemExit(137)  # no put-back runs, as with SIGKILL
+
+    with monkeypatch.context() as mp:
+        mp.setattr(aliases_mod, "append_move", killed)
+        with pytest.raises(SystemExit):
+            promote("cut-short", v3, reason="third", tracking_uri=store.uri)
+    assert store.client.get_registered_model("cut-short").aliases == {"champion": int(v3)}
+    before = snapshot(store)
+
+    moves = history("cut-short", tracking_uri=store.uri)
+    assert [(m.seq, m.action, m.from_version, m.to_version) for m in moves] == [
+        (1, "promote", None, v1),
+        (2, "promote", v1, v2),
+        (3, "unrecorded", v2, v3),
+    ]
+    assert "champion found on v3 where the last recorded move put v2: a move cut short" in moves[-1].reason
+    res = CliRunner(env={"COLUMNS": "200"}).invoke(models_app, ["history", "cut-short", "--tracking-uri", store.uri])
+    assert res.exit_code == 0 and "unrecorded" in res.output and f"v{v2} → v{v3}" in res.output, res.output
+    assert snapshot(store) == before  # reading wrote nothing
+
+    back = rollback("cut-short", reason="v3 was never meant", tracking_uri=store.uri)
+    assert (back.from_version, back.to_version, back.seq) == (v3, v2, 4)
+    moves = history("cut-short", tracking_uri=store.uri)
+    assert [(m.seq, m.action, m.to_version) for m in moves][2:] == [(3, "unrecorded", v3), (4, "rollback", v2)]
+    assert sum(k.startswith(TAG_PREFIX) for k in store.client.get_registered_model("cut-short").tags) == 4

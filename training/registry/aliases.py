@@ -1,9 +1,12 @@
 """Alias moves: promote a version, roll an alias back, and record every move in the history.
 
 Every check runs before the first write, and a failed history write puts the alias back, so an error
-leaves the registry exactly as it was. A promotion or rollback to a version that expects a different input than
-the alias's current holder (other node ids, window, step or features), or whose ONNX file ONNX Runtime cannot load,
-is refused unless forced: servers hot-swap to the alias, and every client would break.
+leaves the registry exactly as it was. A kill between the alias and its entry cannot be undone that way; ``history``
+shows such an alias as ``unrecorded`` and the next move records it first.
+
+A promotion or rollback to a version that expects a different input than the alias's current holder (other node ids,
+window, step or features), or whose ONNX file ONNX Runtime cannot load or no longer matches its export digest, is
+refused unless forced: servers hot-swap to the alias, and every client would break.
 """
 
 import getpass
@@ -16,7 +19,15 @@ from mlflow.exceptions import MlflowException
 
 from cityagent.errors import CityAgentError
 from cityagent.training.registry.contract import check_same_input
-from cityagent.training.registry.history import Move, alias_stack, append_move, check_size, next_seq, read_moves
+from cityagent.training.registry.history import (
+    Move,
+    alias_stack,
+    append_move,
+    check_size,
+    moves_and_unrecorded,
+    next_seq,
+    record_unrecorded,
+)
 from cityagent.training.registry.store import get_client, get_model_version, get_registered_model, is_not_found
 from cityagent.training.registry.versions import version_metrics
 
@@ -104,6 +115,7 @@ def set_alias(
         return None
     if not force and action != "export":  # an export was just parity-checked through ONNX Runtime
         check_same_input(client, name, alias, from_version, to_version)
+    record_unrecorded(client, name)  # an earlier move cut short: its entry first, so the log stays in order
     move = Move(
         seq=next_seq(client, name),
         at=datetime.now(UTC).isoformat(timespec="seconds"),
@@ -168,7 +180,7 @@ def rollback(
     if current is None:
         have = ", ".join(f"{a}→v{v}" for a, v in sorted(model.aliases.items())) or "none"
         raise CityAgentError(f"model {name!r} has no alias {alias!r} to roll back (aliases: {have}); promote first.")
-    stack = alias_stack(read_moves(client, name), alias)
+    stack = alias_stack(moves_and_unrecorded(client, name), alias)
     while stack and stack[-1] == current:
         stack.pop()
     target = None
@@ -186,6 +198,7 @@ def rollback(
         )
     if not force:
         check_same_input(client, name, alias, current, str(target.version))
+    record_unrecorded(client, name)
     move = Move(
         seq=next_seq(client, name),
         at=datetime.now(UTC).isoformat(timespec="seconds"),

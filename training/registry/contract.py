@@ -5,7 +5,9 @@ A server that serves ``champion`` hot-swaps to whatever the alias points at, so 
 expects a different input, or answers in another shape, breaks every client at once (the server itself refuses the
 swap and keeps the old version until restarted); ``check_same_input`` refuses such a move unless forced.
 It also refuses a version whose ONNX file ONNX Runtime cannot load (truncated, corrupt): serving could not start
-on it. Versions registered by hand without any ONNX file, or without cityagent metadata, are not compared.
+on it; or whose file is not the one exported (its SHA-256 differs from the version's ``cityagent.onnx_sha256`` tag),
+which serving refuses too. Versions registered by hand without any ONNX file, or without cityagent metadata, are
+not compared.
 """
 
 import tempfile
@@ -17,6 +19,7 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from cityagent.errors import CityAgentError
+from cityagent.onnx_digest import digest_mismatch, mismatch_message
 from cityagent.training.onnx_meta import read_metadata
 
 # what a client sends depends on: the same keys serving's hot swap compares (serving/compat.py CONTRACT_KEYS)
@@ -58,7 +61,8 @@ def version_contract(
     Versions registered by hand from other artifacts (or whose artifacts are gone) have no contract to compare.
 
     Raises:
-        CityAgentError: with ``check_loadable``, the version holds an ONNX file ONNX Runtime cannot load.
+        CityAgentError: with ``check_loadable``, the version holds an ONNX file ONNX Runtime cannot load, or one
+            whose SHA-256 differs from the one recorded at export.
     """
     import mlflow
 
@@ -76,16 +80,34 @@ def version_contract(
         if path is None:
             return None
         shown = location if path == local else f"{location.rstrip('/')}/{path.relative_to(local).as_posix()}"
-        why = unloadable(path, shown) if check_loadable else None
-        if why is not None:
-            mv = client.get_model_version(name, version)
-            fix = f"re-export its run (cityagent export {mv.run_id})" if mv.run_id else "register a loadable model"
-            raise CityAgentError(
-                f"{name} v{version} is not a loadable ONNX model: ONNX Runtime cannot open its file {shown} "
-                f"({why}), so serving it would fail; {fix} and "
-                "promote the new version, or move the alias anyway with --force (force=True)."
-            )
+        if check_loadable:
+            _check_sound(client, name, version, path, shown)
         return onnx_input(path, INPUT_KEYS + OUTPUT_KEYS)
+
+
+def _check_sound(client: MlflowClient, name: str, version: str, path: Path, shown: str) -> None:
+    """Raise when ONNX Runtime cannot load the downloaded file, or it is not the one exported (its SHA-256 tag):
+    a corrupted file may still load, and pass serving's smoke test on zeros, but answer nonsense.
+
+    Either way, re-exporting the run registers a new, sound version (export checks the stored file, not the tag).
+    """
+    mv = client.get_model_version(name, version)
+    why = unloadable(path, shown)
+    if why is not None:
+        fix = (
+            f"re-export its run (cityagent export {mv.run_id}, which registers a new version)"
+            if mv.run_id
+            else "register a loadable model"
+        )
+        raise CityAgentError(
+            f"{name} v{version} is not a loadable ONNX model: ONNX Runtime cannot open its file {shown} "
+            f"({why}), so serving it would fail; {fix} and "
+            "promote the new version, or move the alias anyway with --force (force=True)."
+        )
+    if digest_mismatch(path, mv.tags) is not None:
+        raise CityAgentError(
+            f"{mismatch_message(name, version, shown, mv.run_id)}, or move the alias anyway with --force (force=True)."
+        )
 
 
 def onnx_input(path: str | Path, keys: tuple[str, ...] = INPUT_KEYS) -> dict[str, Any] | None:

@@ -3,6 +3,10 @@
 Each move is one registered-model tag ``cityagent.history.000007`` holding a JSON object; tags are never
 rewritten or deleted, so the log only grows. One move per tag keeps each value far below the 5000-character
 limit of a registered-model tag in MLflow's SQL schema.
+
+An alias is set before its entry is written (a failed write puts it back), so a process killed in between leaves an
+alias where no entry put it; so does a move made outside cityagent (MLflow's UI). ``history`` shows each such alias
+as an ``unrecorded`` entry, and the next write to the log records it for good (``record_unrecorded``).
 """
 
 import json
@@ -11,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
 from mlflow import MlflowClient
+from mlflow.entities.model_registry import RegisteredModel
 
 from cityagent.errors import CityAgentError
 from cityagent.training.registry.store import get_client, get_registered_model
@@ -18,6 +23,7 @@ from cityagent.training.registry.store import get_client, get_registered_model
 TAG_PREFIX = "cityagent.history."
 MAX_TAG_CHARS = 5000  # VARCHAR(5000) in MLflow's registered_model_tags table
 NON_MOVES = ("refuse", "failed")  # decisions recorded in the log that left every alias where it was
+UNRECORDED = "unrecorded"  # an alias found where no recorded move put it
 
 
 @dataclass(frozen=True)
@@ -30,7 +36,8 @@ class Move:
         actor: who (the ``actor`` argument or $USER).
         action: ``promote``, ``rollback`` or ``export`` (a fresh challenger); ``refuse`` and ``failed`` record a
             retrain whose challenger lost the gate or never got there (no alias moved: ``to_version`` is the
-            version that was judged, or the holder when none was).
+            version that was judged, or the holder when none was); ``unrecorded``: the alias was found on
+            ``to_version`` with no entry for that move (``at`` is when it was found).
         alias: the alias that moved.
         from_version: the version that held it before, or None.
         to_version: the version that holds it after.
@@ -62,9 +69,48 @@ def tag_key(seq: int) -> str:
 
 def read_moves(client: MlflowClient, name: str) -> list[Move]:
     """Every recorded move of ``name``, oldest first."""
-    tags = get_registered_model(client, name).tags
-    moves = [Move.from_json(v) for k, v in tags.items() if k.startswith(TAG_PREFIX)]
+    return _recorded(get_registered_model(client, name))
+
+
+def _recorded(model: RegisteredModel) -> list[Move]:
+    moves = [Move.from_json(v) for k, v in model.tags.items() if k.startswith(TAG_PREFIX)]
     return sorted(moves, key=lambda m: m.seq)
+
+
+def unrecorded_moves(model: RegisteredModel, moves: list[Move]) -> list[Move]:
+    """An ``unrecorded`` entry, numbered after ``moves``, for each alias of ``model`` not where the last recorded
+    move of it put it."""
+    last: dict[str, str] = {}
+    for m in moves:
+        if m.action not in NON_MOVES:
+            last[m.alias] = m.to_version
+    seq, at = max((m.seq for m in moves), default=0), datetime.now(UTC).isoformat(timespec="seconds")
+    found = []
+    for alias, version in sorted(model.aliases.items()):
+        was = last.get(alias)
+        if was == str(version):
+            continue
+        seq += 1
+        why = (
+            f"{alias} found on v{version} where the last recorded move put v{was or '-'}: a move cut short before "
+            "its entry was written, or made outside cityagent"
+        )
+        found.append(Move(seq, at, "cityagent", UNRECORDED, alias, was, str(version), why))
+    return found
+
+
+def moves_and_unrecorded(client: MlflowClient, name: str) -> list[Move]:
+    """The recorded moves of ``name`` followed by its ``unrecorded`` ones, oldest first (nothing is written)."""
+    model = get_registered_model(client, name)
+    moves = _recorded(model)
+    return moves + unrecorded_moves(model, moves)
+
+
+def record_unrecorded(client: MlflowClient, name: str) -> None:
+    """Write the ``unrecorded`` entries ``history`` shows, so the log is whole before its next entry."""
+    model = get_registered_model(client, name)
+    for move in unrecorded_moves(model, _recorded(model)):
+        append_move(client, name, move)
 
 
 def next_seq(client: MlflowClient, name: str) -> int:
@@ -105,13 +151,14 @@ def alias_stack(moves: list[Move], alias: str) -> list[str]:
 
 
 def history(name: str, *, tracking_uri: str | None = None) -> list[Move]:
-    """Every alias move of registered model ``name``, oldest first.
+    """Every alias move of registered model ``name``, oldest first; an alias found where no recorded move put it
+    comes last, as an ``unrecorded`` entry.
 
     Args:
         name: a registered model name.
         tracking_uri: MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite under CITYAGENT_HOME).
     """
-    return read_moves(get_client(tracking_uri), name)
+    return moves_and_unrecorded(get_client(tracking_uri), name)
 
 
 def record_decision(
@@ -140,6 +187,7 @@ def record_decision(
     if action not in NON_MOVES:
         raise CityAgentError(f"record_decision records {NON_MOVES}, not {action!r}; move aliases with set_alias")
     client = get_client(tracking_uri)
+    record_unrecorded(client, name)
     holder = get_registered_model(client, name).aliases.get(alias)
     holder = None if holder is None else str(holder)
     move = Move(
