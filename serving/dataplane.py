@@ -78,7 +78,12 @@ class DataPlane:
     def model_metadata(self, name: str, version: str = "") -> ModelInfo:
         served = self.store.get(name, version)
         sig = served.model.signature
-        params = {**served.model.metadata, "version": served.version, "source": str(served.spec)}
+        params = {
+            **served.model.metadata,
+            "version": served.version,
+            "source": str(served.spec),
+            "onnx_sha256": served.model.sha256,
+        }
         return ModelInfo(name, self.store.versions(name), PLATFORM, sig.inputs, sig.outputs, params)
 
     async def infer(self, request: InferRequest) -> InferResponse:

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from cityagent.onnx_digest import file_sha256
 from cityagent.serving.config import OrtConfig
 from cityagent.serving.datatypes import NUMPY, ORT
 from cityagent.serving.errors import ModelLoadError
@@ -54,6 +55,7 @@ class OrtModel:
         except Exception as e:  # ORT raises several unrelated types for a bad file
             raise ModelLoadError(f"{self.source} is not a loadable ONNX model ({type(e).__name__}: {e}).") from e
         self.metadata: dict[str, str] = dict(self.session.get_modelmeta().custom_metadata_map)
+        self.sha256 = file_sha256(path)  # what the file is, whatever version number this process gave it
         inputs = tuple(_spec(t, self.source) for t in self.session.get_inputs())
         outputs = tuple(_spec(t, self.source) for t in self.session.get_outputs())
         declared = _declared(inputs, self.metadata, "input_names", "input_shape")

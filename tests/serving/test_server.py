@@ -1,5 +1,6 @@
 """A real server on 127.0.0.1 and the stock tritonclient: predictions, metadata, health, reflection, errors, metrics."""
 
+import hashlib
 import json
 import threading
 import time
@@ -88,7 +89,7 @@ def test_reflection_describes_the_inference_and_health_services(server):
         assert {m.name for m in proto.service[0].method} >= {"ModelInfer", "ModelMetadata", "ServerLive"}
 
 
-def test_model_metadata_carries_shapes_nodes_and_horizon(client, server):
+def test_model_metadata_carries_shapes_nodes_and_horizon(client, server, linear_path):
     meta = client.get_model_metadata(NAME)
     assert (meta.name, list(meta.versions), meta.platform) == (NAME, ["1"], "onnxruntime_onnx")
     assert (meta.inputs[0].name, meta.inputs[0].datatype, list(meta.inputs[0].shape)) == (
@@ -102,6 +103,8 @@ def test_model_metadata_carries_shapes_nodes_and_horizon(client, server):
     params = {k: v.string_param for k, v in ours.parameters.items()}
     assert json.loads(params["nodes"]) == om.NODES
     assert json.loads(params["horizon"]) == om.H and json.loads(params["step"]) == "5min"
+    # what the file is, whatever version this process numbered it
+    assert params["onnx_sha256"] == hashlib.sha256(linear_path.read_bytes()).hexdigest()
 
 
 @pytest.mark.parametrize(
