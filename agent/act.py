@@ -24,7 +24,8 @@ from cityagent.agent.agent_config import AlertConfig
 from cityagent.agent.partfiles import write_part
 from cityagent.agent.sense import Window
 from cityagent.agent.think import Forecast
-from cityagent.errors import HubError
+from cityagent.errors import CityAgentError, HubError
+from cityagent.hub.feature_facts import channel_bounds
 from cityagent.hub.hub import MANIFEST, Hub
 from cityagent.hub.schema import TABLES
 from cityagent.hub.tensor import time_grid, to_tensor
@@ -176,8 +177,28 @@ def risk_hotspots(fc: Forecast, window: Window, hub: Hub, cfg: AlertConfig) -> l
 DECIDERS: dict[str, Decider] = {"traffic": congestion_alerts, "demand": rebalancing, "risk": risk_hotspots}
 
 
+def check_plausible(fc: Forecast, window: Window) -> None:
+    """Refuse to decide from a forecast far outside what its target can be (a speed of 1e37 km/h from a corrupted
+    model): decisions are never rewritten, so a broken model must not write any. Slightly out of range (a demand of
+    -0.2) is an ordinary forecast error and passes."""
+    bounds = channel_bounds(window.facts.target)
+    if bounds is None:
+        return
+    lo, hi = bounds
+    span = hi - lo
+    values = fc.values[np.isfinite(fc.values)]
+    bad = values[(values < lo - span) | (values > hi + span)]
+    if bad.size:
+        raise CityAgentError(
+            f"model {fc.model} v{fc.version} forecast {window.facts.target} {bad[0]:g}, far outside its valid range "
+            f"{lo:g} to {hi:g}: the model is broken (a corrupted or wrongly exported file?); no decisions were made "
+            "from it. Roll it back (`cityagent models rollback`) and re-export its run"
+        )
+
+
 def decide(fc: Forecast, window: Window, hub: Hub, cfg: AlertConfig, now: pd.Timestamp) -> pd.DataFrame:
     """The decisions for one forecast as rows of the ``decisions`` table, stamped ``now``, the model and the window."""
+    check_plausible(fc, window)
     rows = DECIDERS[window.facts.domain](fc, window, hub, cfg)
     df = pd.DataFrame(rows, columns=["kind", "target_id", "value", "detail"])
     df.insert(0, "ts", pd.Series([now] * len(df), dtype=f"datetime64[ns, {hub.meta.timezone}]"))
