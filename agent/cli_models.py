@@ -87,6 +87,8 @@ def _move(m: Move) -> str:
 
     if m.action in NON_MOVES:
         stays = f" ({m.alias} v{m.from_version} stays)" if m.from_version else ""
+        if m.to_version == "-":  # a retrain that failed before it registered a version
+            return f"failed, no version registered{stays}"
         return f"v{m.to_version} {'refused' if m.action == 'refuse' else 'failed'}{stays}"
     return f"v{m.from_version or '-'} → v{m.to_version}"
 

@@ -5,11 +5,12 @@ folder (``_rejected`` is no table name), so rejected readings never mix with val
 """
 
 import json
-import os
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+
+from cityagent.agent.durable import append_lines, read_lines
 
 FOLDER = "_rejected"
 
@@ -59,12 +60,9 @@ class DeadLetter:
         for r in rejections:
             day = r.received.astimezone(UTC).strftime("%Y-%m-%d")
             by_day.setdefault(day, []).append(r.to_json())
-            self.counts[r.kind] += 1
         for day, lines in by_day.items():
-            with open(folder / f"{day}.jsonl", "a", encoding="utf-8") as fh:
-                fh.write("\n".join(lines) + "\n")
-                fh.flush()
-                os.fsync(fh.fileno())
+            append_lines(folder / f"{day}.jsonl", lines)  # on a fresh line: a torn one from a full disk stays alone
+        self.counts.update(r.kind for r in rejections)  # counted once written: a failed write raised before this
 
     @property
     def total(self) -> int:
@@ -76,5 +74,5 @@ def read_rejections(hub_dir: str | Path) -> list[dict]:
     folder = Path(hub_dir) / FOLDER
     rows = []
     for path in sorted(folder.glob("*.jsonl")):
-        rows += [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+        rows += list(read_lines(path))  # a torn line (a write cut short) is skipped with a warning
     return rows

@@ -7,7 +7,7 @@ slots; an operating-hours hub (``extra.slots_per_day``) has its day's slots from
 import pandas as pd
 
 from cityagent.errors import ConfigError, HubError
-from cityagent.hub.hub import Hub
+from cityagent.hub.hub import Hub, HubMeta
 from cityagent.hub.tensor import hub_index, time_grid
 
 
@@ -55,7 +55,28 @@ def on_grid(hub: Hub, t: pd.Timestamp, what: str = "the anchor") -> pd.Timestamp
         clock = "%H:%M:%S" if s.second else "%H:%M"
         return s.strftime(clock if s.date() == t.date() else f"%Y-%m-%d {clock}")
 
-    raise OffGrid(
-        f"{what} {t.isoformat()} is not on the hub's {step_words(hub.meta.step_delta)} grid: "
-        f"use {say(near[0])} or {say(near[1])}"
+    closed = closed_hours(hub.meta, t)
+    where = (
+        f"outside the hub's operating hours ({closed})"
+        if closed
+        else f"not on the hub's {step_words(hub.meta.step_delta)} grid"
     )
+    raise OffGrid(f"{what} {t.isoformat()} is {where}: use {say(near[0])} or {say(near[1])}")
+
+
+def closed_hours(meta: HubMeta, t: pd.Timestamp) -> str | None:
+    """The operating hours (``06:00–24:00``) when ``t`` (local) falls outside them, else None (or no such hours)."""
+    spd = meta.extra.get("slots_per_day")
+    if not spd:
+        return None
+    first = pd.Timedelta(str(meta.extra.get("first_slot", "00:00")) + ":00")
+    end = first + int(spd) * meta.step_delta  # the end of the last slot
+    clock = t - t.normalize()
+    if first <= clock < end or first <= clock + pd.Timedelta(days=1) < end:  # hours may run past midnight
+        return None
+    return f"{_clock(first)}–{_clock(end)}, {int(spd)} {step_words(meta.step_delta)} slots a day"
+
+
+def _clock(offset: pd.Timedelta) -> str:
+    minutes = int(offset.total_seconds() // 60)
+    return f"{minutes // 60:02d}:{minutes % 60:02d}"

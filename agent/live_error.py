@@ -12,10 +12,12 @@ Incidents are events with nothing to say a cell has reported, so a risk forecast
 the hub's newest step of any table) and counts every cell as observed. Each scored forecast is one JSON line in
 ``$CITYAGENT_HOME/agent/live_error.jsonl`` (model, version, run, window, n, coverage, MAE, RMSE, hub) and its file is
 removed. A forecast of the same (model, version, anchor, hub) is remembered and scored once, across restarts.
+Records are appended on a fresh line and fsynced; a torn line (a full disk, a power loss) is skipped with a warning.
 """
 
 import hashlib
 import json
+import os
 import re
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -24,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from cityagent.agent.durable import append_lines, parse_line, read_lines
 from cityagent.agent.sense import ModelFacts, Window, readings
 from cityagent.agent.think import Forecast
 from cityagent.home import home_dir
@@ -82,27 +85,28 @@ class LiveError:
 
 
 Key = tuple[str, str, str, str | None]  # (model, version, anchor, hub id)
-_scored: dict[Path, tuple[int, set[Key]]] = {}  # live_error.jsonl → (bytes read, keys in them)
+_scored: dict[Path, tuple[int, int, set[Key]]] = {}  # live_error.jsonl → (bytes read, lines read, keys in them)
 
 
 def scored_keys() -> set[Key]:
     """(model, version, anchor, hub id) of every recorded live error; reads only what was appended since last time."""
     path = agent_dir() / "live_error.jsonl"
-    offset, keys = _scored.get(path, (0, set()))
+    offset, lines, keys = _scored.get(path, (0, 0, set()))
     size = path.stat().st_size if path.is_file() else 0
     if size < offset:  # the file was truncated or replaced: read it afresh
-        offset, keys = 0, set()
+        offset, lines, keys = 0, 0, set()
     if size > offset:
         with path.open("rb") as fh:
             fh.seek(offset)
             chunk = fh.read(size - offset)
         whole = chunk[: chunk.rfind(b"\n") + 1]  # a line still being written is read next time
         for line in whole.splitlines():
-            if line.strip():
-                r = json.loads(line)
+            lines += 1
+            r = parse_line(path, lines, line) if line.strip() else None  # a torn line: warned about, skipped
+            if r is not None and {"model", "version", "anchor"} <= r.keys():
                 keys.add((r["model"], r["version"], r["anchor"], r.get("hub_id")))
         offset += len(whole)
-    _scored[path] = (offset, keys)
+    _scored[path] = (offset, lines, keys)
     return keys
 
 
@@ -117,9 +121,15 @@ def remember(window: Window, fc: Forecast, hub: HubId) -> Path | None:
     folder.mkdir(parents=True, exist_ok=True)
     meta = asdict(facts) | {"version": fc.version, "anchor": window.anchor.isoformat(), "hub": asdict(hub)}
     tmp = path.with_name(f".{path.name}.tmp")  # not *.npz: a reader never sees a half-written forecast
-    with tmp.open("wb") as fh:
-        np.savez(fh, values=fc.values, targets=window.target_times.asi8, meta=np.array(json.dumps(meta)))
-    tmp.replace(path)
+    try:
+        with tmp.open("wb") as fh:
+            np.savez(fh, values=fc.values, targets=window.target_times.asi8, meta=np.array(json.dumps(meta)))
+            fh.flush()
+            os.fsync(fh.fileno())
+        tmp.replace(path)
+    except BaseException:  # e.g. a full disk: no temporary file left behind
+        tmp.unlink(missing_ok=True)
+        raise
     return path
 
 
@@ -183,8 +193,7 @@ def score_pending(hub: Hub, hub_id: HubId, grace: pd.Timedelta = SCORE_GRACE) ->
                 float(np.sqrt((err**2).mean())) if err.size else None, datetime.now(UTC).isoformat(timespec="seconds"),
                 round(coverage, 6), hub_id.path, hub_id.id,
             )  # fmt: skip
-            with (agent_dir() / "live_error.jsonl").open("a") as fh:
-                fh.write(json.dumps(asdict(record)) + "\n")
+            append_lines(agent_dir() / "live_error.jsonl", [json.dumps(asdict(record))])  # never after a torn line
             scored.add(key)
             out.append(record)
         path.unlink()
@@ -194,7 +203,7 @@ def score_pending(hub: Hub, hub_id: HubId, grace: pd.Timedelta = SCORE_GRACE) ->
 def live_errors(model: str | None = None) -> pd.DataFrame:
     """Every recorded live error (of ``model``), oldest first, as a table."""
     path = agent_dir() / "live_error.jsonl"
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line] if path.is_file() else []
+    rows = list(read_lines(path))  # a torn line (a write cut short) is skipped with a warning
     df = pd.DataFrame(rows, columns=list(LiveError.__dataclass_fields__))
     return df if model is None else df[df["model"] == model].reset_index(drop=True)
 

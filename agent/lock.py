@@ -5,7 +5,8 @@ store is PostgreSQL) the lock is a session advisory lock, so schedulers on diffe
 the holder is named in the session's ``application_name``. Otherwise it is an exclusive ``flock`` on
 ``$CITYAGENT_HOME/locks/<task>.lock`` (one machine, or a filesystem with working flock), with the holder written
 into the file. Both locks die with their process, so a crashed scheduler never leaves a task locked. An agent loop
-locks its hub with a file lock, ``<hub>/.agent.lock`` (so agents with different homes see each other too).
+locks its hub with a file lock, ``<hub>/.agent.lock`` (so agents with different homes see each other too), and a
+live listener with ``<hub>/.listen.lock``.
 """
 
 import fcntl
@@ -73,6 +74,18 @@ class HubBusy(LockHeld):
         )
 
 
+class ListenerBusy(LockHeld):
+    """Another ``hub listen`` appends to the hub: two would write every reading twice."""
+
+    def __init__(self, hub: Path, holder: Holder | None) -> None:
+        self.hub = hub
+        super().__init__(
+            f"a listener already appends to hub {hub}: {_who(holder)}; stop it first, or give this one another "
+            "--hub (two listeners on one hub write every reading twice)",
+            holder,
+        )
+
+
 def is_postgres(url: str | None) -> bool:
     return bool(url) and url.split("://", 1)[0].split("+", 1)[0] in ("postgresql", "postgres")
 
@@ -130,7 +143,18 @@ def hub_lock(hub: str | Path) -> Iterator[Holder]:
     path = Path(hub).resolve()
     if not path.is_dir():
         raise ConfigError(f"hub {path} does not exist; create it with `cityagent hub synth` or pass --hub")
-    with _file_lock(path / ".agent.lock", partial(HubBusy, path)) as me:
+    fix = "make the hub writable (the agent appends its decisions there) or pass another --hub"
+    with _file_lock(path / ".agent.lock", partial(HubBusy, path), fix) as me:
+        yield me
+
+
+@contextmanager
+def listen_lock(hub: str | Path) -> Iterator[Holder]:
+    """Hold the live listener's lock on the local hub directory ``hub`` (``<hub>/.listen.lock``), or raise
+    ``ListenerBusy``: one listener per hub, as one agent loop per hub."""
+    path = Path(hub).resolve()
+    fix = "make the hub writable (the listener appends its readings there) or pass another --hub"
+    with _file_lock(path / ".listen.lock", partial(ListenerBusy, path), fix) as me:
         yield me
 
 
@@ -139,22 +163,33 @@ def _me() -> Holder:
 
 
 @contextmanager
-def _file_lock(path: Path, busy: Callable[[Holder | None], LockHeld]) -> Iterator[Holder]:
+def _file_lock(
+    path: Path, busy: Callable[[Holder | None], LockHeld], fix: str = "make its folder writable"
+) -> Iterator[Holder]:
     me = _me()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:  # e.g. a read-only hub: one line naming it, not a traceback
+        raise ConfigError(f"cannot create the lock file {path}: {e.strerror or e}; {fix}") from e
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise busy(_wait_for_holder(fd)) from None
         info = json.dumps({"pid": me.pid, "host": me.host, "since": me.since.isoformat()}).encode()
-        os.pwrite(fd, info, 0)  # a loser that looks before this line waits for it (_wait_for_holder)
-        os.ftruncate(fd, len(info))
+        try:
+            os.pwrite(fd, info, 0)  # a loser that looks before this line waits for it (_wait_for_holder)
+            os.ftruncate(fd, len(info))
+        except OSError:  # a full disk: the flock holds all the same, only a loser cannot name us
+            pass
         try:
             yield me
         finally:
-            os.ftruncate(fd, 0)  # the file stays (removing it would race a waiting locker); its contents go
+            try:
+                os.ftruncate(fd, 0)  # the file stays (removing it would race a waiting locker); its contents go
+            except OSError:  # e.g. a hub remounted read-only meanwhile: the close below still releases the lock
+                pass
     finally:
         os.close(fd)  # closing releases the flock
 

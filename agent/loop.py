@@ -8,6 +8,7 @@ actuals have arrived, and check drift (which may start a retrain).
 Each window is decided once: a model whose decisions for the window's anchor are already in the hub's ``decisions``
 table (its ``anchor`` column) is not asked again, so a restarted agent, or ``--once --at T`` run twice, writes
 nothing twice. A window that gave no decisions leaves nothing in the hub; this agent remembers it until it restarts.
+A write the disk refuses (full, read-only) fails that model's turn, or that cycle, and the window is tried again.
 """
 
 import logging
@@ -25,6 +26,7 @@ from cityagent.agent.act import Decided, append_decisions, decide, decided_windo
 from cityagent.agent.agent_config import AgentConfig
 from cityagent.agent.drift import DriftReport
 from cityagent.agent.drift_watch import DriftWatch, TrackingUnreachable, spawn_retrain
+from cityagent.agent.durable import why, write_advice
 from cityagent.agent.grid import OffGrid, on_grid
 from cityagent.agent.live_error import HubId, LiveError, hub_identity, remember, score_pending, unscorable
 from cityagent.agent.lock import hub_lock
@@ -68,6 +70,12 @@ class CycleReport:
     def decisions(self) -> pd.DataFrame:
         frames = [o.decisions for o in self.outcomes if not o.decisions.empty]
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def write_failure(error: OSError) -> str:
+    """A write the disk refused, as one line naming the file and what to do."""
+    where = f" {error.filename}" if error.filename else ""
+    return f"cannot write{where}: {why(error)}; {write_advice(error)}"
 
 
 def parse_at(at: pd.Timestamp | str | None) -> pd.Timestamp | None:
@@ -169,8 +177,15 @@ class Agent:
                 return out
             out.version = fc.version
             out.decisions = decide(fc, window, hub, self.cfg.alerts, pd.Timestamp.now(tz=hub.meta.timezone))
-            out.path = append_decisions(self.hub_dir, hub, out.decisions)  # before the next model is asked
-            remember(window, fc, hub_id)  # once per (model, version, window, hub), restarts or not
+            # the forecast first: a crash between the two then costs nothing, as a decided window is never asked
+            # again and its forecast would be lost; remember is idempotent, so a retried window keeps just one
+            try:
+                remember(window, fc, hub_id)  # once per (model, version, window, hub), restarts or not
+                out.path = append_decisions(self.hub_dir, hub, out.decisions)  # before the next model is asked
+            except OSError as e:  # a full or read-only disk (home or hub): this model fails, the next cycle retries
+                out.decisions = pd.DataFrame()  # none were written
+                out.message = f"{write_failure(e)}; its window is tried again next cycle"
+                return out
             self._seen[name] = window.anchor
             out.status = "decided"
             out.message = f"{len(out.decisions)} decision(s) from {name} v{fc.version} at {window.anchor:%H:%M}"
@@ -302,6 +317,10 @@ class Agent:
                 if once:
                     raise
                 self.say(f"cycle failed: {e}; trying again in {period:g} s")
+            except OSError as e:  # e.g. scoring's live_error.jsonl on a full disk: one line, not a traceback
+                if once:
+                    raise CityAgentError(write_failure(e)) from e
+                self.say(f"cycle failed: {write_failure(e)}; trying again in {period:g} s")
             if once or (max_cycles is not None and cycles >= max_cycles):
                 return reports
             if stop.wait(max(0.0, period - (time.monotonic() - t0))):

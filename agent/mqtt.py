@@ -99,6 +99,7 @@ def connect(
     timeout: float = 10.0,
     on_refused: Callable[[str], None] | None = None,
     on_status: Callable[[str], None] | None = None,
+    manual_ack: bool = False,
 ) -> mqtt.Client:
     """A connected client whose network loop runs in a background thread, subscribed to ``topics``.
 
@@ -116,6 +117,9 @@ def connect(
             after a reconnect (e.g. its ACL changed meanwhile); without it that would go unnoticed.
         on_status: called from the network thread when the connection is lost after the subscription was granted
             (paho reconnects by itself) and when it is back, so a long-running listener's log shows an outage.
+        manual_ack: acknowledge a QoS 1 message only on ``client.ack(msg.mid, msg.qos)``, once the caller has
+            stored it; until then a durable session's broker sends it again should this client die (a broker
+            sends only so many unacknowledged messages, 20 by default for Mosquitto, before it waits).
     """
     check_topic_filters(topics)
     host, port, tls, user, password = parse_url(url)
@@ -124,6 +128,7 @@ def connect(
         client_id=client_id or "",
         clean_session=client_id is None,
         protocol=mqtt.MQTTv311,
+        manual_ack=manual_ack,
     )
     if user:
         client.username_pw_set(user, password)

@@ -179,19 +179,20 @@ def retrain(
         CityAgentError: training, export or evaluation failed; the champion is untouched and, when the registered
             model exists, the failure is recorded in its history.
     """
-    from cityagent.training.export import export_run
-    from cityagent.training.fit import fit
-    from cityagent.training.gate import load_gate_config
-    from cityagent.training.registry import promote, record_decision
     from cityagent.training.task import task_name
     from cityagent.training.tracking import tracking_uri
 
     cfg = cfg or load_agent_config()
-    run_cfg = retrain_config(task, cfg, overrides)
-    gate_cfg = gate_cfg or load_gate_config(cfg.retrain.gate)
+    run_cfg = retrain_config(task, cfg, overrides)  # a config error: nothing ran, nothing to record
     uri, name = tracking_uri(run_cfg.tracking.tracking_uri), task_name(run_cfg.task)
     version = None
-    try:
+    try:  # from here on, a SIGTERM (even during the imports of the first seconds) is recorded as a failure
+        from cityagent.training.export import export_run
+        from cityagent.training.fit import fit
+        from cityagent.training.gate import load_gate_config
+        from cityagent.training.registry import promote, record_decision
+
+        gate_cfg = gate_cfg or load_gate_config(cfg.retrain.gate)
         where = "in-process" if run_cfg.train.workers == 0 else f"on Ray with {run_cfg.train.workers} workers"
         say(f"{task}: training {run_cfg.model.name} {where}")
         fit_result = fit(run_cfg)
@@ -248,8 +249,10 @@ def _record_failure(name: str, version: str | None, error: BaseException, actor:
         log.info("the failed retrain of %s is not in its history: tracking server %s is not reachable", name, uri)
         return
     why = "stopped by SIGTERM" if is_sigterm(error) else str(error) or type(error).__name__
-    try:
-        record_decision(name, version, reason=f"retrain failed: {why}", action="failed", actor=actor, tracking_uri=uri)
+    try:  # '-' when no version was registered: the entry must not name the champion's as the failed one
+        record_decision(
+            name, version or "-", reason=f"retrain failed: {why}", action="failed", actor=actor, tracking_uri=uri
+        )
     except Exception as e:  # e.g. no registered model yet (a first training failed): nothing to record in
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         log.info("the failed retrain of %s is not in its history (%s)", name, first)

@@ -22,6 +22,10 @@ from cityagent.hub.protocols.common import slots_per_day, with_calendar
 from cityagent.hub.schema import table_schema
 from cityagent.hub.tensor import hub_index, time_grid, to_tensor
 
+# the plain strings a server adds to ModelMetadata (serving.dataplane.SERVER_PARAMETERS; the agent, a client,
+# does not import the server); every other parameter is a JSON value the exporter wrote
+SERVER_PARAMETERS = ("version", "source", "onnx_sha256")
+
 DOMAIN_TABLE = {"traffic": "traffic", "demand": "demand", "risk": "incidents"}  # as training's DOMAIN_TARGET
 CALENDAR = [  # feature name pattern → calendar kind (cityagent.hub.calendar)
     (re.compile(r"tod"), "tod"),
@@ -62,7 +66,7 @@ class ModelFacts:
     def from_parameters(cls, name: str, params: dict[str, str]) -> "ModelFacts":
         """Parse the string parameters of a ModelMetadata answer (each a JSON value, as the exporter wrote it)."""
         try:
-            p: dict[str, Any] = {k: json.loads(v) for k, v in params.items() if k not in ("version", "source")}
+            p: dict[str, Any] = {k: json.loads(v) for k, v in params.items() if k not in SERVER_PARAMETERS}
         except json.JSONDecodeError as e:
             raise ConfigError(f"model {name}: metadata is not JSON ({e}); export it with `cityagent export`") from e
         missing = [k for k in ("domain", "nodes", "step", "input_len", "horizon", "feature_names") if k not in p]
@@ -159,7 +163,14 @@ def latest_step(hub: Hub, facts: ModelFacts) -> tuple[pd.Timestamp, str]:
 
 
 def readings(hub: Hub, table: str, nodes: list[str], columns: list[str], times: pd.DatetimeIndex) -> np.ndarray:
-    """``[T, N, C]`` of ``nodes`` at ``times``; NaN where a reading is absent (0 for incident counts)."""
+    """``[T, N, C]`` of ``nodes`` at ``times``; NaN where a reading is absent (0 for incident counts).
+
+    ``times`` may repeat a step (UCTB's period and trend frames coincide a week back): it is read once and
+    repeated by position, as the training windows repeat it.
+    """
+    once = times.unique()
+    if len(once) < len(times):
+        return readings(hub, table, nodes, columns, once)[once.get_indexer(times)]  # [T, N, C]
     df = hub.table(table)
     idcol = table_schema(table).node_column
     if idcol not in df:

@@ -113,6 +113,12 @@ def step_text(step: pd.Timedelta) -> str:
     return f"{int(step.total_seconds())}s"
 
 
+def per_step(step: str) -> str:
+    """``step`` as the tail of a unit: ``hour`` for 1 h, else ``30 min`` (``riders per hour``)."""
+    minutes = pd.Timedelta(pd.tseries.frequencies.to_offset(step)).total_seconds() / 60
+    return "hour" if minutes == 60 else lead_text(minutes)
+
+
 def lead_text(minutes: float) -> str:
     """A lead time as a person says it: ``15 min``, ``1 h``, ``1 d``."""
     if minutes % 1440 == 0:

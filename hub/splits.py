@@ -25,6 +25,12 @@ def part_bounds(n: int, ratios: Sequence[float]) -> list[tuple[int, int]]:
     return list(itertools.pairwise(cuts))
 
 
+def part_name(k: int, parts: int) -> str:
+    """What part ``k`` of ``parts`` is: training first, test last, validation between (``part 1`` beyond three)."""
+    names = {2: ("training", "test"), 3: ("training", "validation", "test")}.get(parts)
+    return names[k] if names else f"part {k}"
+
+
 def split_over_time(n_steps: int, spec: WindowSpec, ratios: Sequence[float]) -> list[np.ndarray]:
     """Anchors per part when the steps are cut first and windows are built inside each part (GSNet, T-GCN).
 
@@ -34,8 +40,9 @@ def split_over_time(n_steps: int, spec: WindowSpec, ratios: Sequence[float]) -> 
     for k, ((s, e), r) in enumerate(zip(bounds, check_ratios(ratios), strict=True)):
         if r > 0 and e - s < spec.need():
             raise HubError(
-                f"the hub has {n_steps} steps, so split part {k} gets {e - s}, but one window needs "
-                f"{spec.need()} consecutive steps; use a longer hub, other ratios or a shorter window"
+                f"the hub has {n_steps} steps, so the {part_name(k, len(bounds))} split ({r:.0%}) gets {e - s}, "
+                f"but one window needs {spec.need()} consecutive steps; use a longer hub, other ratios or a "
+                "shorter window"
             )
     return [spec.anchors(s, e) for s, e in bounds]
 

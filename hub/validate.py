@@ -2,7 +2,8 @@
 
 Errors: missing or extra columns, wrong types, NaN/inf where values are required, duplicate keys,
 non-monotonic or off-grid timestamps, out-of-range values, ids unknown to the static tables.
-Warnings: gaps in a series, tables that cannot be cross-checked, a manifest that had to be inferred.
+Warnings: gaps in a series, tables that cannot be cross-checked, a manifest that had to be inferred, coordinates
+the manifest says are not real (``extra['coordinates_note']``).
 """
 
 from dataclasses import replace
@@ -220,6 +221,8 @@ def validate_hub(hub: Hub) -> Report:
         report.add("warning", "hub.json", f"no manifest: assumed step {meta.step}, timezone {meta.timezone}")
     if not hub.tables:
         report.add("error", "hub", "the hub has no tables")
+    if meta.extra.get("coordinates_note"):  # an importer found lat/lon that are not where the city is
+        report.add("warning", "zones", str(meta.extra["coordinates_note"]), column="lat")
     origin = hub.origin
     if origin is not None:  # "line N" only where the table is one CSV file: SQL rows and Parquet have no lines
         report.line_of = {

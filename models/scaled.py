@@ -33,8 +33,9 @@ class ScaledModel(nn.Module):
     ):
         super().__init__()
         self.net = net
-        self.register_buffer("x_scale", torch.as_tensor(np.asarray(x_scale), dtype=dtype))
-        self.register_buffer("x_offset", torch.as_tensor(np.asarray(x_offset), dtype=dtype))
+        # copies: scalers arrive read-only from Ray's object store, and torch warns on (and would share) those
+        self.register_buffer("x_scale", torch.tensor(np.array(x_scale), dtype=dtype))
+        self.register_buffer("x_offset", torch.tensor(np.array(x_offset), dtype=dtype))
         self.register_buffer("y_scale", torch.tensor(float(y_scale), dtype=dtype))
         self.register_buffer("y_offset", torch.tensor(float(y_offset), dtype=dtype))
         self.register_buffer("margin", None)  # a quantile model's conformal margin [H], real units (set_margin)

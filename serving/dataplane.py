@@ -16,6 +16,8 @@ from cityagent.serving.signature import TensorSpec
 from cityagent.serving.store import ModelStore
 
 PLATFORM = "onnxruntime_onnx"  # Triton's platform name for ONNX Runtime models
+# ModelMetadata parameters the server adds as plain strings; every other parameter is the exporter's JSON value
+SERVER_PARAMETERS = ("version", "source", "onnx_sha256")
 
 
 @dataclass(frozen=True)
@@ -78,7 +80,7 @@ class DataPlane:
     def model_metadata(self, name: str, version: str = "") -> ModelInfo:
         served = self.store.get(name, version)
         sig = served.model.signature
-        params = {
+        params = {  # the exporter's facts, then SERVER_PARAMETERS
             **served.model.metadata,
             "version": served.version,
             "source": str(served.spec),

@@ -1,7 +1,8 @@
 """The notebooks run top to bottom in a fresh CITYAGENT_HOME, and git holds them without outputs.
 
 Each notebook is executed by nbclient in a kernel whose Python is this test's interpreter (``tests/kernels.py``),
-with the notebook's folder as the working directory, as Jupyter does. Each takes under ~60 s on 2 cores.
+with the notebook's folder as the working directory, as Jupyter does. On 2 idle cores 01 and 03 take under ~30 s,
+02 and 04 about a minute and 05 (four fits) about two minutes; a busy machine takes up to twice as long.
 """
 
 import importlib.util
@@ -19,7 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 TIMEOUT_S = 300  # per cell; a notebook that needs more is too big for CI
 NEEDS_SHARED_DATA = {"01_explore_hub", "04_risk_chicago"}
-SLOW: set[str] = set()  # notebooks over ~90 s on 2 cores; none so far
+SLOW: set[str] = set()  # notebooks over ~3 min on 2 cores; none so far
 
 
 def _strip_module():

@@ -1,6 +1,7 @@
 """Re-evaluate a logged run: reload its bundle and config from MLflow and score the task's test split again."""
 
 import logging
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -17,9 +18,10 @@ from cityagent.training.bundle import BUNDLE_FILE, ModelBundle
 from cityagent.training.classical import ESTIMATOR_FILE, ClassicalPredictor
 from cityagent.training.config import RunConfig, TaskConfig, load_config
 from cityagent.training.data import predict_split, torch_predictor
+from cityagent.training.downloads import quiet_downloads, run_folder
 from cityagent.training.report import BUNDLE_DIR
 from cityagent.training.scoring import score
-from cityagent.training.task import load_task
+from cityagent.training.task import OtherDataset, load_task
 from cityagent.training.tracking import client_for
 
 log = logging.getLogger(__name__)
@@ -39,6 +41,10 @@ def load_run(
 
     Args:
         run_id: a full MLflow run id or a unique prefix of one (at least 6 characters).
+        tracking_uri: the store (default: ``MLFLOW_TRACKING_URI`` or the sqlite store under CITYAGENT_HOME).
+        dst: where to download the run's files; the caller owns it. Default: cityagent's folder for the run,
+            ``$CITYAGENT_HOME/downloads/<run id>``, replaced by each load of the run (so calls leave no folders
+            behind); a classical model's estimator is read from it, so keep it while you predict.
 
     Raises:
         CityAgentError: the run does not exist, the prefix is ambiguous, or the run has no bundle (did it finish?),
@@ -48,10 +54,14 @@ def load_run(
 
     client = client_for(tracking_uri)
     run_id = resolve_run_id(client, run_id)  # a unique prefix (as `cityagent models list` shows) is enough
-    dst = Path(dst or tempfile.mkdtemp(prefix="cityagent-eval-"))
+    if dst is None:
+        dst = run_folder(run_id)
+        shutil.rmtree(dst, ignore_errors=True)  # the run's files afresh: nothing of an earlier load is mixed in
+    Path(dst).mkdir(parents=True, exist_ok=True)
     try:
-        folder = Path(client.download_artifacts(run_id, BUNDLE_DIR, str(dst)))
-        cfg_file = Path(client.download_artifacts(run_id, "config.yaml", str(dst)))
+        with quiet_downloads():
+            folder = Path(client.download_artifacts(run_id, BUNDLE_DIR, str(dst)))
+            cfg_file = Path(client.download_artifacts(run_id, "config.yaml", str(dst)))
     except Exception as e:
         raise CityAgentError(
             f"run {run_id} has no {BUNDLE_DIR}/ or config.yaml artifacts; was it trained to the end by cityagent?"
@@ -160,7 +170,14 @@ def _evaluate(run_id: str, tracking_uri: str | None, hub: str | None, tmp: Path)
     bundle, cfg, folder = load_run(run_id, tracking_uri, tmp)  # resolves a unique prefix, as `models list` shows it
     run_id = bundle.meta.get("run_id") or run_id  # the full id, for the lookups below
     cfg = run_hub(run_id, cfg, tracking_uri, hub)
-    task, fp = load_task(cfg.task)
+    try:
+        task, fp = load_task(cfg.task)
+    except OtherDataset as e:  # its advice (set task.dataset) is for training; here the data is what is wrong
+        raise CityAgentError(
+            f"run {run_id} was trained on {cfg.task.dataset!r}, but the hub {cfg.task.hub} holds {e.held}, "
+            f"{e.what}: evaluate it on the data it was trained on, or on newer data of the same city and nodes "
+            "(hub=DIR, --hub DIR)"
+        ) from None
     check_input(run_id, bundle, task, fp.source)
     if fp.sha256 != bundle.meta.get("hub_fingerprint"):
         log.warning(

@@ -58,12 +58,12 @@ class ForecastModule(pl.LightningModule):
         loss, _ = self._loss(batch)
         n = len(batch[0])
         self.log("train_loss", loss, on_step=False, on_epoch=True, sync_dist=True, batch_size=n)
-        if batch_idx == 0:
-            self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=False, on_epoch=True, batch_size=1)
+        if batch_idx == 0:  # equal on every rank: sync_dist averages equal values, and Lightning asks for it
+            lr = self.trainer.optimizers[0].param_groups[0]["lr"]
+            self.log("lr", lr, on_step=False, on_epoch=True, sync_dist=True, batch_size=1)
             if self.resumed_from_epoch >= 0:
-                self.log(
-                    "resumed_from_epoch", float(self.resumed_from_epoch), on_step=False, on_epoch=True, batch_size=1
-                )
+                resumed = float(self.resumed_from_epoch)
+                self.log("resumed_from_epoch", resumed, on_step=False, on_epoch=True, sync_dist=True, batch_size=1)
         return loss
 
     def validation_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:

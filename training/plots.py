@@ -3,11 +3,16 @@
 Figures are drawn with matplotlib's object API (no pyplot), so nothing changes the caller's backend.
 """
 
+import functools
 from collections.abc import Sequence
 from pathlib import Path
 
+import matplotlib.dates as mdates
 import numpy as np
+import pandas as pd
+from matplotlib import font_manager, ft2font
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from cityagent.hub.hub import lead_text
 
@@ -23,8 +28,11 @@ def forecast_plot(
     max_nodes: int = 4,
     unit: str = "",
     leads: Sequence[float] | None = None,
+    names: Sequence[str] | None = None,
+    step_name: str = "step",
+    days: float = 7,
 ) -> Path:
-    """Actual vs predicted over the split for the ``max_nodes`` most variable evaluated nodes.
+    """Actual vs predicted over the split's last ``days`` for the ``max_nodes`` most variable evaluated nodes.
 
     Args:
         times: ``[S, H]`` target timestamps.
@@ -35,29 +43,88 @@ def forecast_plot(
         eval_mask: ``[N]`` nodes that may be shown (default all).
         max_nodes: how many nodes to draw.
         unit: y-axis label.
-        leads: minutes ahead of each horizon step, for the legend (``forecast 15 min ahead``; default: steps).
+        leads: minutes ahead of each horizon step, for the legend (``forecast 15 min ahead``); None counts
+            ``step_name`` (``forecast 3 operating-hours slots ahead``, where the night has no slots).
+        names: the N node names for the panel titles (default the ids).
+        step_name: what one horizon step is, when ``leads`` is None.
+        days: the newest span drawn; a longer split is cut to it, so an hour's detail stays readable.
     """
+    fig = forecast_figure(times, y, mask, pred, nodes, eval_mask, max_nodes, unit, leads, names, step_name, days)
+    fig.savefig(path, dpi=90)
+    return Path(path)
+
+
+def forecast_figure(
+    times: np.ndarray,
+    y: np.ndarray,
+    mask: np.ndarray,
+    pred: np.ndarray,
+    nodes: Sequence[str],
+    eval_mask: np.ndarray | None = None,
+    max_nodes: int = 4,
+    unit: str = "",
+    leads: Sequence[float] | None = None,
+    names: Sequence[str] | None = None,
+    step_name: str = "step",
+    days: float = 7,
+) -> Figure:
+    """The figure ``forecast_plot`` writes (arguments as there)."""
     n = y.shape[2]
     allowed = np.ones(n, dtype=bool) if eval_mask is None else np.asarray(eval_mask, dtype=bool)
     spread = np.where(allowed, np.nanstd(np.where(mask[:, 0], y[:, 0], np.nan), axis=0), -np.inf)
     picks = [int(i) for i in np.argsort(-np.nan_to_num(spread, nan=-np.inf))[:max_nodes]]
+    first = pd.DatetimeIndex(times[:, 0])  # [S]; tz-aware Timestamps from a split, or datetime64
+    recent = np.asarray(first >= first[-1] - pd.Timedelta(days=days))  # [S] samples of the newest days
+    times, y, mask, pred = times[recent], y[recent], mask[recent], pred[recent]
+    t = times[:, 0]
     point = pred if pred.ndim == 3 else pred[..., pred.shape[-1] // 2]
     steps = sorted({0, y.shape[1] - 1})
-    fig = Figure(figsize=(10, 2.4 * len(picks)))
-    axes = fig.subplots(len(picks), 1, squeeze=False, gridspec_kw={"hspace": 0.45})[:, 0]
+    fig = Figure(figsize=(10, 2.4 * len(picks)), layout="constrained")
+    undrawn = False
+    axes = fig.subplots(len(picks), 1, squeeze=False)[:, 0]
     for ax, i in zip(axes, picks, strict=True):
-        t = times[:, 0]
         ax.plot(t, np.where(mask[:, 0, i], y[:, 0, i], np.nan), color="black", lw=1.2, label="actual")
         for h in steps:
-            ahead = lead_text(leads[h]) if leads is not None else f"{h + 1} steps"
+            ahead = lead_text(leads[h]) if leads is not None else f"{h + 1} {step_name}{'s' if h else ''}"
             ax.plot(times[:, h], point[:, h, i], lw=1, label=f"forecast {ahead} ahead")
         if pred.ndim == 4:
             ax.fill_between(t, pred[:, 0, i, 0], pred[:, 0, i, -1], alpha=0.25, label="outer quantiles +1")
-        ax.set_title(f"node {nodes[i]}", fontsize=9)
+        node = str(nodes[i])
+        name = str(names[i]) if names is not None else node
+        font = font_for(name) if name != node else None
+        if name != node and font is None:  # no installed font draws it (Chinese station names): the id, said why
+            undrawn, title = True, node
+        else:
+            title = name if name == node else f"{name} ({node})"
+        ax.set_title(title, fontsize=9, fontfamily=font)
         ax.set_ylabel(unit)
+        if first.tz is not None:  # the city's clock, not UTC: a morning peak at 08:00
+            locator = mdates.AutoDateLocator(tz=first.tz)
+            ax.xaxis.set_major_locator(locator)
+            ax.xaxis.set_major_formatter(mdates.AutoDateFormatter(locator, tz=first.tz))
+    said = [f"the last {days:g} days of the test split"] if not recent.all() else []
+    if undrawn:
+        said.append("node ids: no installed font draws their names (install e.g. Noto Sans CJK)")
+    if said:
+        fig.suptitle("; ".join(said), fontsize=9)
     axes[0].legend(fontsize=7, loc="upper right")
-    fig.savefig(path, dpi=90)
-    return Path(path)
+    return fig
+
+
+@functools.cache
+def font_for(text: str) -> str | None:
+    """A font family that draws every character of ``text`` (the default one first), or None if none installed
+    does; matplotlib would draw empty boxes and warn once per glyph."""
+    default = font_manager.findfont(font_manager.FontProperties())
+    fonts = sorted({f.fname for f in font_manager.fontManager.ttflist if "LastResort" not in f.fname})
+    for path in [default, *fonts]:  # matplotlib's Last Resort maps every character to a box
+        try:
+            charmap = ft2font.FT2Font(path).get_charmap()
+        except (OSError, RuntimeError):  # a font file matplotlib cannot read
+            continue
+        if all(ord(c) in charmap for c in text):
+            return font_manager.FontProperties(fname=path).get_name()
+    return None
 
 
 def risk_map(
@@ -91,14 +158,20 @@ def loss_curve(history: Sequence[dict[str, float]], path: str | Path) -> Path | 
     """Training and validation loss per epoch; None when there is no history (untrained baselines)."""
     if not history:
         return None
-    fig = Figure(figsize=(6, 3.5))
+    loss_figure(history).savefig(path, dpi=90)
+    return Path(path)
+
+
+def loss_figure(history: Sequence[dict[str, float]]) -> Figure:
+    """The figure ``loss_curve`` writes: whole-epoch ticks, laid out so no label is cut off."""
+    fig = Figure(figsize=(6, 3.5), layout="constrained")
     ax = fig.subplots()
     epochs = [r["epoch"] for r in history]
     for key in ("train_loss", "val_loss"):
         if any(key in r for r in history):
             ax.plot(epochs, [r.get(key, np.nan) for r in history], marker="o", label=key)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole: no 0.2, 0.4, ... on 2 epochs
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss (scaled space)")
     ax.legend()
-    fig.savefig(path, dpi=90)
-    return Path(path)
+    return fig

@@ -29,6 +29,11 @@ BUNDLE_DIR = "bundle"
 SAMPLE_FILE = "sample.npz"  # x [S, T_in, N, F], y / mask / pred [S, H, N], real units
 
 
+def task_units(cfg: RunConfig, task: TaskData) -> str:
+    """The forecast's unit: the hub's own for its target where its importer recorded one, else the domain's."""
+    return str(task.extra.get("units") or UNITS[cfg.task.domain])
+
+
 def interval_calibration(cfg: RunConfig) -> str | None:
     """How the outer quantile levels were calibrated, for clients showing the interval; None without one."""
     if len(cfg.train.quantiles or []) < 2:
@@ -57,7 +62,7 @@ def bundle_meta(cfg: RunConfig, task: TaskData, fp: HubFingerprint, run_id: str,
         "target_offsets": list(task.spec.target_offsets),
         "feature_names": list(task.feature_names),
         "target": task.extra.get("target", task.feature_names[0]),
-        "units": UNITS[cfg.task.domain],
+        "units": task_units(cfg, task),
         "quantiles": list(cfg.train.quantiles) if cfg.train.quantiles else None,
         "interval_calibration": interval_calibration(cfg),
         "eval_mask": [bool(v) for v in task.eval_mask],
@@ -127,6 +132,7 @@ def _plots(
 ) -> None:
     _, y, mask = task.test.arrays()
     point = pred[..., median_level(cfg.train.quantiles)] if cfg.train.quantiles else pred
+    hours = task.extra.get("operating_hours")  # k steps ahead may jump the closed night: count slots, not hours
     paths = [
         forecast_plot(
             task.test.target_times(),
@@ -136,8 +142,10 @@ def _plots(
             task.nodes,
             folder / "forecast.png",
             task.eval_mask,
-            unit=UNITS[cfg.task.domain],
-            leads=[off * step_minutes(task.step) for off in task.spec.target_offsets],
+            unit=task_units(cfg, task),
+            leads=None if hours else [off * step_minutes(task.step) for off in task.spec.target_offsets],
+            names=task.extra.get("node_names"),
+            step_name="operating-hours slot" if hours else "step",
         ),
         loss_curve(history, folder / "loss.png"),
     ]

@@ -15,6 +15,7 @@ from cityagent.hub.grid import node_grid
 from cityagent.hub.hub import MANIFEST, Hub
 from cityagent.hub.io import is_sql_url, read_hub
 from cityagent.hub.protocols import TaskData, build_task, protocol_params
+from cityagent.hub.protocols.common import node_table
 from cityagent.hub.validate import validate_hub
 from cityagent.training.config import TaskConfig
 
@@ -107,6 +108,14 @@ def slug(name: str) -> str:
     return re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")
 
 
+class OtherDataset(ConfigError):
+    """The hub holds another city than ``task.dataset`` names; ``held`` is the hub's name, ``what`` says why."""
+
+    def __init__(self, message: str, held: str, what: str):
+        super().__init__(message)
+        self.held, self.what = held, what
+
+
 def check_named(cfg: TaskConfig, hub: Hub, location: str) -> None:
     """Refuse to register one city's model under another's name: as ``synthetic`` (beside the synthetic city's
     models, replacing their champion), or as a known dataset the hub is not (a bike hub trained with the taxi
@@ -121,10 +130,13 @@ def check_named(cfg: TaskConfig, hub: Hub, location: str) -> None:
         return
     name = slug(hub.meta.name) or "city"
     suggestion = name if name != "synthetic" else "my-city"
-    raise ConfigError(
-        f"the hub {location} holds {hub.meta.name!r} ({hub.meta.source or 'no source recorded'}), {what}, but "
+    held = f"{hub.meta.name!r} ({hub.meta.source or 'no source recorded'})"
+    raise OtherDataset(
+        f"the hub {location} holds {held}, {what}, but "
         f"task.dataset is {cfg.dataset!r}: its models would be registered as '{task_name(cfg)}'; name this city "
-        f"with task.dataset={suggestion} (registered as '{cfg.domain}-{suggestion}')"
+        f"with task.dataset={suggestion} (registered as '{cfg.domain}-{suggestion}')",
+        held,
+        what,
     )
 
 
@@ -174,6 +186,23 @@ def fingerprint(task: TaskData, source: str) -> HubFingerprint:
     )
 
 
+def hub_facts(hub: Hub, task: TaskData) -> dict[str, Any]:
+    """What reports and plots say about the hub's data: the target's unit, node names, operating hours."""
+    facts: dict[str, Any] = {}
+    target = task.extra.get("target", task.feature_names[0])
+    units = hub.meta.extra.get("units")  # an importer's per column (riders per hour); else the domain's is used
+    if isinstance(units, dict) and units.get(target):
+        facts["units"] = str(units[target])
+    static = node_table(hub, task.nodes)
+    if static is not None and "name" in static:
+        facts["node_names"] = [str(v) for v in static["name"]]
+    if hub.meta.extra.get("slots_per_day"):  # a lead of k steps may jump the closed night
+        facts["operating_hours"] = (
+            f"{hub.meta.extra['slots_per_day']} slots a day from {hub.meta.extra.get('first_slot', '00:00')}"
+        )
+    return facts
+
+
 def load_task(cfg: TaskConfig) -> tuple[TaskData, HubFingerprint]:
     """Read the hub, build the protocol's windows and fingerprint the slice used.
 
@@ -203,6 +232,7 @@ def load_task(cfg: TaskConfig) -> tuple[TaskData, HubFingerprint]:
         )
     if "grid" not in task.extra and (grid := node_grid(hub, task.nodes)):
         task.extra["grid"] = list(grid)  # zones of a gridded hub: grid models can use it
+    task.extra.update(hub_facts(hub, task))
     fp = fingerprint(task, source)
     log.info(
         "task %s: %s samples, %d nodes, features %s, fingerprint %s",

@@ -68,10 +68,18 @@ DATASETS: dict[str, KnownDataset] = {
         {"name": "chicago-risk"},
         "Chicago accident risk 20×20, hourly, Feb–Sep 2016 (GSNet)",
     ),
-    "jonas-nyc": KnownDataset("jonas", _JONAS_NYC, {"mode": "taxi"}, "NYC taxi 16×8, 30 min, 100 days"),
-    "jonas-nyc-bike": KnownDataset("jonas", _JONAS_NYC, {"mode": "bike"}, "NYC bike 16×8, 30 min, 100 days"),
-    "jonas-dc": KnownDataset("jonas", _JONAS_DC, {"mode": "taxi"}, "Washington DC taxi 9×12, hourly, 100 days"),
-    "jonas-dc-bike": KnownDataset("jonas", _JONAS_DC, {"mode": "bike"}, "Washington DC bike 9×12, hourly"),
+    "jonas-nyc": KnownDataset(
+        "jonas", _JONAS_NYC, {"mode": "taxi", "name": "jonas-nyc"}, "NYC taxi 16×8, 30 min, 100 days"
+    ),
+    "jonas-nyc-bike": KnownDataset(
+        "jonas", _JONAS_NYC, {"mode": "bike", "name": "jonas-nyc-bike"}, "NYC bike 16×8, 30 min, 100 days"
+    ),
+    "jonas-dc": KnownDataset(
+        "jonas", _JONAS_DC, {"mode": "taxi", "name": "jonas-dc"}, "Washington DC taxi 9×12, hourly, 100 days"
+    ),
+    "jonas-dc-bike": KnownDataset(
+        "jonas", _JONAS_DC, {"mode": "bike", "name": "jonas-dc-bike"}, "Washington DC bike 9×12, hourly"
+    ),
 }
 
 

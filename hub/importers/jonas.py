@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from cityagent.errors import ConfigError, HubError
-from cityagent.hub.hub import Hub, HubMeta
+from cityagent.hub.hub import Hub, HubMeta, per_step
 from cityagent.hub.importers.archives import READ_ERRORS, require_file, unreadable, wrong_importer
 from cityagent.hub.importers.frames import dense_to_long, regular_ts
 from cityagent.hub.importers.grids import cell_id, grid_cell_ids, grid_edges, grid_zones
@@ -52,7 +52,7 @@ def import_jonas(path: str | Path, mode: str = "taxi", name: str | None = None, 
     Args:
         path: ``JONAS-NYC-16x8-20151024-20160131.npz`` or the DC file (the name gives city, start, days).
         mode: ``taxi`` or ``bike``; count = channel 0 (pick-ups/starts), supply = channel 1 (drop-offs/ends).
-        name: hub name (default ``jonas-<city>-<mode>``).
+        name: hub name (default the known dataset's: ``jonas-<city>`` for taxi, ``jonas-<city>-bike``).
         start: first slot (wall clock) when the name is not the original; default from the name.
     """
     if mode not in MODES:
@@ -89,6 +89,10 @@ def import_jonas(path: str | Path, mode: str = "taxi", name: str | None = None, 
         "clock": "local wall-clock slots in fixed offset UTC-5; 2015-11-01 01:00-02:00 holds the repeated hour twice",
         "eval_excluded": [cell_id(int(r), int(c)) for r, c in mask.reshape(-1, 2)],
         "demand": f"count = {mode} pick-ups/starts (channel 0), supply = drop-offs/ends (channel 1)",
+        "units": {
+            "count": f"{mode} {'pick-ups' if mode == 'taxi' else 'starts'} per {per_step(step)}",
+            "supply": f"{mode} {'drop-offs' if mode == 'taxi' else 'ends'} per {per_step(step)}",
+        },
         "edges_note": "neighbor edges are the grid's 4-neighbours (derived, not in the file)",
     }
     if meta is not None:
@@ -99,5 +103,5 @@ def import_jonas(path: str | Path, mode: str = "taxi", name: str | None = None, 
         "zones": grid_zones(rows, cols),
         "edges": grid_edges(rows, cols),
     }
-    name = name or f"jonas-{city.lower()}-{mode}"
+    name = name or f"jonas-{city.lower()}" + ("" if mode == "taxi" else f"-{mode}")  # as configs name it
     return Hub(tables, HubMeta(name=name, step=step, timezone=TIMEZONE, source=f"jonas:{path}", extra=extra))

@@ -13,6 +13,7 @@ table; it is summed over time into ``interaction`` edges (weight = total count, 
 kept), which is what UCTB's interaction graph uses.
 """
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +21,21 @@ import numpy as np
 import pandas as pd
 
 from cityagent.errors import HubError
-from cityagent.hub.hub import Hub, HubMeta
+from cityagent.hub.hub import Hub, HubMeta, per_step
 from cityagent.hub.importers.archives import require_file, tar_pickle
 from cityagent.hub.importers.frames import concat_edges, dense_to_long, matrix_edges
 from cityagent.hub.importers.grids import grid_edges
 from cityagent.hub.importers.uctb_time import uctb_time_axis
 
 GRAPHS = {"graph_neighbors": "neighbor", "graph_lines": "line"}
+# (lat, lat, lon, lon) around each archive's city: Chongqing's StationInfo sits near 34.3 N 118.6 E (Jiangsu),
+# shifted or obfuscated at the source (shared/data/demand/SOURCES.md); a map drawn from it would be nonsense
+CITY_BOUNDS = {
+    "Chongqing": (28.1, 32.3, 105.2, 110.2),
+    "Shanghai": (30.6, 31.9, 120.8, 122.1),
+    "Xian": (33.6, 34.8, 107.6, 109.9),
+}
+log = logging.getLogger(__name__)
 
 
 def _get(d: dict, path: str, where: Path) -> Any:
@@ -70,6 +79,22 @@ def _grid(d: dict, node: np.ndarray, zones: pd.DataFrame, codes: dict[str, str],
     return rows, cols
 
 
+def _coordinates_note(member: str, zones: pd.DataFrame) -> str | None:
+    """Why the zones' lat/lon are not where the archive's city is, or None when they are (or the city is unknown)."""
+    city = next((c for c in CITY_BOUNDS if c.lower() in member.lower()), None)
+    if city is None or zones.empty:
+        return None
+    lat, lon = float(zones["lat"].median()), float(zones["lon"].median())
+    lat0, lat1, lon0, lon1 = CITY_BOUNDS[city]
+    if lat0 <= lat <= lat1 and lon0 <= lon <= lon1:
+        return None
+    return (
+        f"zones lat/lon (around {lat:.2f} N, {lon:.2f} E) are not in {city} ({lat0}–{lat1} N, {lon0}–{lon1} E): "
+        "the archive's coordinates are shifted or obfuscated; do not map the stations or build distance graphs "
+        "from them (the archive's own line and neighbour graphs are unaffected)"
+    )
+
+
 def import_uctb(
     path: str | Path, name: str | None = None, first_slot: str = "06:00", timezone: str = "Asia/Shanghai"
 ) -> Hub:
@@ -92,10 +117,12 @@ def import_uctb(
         _get(d, "TimeRange", path), _get(d, "TimeFitness", path), len(node), first_slot, timezone, path
     )
     ids, zones, codes = _zones(_get(d, "Node/StationInfo", path), node.shape[1], path)
+    riders = "metro" in member.lower()  # metro archives count station riders; DiDi counts ride-hailing trips
     extra: dict[str, Any] = {
         "importer": "uctb",
         "files": {"archive": path.name, "pickle": member},
         **time_extra,
+        "units": {"count": f"{'riders' if riders else 'trips'} per {per_step(step)}"},  # models' output units
     }
     edges = [
         matrix_edges(ids, np.asarray(a), GRAPHS[g]) for g, a in d.get("contribute_data", {}).items() if g in GRAPHS
@@ -113,6 +140,9 @@ def import_uctb(
         edges.append(matrix_edges(ids, inter.sum(axis=0, dtype=np.int64), "interaction"))  # [N, N] total
         extra["interaction"] = {"source_shape": list(inter.shape), "summed_over": "axis 0 (time)"}
     name = name or Path(member).stem
+    if note := _coordinates_note(member, zones):
+        extra["coordinates_note"] = note  # validation repeats it as a warning on zones.lat
+        log.warning("%s: %s", path.name, note)
     tables = {
         "demand": dense_to_long(ts, ids, "zone_id", {"count": node}),
         "zones": zones,

@@ -64,10 +64,21 @@ def test_an_operating_hours_hub_names_the_last_and_first_slots_around_the_night(
     every = pd.date_range(at("2026-03-02 00:00"), periods=3 * 96, freq="15min")
     hub = hub_of(every[every.hour >= 6], "15min", **extra)
     assert on_grid(hub, at("2026-03-03 06:00")) == at("2026-03-03 06:00")
-    with pytest.raises(OffGrid, match=r"15-minute grid: use 2026-03-02 23:45 or 06:00$"):
+    with pytest.raises(OffGrid) as e:  # 02:00 is a step of a 15-minute grid; the stations are closed then
         on_grid(hub, at("2026-03-03 02:00"))
-    with pytest.raises(OffGrid, match=r"use 07:45 or 08:00$"):
+    assert str(e.value).endswith(
+        "is outside the hub's operating hours (06:00–24:00, 72 15-minute slots a day): use 2026-03-02 23:45 or 06:00"
+    )
+    with pytest.raises(OffGrid, match=r"is not on the hub's 15-minute grid: use 07:45 or 08:00$"):
         on_grid(hub, at("2026-03-03 07:50"))
+
+
+def test_a_metro_night_hour_is_named_as_outside_operating_hours():
+    every = pd.date_range(at("2017-07-29 00:00"), periods=3 * 24, freq="1h")
+    hub = hub_of(every[every.hour >= 6], "1h", slots_per_day=18, first_slot="06:00")  # Chongqing metro's slots
+    with pytest.raises(OffGrid, match=r"03:00:00\+08:00 is outside the hub's operating hours \(06:00–24:00, 18 1-hour"):
+        steps_at(hub, at("2017-07-31 03:00"), (-2, -1, 0))
+    assert list(steps_at(hub, at("2017-07-31 06:00"), (-1, 0))) == [at("2017-07-30 23:00"), at("2017-07-31 06:00")]
 
 
 @pytest.mark.parametrize(("step", "words"), [("5min", "5-minute"), ("1h", "1-hour"), ("30s", "30-second")])

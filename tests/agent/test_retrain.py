@@ -1,19 +1,22 @@
 """The retrain job: a better challenger is promoted, a worse one refused with the reason in the history, a failed
 retrain leaves the champion alone, and `cityagent retrain --now` runs under the task's lock."""
 
+import io
 import time
 from contextlib import ExitStack
 
 import pytest
+from rich.console import Console
 from typer.testing import CliRunner
 
 from cityagent.agent.agent_config import load_agent_config
 from cityagent.agent.cli import app
+from cityagent.agent.cli_models import history_table
 from cityagent.agent.drift_watch import reference_for, reference_path, spawn_retrain
 from cityagent.agent.live_error import agent_dir
 from cityagent.agent.lock import task_lock
 from cityagent.agent.retrain import retrain
-from cityagent.agent.schedule import Scheduler
+from cityagent.agent.schedule import Interrupted, Scheduler
 from cityagent.errors import TrackingUnreachable
 from cityagent.hub import Hub, read_hub, write_hub
 from cityagent.hub.synth import SynthParams, synthesize
@@ -98,12 +101,31 @@ def test_a_failed_retrain_leaves_the_champion_untouched(city, monkeypatch):
         retrain("traffic", cfg, overrides=baseline("last_value"))
     assert champion("traffic-fail") == "1"
     last = history("traffic-fail")[-1]
-    assert (last.action, last.to_version) == ("failed", "1") and "parity failed" in last.reason
+    # no version was registered: '-', not the champion's v1, is the one that failed
+    assert (last.action, last.from_version, last.to_version) == ("failed", "1", "-") and "parity failed" in last.reason
 
     job = lambda task: retrain(task, cfg, overrides=baseline("last_value"))  # noqa: E731
     record = Scheduler({}, job, timezone="UTC").run_now("traffic")
     assert record.outcome == "failed" and "parity failed" in record.message
     assert champion("traffic-fail") == "1" and len(list_versions("traffic-fail")) == 1
+
+
+def test_a_retrain_stopped_by_sigterm_in_its_first_seconds_is_recorded_as_failed(city, monkeypatch):
+    cfg = agent_cfg(city, "early")
+    retrain("traffic", cfg, overrides=baseline("ha"))
+
+    def sigterm(*args, **kwargs):  # while the training modules load and the gate is read, before anything trains
+        raise Interrupted("stopped by SIGTERM")
+
+    monkeypatch.setattr("cityagent.training.gate.load_gate_config", sigterm)
+    with pytest.raises(Interrupted):
+        retrain("traffic", cfg, overrides=baseline("last_value"))
+    last = history("traffic-early")[-1]
+    assert (last.action, last.from_version, last.to_version) == ("failed", "1", "-")
+    assert last.reason == "retrain failed: stopped by SIGTERM" and champion("traffic-early") == "1"
+    wide = Console(width=200, record=True, file=io.StringIO())
+    wide.print(history_table([last]))  # what `cityagent models history` shows
+    assert "failed, no version registered (champion v1 stays)" in wide.export_text()
 
 
 def test_a_challenger_expecting_another_input_is_refused_and_the_champion_kept(city):

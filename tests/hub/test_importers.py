@@ -326,6 +326,7 @@ def test_jonas_grids(hubs, name, file, mode, shape, step, excluded):
         x, meta, mask = z[mode], z["meta_onehot"], z["mask"]
     t, rows, cols = shape
     assert x.shape == (*shape, 2) and hub.meta.step == step and hub.meta.extra["grid"] == [rows, cols]
+    assert hub.meta.name == name  # the name its config's task.dataset says
     ids = hub.table("zones")["zone_id"].tolist()
     demand = hub.table("demand")
     assert np.array_equal(dense(demand, "zone_id", "count", ids), x[..., 0].reshape(t, -1))
@@ -346,6 +347,20 @@ def test_jonas_dst_day_is_regular_in_wall_clock(hubs):
     ts = pd.DatetimeIndex(hubs["jonas-nyc"].table("demand")["ts"].drop_duplicates())
     assert len(ts) == 4800 and (np.diff(ts.asi8) == 30 * 60 * 10**9).all()
     assert ts[0] == pd.Timestamp("2015-10-24 00:00", tz="Etc/GMT+5")
+
+
+@pytest.mark.parametrize(
+    ("file", "mode", "name"),
+    [
+        ("JONAS-NYC-16x8-20151024-20160131.npz", "taxi", "jonas-nyc"),
+        ("JONAS-NYC-16x8-20151024-20160131.npz", "bike", "jonas-nyc-bike"),
+        ("JONAS-DC-9x12-20151024-20160131.npz", "taxi", "jonas-dc"),
+        ("JONAS-DC-9x12-20151024-20160131.npz", "bike", "jonas-dc-bike"),
+    ],
+)
+def test_a_jonas_import_without_a_name_is_named_as_its_known_dataset(file, mode, name):
+    # `cityagent hub import jonas FILE --mode MODE` passes no name: its hub must pass `task.dataset: <name>`
+    assert import_dataset("jonas", JONAS / file, mode=mode).meta.name == name
 
 
 def test_jonas_unknown_mode():
@@ -405,6 +420,18 @@ def test_every_imported_hub_validates(hubs, name):
 
     report = validate_hub(hubs[name])
     assert report.ok, str(report)
+
+
+def test_chongqing_coordinates_are_flagged_as_not_real(hubs, caplog):
+    from cityagent.hub.validate import validate_hub
+
+    metro = import_dataset("uctb", DATA / "demand/uctb_metro/Metro_Chongqing.tar.gz")
+    assert "not in Chongqing" in caplog.text  # said on import
+    note = metro.meta.extra["coordinates_note"]
+    assert "34.27 N, 118.60 E" in note and "obfuscated" in note and "distance graphs" in note
+    assert [str(i) for i in validate_hub(metro).find("zones", "not in Chongqing")] == [f"WARNING zones.lat: {note}"]
+    for real in ("metro-shanghai", "didi-xian"):  # their coordinates are in their cities
+        assert "coordinates_note" not in hubs[real].meta.extra
 
 
 @pytest.mark.parametrize("name", ["sz-taxi", "jonas-dc"])

@@ -110,9 +110,13 @@ def test_split_over_samples_rounding_conventions():
 
 def test_too_short_for_the_window_says_how_many_steps():
     with pytest.raises(
-        HubError, match=r"has 30 steps, so split part 1 gets 2, but one window needs 6"
+        HubError, match=r"has 30 steps, so the validation split \(10%\) gets 2, but one window needs 6"
     ):  # 0.7 + 0.1 < 0.8
         split_over_time(30, WindowSpec.sliding(4, 2), (0.7, 0.1, 0.2))
+    with pytest.raises(HubError, match=r"has 8 steps, so the training split \(70%\) gets 5, but one window needs 6"):
+        split_over_time(8, WindowSpec.sliding(4, 2), (0.7, 0.1, 0.2))  # said as a person says it, not "part 0"
+    with pytest.raises(HubError, match=r"so the test split \(20%\) gets 3"):
+        split_over_time(12, WindowSpec.sliding(4, 2), (0.8, 0.2))  # T-GCN's train/test
     x, y, ts = _series(t=10)
     with pytest.raises(HubError, match="reach outside"):
         make_split(x, y, np.array([9]), WindowSpec.sliding(2, 1), ts)

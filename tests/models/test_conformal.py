@@ -77,3 +77,13 @@ def test_scaled_model_applies_and_saves_its_margin():
     again = ScaledModel(Identity(), np.ones(3), np.zeros(3), 2.0, 0.0).set_margin(np.zeros(2))
     again.load_state_dict(model.state_dict())
     assert torch.equal(again(x), got)
+
+
+def test_scaled_model_takes_read_only_scalers_without_a_warning(recwarn):
+    # scalers come read-only out of Ray's object store; torch warned once per worker and would share the memory
+    scale, offset = np.full(3, 2.0), np.zeros(3)
+    scale.flags.writeable = offset.flags.writeable = False
+    model = ScaledModel(Identity(), scale, offset, 2.0, 0.0)
+    assert [str(w.message) for w in recwarn if "not writable" in str(w.message)] == []
+    model.x_scale.mul_(3)  # the buffer is the model's own
+    assert scale[0] == 2.0

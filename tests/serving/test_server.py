@@ -15,8 +15,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 from tritonclient.utils import InferenceServerException
 
+from cityagent.agent.sense import SERVER_PARAMETERS as AGENT_PLAIN
 from cityagent.serving.background import ServerThread
 from cityagent.serving.config import ServingConfig
+from cityagent.serving.dataplane import SERVER_PARAMETERS
 from cityagent.serving.errors import ModelLoadError
 from cityagent.serving.proto import inference_pb2 as pb
 from cityagent.serving.proto import inference_pb2_grpc as pb_grpc
@@ -105,6 +107,9 @@ def test_model_metadata_carries_shapes_nodes_and_horizon(client, server, linear_
     assert json.loads(params["horizon"]) == om.H and json.loads(params["step"]) == "5min"
     # what the file is, whatever version this process numbered it
     assert params["onnx_sha256"] == hashlib.sha256(linear_path.read_bytes()).hexdigest()
+    # every parameter but the server's own plain strings is JSON: what the agent (a client) relies on
+    assert set(SERVER_PARAMETERS) <= set(params) and SERVER_PARAMETERS == AGENT_PLAIN
+    [json.loads(v) for k, v in params.items() if k not in SERVER_PARAMETERS]  # raises on a non-JSON fact
 
 
 @pytest.mark.parametrize(

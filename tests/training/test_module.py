@@ -68,6 +68,21 @@ def test_loss_drops_and_history_has_every_epoch(task_and_cfg):
     assert pred.shape == (len(task.test), 3, 6) and np.isfinite(pred).all()
 
 
+def test_epoch_metrics_log_without_lightnings_sync_dist_advice(task_and_cfg, tmp_path, recwarn):
+    # each Ray worker printed Lightning's advice to log 'lr' with sync_dist=True, every run
+    task, cfg = task_and_cfg
+    cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"max_epochs": 1})})
+    module, _ = make_module(task, cfg)
+    module.resumed_from_epoch = 0
+    torch.distributed.init_process_group("gloo", init_method=f"file://{tmp_path / 'pg'}", rank=0, world_size=1)
+    try:  # a one-process DDP group: Lightning warns as it does under Ray's DDP
+        trainer = pl.Trainer(**trainer_kwargs(cfg), devices=1, strategy="ddp", enable_checkpointing=False)
+        trainer.fit(module, *make_loaders(task, cfg))
+    finally:
+        torch.distributed.destroy_process_group()
+    assert [str(w.message) for w in recwarn if "sync_dist=True" in str(w.message)] == []
+
+
 def test_all_batches_is_lightnings_default_and_one_batch_stays_one():
     assert all_batches_as_none(1.0) is None  # Lightning announces an explicit 1.0 on every run
     assert all_batches_as_none(1) == 1 and isinstance(all_batches_as_none(1), int)  # one batch, not all

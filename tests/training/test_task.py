@@ -9,9 +9,10 @@ import pytest
 
 from cityagent.errors import ConfigError, HubError
 from cityagent.hub.hub import Hub
+from cityagent.hub.importers.datasets import import_known
 from cityagent.hub.io import read_hub, write_hub
 from cityagent.training.config import TaskConfig, load_config
-from cityagent.training.task import load_task, task_name
+from cityagent.training.task import check_named, load_task, task_name
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -102,6 +103,11 @@ def test_a_hub_is_not_registered_as_a_known_dataset_it_is_not(tiny_hub, tmp_path
         load_task(TaskConfig(hub=str(bikes), dataset="jonas-nyc", params={"input_len": 6, "horizon": 3}))
     didi = renamed(tiny_hub, tmp_path / "didi", "DiDi_Xian", "uctb:DiDi_Xian.tar.gz")  # `hub import` names it so
     load_task(TaskConfig(hub=str(didi), dataset="didi-xian", params={"input_len": 6, "horizon": 3}))
+
+
+def test_the_imported_jonas_hub_passes_its_shipped_config(shared_data):
+    cfg = load_config(ROOT / "configs" / "datasets" / "jonas-nyc-eastnet.yaml", {}).task
+    check_named(cfg, import_known(cfg.dataset, data_dir=shared_data), "nyc")  # no ConfigError
 
 
 def test_a_hub_named_outright_wins_over_a_known_datasets_importer(tiny_hub, tmp_path):
