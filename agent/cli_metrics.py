@@ -10,6 +10,7 @@ from rich.padding import Padding
 from rich.table import Table
 
 from cityagent.agent.console import console
+from cityagent.downloads import quiet_downloads
 from cityagent.hub.hub import lead_text
 
 PER_HORIZON = re.compile(r"^(?P<name>.+)_h(?P<h>\d+)$")  # mae_h3: the MAE of the third horizon step
@@ -65,7 +66,8 @@ def run_facts(bundle_path: str | None) -> tuple[dict[int, float], str | None]:
             if not Path(bundle_path).is_file():  # an artifact URI (mlflow-artifacts:/…, s3://…): fetched once
                 import mlflow
 
-                bundle_path = mlflow.artifacts.download_artifacts(artifact_uri=bundle_path, dst_path=tmp)
+                with quiet_downloads():
+                    bundle_path = mlflow.artifacts.download_artifacts(artifact_uri=bundle_path, dst_path=tmp)
             meta = torch.load(bundle_path, map_location="cpu", weights_only=True)["meta"]
     except Exception:  # labels only: without them the table names horizon steps (h3) instead of lead times
         return {}, None

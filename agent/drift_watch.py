@@ -26,6 +26,7 @@ from cityagent.agent.drift_hub import hub_values, recent_start
 from cityagent.agent.live_error import agent_dir, recent_mae
 from cityagent.agent.schedule import last_run
 from cityagent.agent.sense import ModelFacts, split_features
+from cityagent.downloads import quiet_downloads
 from cityagent.errors import CityAgentError, TrackingUnreachable
 from cityagent.health import unreachable
 from cityagent.hub.hub import Hub
@@ -76,7 +77,7 @@ def reference_for(run_id: str | None, tracking_uri: str | None = None) -> dict[s
         # a server that answers but fails here (a 5xx, a refused Host, a lost artifact store) is an error to say,
         # not a run without a reference: that would stop checking the model until the agent restarts
         try:
-            with tempfile.TemporaryDirectory() as tmp:
+            with tempfile.TemporaryDirectory() as tmp, quiet_downloads():
                 got = Path(client.download_artifacts(run_id, REFERENCE_ARTIFACT, tmp))
                 local.write_text(got.read_text())
         except (MlflowException, OSError) as e:

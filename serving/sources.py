@@ -11,6 +11,7 @@ from pathlib import Path
 
 import yaml
 
+from cityagent.downloads import quiet_downloads
 from cityagent.home import home_dir
 from cityagent.onnx_digest import digest_mismatch, mismatch_message
 from cityagent.serving.errors import ModelLoadError
@@ -83,9 +84,10 @@ class RegistrySource:
         try:
             # resolve through our client: a models:/ URI would be resolved against the *global* tracking URI
             location = self.client.get_model_version_download_uri(spec.name, version)
-            local = mlflow.artifacts.download_artifacts(
-                artifact_uri=location, dst_path=str(workdir), tracking_uri=self.uri
-            )
+            with quiet_downloads():  # a progress bar per load would fill the server's log
+                local = mlflow.artifacts.download_artifacts(
+                    artifact_uri=location, dst_path=str(workdir), tracking_uri=self.uri
+                )
         except Exception as e:  # mlflow raises MlflowException, OSError, ... depending on the store
             raise ModelLoadError(f"cannot download {uri} from {self.uri}: {e}") from e
         path = _onnx_file(Path(local), uri)

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from cityagent.config_yaml import parse_yaml
+from cityagent.downloads import quiet_downloads, run_folder
 from cityagent.errors import CityAgentError
 from cityagent.home import home_dir
 from cityagent.hub.hub import MANIFEST
@@ -18,7 +19,6 @@ from cityagent.training.bundle import BUNDLE_FILE, ModelBundle
 from cityagent.training.classical import ESTIMATOR_FILE, ClassicalPredictor
 from cityagent.training.config import RunConfig, TaskConfig, load_config
 from cityagent.training.data import predict_split, torch_predictor
-from cityagent.training.downloads import quiet_downloads, run_folder
 from cityagent.training.report import BUNDLE_DIR
 from cityagent.training.scoring import score
 from cityagent.training.task import OtherDataset, load_task

@@ -27,6 +27,7 @@ from mlflow.models.model import ModelInfo
 from mlflow.tracking._tracking_service import utils as tracking_utils
 from mlflow.types import Schema, TensorSpec
 
+from cityagent.downloads import quiet_downloads
 from cityagent.errors import CityAgentError
 from cityagent.home import home_dir
 from cityagent.onnx_digest import DIGEST_TAG, file_sha256
@@ -101,7 +102,8 @@ def _fetch_bundle(
     names = {Path(a.path).name for a in client.list_artifacts(run_id, BUNDLE_DIR)}
     if BUNDLE_FILE not in names:
         raise ExportError(f"run {run_id} has no {BUNDLE_DIR}/{BUNDLE_FILE} artifact; was it trained to the end?")
-    path = Path(client.download_artifacts(run_id, f"{BUNDLE_DIR}/{BUNDLE_FILE}", str(dst)))
+    with quiet_downloads():
+        path = Path(client.download_artifacts(run_id, f"{BUNDLE_DIR}/{BUNDLE_FILE}", str(dst)))
     try:
         bundle = ModelBundle.load(path, source=f"runs:/{run_id}/{BUNDLE_DIR}/{BUNDLE_FILE}")
     except CityAgentError as e:
@@ -112,14 +114,17 @@ def _fetch_bundle(
         if name not in names:
             raise ExportError(f"run {run_id} has no {BUNDLE_DIR}/{name}, the fitted estimator; retrain it.")
         try:
-            estimator = ClassicalPredictor.load(client.download_artifacts(run_id, f"{BUNDLE_DIR}/{name}", str(dst)))
+            with quiet_downloads():
+                got = client.download_artifacts(run_id, f"{BUNDLE_DIR}/{name}", str(dst))
+            estimator = ClassicalPredictor.load(got)
         except Exception as e:  # joblib raises whatever unpickling a damaged file raises
             raise ExportError(
                 f"run {run_id}: {BUNDLE_DIR}/{name} is unreadable ({e.__class__.__name__}); retrain."
             ) from e
     if SAMPLE_FILE not in names:
         return bundle, None, estimator
-    sample = Path(client.download_artifacts(run_id, f"{BUNDLE_DIR}/{SAMPLE_FILE}", str(dst)))
+    with quiet_downloads():
+        sample = Path(client.download_artifacts(run_id, f"{BUNDLE_DIR}/{SAMPLE_FILE}", str(dst)))
     try:
         with np.load(sample) as npz:
             return bundle, npz["x"], estimator
@@ -182,7 +187,7 @@ def _registered_digest(mv: ModelVersion, uri: str) -> tuple[str | None, str | No
     broken one.
     """
     try:
-        with tempfile.TemporaryDirectory() as tmp, _global_tracking_uri(uri):
+        with tempfile.TemporaryDirectory() as tmp, _global_tracking_uri(uri), quiet_downloads():
             local = mlflow.artifacts.download_artifacts(f"models:/{mv.name}/{mv.version}", dst_path=tmp)
             actual = file_sha256(Path(local, "model.onnx"))
     except (MlflowException, OSError) as e:

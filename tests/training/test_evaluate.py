@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from cityagent.downloads import PROGRESS_VAR
 from cityagent.errors import CityAgentError
 from cityagent.hub.io import read_hub, write_hub
 from cityagent.hub.synth import synthesize
 from cityagent.training.config import load_config
-from cityagent.training.downloads import PROGRESS_VAR
 from cityagent.training.evaluate import evaluate_run, load_run
 from cityagent.training.fit import fit
 

@@ -7,6 +7,7 @@ from typer.testing import CliRunner
 
 import cityagent
 from cityagent.agent.cli import app
+from cityagent.downloads import PROGRESS_VAR
 from cityagent.training.export import DIGEST_TAG, export_run
 from cityagent.training.registry import history
 from tests.training.export_factories import log_training_run, sqlite_store, tiny_bundle
@@ -24,13 +25,16 @@ def _state(store, task: str) -> tuple[list[str], int, list]:
     return versions, logged, history(task, tracking_uri=store.uri)
 
 
-def test_a_second_export_of_a_registered_run_answers_with_its_version(store):
+def test_a_second_export_of_a_registered_run_answers_with_its_version(store, monkeypatch, capfd):
     run_id = log_training_run(store.client, store.experiment_id, tiny_bundle("gru", task="traffic-again"), store.root)
     first = export_run(run_id, tracking_uri=store.uri, actor="train")  # what `cityagent train` does at its end
     assert (first.version, first.already_registered, first.name) == ("1", False, "traffic-again")
     before = _state(store, "traffic-again")
 
-    again = export_run(run_id[:8], tracking_uri=store.uri, actor="ops")
+    monkeypatch.delenv(PROGRESS_VAR, raising=False)  # a notebook: MLflow would draw a bar per download
+    capfd.readouterr()
+    again = export_run(run_id[:8], tracking_uri=store.uri, actor="ops")  # downloads the bundle and the stored file
+    assert "Downloading artifacts" not in capfd.readouterr().err
     assert (again.version, again.model_uri, again.already_registered) == ("1", "models:/traffic-again/1", True)
     assert again.onnx_path.read_bytes() == first.onnx_path.read_bytes()
     assert _state(store, "traffic-again") == before  # no v2, no second logged model, no history move

@@ -18,6 +18,7 @@ import yaml
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
+from cityagent.downloads import quiet_downloads
 from cityagent.errors import CityAgentError
 from cityagent.onnx_digest import digest_mismatch, mismatch_message
 from cityagent.training.onnx_meta import read_metadata
@@ -69,11 +70,12 @@ def version_contract(
     with tempfile.TemporaryDirectory() as tmp:
         try:
             location = client.get_model_version_download_uri(name, version)
-            local = Path(
-                mlflow.artifacts.download_artifacts(
-                    artifact_uri=location, dst_path=tmp, tracking_uri=client.tracking_uri
+            with quiet_downloads():
+                local = Path(
+                    mlflow.artifacts.download_artifacts(
+                        artifact_uri=location, dst_path=tmp, tracking_uri=client.tracking_uri
+                    )
                 )
-            )
         except (MlflowException, OSError):
             return None
         path = local if local.suffix == ".onnx" else _onnx_file(local) if local.is_dir() else None
