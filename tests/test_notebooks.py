@@ -52,6 +52,8 @@ def test_notebook_runs_top_to_bottom(path, tmp_path, monkeypatch, request):
     except CellExecutionError as e:
         pytest.fail(f"{path.name} failed:\n{e}")
     finally:
+        if client.kc is not None:  # its channels, else a later test's log gets "Could not destroy zmq context"
+            client.kc.stop_channels()
         if km.has_kernel:  # nbclient leaves a kernel it did not create running
             km.shutdown_kernel(now=True)
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
