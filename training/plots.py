@@ -6,6 +6,7 @@ Figures are drawn with matplotlib's object API (no pyplot), so nothing changes t
 import functools
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib.dates as mdates
 import numpy as np
@@ -25,32 +26,10 @@ def forecast_plot(
     nodes: Sequence[str],
     path: str | Path,
     eval_mask: np.ndarray | None = None,
-    max_nodes: int = 4,
-    unit: str = "",
-    leads: Sequence[float] | None = None,
-    names: Sequence[str] | None = None,
-    step_name: str = "step",
-    days: float = 7,
+    **options: Any,
 ) -> Path:
-    """Actual vs predicted over the split's last ``days`` for the ``max_nodes`` most variable evaluated nodes.
-
-    Args:
-        times: ``[S, H]`` target timestamps.
-        y, mask: ``[S, H, N]`` targets and where they were observed.
-        pred: ``[S, H, N]`` point forecast, or ``[S, H, N, Q]`` (the outer levels are shaded).
-        nodes: the N node ids.
-        path: PNG to write.
-        eval_mask: ``[N]`` nodes that may be shown (default all).
-        max_nodes: how many nodes to draw.
-        unit: y-axis label.
-        leads: minutes ahead of each horizon step, for the legend (``forecast 15 min ahead``); None counts
-            ``step_name`` (``forecast 3 operating-hours slots ahead``, where the night has no slots).
-        names: the N node names for the panel titles (default the ids).
-        step_name: what one horizon step is, when ``leads`` is None.
-        days: the newest span drawn; a longer split is cut to it, so an hour's detail stays readable.
-    """
-    fig = forecast_figure(times, y, mask, pred, nodes, eval_mask, max_nodes, unit, leads, names, step_name, days)
-    fig.savefig(path, dpi=90)
+    """Write ``forecast_figure`` (same arguments, ``options`` by name) to the PNG ``path``."""
+    forecast_figure(times, y, mask, pred, nodes, eval_mask, **options).savefig(path, dpi=90)
     return Path(path)
 
 
@@ -68,7 +47,22 @@ def forecast_figure(
     step_name: str = "step",
     days: float = 7,
 ) -> Figure:
-    """The figure ``forecast_plot`` writes (arguments as there)."""
+    """Actual vs predicted over the split's last ``days`` for the ``max_nodes`` most variable evaluated nodes.
+
+    Args:
+        times: ``[S, H]`` target timestamps.
+        y, mask: ``[S, H, N]`` targets and where they were observed.
+        pred: ``[S, H, N]`` point forecast, or ``[S, H, N, Q]`` (the outer levels are shaded).
+        nodes: the N node ids.
+        eval_mask: ``[N]`` nodes that may be shown (default all).
+        max_nodes: how many nodes to draw.
+        unit: y-axis label.
+        leads: minutes ahead of each horizon step, for the legend (``forecast 15 min ahead``); None counts
+            ``step_name`` (``forecast 3 operating-hours slots ahead``, where the night has no slots).
+        names: the N node names for the panel titles (default the ids).
+        step_name: what one horizon step is, when ``leads`` is None.
+        days: the newest span drawn; a longer split is cut to it, so an hour's detail stays readable.
+    """
     n = y.shape[2]
     allowed = np.ones(n, dtype=bool) if eval_mask is None else np.asarray(eval_mask, dtype=bool)
     spread = np.where(allowed, np.nanstd(np.where(mask[:, 0], y[:, 0], np.nan), axis=0), -np.inf)

@@ -53,3 +53,14 @@ def test_our_messages_and_tritonclients_live_in_one_process_and_agree_on_the_wir
     theirs = triton.ModelInferRequest.FromString(ours.SerializeToString())
     assert (theirs.model_name, theirs.inputs[0].shape, theirs.raw_input_contents[0]) == ("m", [1, 2], b"\0" * 8)
     assert pb.DESCRIPTOR.pool is not triton.DESCRIPTOR.pool  # the private pool avoids duplicate-symbol errors
+
+
+def test_our_servicer_answers_every_rpc_the_generated_base_leaves_unimplemented():
+    """protoc's base class raises NotImplementedError per RPC; the server must override each one in the proto."""
+    from cityagent.serving.proto import inference_pb2_grpc as pb_grpc
+    from cityagent.serving.servicer import InferenceServicer
+
+    rpcs = [m.name for m in pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].methods]
+    base = pb_grpc.GRPCInferenceServiceServicer
+    assert len(rpcs) == 7 and all(hasattr(base, name) for name in rpcs)
+    assert [name for name in rpcs if getattr(InferenceServicer, name) is getattr(base, name)] == []
