@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 import pandas as pd
 from croniter import croniter
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from cityagent.config_errors import explain, nearest
 from cityagent.config_yaml import read_yaml
@@ -63,6 +63,16 @@ class MqttConfig(_Strict):
     )
 
     _clock_ahead = field_validator("clock_ahead")(lambda v: v if v is None else _duration(v))
+
+    @field_validator("client_id")
+    @classmethod
+    def _durable_qos(cls, v: str | None, info: ValidationInfo) -> str | None:
+        """Refused at load: QoS 2 would quietly lose the readings a crash caught in memory (see the message)."""
+        from cityagent.agent.mqtt import DURABLE_QOS_PROBLEM  # paho only where MQTT is used
+
+        if v is not None and info.data.get("qos") == 2:
+            raise ValueError(DURABLE_QOS_PROBLEM)
+        return v
 
     @field_validator("topics")
     @classmethod

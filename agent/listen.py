@@ -28,7 +28,7 @@ from cityagent.agent.durable import why, write_advice, write_problem
 from cityagent.agent.livehub import LiveHub
 from cityagent.agent.lock import listen_lock
 from cityagent.agent.microbatch import append_batch
-from cityagent.agent.mqtt import connect, parse_url
+from cityagent.agent.mqtt import DURABLE_QOS_PROBLEM, connect, parse_url
 from cityagent.agent.readings import Rejected, parse_payload, table_for_topic, to_record
 from cityagent.errors import CityAgentError
 
@@ -168,7 +168,7 @@ def listen(
         max_messages: stop after this many messages (all received ones are still processed).
         duration: stop after this many seconds.
         client_id: MQTT client id; given, the session is durable (the broker queues readings while away).
-        qos: subscription QoS.
+        qos: subscription QoS; 0 or 1 with a ``client_id``.
         keepalive: MQTT keepalive, seconds.
         stop: set it from another thread (or a signal handler) to stop.
         clock_ahead: how far past the wall clock a reading may lie before it is rejected as from the future, a
@@ -178,11 +178,14 @@ def listen(
         report_seconds: the counts are said at most this often, after a batch was written.
 
     Raises:
-        CityAgentError: the hub (or its ``_rejected/`` folder) cannot be written, checked before subscribing, or a
+        CityAgentError: ``qos`` 2 with a ``client_id`` (a durable session can keep only QoS 1 messages across a
+            crash); the hub (or its ``_rejected/`` folder) cannot be written, checked before subscribing, or a
             write fails while listening (the listener stops; with ``client_id`` the broker sends again what was
             not written); another listener holds the hub (``ListenerBusy``); the broker cannot be reached or
             refuses the subscription, at start or after a reconnect (then only once everything received is written).
     """
+    if client_id is not None and qos == 2:  # checked before anything is taken from the broker
+        raise CityAgentError(f"client_id {client_id!r} with qos 2: {DURABLE_QOS_PROBLEM}")
     live = LiveHub(hub)
     for folder in (live.root, live.root / FOLDER):  # before subscribing: a reading taken must be one we can keep
         problem = write_problem(folder)

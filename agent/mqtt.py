@@ -13,6 +13,13 @@ from cityagent.errors import CityAgentError, ConfigError
 DEFAULT_PORTS = {"mqtt": 1883, "tcp": 1883, "mqtts": 8883, "ssl": 8883}
 MAX_TOPIC_BYTES = 65535  # MQTT strings carry a 2-byte length
 TOPIC_EXAMPLE = "use one such as 'city/+/readings' or 'city/#'"
+# A durable session acknowledges a message once its readings are written. paho holds back only a QoS 1 PUBACK: for
+# QoS 2 it answers PUBREC on arrival and forgets the message if killed, so the broker never sends it again.
+DURABLE_QOS_PROBLEM = (
+    "a durable session (a client id) cannot use qos 2: paho answers PUBREC when a message arrives, before its "
+    "readings are written, so one held in memory at a crash is not sent again; set mqtt.qos to 1 (a message sent "
+    "twice is set aside as a duplicate)"
+)
 
 
 def parse_url(url: str) -> tuple[str, int, bool, str | None, str | None]:

@@ -36,7 +36,8 @@ def explain(e: ValidationError, model: type[BaseModel]) -> str:
     where = ".".join(str(part) for part in err["loc"])
     if err["type"] == "extra_forbidden":
         return f"{where}: Extra inputs are not permitted; {key_hint(where, model)}"
-    return f"{where}: {err['msg']}; fix that key"
+    why = err["msg"].removeprefix("Value error, ")  # pydantic's wrapping of our validators' own sentences
+    return f"{where}: {why}; fix that key"
 
 
 def nearest(name: str, choices: Iterable[str], cutoff: float = 0.6) -> str | None:

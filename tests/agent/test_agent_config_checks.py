@@ -36,19 +36,19 @@ from cityagent.errors import ConfigError
         ),
         (
             {"retrain": {"overrides": {"trafic": {"train.max_epochs": 3}}}},
-            "retrain.overrides: Value error, an override names task 'trafic' (did you mean 'traffic'?)",
+            "retrain.overrides: an override names task 'trafic' (did you mean 'traffic'?)",
         ),
         (
             {"retrain": {"schedule": {"trafic": "0 3 * * *"}}},
-            "retrain.schedule: Value error, the schedule names task 'trafic' (did you mean 'traffic'?)",
+            "retrain.schedule: the schedule names task 'trafic' (did you mean 'traffic'?)",
         ),
         (
             {"retrain": {"timezone": "Asia/Shangai"}},
-            "retrain.timezone: Value error, 'Asia/Shangai' is not an IANA zone (did you mean 'Asia/Shanghai'?)",
+            "retrain.timezone: 'Asia/Shangai' is not an IANA zone (did you mean 'Asia/Shanghai'?)",
         ),
-        ({"serving": {"address": "nohostport"}}, "serving.address: Value error, 'nohostport' is not host:port"),
-        ({"serving": {"address": "h:99999"}}, "serving.address: Value error, port 99999 of 'h:99999' is not in 1..6"),
-        ({"serving": {"address": ":8001"}}, "serving.address: Value error, ':8001' is not host:port"),
+        ({"serving": {"address": "nohostport"}}, "serving.address: 'nohostport' is not host:port"),
+        ({"serving": {"address": "h:99999"}}, "serving.address: port 99999 of 'h:99999' is not in 1..6"),
+        ({"serving": {"address": ":8001"}}, "serving.address: ':8001' is not host:port"),
         # a scheduled task's retrain must register the model the loop serves
         ({"loop": {"models": {"traffic": "speeds"}}}, "loop.models.traffic is 'speeds', but a retrain registers"),
     ],

@@ -144,6 +144,25 @@ def test_a_bad_value_in_the_file_is_still_blamed_on_the_file(tmp_path, hub_dir):
     assert str(result.exception).startswith(f"agent config {path}: mqtt.batch: ")
 
 
+def test_a_durable_session_with_qos_2_is_refused_before_anything_is_taken(tmp_path, hub_dir):  # noqa: F811
+    """paho answers a QoS 2 message's PUBREC on arrival, so a durable listener killed before writing it would lose it
+    for good: refused in the file, on the flag, and in Python, before subscribing (no broker is contacted)."""
+    path = tmp_path / "agent.yaml"
+    path.write_text("mqtt:\n  qos: 2\n  client_id: city-listener\n")
+    with pytest.raises(ConfigError) as e:
+        load_agent_config(path)
+    assert str(e.value).startswith(f"agent config {path}: mqtt.client_id: a durable session (a client id) cannot")
+    assert "set mqtt.qos to 1" in str(e.value)
+    path.write_text("mqtt:\n  qos: 2\n")
+    assert load_agent_config(path).mqtt.qos == 2  # without a client id nothing is acknowledged by hand: allowed
+    result = CliRunner().invoke(_app(), ["listen", "--hub", str(hub_dir), "--config", str(path), "--client-id", "c"])
+    assert isinstance(result.exception, ConfigError), result.output
+    assert str(result.exception).startswith("--client-id 'c': a durable session (a client id) cannot use qos 2")
+    url = f"mqtt://127.0.0.1:{free_port()}"  # nothing listens there: the refusal must come first
+    with pytest.raises(CityAgentError, match="client_id 'c' with qos 2: a durable session"):
+        listen(hub_dir, url, client_id="c", qos=2, duration=1)
+
+
 def test_nothing_says_listening_when_the_broker_cannot_be_reached(hub_dir):  # noqa: F811
     url = f"mqtt://127.0.0.1:{free_port()}"
     result = CliRunner().invoke(_app(), ["listen", "--hub", str(hub_dir), "--mqtt", url, "--duration", "1"])

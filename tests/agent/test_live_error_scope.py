@@ -161,5 +161,5 @@ def test_the_grace_is_the_agents_loop_score_grace(hub_dir, models, peak):  # noq
     assert report.live_errors == []  # the default hour is over, this city's three are not
     agent._learn(arrive(full, hub_dir, last + pd.Timedelta("3h")), hub_id, report)
     assert [e.model for e in report.live_errors] == ["risk-synthetic"]
-    with pytest.raises(ConfigError, match=r"loop\.score_grace: Value error, '0h' is not a positive duration"):
+    with pytest.raises(ConfigError, match=r"loop\.score_grace: '0h' is not a positive duration"):
         config(hub_dir, "127.0.0.1:1", score_grace="0h")
