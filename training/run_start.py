@@ -11,6 +11,7 @@ import yaml
 from cityagent.hub.protocols import TaskData
 from cityagent.store_check import masked
 from cityagent.training.config import RunConfig
+from cityagent.training.orphans import mark_orphaned
 from cityagent.training.task import HubFingerprint, task_name
 from cityagent.training.tracked_run import TrackedRun
 from cityagent.training.tracking import experiment_name, git_commit
@@ -66,7 +67,9 @@ def start_run(
     parent_run_id: str | None = None,
     run_name: str | None = None,
 ) -> TrackedRun:
-    """A new MLflow run with the resolved config, data facts, tags and the task notes already logged."""
+    """A new MLflow run with the resolved config, data facts, tags and the task notes already logged. Starting a
+    top-level run also ends as KILLED its experiment's runs left RUNNING by a dead process of this host
+    (``mark_orphaned``)."""
     if urlsplit(uri).password:  # MLflow prints "View run" links with the URI's credentials in them
         os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
     run = TrackedRun.start(
@@ -76,6 +79,8 @@ def start_run(
         run_tags(cfg, fp, kind),
         parent_run_id,
     )
+    if parent_run_id is None:  # a sweep's child runs belong to a process already checked at its parent's start
+        mark_orphaned(run.client, [run.experiment_id])
     try:
         run.params(run_params(cfg, task, fp))
         run.text(yaml.safe_dump(shareable(cfg).model_dump(), sort_keys=False), "config.yaml")

@@ -9,6 +9,7 @@ from typing import Any
 
 from cityagent.errors import TrackingUnreachable
 from cityagent.health import unreachable
+from cityagent.training.orphans import process_tags
 from cityagent.training.tracking import client_for, experiment_id, finite, param_value
 
 BATCH = 100  # MLflow accepts at most 100 params / 1000 metrics per log_batch call
@@ -21,10 +22,11 @@ class TrackedRun:
     Args:
         client: an ``MlflowClient``.
         run_id: the run.
+        experiment_id: its experiment, when known.
     """
 
-    def __init__(self, client: Any, run_id: str):
-        self.client, self.run_id = client, run_id
+    def __init__(self, client: Any, run_id: str, experiment_id: str | None = None):
+        self.client, self.run_id, self.experiment_id = client, run_id, experiment_id
         self.logged: set[str] = set()  # artifact paths stored so far
 
     def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -62,13 +64,15 @@ class TrackedRun:
         tags: dict[str, str] | None = None,
         parent_run_id: str | None = None,
     ) -> "TrackedRun":
-        """Create a run in ``experiment`` (created if missing) on the store at ``uri`` (default store if None)."""
+        """Create a run in ``experiment`` (created if missing) on the store at ``uri`` (default store if None),
+        tagged with this process (host, pid, start time) so a run left RUNNING when it dies can be found."""
         client = client_for(uri)
-        tags = dict(tags or {})
+        tags = process_tags() | dict(tags or {})
         if parent_run_id:
             tags["mlflow.parentRunId"] = parent_run_id
-        run = client.create_run(experiment_id(client, experiment), run_name=run_name, tags=tags)
-        return cls(client, run.info.run_id)
+        exp = experiment_id(client, experiment)
+        run = client.create_run(exp, run_name=run_name, tags=tags)
+        return cls(client, run.info.run_id, exp)
 
     @property
     def artifact_uri(self) -> str:
