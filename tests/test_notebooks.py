@@ -21,6 +21,8 @@ NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 TIMEOUT_S = 300  # per cell; a notebook that needs more is too big for CI
 NEEDS_SHARED_DATA = {"01_explore_hub", "04_risk_chicago"}
 SLOW = {"05_forecast_intervals"}  # over ~1 min on 2 cores (4 fits): keeps the default suite under ~15 min
+# tqdm.auto's warning in a kernel without ipywidgets (`import mlflow` imports tqdm.auto); the notebook extra fixes it
+NO_WIDGETS = ("TqdmWarning", "IProgress not found")
 
 
 def _strip_module():
@@ -28,6 +30,24 @@ def _strip_module():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def _printed(nb: nbformat.NotebookNode) -> list[tuple[int, str]]:
+    """``(cell index, text)`` of every cell output a reader sees as text: streams, plain-text results, tracebacks."""
+    texts = []
+    for i, cell in enumerate(nb.cells):
+        for o in cell.get("outputs", []):
+            text = o.get("text") or o.get("data", {}).get("text/plain") or "\n".join(o.get("traceback", []))
+            texts.append((i, "".join(text) if isinstance(text, list) else text))
+    return texts
+
+
+def _no_widgets_warning(nb: nbformat.NotebookNode) -> str | None:
+    """What is wrong when a cell printed tqdm's no-ipywidgets warning, else None."""
+    for i, text in _printed(nb):
+        if any(marker in text for marker in NO_WIDGETS):
+            return f"cell {i} printed tqdm's 'IProgress not found': install the notebook extra (ipywidgets):\n{text}"
+    return None
 
 
 def _params():
@@ -59,12 +79,23 @@ def test_notebook_runs_top_to_bottom(path, tmp_path, monkeypatch, request):
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
     assert not errors, f"{path.name}: {errors[0]['ename']}: {errors[0]['evalue']}"
     assert all(c.execution_count for c in nb.cells if c.cell_type == "code"), "a code cell did not run"
+    assert not (problem := _no_widgets_warning(nb)), f"{path.name}: {problem}"
     assert (tmp_path / "home").is_dir(), "the notebook did not use the CITYAGENT_HOME it was given"
     print(f"{path.name}: {time.perf_counter() - t0:.1f} s")
 
 
 def test_there_are_notebooks():
     assert {p.stem for p in NOTEBOOKS} >= {"01_explore_hub", "02_train_traffic", "03_export_serve", "04_risk_chicago"}
+
+
+def test_a_missing_ipywidgets_warning_is_caught():
+    nb = nbformat.v4.new_notebook()
+    warned = ".venv/lib/python3.11/site-packages/tqdm/auto.py:21: TqdmWarning: IProgress not found. Please update"
+    nb.cells = [nbformat.v4.new_code_cell("import mlflow"), nbformat.v4.new_code_cell("print('fine')")]
+    nb.cells[1].outputs = [nbformat.v4.new_output("stream", name="stdout", text="fine\n")]
+    assert _no_widgets_warning(nb) is None
+    nb.cells[0].outputs = [nbformat.v4.new_output("stream", name="stderr", text=[warned, "\n"])]
+    assert _no_widgets_warning(nb).startswith("cell 0 printed tqdm's 'IProgress not found'")
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
