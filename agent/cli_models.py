@@ -76,9 +76,26 @@ def versions_table(rows: list[VersionRow]) -> Table:
         table.add_column(header, overflow="fold", justify="right" if header == "ver" else "left")
     for r in rows:
         created = r.created.strftime("%Y-%m-%d\n%H:%M UTC") if r.created else "-"
-        aliases = "\n".join(r.aliases) or "-"
+        aliases = "\n".join(f"{a} (unrecorded)" if a in r.unrecorded else a for a in r.aliases) or "-"
         table.add_row(r.name, r.version, aliases, _metrics(r.metrics, "test_"), created, (r.run_id or "-")[:8])
     return table
+
+
+def unrecorded_notes(rows: list[VersionRow]) -> list[str]:
+    """One line per model whose table marks an alias ``(unrecorded)``: what it means and what to run."""
+    moved: dict[str, list[str]] = {}
+    for r in rows:
+        moved.setdefault(r.name, []).extend(f"{a} (v{r.version})" for a in r.unrecorded)
+    notes = []
+    for name, aliases in moved.items():
+        if aliases:
+            verb, them = ("are", "them") if len(aliases) > 1 else ("is", "it")
+            notes.append(
+                f"{name}: {', '.join(aliases)} {verb} not where the last recorded move put {them} (moved outside "
+                f"cityagent, e.g. in MLflow's UI, or a move cut short); `cityagent models history {name}` shows the "
+                "move, and the next promote or rollback records it."
+            )
+    return notes
 
 
 def _move(m: Move) -> str:
@@ -119,6 +136,8 @@ def list_cmd(
         console.print("no registered models yet; train and export a run (cityagent export RUN_ID).")
         return
     console.print(versions_table(rows))
+    for note in unrecorded_notes(rows):
+        console.print(note, highlight=False, soft_wrap=True)
 
 
 @models_app.command("promote")

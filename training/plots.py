@@ -77,12 +77,14 @@ def forecast_figure(
     undrawn = False
     axes = fig.subplots(len(picks), 1, squeeze=False)[:, 0]
     for ax, i in zip(axes, picks, strict=True):
-        ax.plot(t, np.where(mask[:, 0, i], y[:, 0, i], np.nan), color="black", lw=1.2, label="actual")
+        actual = np.where(mask[:, 0, i], y[:, 0, i], np.nan)
+        ax.plot(*broken_at_gaps(t, actual), color="black", lw=1.2, label="actual")
         for h in steps:
             ahead = lead_text(leads[h]) if leads is not None else f"{h + 1} {step_name}{'s' if h else ''}"
-            ax.plot(times[:, h], point[:, h, i], lw=1, label=f"forecast {ahead} ahead")
+            ax.plot(*broken_at_gaps(times[:, h], point[:, h, i]), lw=1, label=f"forecast {ahead} ahead")
         if pred.ndim == 4:
-            ax.fill_between(t, pred[:, 0, i, 0], pred[:, 0, i, -1], alpha=0.25, label="outer quantiles +1")
+            band = broken_at_gaps(t, pred[:, 0, i, 0], pred[:, 0, i, -1])
+            ax.fill_between(*band, alpha=0.25, label="outer quantiles +1")
         node = str(nodes[i])
         name = str(names[i]) if names is not None else node
         font = font_for(name) if name != node else None
@@ -103,6 +105,31 @@ def forecast_figure(
         fig.suptitle("; ".join(said), fontsize=9)
     axes[0].legend(fontsize=7, loc="upper right")
     return fig
+
+
+def broken_at_gaps(times: np.ndarray, *values: np.ndarray) -> tuple[np.ndarray, ...]:
+    """``(times, *values)`` with a NaN point in the middle of every gap wider than the series' step.
+
+    Operating-hours hubs (metro 06:00–24:00) have no slots at night, and skipped windows leave holes; matplotlib
+    would join the last point before such a gap to the first after it with a straight line, so the NaN breaks
+    lines and bands there instead. The step is the smallest spacing of ``times`` (the hub's step on any split
+    with two neighbouring samples).
+
+    Args:
+        times: ``[S]`` increasing timestamps, tz-aware Timestamps or datetime64.
+        values: ``[S]`` series drawn against ``times``.
+    """
+    index = pd.DatetimeIndex(times).as_unit("ns")
+    ns = index.asi8  # UTC nanoseconds, so a tz-aware index compares in absolute time
+    spacing = np.diff(ns)
+    positive = spacing[spacing > 0]
+    gaps = np.flatnonzero(spacing > positive.min()) if positive.size else np.empty(0, dtype=np.int64)
+    if not gaps.size:
+        return (np.asarray(times), *values)
+    at = gaps + 1  # each NaN point goes between the two samples around its gap
+    x = pd.DatetimeIndex(np.insert(ns, at, ns[gaps] + spacing[gaps] // 2).view("M8[ns]"))
+    x = x.tz_localize("UTC").tz_convert(index.tz) if index.tz is not None else x
+    return (x.to_numpy(), *(np.insert(np.asarray(v, dtype=np.float64), at, np.nan) for v in values))
 
 
 @functools.cache

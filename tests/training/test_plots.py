@@ -80,3 +80,47 @@ def test_metro_forecasts_are_in_riders_of_named_stations_over_operating_hours(sh
     names = task.extra["node_names"]
     assert len(names) == len(task.nodes) and names[0] != task.nodes[0]
     assert task.extra["operating_hours"] == "18 slots a day from 06:00"
+
+
+def operating_hours(days: int, nodes: int = 3, horizon: int = 3):
+    """Hourly metro slots 06:00–23:00 each day (no service at night), as an 18-slot operating-hours split's."""
+    day = pd.date_range("2017-05-01 06:00", periods=18, freq="1h", tz="Asia/Shanghai")
+    t = pd.DatetimeIndex(np.concatenate([(day + pd.Timedelta(days=d)).to_numpy() for d in range(days + 1)]))
+    samples = days * 18
+    times = t.to_numpy()[np.arange(samples)[:, None] + np.arange(horizon)[None, :]]  # [S, H], slots not hours
+    rng = np.random.default_rng(0)
+    y = rng.gamma(2.0, 50.0, size=(samples, horizon, nodes)).astype(np.float32)  # [S, H, N]
+    return times, y, np.ones_like(y, dtype=bool)
+
+
+def nan_breaks(line) -> list[pd.Timestamp]:
+    """Where a drawn line is broken by a NaN point (its x, in the city's clock)."""
+    x, v = np.asarray(line.get_xdata()), np.asarray(line.get_ydata(), dtype=np.float64)
+    return [pd.Timestamp(x[k]).tz_convert("Asia/Shanghai") for k in np.flatnonzero(np.isnan(v))]
+
+
+def test_lines_and_bands_break_over_the_closed_night_of_an_operating_hours_hub():
+    times, y, mask = operating_hours(days=3)
+    pred = np.stack([y * 0.8, y, y * 1.2], axis=-1)  # [S, H, N, Q]: the outer levels are a band
+    fig = drawn(forecast_figure(times, y, mask, pred, ["a", "b", "c"], step_name="operating-hours slot"))
+    lines = fig.axes[0].get_lines()
+    assert [ln.get_label() for ln in lines] == [
+        "actual",
+        "forecast 1 operating-hours slot ahead",
+        "forecast 3 operating-hours slots ahead",
+    ]
+    for line, nights in zip(lines, (2, 2, 3), strict=True):  # 3 slots ahead, the last evening's targets are tomorrow
+        breaks = nan_breaks(line)
+        assert len(breaks) == nights and all(0 <= b.hour < 6 for b in breaks), breaks  # one per night, inside it
+        assert len(line.get_xdata()) == 3 * 18 + nights
+    (band,) = fig.axes[0].collections
+    assert len(band.get_paths()) == 3  # one shaded patch per day, none across the night
+
+
+def test_a_contiguous_series_is_drawn_unbroken():
+    times, y, mask = hourly(days=3)
+    pred = np.stack([y * 0.8, y, y * 1.2], axis=-1)
+    fig = forecast_figure(times, y, mask, pred, ["a", "b", "c"])
+    for line in fig.axes[0].get_lines():
+        assert not nan_breaks(line) and len(line.get_xdata()) == 3 * 24
+    assert len(fig.axes[0].collections[0].get_paths()) == 1

@@ -161,6 +161,33 @@ def test_cli_list_promote_rollback_history(store):
     assert runner.invoke(models_app, ["promote", "cli-model", v2, *uri]).exit_code != 0  # --reason is required
 
 
+def test_models_list_flags_an_alias_moved_outside_cityagent_until_the_next_move_records_it(store):
+    v1, v2, v3 = add_versions(store, "moved-aside", [3.0, 2.0, 1.0])
+    runner, uri = CliRunner(env={"COLUMNS": "200"}), ["--tracking-uri", store.uri]
+    for version in (v1, v3):
+        promote("moved-aside", version, reason=f"v{version}", tracking_uri=store.uri)
+    rollback("moved-aside", reason="v3 drifts", tracking_uri=store.uri)  # champion back on v1, recorded
+    promote("moved-aside", v2, "challenger", reason="try", tracking_uri=store.uri)
+    assert all(not r.unrecorded for r in list_versions("moved-aside", tracking_uri=store.uri))
+    listed = runner.invoke(models_app, ["list", "moved-aside", *uri])
+    assert listed.exit_code == 0 and "champion" in listed.output and "unrecorded" not in listed.output, listed.output
+
+    store.client.set_registered_model_alias("moved-aside", "champion", v3)  # as MLflow's UI does: no history entry
+    rows = {r.version: r for r in list_versions("moved-aside", tracking_uri=store.uri)}
+    assert (rows[v3].aliases, rows[v3].unrecorded) == (["champion"], ["champion"])
+    assert (rows[v2].aliases, rows[v2].unrecorded) == (["challenger"], [])  # moved by cityagent: not flagged
+    listed = runner.invoke(models_app, ["list", "moved-aside", *uri])
+    assert listed.exit_code == 0 and "champion (unrecorded)" in listed.output, listed.output
+    assert "challenger (unrecorded)" not in listed.output
+    note = " ".join(listed.output.split())
+    assert f"moved-aside: champion (v{v3}) is not where the last recorded move put it" in note
+    assert "`cityagent models history moved-aside`" in note and "next promote or rollback records it" in note
+
+    promote("moved-aside", v2, reason="back to a recorded champion", tracking_uri=store.uri)  # records v3 first
+    assert all(not r.unrecorded for r in list_versions("moved-aside", tracking_uri=store.uri))
+    assert "unrecorded" not in runner.invoke(models_app, ["list", "moved-aside", *uri]).output
+
+
 def test_export_command_fails_cleanly_on_an_unknown_run(store):
     app = Typer()
     app.command("export")(export_command)

@@ -99,6 +99,11 @@ def unrecorded_moves(model: RegisteredModel, moves: list[Move]) -> list[Move]:
     return found
 
 
+def unrecorded_aliases(model: RegisteredModel) -> set[str]:
+    """The aliases of ``model`` that ``history`` shows as ``unrecorded`` (moved outside cityagent, or cut short)."""
+    return {m.alias for m in unrecorded_moves(model, _recorded(model))}
+
+
 def moves_and_unrecorded(client: MlflowClient, name: str) -> list[Move]:
     """The recorded moves of ``name`` followed by its ``unrecorded`` ones, oldest first (nothing is written)."""
     model = get_registered_model(client, name)

@@ -8,6 +8,7 @@ from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
+from cityagent.training.registry.history import unrecorded_aliases
 from cityagent.training.registry.store import (
     get_client,
     get_registered_model,
@@ -32,6 +33,9 @@ class VersionRow:
         metrics: key metrics of its training run (``test_mae``, ``test_rmse``, ...), real units.
         created: creation time, UTC.
         run_id: the training run it came from, or None.
+        unrecorded: those of ``aliases`` not where the last recorded move of them put them (set in MLflow's UI or
+            by a client directly, or a move cut short); ``cityagent models history`` shows the move as
+            ``unrecorded`` and the next promote or rollback records it.
     """
 
     name: str
@@ -40,6 +44,7 @@ class VersionRow:
     metrics: dict[str, float] = field(default_factory=dict)
     created: datetime | None = None
     run_id: str | None = None
+    unrecorded: list[str] = field(default_factory=list)
 
 
 def key_metrics(client: MlflowClient, run_id: str | None) -> dict[str, float]:
@@ -72,18 +77,22 @@ def list_versions(name: str | None = None, *, tracking_uri: str | None = None) -
     names = [name] if name is not None else known_models(client)
     rows = []
     for n in names:
+        model = get_registered_model(client, n)
+        off_log = unrecorded_aliases(model)
         by_version: dict[str, list[str]] = {}
-        for alias, v in get_registered_model(client, n).aliases.items():
+        for alias, v in model.aliases.items():
             by_version.setdefault(str(v), []).append(alias)
         for mv in list_model_versions(client, n):
+            aliases = sorted(by_version.get(str(mv.version), []))
             rows.append(
                 VersionRow(
                     name=n,
                     version=str(mv.version),
-                    aliases=sorted(by_version.get(str(mv.version), [])),
+                    aliases=aliases,
                     metrics=version_metrics(client, mv),
                     created=datetime.fromtimestamp(mv.creation_timestamp / 1000, tz=UTC),
                     run_id=mv.run_id,
+                    unrecorded=[a for a in aliases if a in off_log],
                 )
             )
     return rows
