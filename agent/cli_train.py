@@ -132,7 +132,7 @@ def train(
     overrides: list[str] = typer.Argument(
         None,
         help="Config overrides as key=value, e.g. train.max_epochs=3; another model: model.name=tgcn "
-        "model.params={} (its defaults).",
+        "model.params={} (its defaults); a model of your own: model.module=my_models model.name=NAME.",
     ),
     config: Path = typer.Option(None, help="A YAML config (default: configs/<task>.yaml)."),
     hub: str = typer.Option(None, help="Hub location (default: the synthetic city under $CITYAGENT_HOME)."),

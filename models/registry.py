@@ -54,8 +54,9 @@ def register(name: str, domain: str, kind: str = "deep") -> Callable[[B], B]:
         raise ValueError(f"register({name!r}): domain must be one of {DOMAINS} and kind one of {KINDS}.")
 
     def wrap(builder: B) -> B:
-        if name in _REGISTRY and _REGISTRY[name].builder is not builder:
-            raise ValueError(f"model name {name!r} is registered twice.")
+        if name in _REGISTRY and not _same_definition(_REGISTRY[name].builder, builder):
+            first = _where(_REGISTRY[name].builder)
+            raise ValueError(f"model name {name!r} is registered twice ({first} and {_where(builder)}); rename one.")
         sig = inspect.signature(builder)
         for p in sig.parameters.values():
             if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD, p.POSITIONAL_ONLY):
@@ -75,6 +76,19 @@ def register(name: str, domain: str, kind: str = "deep") -> Callable[[B], B]:
         return builder
 
     return wrap
+
+
+def _where(builder: Callable[..., Any]) -> str:
+    return f"{getattr(builder, '__module__', '?')}.{getattr(builder, '__qualname__', builder)}"
+
+
+def _same_definition(old: Callable[..., Any], new: Callable[..., Any]) -> bool:
+    """The same top-level class or function defined again (a re-run notebook cell, a reloaded module, a copy
+    unpickled in a Ray worker), which replaces its entry; definitions inside a function cannot be told apart."""
+    module, qualname = (getattr(new, "__module__", None), getattr(new, "__qualname__", None))
+    top_level = qualname is not None and "<locals>" not in qualname
+    same = (module, qualname) == (getattr(old, "__module__", None), getattr(old, "__qualname__", None))
+    return old is new or (top_level and same)
 
 
 def list_models(domain: str | None = None) -> list[str]:
@@ -163,6 +177,12 @@ def build_model(name: str, **params: Any) -> Any:
     if params.get("quantiles") is not None and "quantiles" not in info.common:
         raise ConfigError(f"model {name!r} cannot predict quantiles; drop 'quantiles' or pick another model.")
     missing = [r for r in info.required if r not in params]
+    own = [r for r in missing if r not in COMMON_PARAMS]
+    if own:  # a builder (of a user's own model) without a default for a hyperparameter
+        raise ConfigError(
+            f"model {name!r} needs model.params {_quoted(own)}: its builder has no default for them; set them, "
+            f"e.g. model.params.{own[0]}=…"
+        )
     if missing:
         raise ConfigError(f"model {name!r} needs {', '.join(missing)}; the task should supply them.")
     checked = check_common(params)  # every common param passed is checked, used or not

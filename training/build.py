@@ -6,6 +6,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
+from torch import nn
 
 from cityagent.errors import ConfigError
 from cityagent.hub.protocols import TaskData
@@ -105,6 +107,8 @@ def check_buildable(
         built = build_model(model.name, **params)
         if hasattr(built, "check_params"):  # classical models: scikit-learn checks its params only in fit()
             built.check_params()
+        if isinstance(built, nn.Module):
+            check_forward(task, built, model.name, quantiles)
     except ConfigError as e:
         if not note:
             raise
@@ -115,3 +119,32 @@ def check_buildable(
             f"model {model.name!r} cannot be built from model.params {dict(model.params)}: {why}; check each value's "
             "type and range (docs/configuration.md lists them)"
         ) from e
+
+
+def check_forward(task: TaskData, net: nn.Module, name: str, quantiles: Sequence[float] | None = None) -> None:
+    """One forward pass of ``net`` on two of the task's windows, so a model that breaks the contract (``x [B, T_in, N,
+    F]`` → ``[B, H, N]``, or ``[B, H, N, Q]`` with quantiles) is a ConfigError saying so, before an MLflow run opens,
+    not a shape error deep inside the loss or Lightning."""
+    split = next((s for s in (task.train, task.val, task.test) if len(s)), None)
+    if split is None:
+        return
+    x, y, _ = split.batch(np.arange(min(2, len(split))))  # [B, T_in, N, F], [B, H, N]: what the loss compares
+    x = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    want = [*y.shape, *([len(quantiles)] if quantiles else [])]
+    contract = (
+        "a model's forward takes one tensor x [B, T_in, N, F] (batch, input steps, nodes, features; scaled) and "
+        f"returns [B, H, N{', Q' if quantiles else ''}] (H: horizon steps{', Q: quantile levels' if quantiles else ''})"
+    )
+    try:
+        with torch.no_grad():
+            out = scaled(task, net.eval()).forward_scaled(x)
+    except ConfigError:
+        raise
+    except Exception as e:  # any error of the model's own code: said with the shapes it was given
+        why = (str(e).strip().splitlines() or [""])[0]
+        raise ConfigError(
+            f"model {name!r} failed on x of shape {list(x.shape)} ({type(e).__name__}: {why}); {contract}"
+        ) from e
+    got = list(out.shape) if isinstance(out, torch.Tensor) else f"a {type(out).__name__}"
+    if got != want:
+        raise ConfigError(f"model {name!r} returned {got} for x of shape {list(x.shape)}, not {want}; {contract}")

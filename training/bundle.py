@@ -12,8 +12,9 @@ import numpy as np
 import torch
 
 from cityagent.errors import CityAgentError
-from cityagent.models.registry import build_model
+from cityagent.models.registry import ModelInfo, build_model, model_info
 from cityagent.models.scaled import ScaledModel
+from cityagent.models.user_models import ensure_registered
 
 BUNDLE_FILE = "model.pt"
 PAYLOAD_KEYS = ("model_name", "build_params", "state_dict", "x_scaler", "y_scaler", "meta")
@@ -41,7 +42,8 @@ class ModelBundle:
         state_dict: weights of the ``ScaledModel`` (net + scaling buffers).
         x_scaler, y_scaler: ``Scaler.to_dict()`` of the input features and the target.
         meta: task facts for serving: task, domain, dataset, protocol, nodes, step, input_len, horizon,
-            input_offsets, target_offsets, feature_names, units, quantiles, eval_mask, run_id.
+            input_offsets, target_offsets, feature_names, units, quantiles, eval_mask, run_id, model_module (the
+            module that registered a model of the user's own, ``__main__`` for a notebook's; None for cityagent's).
     """
 
     model_name: str
@@ -51,6 +53,11 @@ class ModelBundle:
     y_scaler: dict[str, Any]
     meta: dict[str, Any] = field(default_factory=dict)
 
+    def model_info(self) -> ModelInfo:
+        """The registry entry of its model; a model of the user's own is registered first (in a new process)."""
+        ensure_registered(self.model_name, self.meta.get("model_module"))
+        return model_info(self.model_name)
+
     def build(self) -> ScaledModel:
         """The trained real-unit model, in eval mode (torch models only)."""
         if self.meta.get("estimator"):
@@ -58,6 +65,7 @@ class ModelBundle:
                 f"{self.model_name} is a scikit-learn model: load {self.meta['estimator']} beside this bundle with "
                 "cityagent.training.classical.ClassicalPredictor.load instead"
             )
+        self.model_info()  # registers a model of the user's own first
         net = build_model(self.model_name, **self.build_params)
         model = ScaledModel(
             net, self.x_scaler["scale"], self.x_scaler["offset"], self.y_scaler["scale"][0], self.y_scaler["offset"][0]

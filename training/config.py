@@ -157,10 +157,26 @@ class TaskConfig(Strict):
 
 
 class ModelConfig(Strict):
-    """Which model: a registry name and its hyperparameters."""
+    """Which model: a registry name, the module of your own that registers it, and its hyperparameters."""
 
     name: str = "gru"
+    module: str | None = Field(
+        None, description="a module to import first, whose @register adds model.name (a model of your own)"
+    )
     params: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _import_module(cls, data: Any) -> Any:
+        module = data.get("module") if isinstance(data, dict) else None
+        if isinstance(module, str) and module:  # imported before model.name is checked, in every process that reads it
+            from cityagent.models.user_models import import_models
+
+            try:
+                import_models(module)
+            except ConfigError as e:
+                raise KeyProblem("module", str(e)) from e
+        return data
 
     @field_validator("name")
     @classmethod
@@ -169,7 +185,10 @@ class ModelConfig(Strict):
         if name not in names:  # worded as the registry words it (model_info)
             near = nearest(name, names)
             hint = f" Did you mean {near!r}?" if near else ""
-            raise ValueError(f"unknown model {name!r}.{hint} Valid models: {', '.join(names)}.")
+            raise ValueError(
+                f"unknown model {name!r}.{hint} Valid models: {', '.join(names)}. A model of your own: set "
+                "model.module to the module that registers it"
+            )
         return name
 
 

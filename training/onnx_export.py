@@ -16,7 +16,6 @@ import torch
 
 from cityagent.errors import CityAgentError
 from cityagent.models.classical.tree_module import ML_DOMAIN, ML_OPSET, TreeEnsemble
-from cityagent.models.registry import model_info
 from cityagent.models.scaled import ScaledModel
 from cityagent.training.bundle import ModelBundle
 from cityagent.training.classical import ClassicalPredictor
@@ -96,7 +95,7 @@ def build_onnx(
     """
     if not (isinstance(tolerance, int | float) and math.isfinite(tolerance) and tolerance >= 0):
         raise ExportError(f"tolerance={tolerance!r} is not a relative difference; pass a number ≥ 0, e.g. 1e-4.")
-    classical = model_info(bundle.model_name).kind == "classical"
+    classical = bundle.model_info().kind == "classical"
     if classical and estimator is None:
         raise ExportError(
             f"{bundle.model_name!r} is a classical estimator: export it with its fitted estimator "

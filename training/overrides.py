@@ -1,5 +1,6 @@
 """Config + keyword overrides → one validated RunConfig (what ``fit(cfg, train__max_epochs=3)`` accepts)."""
 
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,24 @@ def resolve_config(config: ConfigLike, overrides: Mapping[str, Any]) -> RunConfi
                 f"override {key!r} is not section.key; write e.g. train__max_epochs=3 or train={{'max_epochs': 3}}"
             )
     if isinstance(config, RunConfig):
-        return load_config(None, dotted, **config.model_dump())
-    if isinstance(config, Mapping):
-        return load_config(None, dotted, **{k: dict(v) for k, v in config.items()})
-    return load_config(config, dotted)
+        cfg = load_config(None, dotted, **config.model_dump())
+    elif isinstance(config, Mapping):
+        cfg = load_config(None, dotted, **{k: dict(v) for k, v in config.items()})
+    else:
+        cfg = load_config(config, dotted)
+    return with_model_module(cfg)
+
+
+def with_model_module(cfg: RunConfig) -> RunConfig:
+    """``cfg`` with ``model.module`` naming the module that registered a model of the user's own (when importable,
+    not ``__main__``), so the run's logged config rebuilds it anywhere: Ray workers, ``cityagent evaluate``, a retrain.
+    """
+    registry = sys.modules.get("cityagent.models.registry")  # not imported: no model was registered at run time
+    if cfg.model.module or registry is None:
+        return cfg
+    from cityagent.models.user_models import MAIN, user_module
+
+    module = user_module(cfg.model.name)
+    if module in (None, MAIN):
+        return cfg
+    return cfg.model_copy(update={"model": cfg.model.model_copy(update={"module": module})})

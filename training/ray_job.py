@@ -21,6 +21,7 @@ import lightning.pytorch as pl
 from cityagent.errors import CityAgentError
 from cityagent.home import home_dir
 from cityagent.hub.protocols import TaskData
+from cityagent.models.user_models import adopt, main_model
 from cityagent.training.build import build_params
 from cityagent.training.config import RunConfig
 from cityagent.training.engine import (
@@ -49,6 +50,7 @@ def train_worker(config: dict[str, Any]) -> None:
     task: TaskData = config["task"]
     if isinstance(task, ray.ObjectRef):
         task = ray.get(task)
+    adopt(config.get("model"))  # a model registered in the driver's notebook or script, before its name is checked
     if config.get("pg_file") and ray.train.get_context().get_world_rank() == 0:
         group = ray.util.get_current_placement_group()  # so Tune can release it if it stops this run
         if group is not None:
@@ -203,7 +205,13 @@ def train_ray(
     watch = PlacementWatch(ray.get_runtime_context().get_job_id())
     watch.start()
     try:
-        loop_config = {"task": ray.put(task), "cfg": cfg.model_dump(), "callbacks": list(callbacks), "stop": None}
+        loop_config = {
+            "task": ray.put(task),
+            "cfg": cfg.model_dump(),
+            "model": main_model(cfg.model.name),
+            "callbacks": list(callbacks),
+            "stop": None,
+        }
         if on_epoch is not None:
             loop_config["stop"] = flag = ray.remote(num_cpus=0)(_StopFlag).remote()
             feed = _EpochFeed(log_file, on_epoch, loop_config["stop"])

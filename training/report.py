@@ -15,6 +15,7 @@ import pandas as pd
 from cityagent.hub.feature_facts import input_facts
 from cityagent.hub.protocols import TaskData
 from cityagent.models.registry import model_info
+from cityagent.models.user_models import user_module
 from cityagent.training.bundle import BUNDLE_FILE, ModelBundle
 from cityagent.training.config import RunConfig
 from cityagent.training.data import predict_split
@@ -68,6 +69,7 @@ def bundle_meta(cfg: RunConfig, task: TaskData, fp: HubFingerprint, run_id: str,
         "eval_mask": [bool(v) for v in task.eval_mask],
         "run_id": run_id,
         "model_kind": kind,
+        "model_module": cfg.model.module or user_module(cfg.model.name),  # where a model of the user's own lives
         "hub_fingerprint": fp.sha256,
         "grid": task.extra.get("grid"),
         **input_facts(task.feature_names, task.train.x, _zone(task)),

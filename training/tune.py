@@ -13,6 +13,7 @@ from typing import Any
 from cityagent.errors import CityAgentError, ConfigError
 from cityagent.hub.protocols import TaskData
 from cityagent.models.registry import model_info
+from cityagent.models.user_models import main_model
 from cityagent.training.build import build_params, check_buildable
 from cityagent.training.callable_module import make_callable
 from cityagent.training.config import RunConfig
@@ -106,7 +107,10 @@ def _search(cfg: RunConfig, task: TaskData, samples: int, space: dict[str, Any],
     release_dir = Path(storage_path()) / name / "placement_groups"
     release_dir.mkdir(parents=True, exist_ok=True)
     trainable = tune.with_resources(
-        tune.with_parameters(run_trial, task=task, base=cfg.model_dump(), release_dir=str(release_dir)), resources
+        tune.with_parameters(
+            run_trial, task=task, base=cfg.model_dump(), release_dir=str(release_dir), model=main_model(cfg.model.name)
+        ),
+        resources,
     )
     scheduler = ASHAScheduler(
         time_attr="training_iteration",

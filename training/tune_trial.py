@@ -10,6 +10,8 @@ from typing import Any
 import lightning.pytorch as pl
 
 from cityagent.hub.protocols import TaskData
+from cityagent.models.registry import ModelInfo
+from cityagent.models.user_models import adopt
 from cityagent.training.config import RunConfig, load_config
 from cityagent.training.engine import (
     early_stopping,
@@ -78,8 +80,12 @@ def release_callback(folder: str) -> Any:
     return ReleaseStoppedRuns()
 
 
-def run_trial(trial: dict[str, Any], task: TaskData, base: dict[str, Any], release_dir: str = "") -> None:
-    """One Tune trial: in-process Lightning, or a Ray Train run whose reports flow up to Tune."""
+def run_trial(
+    trial: dict[str, Any], task: TaskData, base: dict[str, Any], release_dir: str = "", model: ModelInfo | None = None
+) -> None:
+    """One Tune trial: in-process Lightning, or a Ray Train run whose reports flow up to Tune; ``model`` is a model
+    registered in the driver's ``__main__`` (``main_model``), registered here and sent on to the workers."""
+    adopt(model)
     cfg = trial_config(base, trial)
     if cfg.train.workers == 0:
         set_threads(cfg, worker=True)
@@ -99,7 +105,7 @@ def run_trial(trial: dict[str, Any], task: TaskData, base: dict[str, Any], relea
     pg_file = release_file(release_dir, tune.get_context().get_trial_id())
     TorchTrainer(
         train_worker,
-        train_loop_config={"task": ray.put(task), "cfg": cfg.model_dump(), "pg_file": str(pg_file)},
+        train_loop_config={"task": ray.put(task), "cfg": cfg.model_dump(), "pg_file": str(pg_file), "model": model},
         scaling_config=ScalingConfig(
             num_workers=cfg.train.workers, resources_per_worker={"CPU": cfg.train.cpus_per_worker}
         ),

@@ -1,0 +1,75 @@
+"""A model of your own on 2 Ray workers, which are other processes: one registered in a script's ``__main__`` (as in a
+notebook), and one in a module that ``cityagent train ... model.module=...`` names.
+
+Each runs in a process of its own, as a user's would (a test module is not ``__main__``, and its registry is not a new
+shell's). Kept tiny (6 nodes, 1 epoch of 1 batch) so they fit in CI on 2 cores; run them one at a time.
+"""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("shared_mlflow_store")]
+
+OWN_MODEL = '''
+import torch
+from torch import nn
+
+from cityagent.models import register
+
+
+@register("{name}", domain="traffic")
+class NodeMLP(nn.Module):
+    """An MLP over each node's input window (shared by all nodes)."""
+
+    def __init__(self, input_len: int, in_features: int, horizon: int, hidden: int = 8):
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Linear(input_len * in_features, hidden), nn.ReLU(), nn.Linear(hidden, horizon))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, n, f = x.shape
+        x = x.permute(0, 2, 1, 3).reshape(b, n, t * f)  # [B, N, T*F]
+        return self.mlp(x).transpose(1, 2)  # [B, H, N]
+'''
+QUICK = [
+    "task.params.input_len=6",
+    "task.params.horizon=3",
+    "model.params={}",
+    "train.max_epochs=1",
+    "train.limit_train_batches=1",
+    "train.max_failures=0",
+]
+FIT = """
+import sys
+
+from cityagent.training import fit
+
+quick = {"task.params": {"input_len": 6, "horizon": 3}, "train.max_epochs": 1, "train.limit_train_batches": 1}
+ray = {"train.workers": 2, "train.max_failures": 0}
+result = fit(None, **quick, **ray, **{"task.hub": sys.argv[1], "model.name": "main_mlp"}, progress=False)
+print("MODE", result.info["mode"], result.info["workers"], "EXPORT", result.info["export"])
+"""
+
+
+def run(args: list[str], cwd: Path) -> str:
+    done = subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
+    return done.stdout
+
+
+def test_a_model_registered_in_main_trains_on_two_ray_workers(tiny_hub, tmp_path):
+    script = tmp_path / "notebook.py"
+    script.write_text(OWN_MODEL.format(name="main_mlp") + FIT)
+    out = run([sys.executable, str(script), str(tiny_hub)], tmp_path)
+    assert "MODE ray 2 EXPORT done: models:/traffic-" in out  # trained on Ray, exported with parity, registered
+
+
+def test_cli_trains_a_model_module_on_two_ray_workers(tiny_hub, tmp_path):
+    (tmp_path / "my_models.py").write_text(OWN_MODEL.format(name="module_mlp"))
+    cli = shutil.which("cityagent", path=str(Path(sys.executable).parent)) or "cityagent"
+    model = ["model.name=module_mlp", "model.module=my_models"]  # my_models.py in the working directory
+    out = run([cli, "train", "traffic", "--hub", str(tiny_hub), "--workers", "2", *model, *QUICK], tmp_path)
+    assert "trained module_mlp" in out and "export done: models:/traffic-" in out
