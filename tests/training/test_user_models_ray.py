@@ -54,6 +54,18 @@ print("MODE", result.info["mode"], result.info["workers"], "EXPORT", result.info
 """
 
 
+TUNE = """
+import sys
+
+from cityagent.training import tune
+
+quick = {"task.params": {"input_len": 6, "horizon": 3}, "train.max_epochs": 1, "train.limit_train_batches": 1}
+space = {"model.params.hidden": [4, 8]}  # the model's own hyperparameter, searched
+best = tune(None, 2, space, **quick, **{"train.workers": 0, "task.hub": sys.argv[1], "model.name": "tuned_mlp"})
+print("TRIALS", best.info.get("parent_run_id") is not None, "EXPORT", best.info["export"])
+"""
+
+
 def run(args: list[str], cwd: Path) -> str:
     done = subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
@@ -73,3 +85,11 @@ def test_cli_trains_a_model_module_on_two_ray_workers(tiny_hub, tmp_path):
     model = ["model.name=module_mlp", "model.module=my_models"]  # my_models.py in the working directory
     out = run([cli, "train", "traffic", "--hub", str(tiny_hub), "--workers", "2", *model, *QUICK], tmp_path)
     assert "trained module_mlp" in out and "export done: models:/traffic-" in out
+
+
+def test_a_sweep_of_a_model_registered_in_main_runs_its_trials_in_ray_processes(tiny_hub, tmp_path):
+    """Tune's trials are Ray actors (other processes) even in-process: the notebook's model travels to each."""
+    script = tmp_path / "notebook.py"
+    script.write_text(OWN_MODEL.format(name="tuned_mlp") + TUNE)
+    out = run([sys.executable, str(script), str(tiny_hub)], tmp_path)
+    assert "TRIALS True EXPORT done: models:/traffic-" in out, out[-2000:]
