@@ -127,7 +127,7 @@ def listen(
             ),
         )
     console.print(
-        f"[green]{stats.accepted}[/] reading(s) appended in {len(stats.files)} file(s) from {stats.messages} "
+        f"[green]{stats.accepted}[/] reading(s) appended in {stats.files} file(s) from {stats.messages} "
         f"message(s); [yellow]{stats.rejected}[/] rejected"
         + (f" → {Path(hub) / FOLDER} ({dict(stats.reasons)})" if stats.rejected else "")
     )

@@ -45,7 +45,7 @@ class ListenStats:
     readings: int = 0
     accepted: int = 0
     rejected: int = 0
-    files: list[Path] = field(default_factory=list)
+    files: int = 0  # part files written: a count, as a list of them would grow for as long as the listener runs
     reasons: Counter = field(default_factory=Counter)
 
 
@@ -115,7 +115,7 @@ class _Batcher:
                     items[i].origin.kind, items[i].origin.reason = kind, reason
                     self.rejections.append(items[i].origin)
                 self.stats.accepted += result.accepted
-                self.stats.files += result.written
+                self.stats.files += len(result.written)
         except OSError as e:  # full or read-only: the listener stops, a durable session gets them again
             raise _NotWritten(e) from e
         except Exception as e:  # a hub that cannot take readings at all: keep them as dead letters, then stop

@@ -2,7 +2,8 @@
 
 The manifest, the sensor/zone ids, each streamed table's columns and grid origin, and per local date the keys
 already written and each node's newest timestamp. Dates are loaded on first use (key columns only), so a hub of
-many days costs only the days that readings arrive for.
+many days costs only the days that readings arrive for, and only the two dates used last stay loaded between
+batches.
 """
 
 import json
@@ -17,6 +18,10 @@ from cityagent.errors import HubError
 from cityagent.hub.files import bad_manifest
 from cityagent.hub.hub import MANIFEST, HubMeta
 from cityagent.hub.schema import TABLES
+
+# dates whose keys stay in memory per table: today's and yesterday's (readings straddle midnight); an older date is
+# read again from its parts when a reading for it comes, so a listener running for weeks holds two days, not weeks
+KEEP_DATES = 2
 
 
 @dataclass
@@ -125,7 +130,8 @@ class LiveHub:
 
     def date_keys(self, table: str, date: str) -> DateKeys:
         """Keys already written for ``table`` on local ``date`` (``YYYY-MM-DD``), loaded on first use."""
-        if (table, date) not in self._dates:
+        found = self._dates.pop((table, date), None)  # put back last: the dict runs from least to most recently used
+        if found is None:
             found = DateKeys()
             node = TABLES[table].node_column if TABLES[table].node_column in TABLES[table].required else None
             for part in self.parts(table, date):
@@ -133,5 +139,12 @@ class LiveHub:
                 df = pq.read_table(part, columns=cols).to_pandas()
                 nodes = df[node].astype(str).to_numpy() if node else np.full(len(df), "")
                 found.add(nodes, utc_ns(df["ts"]))
-            self._dates[(table, date)] = found
-        return self._dates[(table, date)]
+        self._dates[(table, date)] = found
+        return found
+
+    def forget_old_dates(self, table: str) -> None:
+        """Keep only the ``KEEP_DATES`` dates of ``table`` used last; called between batches, so one batch spanning
+        more dates than that is checked without reading a date's parts twice."""
+        held = [key for key in self._dates if key[0] == table]
+        for key in held[: max(0, len(held) - KEEP_DATES)]:
+            del self._dates[key]

@@ -274,6 +274,10 @@ class Agent:
         In the long-running loop a cycle that fails as a whole (e.g. an unreadable hub) is reported and the next
         one runs; with ``once``, or for an ``at`` off the hub's grid, the error is raised.
 
+        Returns:
+            The reports of a bounded run (``once`` or ``max_cycles``); an endless run (until ``stop``) returns none
+            and keeps none, so its memory stays flat for weeks: take each report in ``on_cycle``.
+
         Raises:
             HubBusy: another agent runs on the same hub (it would decide the same windows side by side).
         """
@@ -303,14 +307,18 @@ class Agent:
         max_cycles: int | None,
         on_cycle: Callable[[CycleReport], None] | None,
     ) -> list[CycleReport]:
+        # only a bounded run returns its reports: an endless one would hold every cycle's decisions for weeks
+        keep = once or max_cycles is not None
         reports: list[CycleReport] = []
         cycles = 0
         while True:
             t0, cycles = time.monotonic(), cycles + 1
             try:
-                reports.append(self.cycle(at=at))
+                report = self.cycle(at=at)
+                if keep:
+                    reports.append(report)
                 if on_cycle:
-                    on_cycle(reports[-1])
+                    on_cycle(report)
             except OffGrid:
                 raise  # a replay time between steps stays between them: no cycle can succeed
             except CityAgentError as e:

@@ -51,6 +51,15 @@ def append_batch(
             Readings from the past (replays of history) are fine.
         ahead: how far past ``now`` a reading may lie (default: one hub step).
     """
+    try:
+        return _append(live, table, records, now, ahead)
+    finally:  # between batches, whatever became of this one: a listener running for weeks holds days, not weeks
+        live.forget_old_dates(table)
+
+
+def _append(
+    live: LiveHub, table: str, records: list[dict[str, Any]], now: pd.Timestamp | None, ahead: pd.Timedelta | None
+) -> BatchResult:
     result = BatchResult()
     schema = TABLES[table]
     if not records:

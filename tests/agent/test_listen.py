@@ -146,7 +146,7 @@ def test_a_second_session_rejects_what_the_first_wrote(hub_dir, session):
     second = listen(hub_dir, topics=topics, client_id=cid, max_messages=2, duration=10, batch=1)
     assert (first.accepted, first.rejected) == (1, 0)
     assert (second.accepted, second.rejected) == (1, 1) and second.reasons == {"duplicate": 1}
-    assert len(second.files) == 1 and validate_hub(read_hub(hub_dir)).ok
+    assert second.files == 1 and validate_hub(read_hub(hub_dir)).ok
 
 
 def test_unreachable_broker_is_a_clear_error(hub_dir):
