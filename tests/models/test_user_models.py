@@ -1,6 +1,5 @@
 """Models of your own: registered again from a re-run cell, imported by ``model.module``, shipped from ``__main__``."""
 
-import sys
 import uuid
 
 import pytest
@@ -13,6 +12,7 @@ from cityagent.models import build_model, list_models, model_info, registry
 from cityagent.models.user_models import adopt, ensure_registered, main_model, user_module
 from cityagent.training.config import load_config
 from tests.models.inputs import common_params
+from tests.own_models import own_registry  # noqa: F401
 
 MODULE_SOURCE = '''
 from torch import nn
@@ -33,15 +33,8 @@ class OwnNet(nn.Module):
 
 
 @pytest.fixture(autouse=True)
-def _own_registry(monkeypatch):
-    """Models registered here stay here: a copy of the registry, sys.path and the modules imported."""
-    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
-    monkeypatch.setattr(sys, "path", list(sys.path))
-    before = set(sys.modules)
-    yield
-    for name in set(sys.modules) - before:
-        if name.startswith("own_models_"):
-            del sys.modules[name]
+def _own_registry(own_registry):  # noqa: F811
+    """Models registered here stay here."""
 
 
 def notebook_class(doc: str) -> type:

@@ -16,41 +16,9 @@ from cityagent.training.evaluate import evaluate_run
 from cityagent.training.export import export_run
 from cityagent.training.fit import fit
 from cityagent.training.tracking import tracking_uri
+from tests.own_models import NODE_MLP, own_registry  # noqa: F401
 
-pytestmark = pytest.mark.usefixtures("shared_mlflow_store")
-
-OWN_MODELS = '''
-import torch
-from torch import nn
-
-from cityagent.models import register
-
-
-@register("{name}", domain="traffic")
-class NodeMLP(nn.Module):
-    """An MLP over each node's input window (shared by all nodes)."""
-
-    def __init__(self, input_len: int, in_features: int, horizon: int, hidden: int = 8):
-        super().__init__()
-        self.mlp = nn.Sequential(nn.Linear(input_len * in_features, hidden), nn.ReLU(), nn.Linear(hidden, horizon))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, t, n, f = x.shape
-        x = x.permute(0, 2, 1, 3).reshape(b, n, t * f)  # [B, N, T*F]
-        return self.mlp(x).transpose(1, 2)  # [B, H, N]
-'''
-
-
-@pytest.fixture
-def own_registry(monkeypatch):
-    """The registry, sys.path and the modules as they were, after the test registered models of its own."""
-    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
-    monkeypatch.setattr(sys, "path", list(sys.path))
-    before = set(sys.modules)
-    yield
-    for name in set(sys.modules) - before:
-        if name.startswith("own_models_"):
-            del sys.modules[name]
+pytestmark = pytest.mark.usefixtures("shared_mlflow_store", "own_registry")
 
 
 def forget(name: str, module: str) -> None:
@@ -59,11 +27,9 @@ def forget(name: str, module: str) -> None:
     del sys.modules[module]
 
 
-def test_own_model_trains_exports_and_is_rebuilt_where_its_module_was_never_imported(
-    tiny_cfg, tmp_path, monkeypatch, own_registry
-):
+def test_own_model_trains_exports_and_is_rebuilt_where_its_module_was_never_imported(tiny_cfg, tmp_path, monkeypatch):
     module, name = f"own_models_{uuid.uuid4().hex[:8]}", "own_mlp"
-    (tmp_path / f"{module}.py").write_text(OWN_MODELS.format(name=name))
+    (tmp_path / f"{module}.py").write_text(NODE_MLP.format(name=name))
     monkeypatch.syspath_prepend(str(tmp_path))
     __import__(module)  # `import my_models` in a notebook, then fit
     cfg = tiny_cfg(**{"model.name": name, "model.params": {}, "train.max_epochs": 1, "tracking.register_model": True})
@@ -121,7 +87,7 @@ class TwoInputs(nn.Module):
         (TwoInputs, r"failed on x of shape .*TypeError: .*forward\(\) missing 1 required positional argument: 'adj'"),
     ],
 )
-def test_a_model_that_breaks_the_contract_is_refused_before_its_run(tiny_cfg, own_registry, builder, said):
+def test_a_model_that_breaks_the_contract_is_refused_before_its_run(tiny_cfg, builder, said):
     name = f"broken_{builder.__name__.lower()}"
     registry.register(name, domain="traffic")(builder)
     cfg = tiny_cfg(**{"model.name": name, "model.params": {}, "task.params": {"input_len": 6, "horizon": 3}})

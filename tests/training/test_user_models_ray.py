@@ -12,28 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.own_models import NODE_MLP
+
 pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("shared_mlflow_store")]
 
-OWN_MODEL = '''
-import torch
-from torch import nn
 
-from cityagent.models import register
-
-
-@register("{name}", domain="traffic")
-class NodeMLP(nn.Module):
-    """An MLP over each node's input window (shared by all nodes)."""
-
-    def __init__(self, input_len: int, in_features: int, horizon: int, hidden: int = 8):
-        super().__init__()
-        self.mlp = nn.Sequential(nn.Linear(input_len * in_features, hidden), nn.ReLU(), nn.Linear(hidden, horizon))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, t, n, f = x.shape
-        x = x.permute(0, 2, 1, 3).reshape(b, n, t * f)  # [B, N, T*F]
-        return self.mlp(x).transpose(1, 2)  # [B, H, N]
-'''
 QUICK = [
     "task.params.input_len=6",
     "task.params.horizon=3",
@@ -74,13 +57,13 @@ def run(args: list[str], cwd: Path) -> str:
 
 def test_a_model_registered_in_main_trains_on_two_ray_workers(tiny_hub, tmp_path):
     script = tmp_path / "notebook.py"
-    script.write_text(OWN_MODEL.format(name="main_mlp") + FIT)
+    script.write_text(NODE_MLP.format(name="main_mlp") + FIT)
     out = run([sys.executable, str(script), str(tiny_hub)], tmp_path)
     assert "MODE ray 2 EXPORT done: models:/traffic-" in out  # trained on Ray, exported with parity, registered
 
 
 def test_cli_trains_a_model_module_on_two_ray_workers(tiny_hub, tmp_path):
-    (tmp_path / "my_models.py").write_text(OWN_MODEL.format(name="module_mlp"))
+    (tmp_path / "my_models.py").write_text(NODE_MLP.format(name="module_mlp"))
     cli = shutil.which("cityagent", path=str(Path(sys.executable).parent)) or "cityagent"
     model = ["model.name=module_mlp", "model.module=my_models"]  # my_models.py in the working directory
     out = run([cli, "train", "traffic", "--hub", str(tiny_hub), "--workers", "2", *model, *QUICK], tmp_path)
@@ -90,6 +73,6 @@ def test_cli_trains_a_model_module_on_two_ray_workers(tiny_hub, tmp_path):
 def test_a_sweep_of_a_model_registered_in_main_runs_its_trials_in_ray_processes(tiny_hub, tmp_path):
     """Tune's trials are Ray actors (other processes) even in-process: the notebook's model travels to each."""
     script = tmp_path / "notebook.py"
-    script.write_text(OWN_MODEL.format(name="tuned_mlp") + TUNE)
+    script.write_text(NODE_MLP.format(name="tuned_mlp") + TUNE)
     out = run([sys.executable, str(script), str(tiny_hub)], tmp_path)
     assert "TRIALS True EXPORT done: models:/traffic-" in out, out[-2000:]
