@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from cityagent.agent.agent_config import AlertConfig
+from cityagent.agent.compact import compact_due
 from cityagent.agent.partfiles import write_part
 from cityagent.agent.sense import Window
 from cityagent.agent.think import Forecast
@@ -246,4 +247,6 @@ def append_decisions(hub_dir: str | Path, hub: Hub, decisions: pd.DataFrame) -> 
     if not report.ok:
         raise HubError(f"the agent made decisions that break the table contract: {report.errors[0]}")
     date = decisions["ts"].iloc[0].tz_convert(hub.meta.timezone).date().isoformat()
-    return write_part(root / "decisions" / f"date={date}", decisions.reset_index(drop=True))
+    path = write_part(root / "decisions" / f"date={date}", decisions.reset_index(drop=True))
+    compact_due(root, "decisions", [date])  # the part may be merged into a compacted one, its rows kept
+    return path

@@ -165,3 +165,32 @@ def copy(
     with unused(dest):
         write_hub(hub, dest, format=fmt, prefix=prefix)  # type: ignore[arg-type]
     console.print(f"[green]copied[/] {source} → {dest}: {hub.summary()}")
+
+
+@hub_app.command()
+def compact(
+    location: Path = typer.Argument(..., help="A local hub directory."),
+    table: list[str] = typer.Option([], "--table", help="Only this partitioned table (repeatable); default all."),
+    min_parts: int = typer.Option(2, "--min-parts", min=2, help="Leave date folders with fewer part files alone."),
+) -> None:
+    """Merge each date folder's part files into one, so reading the hub opens a few files instead of thousands.
+
+    The listener and the agent compact what they append as they go; this compacts a whole hub (one written by an
+    older version, or what a stopped listener left). Safe beside a running listener and agent: readers see the
+    old parts or the merged one, never both.
+    """
+    from cityagent.agent.compact import compact_hub
+
+    results = compact_hub(location, table or None, min_parts)
+    done = [r for r in results if r.path is not None]
+    for r in results:
+        if r.skipped:
+            console.print(f"[yellow]left[/] {r.folder}: {r.skipped}", highlight=False)
+    parts, rows = sum(r.parts for r in done), sum(r.rows for r in done)
+    removed = sum(r.removed for r in results) - parts  # files an interrupted compaction had left
+    extra = f"; removed {removed} file(s) an interrupted compaction left" if removed else ""
+    console.print(
+        f"[green]compacted[/] {len(done)} of {len(results)} date folder(s) of {location}: {parts} part files → "
+        f"{len(done)} ({rows} rows){extra}",
+        highlight=False,
+    )

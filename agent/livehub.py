@@ -10,18 +10,21 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import fsspec
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
 from cityagent.errors import HubError
-from cityagent.hub.files import bad_manifest
+from cityagent.hub.files import LISTINGS, bad_manifest
 from cityagent.hub.hub import MANIFEST, HubMeta
+from cityagent.hub.parts import live_parts
 from cityagent.hub.schema import TABLES
 
 # dates whose keys stay in memory per table: today's and yesterday's (readings straddle midnight); an older date is
 # read again from its parts when a reading for it comes, so a listener running for weeks holds two days, not weeks
 KEEP_DATES = 2
+_FS = fsspec.filesystem("file")
 
 
 @dataclass
@@ -105,7 +108,8 @@ class LiveHub:
                     f"partitions, so rewrite the hub with `cityagent hub copy {self.root} NEW_DIR` first"
                 )
         folder = self.root / table / (f"date={date}" if date else "")
-        return sorted(folder.rglob("*.parquet")) if folder.is_dir() else []
+        found = sorted(str(p) for p in folder.rglob("*.parquet")) if folder.is_dir() else []
+        return [Path(p) for p in live_parts(_FS, found)]  # without the parts a compacted part holds
 
     def columns(self, table: str) -> list[str] | None:
         """The columns the table's existing parts hold (None while it has none)."""
@@ -131,15 +135,25 @@ class LiveHub:
     def date_keys(self, table: str, date: str) -> DateKeys:
         """Keys already written for ``table`` on local ``date`` (``YYYY-MM-DD``), loaded on first use."""
         found = self._dates.pop((table, date), None)  # put back last: the dict runs from least to most recently used
-        if found is None:
-            found = DateKeys()
-            node = TABLES[table].node_column if TABLES[table].node_column in TABLES[table].required else None
-            for part in self.parts(table, date):
-                cols = ["ts"] + ([node] if node else [])
-                df = pq.read_table(part, columns=cols).to_pandas()
-                nodes = df[node].astype(str).to_numpy() if node else np.full(len(df), "")
-                found.add(nodes, utc_ns(df["ts"]))
+        for attempt in range(LISTINGS):
+            if found is not None:
+                break
+            try:
+                found = self._read_keys(table, date)
+            except FileNotFoundError as e:  # `hub compact` merged a part since the listing: list again
+                if attempt == LISTINGS - 1:
+                    raise HubError(f"{table} parts of {date} keep vanishing while read ({e}); read again") from e
         self._dates[(table, date)] = found
+        return found
+
+    def _read_keys(self, table: str, date: str) -> DateKeys:
+        found = DateKeys()
+        node = TABLES[table].node_column if TABLES[table].node_column in TABLES[table].required else None
+        for part in self.parts(table, date):
+            cols = ["ts"] + ([node] if node else [])
+            df = pq.read_table(part, columns=cols).to_pandas()
+            nodes = df[node].astype(str).to_numpy() if node else np.full(len(df), "")
+            found.add(nodes, utc_ns(df["ts"]))
         return found
 
     def forget_old_dates(self, table: str) -> None:

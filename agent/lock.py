@@ -6,7 +6,7 @@ the holder is named in the session's ``application_name``. Otherwise it is an ex
 ``$CITYAGENT_HOME/locks/<task>.lock`` (one machine, or a filesystem with working flock), with the holder written
 into the file. Both locks die with their process, so a crashed scheduler never leaves a task locked. An agent loop
 locks its hub with a file lock, ``<hub>/.agent.lock`` (so agents with different homes see each other too), and a
-live listener with ``<hub>/.listen.lock``.
+live listener with ``<hub>/.listen.lock``, and whoever compacts its part files with ``<hub>/.compact.lock``.
 """
 
 import fcntl
@@ -86,6 +86,14 @@ class ListenerBusy(LockHeld):
         )
 
 
+class CompactionBusy(LockHeld):
+    """Another process compacts the hub's part files: two would each merge the same parts."""
+
+    def __init__(self, hub: Path, holder: Holder | None) -> None:
+        self.hub = hub
+        super().__init__(f"the part files of hub {hub} are being compacted by {_who(holder)}; try again later", holder)
+
+
 def is_postgres(url: str | None) -> bool:
     return bool(url) and url.split("://", 1)[0].split("+", 1)[0] in ("postgresql", "postgres")
 
@@ -155,6 +163,16 @@ def listen_lock(hub: str | Path) -> Iterator[Holder]:
     path = Path(hub).resolve()
     fix = "make the hub writable (the listener appends its readings there) or pass another --hub"
     with _file_lock(path / ".listen.lock", partial(ListenerBusy, path), fix) as me:
+        yield me
+
+
+@contextmanager
+def compact_lock(hub: str | Path) -> Iterator[Holder]:
+    """Hold the lock on compacting the local hub ``hub``'s part files (``<hub>/.compact.lock``), or raise
+    ``CompactionBusy``: the listener, the agent and `cityagent hub compact` each compact, one at a time."""
+    path = Path(hub).resolve()
+    fix = "make the hub writable (compaction rewrites its part files) or skip compaction"
+    with _file_lock(path / ".compact.lock", partial(CompactionBusy, path), fix) as me:
         yield me
 
 

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from cityagent.agent.compact import compact_due
 from cityagent.agent.livehub import LiveHub, local_ns, utc_ns
 from cityagent.agent.partfiles import write_part
 from cityagent.hub.hub import Hub
@@ -52,9 +53,12 @@ def append_batch(
         ahead: how far past ``now`` a reading may lie (default: one hub step).
     """
     try:
-        return _append(live, table, records, now, ahead)
+        result = _append(live, table, records, now, ahead)
     finally:  # between batches, whatever became of this one: a listener running for weeks holds days, not weeks
         live.forget_old_dates(table)
+    if result.written:  # its parts are on disk: merging them into a compacted part keeps their rows
+        compact_due(live.root, table, [p.parent.name.removeprefix("date=") for p in result.written])
+    return result
 
 
 def _append(

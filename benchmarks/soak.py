@@ -272,6 +272,9 @@ def soak_agent(env: dict[str, str], work: Path, hub_dir: Path, address: str, cyc
         stop(proc)
         log.close()
     trace.notes["statuses"] = dict(statuses)
+    gaps = np.diff(trace.t)  # a cycle's time, or the interval when the cycle was shorter (plus this script's append)
+    first, last = float(gaps[:20].mean()), float(gaps[-20:].mean())
+    trace.notes["cycle_s"] = {"first 20": round(first, 2), "last 20": round(last, 2)}
     return trace
 
 
@@ -422,7 +425,7 @@ def main(argv: list[str] | None = None) -> int:
     results = [t.summary(args.warmup) for t in traces]
     print(table(results))
     for r in results:
-        extra = {k: v for k, v in r.items() if k in ("outcomes", "statuses", "days", "seconds")}
+        extra = {k: v for k, v in r.items() if k in ("outcomes", "statuses", "days", "seconds", "cycle_s")}
         print(f"- {r['name']}: {extra}")
     load = os.getloadavg()
     print(f"total {time.monotonic() - t0:.0f} s; load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}")

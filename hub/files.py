@@ -22,10 +22,12 @@ import pyarrow.parquet as pq
 
 from cityagent.errors import HubError
 from cityagent.hub.hub import MANIFEST, Hub, HubMeta, Origin
+from cityagent.hub.parts import live_parts
 from cityagent.hub.schema import TABLES
 from cityagent.hub.timestamps import infer_meta, offset_minutes, parse_ts_column, zone_mismatch
 
 log = logging.getLogger(__name__)
+LISTINGS = 3  # a part compacted away between listing and reading is read again from a fresh listing, this often
 # what a write leaves beside its target when cut short: .<name>.old-<tag> (the previous hub, moved aside for the
 # swap), .<name>.tmp-<tag> / .<name>.synth-<tag> (a new hub half-written)
 _LEFTOVER = re.compile(r"^\.(?P<base>.+)\.(?P<kind>old|tmp|synth)-[0-9a-f]{8}$")
@@ -43,7 +45,7 @@ def _table_files(fs: fsspec.AbstractFileSystem, root: str, name: str) -> list[st
     parts = []
     if fs.isdir(f"{root}/{name}"):
         found = [f for f in fs.find(f"{root}/{name}") if f.endswith((".parquet", ".csv"))]
-        parts = sorted(found)  # partitions sort by date=YYYY-MM-DD, keeping time order
+        parts = live_parts(fs, sorted(found))  # partitions sort by date=YYYY-MM-DD, keeping time order
     if len(singles) > 1:  # two copies of one table: read together they would double its rows
         names = " and ".join(posixpath.basename(f) for f in singles)
         raise HubError(f"table {name}: {root} holds both {names}; keep one of them and move the other out")
@@ -81,6 +83,8 @@ def _read_one(fs: fsspec.AbstractFileSystem, path: str, name: str) -> tuple[pd.D
             df = pd.read_csv(io.BytesIO(fh.read()), dtype=ids, keep_default_na=True)
     except pd.errors.EmptyDataError as e:  # blank lines only
         raise HubError(empty) from e
+    except FileNotFoundError:  # compacted away since the listing: the caller lists again
+        raise
     except (pa.ArrowInvalid, pd.errors.ParserError, UnicodeDecodeError, OSError) as e:
         what = (
             "move it aside (keep it: the agent's decisions cannot be made again)"
@@ -103,6 +107,30 @@ def _read_table(fs: fsspec.AbstractFileSystem, files: list[str], name: str) -> t
     if all(o is None for _, o in parts):
         return df, None
     return df, np.concatenate([np.full(len(d), np.nan) if o is None else o for d, o in parts])
+
+
+def _read_listed(
+    fs: fsspec.AbstractFileSystem,
+    root: str,
+    name: str,
+    tables: dict[str, pd.DataFrame],
+    offsets: dict[str, np.ndarray | None],
+) -> list[str]:
+    """Read table ``name`` into ``tables``/``offsets``; returns the files read. A part that a compaction replaced
+    between listing and reading (its readings now in the compacted part) sends the read back to a new listing."""
+    for attempt in range(LISTINGS):
+        try:
+            files = _table_files(fs, root, name)
+            if files:
+                tables[name], offsets[name] = _read_table(fs, files, name)
+            return files
+        except FileNotFoundError as e:
+            if attempt == LISTINGS - 1:
+                raise HubError(
+                    f"table {name}: {e.filename or e} vanished while the table was read, {LISTINGS} times in a row; "
+                    "something keeps rewriting the hub's files (only compaction may), stop it and read again"
+                ) from e
+    return []
 
 
 def bad_manifest(path: str | Path, e: Exception) -> HubError:
@@ -169,9 +197,8 @@ def read_file_hub(location: str | Path) -> Hub:
         )
     tables, offsets, origin = {}, {}, Origin("files")
     for name in TABLES:
-        files = _table_files(fs, root, name)
+        files = _read_listed(fs, root, name, tables, offsets)
         if files:
-            tables[name], offsets[name] = _read_table(fs, files, name)
             rel = posixpath.relpath(files[0], root)
             origin.tables[name] = rel if len(files) == 1 and "/" not in rel else f"{name}/ ({len(files)} files)"
     has_manifest = fs.isfile(f"{root}/{MANIFEST}")

@@ -1,6 +1,6 @@
 """Windows for hubs larger than memory: Ray Data reads the partitioned Parquet and windows each node's series.
 
-No process holds the whole hub: Ray reads ``<table>/date=YYYY-MM-DD/part-0.parquet`` in parallel, groups rows
+No process holds the whole hub: Ray reads the ``<table>/date=YYYY-MM-DD/*.parquet`` parts in parallel, groups rows
 by node (a distributed shuffle) and builds one node's sliding windows per task.
 """
 
@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 
 from cityagent.errors import ConfigError, HubError
 from cityagent.hub.hub import MANIFEST, HubMeta
+from cityagent.hub.parts import live_parts
 from cityagent.hub.schema import table_schema
 
 
@@ -37,12 +38,18 @@ def _meta(location: str, step: str | None, timezone: str | None) -> HubMeta:
     return out
 
 
-def _span(location: str, table: str) -> tuple[pd.Timestamp, pd.Timestamp]:
-    """First and last timestamp of a partitioned table, from its first and last day partitions only."""
+def _files(location: str, table: str) -> list[str]:
+    """The table's live part files (without those a compacted part holds), in date order."""
     fs, root = fsspec.core.url_to_fs(location)
-    files = sorted(fs.glob(posixpath.join(root.rstrip("/"), table, "date=*", "*.parquet")))
+    files = live_parts(fs, sorted(fs.glob(posixpath.join(root.rstrip("/"), table, "date=*", "*.parquet"))))
     if not files:
         raise HubError(f"{location} has no {table}/date=YYYY-MM-DD/*.parquet partitions; write the hub with write_hub")
+    return files
+
+
+def _span(location: str, files: list[str]) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """First and last timestamp of a partitioned table, from its first and last day partitions only."""
+    fs, _ = fsspec.core.url_to_fs(location)
     ends = []
     for path, pick in ((files[0], "min"), (files[-1], "max")):
         with fs.open(path, "rb") as fh:
@@ -137,9 +144,11 @@ def ray_windows(
     if node_col is None:
         raise ConfigError(f"table {table!r} has no node column; per-node windows need traffic or demand")
     meta = _meta(str(location), step, timezone)
-    path = posixpath.join(str(location).rstrip("/"), table)
-    lo, hi = _span(str(location), table)  # reads two day partitions, not the hub
-    ds = ray.data.read_parquet(path, partitioning=None, **read_options).select_columns([node_col, "ts", column])
+    files = _files(str(location), table)
+    lo, hi = _span(str(location), files)  # reads two day partitions, not the hub
+    protocol = fsspec.core.split_protocol(str(location))[0]
+    paths = [f"{protocol}://{f}" if protocol else f for f in files]  # a compacted part's parts are not read twice
+    ds = ray.data.read_parquet(paths, partitioning=None, **read_options).select_columns([node_col, "ts", column])
     origin = pd.Timestamp(lo)
     n_steps = int(slot_numbers(pd.Series([hi]), meta, origin)[0]) + 1
     if n_steps < input_len + horizon:

@@ -1,6 +1,9 @@
 """Ray Data windows over a partitioned Parquet hub equal the in-memory windows, node by node."""
 
+from pathlib import Path
+
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 
 from cityagent.hub import Hub, write_hub
@@ -32,9 +35,37 @@ def test_ray_windows_equal_in_memory_windows(ray_local, tmp_path):
     write_hub(hub, tmp_path / "hub")
     assert len(list((tmp_path / "hub" / "traffic").glob("date=*/part-0.parquet"))) == 2
 
+    rows = same_as_in_memory(tmp_path / "hub", hub)
+    assert set(rows["node"]) == {"s0", "s1", "s2"}
+    assert len(rows[rows["node"] == "s2"]) == 40 - 6 + 1  # complete series: every window
+    assert len(rows[rows["node"] == "s0"]) == 40 - 6 + 1 - 4  # four windows see the missing step 5
+
+
+def test_ray_windows_read_the_readings_of_a_compacted_part_once(ray_local, tmp_path, monkeypatch):
+    import cityagent.agent.compact as compact
+
+    hub = tiny_hub(sensors=3, steps=40)
+    write_hub(hub, tmp_path / "hub")
+    folder = tmp_path / "hub" / "traffic" / "date=2026-03-02"
+    day = pq.read_table(folder / "part-0.parquet")
+    pq.write_table(day.slice(0, 40), folder / "part-0.parquet")  # two parts, as appends leave them
+    pq.write_table(day.slice(40), folder / "part-1.parquet")
+    monkeypatch.setattr(compact, "_remove", lambda paths: 0)  # a compaction cut short: both parts stay beside it
+    (merged,) = compact.compact_hub(tmp_path / "hub", ["traffic"], min_parts=2)[1:]
+    assert merged.parts == 2 and len(list(folder.glob("*.parquet"))) == 3
+    from cityagent.hub.raydata import _files
+
+    read = [Path(f).relative_to(tmp_path / "hub" / "traffic") for f in _files(str(tmp_path / "hub"), "traffic")]
+    assert read == [Path("date=2026-03-01/part-0.parquet"), merged.path.relative_to(folder.parent)]
+    rows = same_as_in_memory(tmp_path / "hub", hub)  # (readings read twice would fill the same slots: no proof)
+    assert len(rows) == 3 * (40 - 6 + 1)
+
+
+def same_as_in_memory(root, hub):
+    """Ray's windows of the hub at ``root`` equal the in-memory windows of ``hub``, node by node."""
     from cityagent.hub.raydata import ray_windows
 
-    ds = ray_windows(tmp_path / "hub", "traffic", "speed", input_len=4, horizon=2)
+    ds = ray_windows(root, "traffic", "speed", input_len=4, horizon=2)
     rows = ds.to_pandas()
     st = to_tensor(hub, "traffic", ["speed"])
     spec = WindowSpec.sliding(4, 2)
@@ -47,6 +78,4 @@ def test_ray_windows_equal_in_memory_windows(ray_local, tmp_path):
         np.testing.assert_array_equal(np.stack(got["x"].to_numpy()), x[:, :, 0, 0])
         np.testing.assert_array_equal(np.stack(got["y"].to_numpy()), y[:, :, 0])
         np.testing.assert_array_equal(np.stack(got["mask"].to_numpy()), mask[:, :, 0])
-    assert set(rows["node"]) == {"s0", "s1", "s2"}
-    assert len(rows[rows["node"] == "s2"]) == 40 - 6 + 1  # complete series: every window
-    assert len(rows[rows["node"] == "s0"]) == 40 - 6 + 1 - 4  # four windows see the missing step 5
+    return rows
