@@ -219,7 +219,14 @@ class LoopConfig(_Strict):
         "it out: incidents have no per-cell report)",
     )
 
+    history: str | None = Field(
+        "35d",
+        description="how far back from each table's newest date a cycle reads the hub (plus a day): enough for the "
+        "served models' input windows, drift.window and alerts.usual_days; null reads the whole hub every cycle",
+    )
+
     _interval = field_validator("interval", "score_grace")(lambda v: _duration(v))
+    _history = field_validator("history")(lambda v: v if v is None else _duration(v))
 
     @field_validator("models")
     @classmethod
@@ -266,10 +273,23 @@ def load_agent_config(path: str | Path | None = None, overrides: dict[str, Any] 
     except ValidationError as e:
         raise ConfigError(f"agent config {path or '(defaults)'}: {explain(e, AgentConfig)}") from e
     try:
+        check_history(cfg)
         check_retrains(cfg)
     except ConfigError as e:
         raise ConfigError(f"agent config {path or '(defaults)'}: {e}") from e
     return cfg
+
+
+def check_history(cfg: AgentConfig) -> None:
+    """A cycle reads ``loop.history`` of the hub: drift's window and the usual-demand days must lie inside it."""
+    if cfg.loop.history is None:
+        return
+    for key, value in (("drift.window", cfg.drift.window), ("alerts.usual_days", f"{cfg.alerts.usual_days}d")):
+        if pd.Timedelta(value) > pd.Timedelta(cfg.loop.history):
+            raise ConfigError(
+                f"loop.history ({cfg.loop.history}) is shorter than {key} ({value}), which every cycle reads back; "
+                f"raise loop.history to at least {value}, or set it to null to read the whole hub"
+            )
 
 
 def check_retrains(cfg: AgentConfig) -> None:

@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -174,14 +175,29 @@ def unscorable() -> list[Path]:
     return sorted(p for p in (agent_dir() / "forecasts").glob("*/*.npz") if not _HUB_SUFFIX.search(p.name))
 
 
-def score_pending(hub: Hub, hub_id: HubId, grace: pd.Timedelta = SCORE_GRACE) -> list[LiveError]:
-    """Score every forecast made on ``hub`` whose actuals are complete (or ``grace`` overdue); the new records."""
+def score_pending(
+    hub: Hub, hub_id: HubId, grace: pd.Timedelta = SCORE_GRACE, whole: Callable[[], Hub] | None = None
+) -> list[LiveError]:
+    """Score every forecast made on ``hub`` whose actuals are complete (or ``grace`` overdue); the new records.
+
+    Args:
+        whole: reads the whole hub, for a forecast older than what ``hub`` holds (``hub.origin.since``, a cycle
+            that read only ``loop.history``): after a long outage its targets are in the hub but not in ``hub``.
+    """
     out = []
     scored = scored_keys()
+    full: Hub | None = None
     for path in sorted((agent_dir() / "forecasts").glob(f"*/*-h{hub_id.id}.npz")):
         facts, anchor, targets, values = _load(path)
         targets = targets.tz_convert(hub.meta.timezone)
-        result = _score(hub, facts, targets, values, grace)
+        on = hub
+        since = hub.origin.since.get(facts.table) if hub.origin else None
+        if since is not None and targets[0] < since:
+            if whole is None:
+                continue  # left waiting: never scored on readings that were not read
+            full = full or whole()
+            on = full
+        result = _score(on, facts, targets, values, grace)
         if result is None:
             continue
         seen, err, coverage = result

@@ -219,7 +219,9 @@ class Agent:
     def _cycle(self, at: pd.Timestamp | str | None) -> CycleReport:
         report = CycleReport(datetime.now(UTC))
         anchor = parse_at(at)
-        hub = read_hub(self.hub_dir)
+        # the recent past, not the whole history, unless a replay asks for any time (`--at`)
+        history = self.cfg.loop.history
+        hub = read_hub(self.hub_dir, recent=pd.Timedelta(history) if history and anchor is None else None)
         if anchor is not None:  # before any model is asked: a time between steps would find no readings at all
             anchor = on_grid(hub, anchor, "--at")
         decided, hub_id = decided_windows(hub), hub_identity(self.hub_dir, hub.meta)
@@ -235,7 +237,8 @@ class Agent:
 
     def _learn(self, hub: Hub, hub_id: HubId, report: CycleReport) -> None:
         grace = pd.Timedelta(self.cfg.loop.score_grace)
-        report.live_errors = score_pending(hub, hub_id, grace)  # only forecasts made on this hub
+        # only forecasts made on this hub; one older than the history read is scored on the whole hub
+        report.live_errors = score_pending(hub, hub_id, grace, whole=lambda: read_hub(self.hub_dir))
         for o in report.outcomes:
             # an unchanged window too: a restart or a second `--once` still reports drift, and a retrain held by
             # retrain.min_period starts when the period is over even while no new data arrives

@@ -208,6 +208,13 @@ def sense(hub: Hub, facts: ModelFacts, at: pd.Timestamp | str | None = None) -> 
     else:
         anchor = on_grid(hub, pd.Timestamp(at))
     inputs = steps_at(hub, anchor, facts.input_offsets)
+    since = hub.origin.since.get(facts.table) if hub.origin else None
+    if since is not None and inputs[0] < since:  # the cycle read too little of the hub: say so, never "missing"
+        raise ConfigError(
+            f"{facts.name}'s window reaches back to {inputs[0]:%Y-%m-%d %H:%M}, {anchor - inputs[0]} before its last "
+            f"step, but the agent reads the hub's {facts.table} from {since:%Y-%m-%d} on (loop.history); raise "
+            f"loop.history to at least {anchor - inputs[0] + pd.Timedelta(days=1)}"
+        )
     values = readings(hub, facts.table, facts.nodes, columns, inputs)  # [T_in, N, C]
     gaps = np.isnan(values)
     if gaps.any():

@@ -8,9 +8,11 @@ accept a single ``traffic.parquet`` and partitioned CSV, so hand-made hubs work.
 import io
 import json
 import logging
+import math
 import posixpath
 import re
 import uuid
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Literal
 
@@ -30,6 +32,7 @@ log = logging.getLogger(__name__)
 LISTINGS = 3  # a part compacted away between listing and reading is read again from a fresh listing, this often
 # what a write leaves beside its target when cut short: .<name>.old-<tag> (the previous hub, moved aside for the
 # swap), .<name>.tmp-<tag> / .<name>.synth-<tag> (a new hub half-written)
+_DATE_DIR = re.compile(r"/date=(\d{4}-\d{2}-\d{2})/")  # a partition folder: <table>/date=YYYY-MM-DD/part-...
 _LEFTOVER = re.compile(r"^\.(?P<base>.+)\.(?P<kind>old|tmp|synth)-[0-9a-f]{8}$")
 
 
@@ -109,28 +112,45 @@ def _read_table(fs: fsspec.AbstractFileSystem, files: list[str], name: str) -> t
     return df, np.concatenate([np.full(len(d), np.nan) if o is None else o for d, o in parts])
 
 
+def recent_files(files: list[str], days: int) -> tuple[list[str], date | None]:
+    """``files`` without the date folders more than ``days`` + 1 days older than the newest, and the first date
+    kept when any was left out. Files outside date folders (a table kept in one file) are always kept."""
+    dated = [m.group(1) if (m := _DATE_DIR.search(f)) else None for f in files]
+    found = sorted({d for d in dated if d})
+    if not found:
+        return files, None
+    first = date.fromisoformat(found[-1]) - timedelta(days=days + 1)  # + 1: a whole `days` before the newest reading
+    if date.fromisoformat(found[0]) >= first:
+        return files, None
+    return [f for f, d in zip(files, dated, strict=True) if d is None or date.fromisoformat(d) >= first], first
+
+
 def _read_listed(
     fs: fsspec.AbstractFileSystem,
     root: str,
     name: str,
     tables: dict[str, pd.DataFrame],
     offsets: dict[str, np.ndarray | None],
-) -> list[str]:
-    """Read table ``name`` into ``tables``/``offsets``; returns the files read. A part that a compaction replaced
-    between listing and reading (its readings now in the compacted part) sends the read back to a new listing."""
+    recent: int | None = None,
+) -> tuple[list[str], date | None]:
+    """Read table ``name`` into ``tables``/``offsets``; returns the files read and, with ``recent`` (days), the
+    first date read when older dates were left out. A part that a compaction replaced between listing and reading
+    (its readings now in the compacted part) sends the read back to a new listing."""
     for attempt in range(LISTINGS):
         try:
-            files = _table_files(fs, root, name)
+            files, first = _table_files(fs, root, name), None
+            if recent is not None and TABLES[name].temporal:
+                files, first = recent_files(files, recent)
             if files:
                 tables[name], offsets[name] = _read_table(fs, files, name)
-            return files
+            return files, first
         except FileNotFoundError as e:
             if attempt == LISTINGS - 1:
                 raise HubError(
                     f"table {name}: {e.filename or e} vanished while the table was read, {LISTINGS} times in a row; "
                     "something keeps rewriting the hub's files (only compaction may), stop it and read again"
                 ) from e
-    return []
+    return [], None
 
 
 def bad_manifest(path: str | Path, e: Exception) -> HubError:
@@ -183,8 +203,14 @@ def restore_hint(location: str | Path) -> str | None:
     )
 
 
-def read_file_hub(location: str | Path) -> Hub:
-    """Read every table found under ``location``; a location with no hub data is an error."""
+def read_file_hub(location: str | Path, recent: pd.Timedelta | None = None) -> Hub:
+    """Read every table found under ``location``; a location with no hub data is an error.
+
+    Args:
+        location: the hub directory or URI.
+        recent: read only the date partitions of the last ``recent`` before each table's newest date (and one day
+            more); ``hub.origin.since`` then holds, per table left short, the time from which every reading is in.
+    """
     fs, root = _fs(location)
     root = root.rstrip("/")
     if not fs.exists(root):
@@ -196,8 +222,12 @@ def read_file_hub(location: str | Path) -> Hub:
             f"`cityagent hub synth --out {location}` or `cityagent hub import`"
         )
     tables, offsets, origin = {}, {}, Origin("files")
+    days = None if recent is None else math.ceil(recent / pd.Timedelta(days=1))
+    firsts: dict[str, date] = {}
     for name in TABLES:
-        files = _read_listed(fs, root, name, tables, offsets)
+        files, first = _read_listed(fs, root, name, tables, offsets, days)
+        if first is not None:
+            firsts[name] = first
         if files:
             rel = posixpath.relpath(files[0], root)
             origin.tables[name] = rel if len(files) == 1 and "/" not in rel else f"{name}/ ({len(files)} files)"
@@ -214,6 +244,7 @@ def read_file_hub(location: str | Path) -> Hub:
     zone = meta.timezone_problem()
     if zone:
         raise HubError(f"{root}/{MANIFEST}: {zone}")
+    origin.since = {name: pd.Timestamp(first).tz_localize(meta.timezone) for name, first in firsts.items()}
     for name, df in tables.items():  # CSV offsets come back as fixed offsets: show them in the city's zone
         if "ts" in df and isinstance(df["ts"].dtype, pd.DatetimeTZDtype):
             if offsets[name] is not None and has_manifest:
@@ -238,8 +269,8 @@ def _write_tables(hub: Hub, fs: fsspec.AbstractFileSystem, root: str, fmt: str) 
         if not isinstance(df["ts"].dtype, pd.DatetimeTZDtype):
             raise HubError(f"table {name}: column ts must be timezone-aware timestamps to partition by date")
         dates = df["ts"].dt.tz_convert(hub.meta.timezone).dt.strftime("%Y-%m-%d")
-        for date, part in df.groupby(dates, sort=True):
-            _write_parquet(fs, f"{root}/{name}/date={date}/part-0.parquet", part)
+        for day, part in df.groupby(dates, sort=True):
+            _write_parquet(fs, f"{root}/{name}/date={day}/part-0.parquet", part)
 
 
 def _write_parquet(fs: fsspec.AbstractFileSystem, path: str, df: pd.DataFrame) -> None:

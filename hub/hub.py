@@ -147,6 +147,7 @@ class Origin:
     tables: dict[str, str] = field(default_factory=dict)  # table -> what held it: 'traffic.csv', 'traffic/ (3 files)'
     strays: list[str] = field(default_factory=list)  # hub-folder entries that are no table: 'trafic.csv'
     warnings: list[tuple[str, str, str]] = field(default_factory=list)  # (table, column, message) from raw files
+    since: dict[str, pd.Timestamp] = field(default_factory=dict)  # table -> every reading from here on was read
 
 
 @dataclass

@@ -3,6 +3,8 @@
 from pathlib import Path
 from typing import Literal
 
+import pandas as pd
+
 from cityagent.hub.hub import Hub
 
 SQL_SCHEMES = ("sqlite", "postgresql", "postgres", "mysql", "mariadb", "mssql", "oracle")
@@ -14,12 +16,15 @@ def is_sql_url(location: str | Path) -> bool:
     return scheme.split("+", 1)[0] in SQL_SCHEMES
 
 
-def read_hub(location: str | Path, prefix: str = "") -> Hub:
+def read_hub(location: str | Path, prefix: str = "", recent: pd.Timedelta | None = None) -> Hub:
     """Read a hub from a directory, an fsspec URI (``file://``, ``memory://``, ``s3://``) or a SQL URL.
 
     Args:
         location: where the hub lives.
         prefix: SQL only — table-name prefix, so several hubs can share one database.
+        recent: files only — read the date partitions of the last ``recent`` (and a day more) before each table's
+            newest, not its whole history; ``hub.origin.since`` says from when each shortened table is complete.
+            A SQL hub is read whole.
     """
     if is_sql_url(location):
         from cityagent.hub.sql import read_sql_hub
@@ -27,7 +32,7 @@ def read_hub(location: str | Path, prefix: str = "") -> Hub:
         return read_sql_hub(str(location), prefix=prefix)
     from cityagent.hub.files import read_file_hub
 
-    return read_file_hub(location)
+    return read_file_hub(location, recent=recent)
 
 
 def write_hub(

@@ -1,0 +1,125 @@
+"""The agent reads `loop.history` of the hub each cycle, not its whole past, and decides and scores as before.
+
+A long-running agent read every reading the hub ever held each cycle, so its memory and cycle time grew with the
+hub's age; a 10,000-sensor city holds ~3M traffic rows a day. Each test compares with the whole hub read.
+"""
+
+import shutil
+
+import pandas as pd
+import pytest
+
+import cityagent.agent.loop as loop
+from cityagent.agent.agent_config import load_agent_config
+from cityagent.agent.loop import Agent
+from cityagent.agent.sense import sense
+from cityagent.errors import ConfigError
+from cityagent.hub import Hub, read_hub, write_hub
+from cityagent.hub.schema import TABLES
+from cityagent.hub.synth import SynthParams, synthesize
+from cityagent.serving.background import ServerThread
+from cityagent.serving.config import ServingConfig
+from tests.agent.agent_factories import export_baselines
+from tests.agent.test_loop import facts_of
+
+HISTORY = "1d"  # with drift.window 1d and alerts.usual_days 1: the 5-day city is read from its 4th date on
+
+
+@pytest.fixture(scope="module")
+def city(tmp_path_factory):
+    out = tmp_path_factory.mktemp("city5") / "hub"
+    return synthesize(out, sensors=8, zones=4, days=5, seed=2, progress=False, params=SynthParams(accident_rate=2e-2))
+
+
+@pytest.fixture(scope="module")
+def served(city, tmp_path_factory):
+    return export_baselines(read_hub(city), tmp_path_factory.mktemp("models"))
+
+
+@pytest.fixture
+def address(served):
+    specs = [f"{name}={path}" for name, path in served.items()]
+    cfg = {"port": 0, "metrics_port": None, "models": specs, "registry": {"poll_interval_s": 0}, "grace_s": 0}
+    server = ServerThread(ServingConfig.model_validate(cfg)).start()
+    yield server.address
+    server.stop()
+
+
+def agent(hub_dir, address, history) -> Agent:
+    loop_cfg = {"retrain_on_drift": False, "retries": 2, "backoff_s": 0.1, "history": history}
+    overrides = {"hub": str(hub_dir), "serving": {"address": address}, "loop": loop_cfg, "alerts": {"usual_days": 1}}
+    return Agent(load_agent_config(overrides=overrides))
+
+
+@pytest.fixture
+def reads(monkeypatch) -> list[Hub]:
+    """Every hub the loop reads."""
+    seen: list[Hub] = []
+    real = loop.read_hub
+
+    def spy(*args, **kwargs) -> Hub:
+        seen.append(real(*args, **kwargs))
+        return seen[-1]
+
+    monkeypatch.setattr(loop, "read_hub", spy)
+    return seen
+
+
+def copy(city, tmp_path, name: str):
+    shutil.copytree(city, tmp_path / name)
+    return tmp_path / name
+
+
+def test_a_cycle_reading_the_recent_history_decides_as_one_reading_the_whole_hub(city, address, tmp_path, reads):
+    whole, recent = copy(city, tmp_path, "whole"), copy(city, tmp_path, "recent")
+    a = agent(whole, address, None).run(once=True)[0]
+    b = agent(recent, address, HISTORY).run(once=True)[0]
+    assert reads[0].origin.since == {} and set(reads[1].origin.since) >= {"traffic", "demand", "incidents"}
+    assert len(reads[1].table("traffic")) < len(reads[0].table("traffic")) * 0.7  # 3 of the 5 days
+
+    assert [o.status for o in b.outcomes] == [o.status for o in a.outcomes] == ["decided"] * 3
+    pd.testing.assert_frame_equal(a.decisions.drop(columns="ts"), b.decisions.drop(columns="ts"))
+    assert set(a.drift) == set(b.drift)
+    for model in a.drift:
+        assert a.drift[model].drifted == b.drift[model].drifted
+
+
+def test_a_forecast_older_than_the_history_is_scored_on_the_whole_hub(city, address, tmp_path, reads):
+    """After an outage longer than loop.history, the forecasts made before it are scored on readings the cycle did
+    not read: they must be scored as on the whole hub, not as missing."""
+    errors = {}
+    for history in (None, HISTORY):
+        hub_dir = copy(city, tmp_path, f"hub-{history}")
+        full = read_hub(hub_dir)
+        cut = pd.Timestamp("2026-03-03 12:00", tz=full.meta.timezone)  # the feed stops on the second day ...
+        short = {t: df[df["ts"] <= cut] if TABLES[t].temporal else df for t, df in full.tables.items()}
+        write_hub(Hub(short, full.meta), hub_dir)
+        first = agent(hub_dir, address, history).run(once=True)[0]
+        assert [o.status for o in first.outcomes] == ["decided"] * 3 and first.live_errors == []  # waiting
+        write_hub(full, hub_dir)  # ... and three days of readings arrive after it
+        errors[history] = {e.model: e for e in agent(hub_dir, address, history).run(once=True)[0].live_errors}
+    assert set(errors[HISTORY]) == set(errors[None]) and len(errors[None]) == 3
+    for model, e in errors[None].items():
+        got = errors[HISTORY][model]
+        assert (got.n, got.mae, got.rmse, got.coverage) == (e.n, e.mae, e.rmse, e.coverage) and e.n > 0
+    cycle, scoring = reads[-2:]  # the last cycle read its history, then the whole hub for the old forecasts
+    assert cycle.origin.since["traffic"] > cut and scoring.origin.since == {}
+
+
+def test_a_model_reaching_further_back_than_the_history_is_named_with_what_it_needs(city, served):
+    facts = facts_of(served["traffic-synthetic"], "traffic-synthetic")
+    hub = read_hub(city, recent=pd.Timedelta(HISTORY))
+    newest = hub.table("traffic")["ts"].max()
+    hub.origin.since["traffic"] = newest - pd.Timedelta("10min")  # as if the history were shorter than the window
+    with pytest.raises(ConfigError, match=r"reaches back to .* but the agent reads the hub's traffic from .*loop\.hi"):
+        sense(hub, facts)
+    hub.origin.since["traffic"] = newest - pd.Timedelta("1h")
+    assert sense(hub, facts).anchor == newest
+
+
+def test_a_history_shorter_than_what_a_cycle_reads_back_is_refused_at_load():
+    with pytest.raises(ConfigError, match=r"loop.history \(12h\) is shorter than drift.window \(1d\)"):
+        load_agent_config(overrides={"loop": {"history": "12h"}, "alerts": {"usual_days": 1}})
+    with pytest.raises(ConfigError, match=r"shorter than alerts.usual_days \(7d\).*set it to null"):
+        load_agent_config(overrides={"loop": {"history": "3d"}})
+    assert load_agent_config(overrides={"loop": {"history": None}, "alerts": {"usual_days": 60}}).loop.history is None

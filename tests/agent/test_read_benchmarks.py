@@ -1,0 +1,35 @@
+"""benchmarks/compaction.py and benchmarks/history.py run end to end at tiny sizes, each checking its own output."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+def load(name: str):
+    spec = importlib.util.spec_from_file_location(f"{name}_bench", BENCHMARKS / f"{name}.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    return bench
+
+
+@pytest.mark.slow
+def test_the_compaction_benchmark_compares_both_hubs(capsys):
+    assert load("compaction").main(["--steps", "30", "--every", "30", "--repeats", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "both hubs read back equal" in out
+    row = next(line.split() for line in out.splitlines() if line.strip().startswith("30 "))
+    plain, compacted = int(row[1]), int(row[3])  # "30  111 / 42  0.295  0.109  2.7"
+    assert compacted < plain and float(row[-1]) > 0
+
+
+@pytest.mark.slow
+def test_the_history_benchmark_reads_less_of_an_old_hub(capsys):
+    assert load("history").main(["--days", "6", "--history", "2D", "--repeats", "1"]) == 0
+    out = capsys.readouterr().out
+    table = (line.split() for line in out.splitlines())
+    rows = {r[0]: r for r in table if len(r) == 4 and r[0] in ("whole", "history")}  # read, rows, MiB, seconds
+    assert int(rows["history"][1].replace(",", "")) < int(rows["whole"][1].replace(",", ""))
+    assert "the history read equals the whole hub's rows" in out
