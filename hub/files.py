@@ -244,7 +244,10 @@ def read_file_hub(location: str | Path, recent: pd.Timedelta | None = None) -> H
     zone = meta.timezone_problem()
     if zone:
         raise HubError(f"{root}/{MANIFEST}: {zone}")
-    origin.since = {name: pd.Timestamp(first).tz_localize(meta.timezone) for name, first in firsts.items()}
+    origin.since = {  # local midnight (a midnight that a DST change skips: the first hour there is)
+        name: pd.Timestamp(first).tz_localize(meta.timezone, nonexistent="shift_forward", ambiguous=True)
+        for name, first in firsts.items()
+    }
     for name, df in tables.items():  # CSV offsets come back as fixed offsets: show them in the city's zone
         if "ts" in df and isinstance(df["ts"].dtype, pd.DatetimeTZDtype):
             if offsets[name] is not None and has_manifest:

@@ -7,6 +7,7 @@ to 1.7 s over 200 cycles). Each test compares with the same hub written without 
 import json
 import logging
 import os
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -51,13 +52,20 @@ def parquet_files(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.glob("*.parquet"))
 
 
-@pytest.fixture
-def uncompacted(tmp_path, monkeypatch) -> Path:
+@pytest.fixture(scope="module")
+def as_appended(tmp_path_factory) -> Path:
     """The hub as the listener wrote it before compaction existed: one part per batch."""
-    with monkeypatch.context() as m:
+    root = tmp_path_factory.mktemp("appended") / "hub"
+    with pytest.MonkeyPatch.context() as m:
         m.setattr(microbatch, "compact_due", lambda *a: [])
-        listen(tmp_path / "plain")
-    return tmp_path / "plain"
+        listen(root)
+    return root
+
+
+@pytest.fixture
+def uncompacted(as_appended, tmp_path) -> Path:
+    """A private copy of ``as_appended``."""
+    return Path(shutil.copytree(as_appended, tmp_path / "plain"))
 
 
 def same_tables(a: Path, b: Path) -> None:
@@ -80,18 +88,14 @@ def test_the_listener_compacts_as_it_appends_and_every_table_reads_as_before(tmp
     assert held[0].startswith("part-0") and len(held) >= 2  # merged at 24 parts, then with the rest
 
 
-def test_hub_compact_merges_a_whole_hub_and_the_listener_still_knows_every_key(tmp_path, uncompacted):
+def test_hub_compact_merges_a_whole_hub_and_the_listener_still_knows_every_key(uncompacted, as_appended):
     result = CliRunner().invoke(app, ["hub", "compact", str(uncompacted)])
     assert result.exit_code == 0, result.output
     said = " ".join(result.output.split())
     assert "compacted 2 of 8 date folder(s)" in said and "151 part files → 2 (498 rows)" in said  # 80 and 71
     for folder in (uncompacted / "traffic").glob("date=*"):
         assert len(parquet_files(folder)) == 1
-    same = tmp_path / "same"
-    with pytest.MonkeyPatch.context() as m:
-        m.setattr(microbatch, "compact_due", lambda *a: [])
-        listen(same)
-    same_tables(uncompacted, same)
+    same_tables(uncompacted, as_appended)
 
     live = LiveHub(uncompacted)  # keys read from the compacted parts: a replayed reading is still a duplicate
     again = to_record("traffic", {"sensor_id": "s1", "ts": START.isoformat(), "speed": 1.0, "flow": 1.0}, TZ)

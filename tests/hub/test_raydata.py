@@ -27,38 +27,32 @@ def ray_local(tmp_path_factory):
         ray.shutdown()
 
 
-def test_ray_windows_equal_in_memory_windows(ray_local, tmp_path):
+def test_ray_windows_equal_in_memory_windows(ray_local, tmp_path, monkeypatch):
+    """Over a hub with a gap per sensor, and with a compacted part beside the parts it holds (a compaction cut
+    short before its deletes), which Ray must not read as well."""
+    import cityagent.agent.compact as compact
+    from cityagent.hub.raydata import _files
+
     hub = tiny_hub(sensors=3, steps=40)  # crosses midnight: two date partitions
     traffic = hub.table("traffic")
     gappy = traffic.drop(index=traffic.index[[5, 41, 42]])  # s0 step 5, s1 steps 1-2
     hub = Hub({"traffic": gappy, "sensors": hub.table("sensors")}, hub.meta)
     write_hub(hub, tmp_path / "hub")
     assert len(list((tmp_path / "hub" / "traffic").glob("date=*/part-0.parquet"))) == 2
+    folder = tmp_path / "hub" / "traffic" / "date=2026-03-02"
+    day = pq.read_table(folder / "part-0.parquet")
+    pq.write_table(day.slice(0, 40), folder / "part-0.parquet")  # two parts, as appends leave them
+    pq.write_table(day.slice(40), folder / "part-1.parquet")
+    monkeypatch.setattr(compact, "_remove", lambda paths: 0)  # both parts stay beside the compacted one
+    (merged,) = compact.compact_hub(tmp_path / "hub", ["traffic"], min_parts=2)[1:]
+    assert merged.parts == 2 and len(list(folder.glob("*.parquet"))) == 3
+    read = [Path(f).relative_to(folder.parent) for f in _files(str(tmp_path / "hub"), "traffic")]
+    assert read == [Path("date=2026-03-01/part-0.parquet"), merged.path.relative_to(folder.parent)]
 
     rows = same_as_in_memory(tmp_path / "hub", hub)
     assert set(rows["node"]) == {"s0", "s1", "s2"}
     assert len(rows[rows["node"] == "s2"]) == 40 - 6 + 1  # complete series: every window
     assert len(rows[rows["node"] == "s0"]) == 40 - 6 + 1 - 4  # four windows see the missing step 5
-
-
-def test_ray_windows_read_the_readings_of_a_compacted_part_once(ray_local, tmp_path, monkeypatch):
-    import cityagent.agent.compact as compact
-
-    hub = tiny_hub(sensors=3, steps=40)
-    write_hub(hub, tmp_path / "hub")
-    folder = tmp_path / "hub" / "traffic" / "date=2026-03-02"
-    day = pq.read_table(folder / "part-0.parquet")
-    pq.write_table(day.slice(0, 40), folder / "part-0.parquet")  # two parts, as appends leave them
-    pq.write_table(day.slice(40), folder / "part-1.parquet")
-    monkeypatch.setattr(compact, "_remove", lambda paths: 0)  # a compaction cut short: both parts stay beside it
-    (merged,) = compact.compact_hub(tmp_path / "hub", ["traffic"], min_parts=2)[1:]
-    assert merged.parts == 2 and len(list(folder.glob("*.parquet"))) == 3
-    from cityagent.hub.raydata import _files
-
-    read = [Path(f).relative_to(tmp_path / "hub" / "traffic") for f in _files(str(tmp_path / "hub"), "traffic")]
-    assert read == [Path("date=2026-03-01/part-0.parquet"), merged.path.relative_to(folder.parent)]
-    rows = same_as_in_memory(tmp_path / "hub", hub)  # (readings read twice would fill the same slots: no proof)
-    assert len(rows) == 3 * (40 - 6 + 1)
 
 
 def same_as_in_memory(root, hub):
