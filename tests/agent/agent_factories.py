@@ -10,6 +10,7 @@ import numpy as np
 
 from cityagent.hub.hub import Hub
 from cityagent.hub.protocols import build_task
+from cityagent.hub.synth import SynthParams, synthesize
 from cityagent.training.build import build_scaled_model
 from cityagent.training.config import load_config
 from cityagent.training.onnx_export import export_bundle
@@ -22,6 +23,12 @@ PARAMS = {
     "demand": {"columns": ["count", "supply"], "input_len": 6, "horizon": 6, "graph_kind": "neighbor"},
     "risk": {"input_len": 6, "horizon": 12, "scaler": "minmax", "graph_kind": "neighbor"},
 }
+
+
+def synthetic_city(out: Path, days: int) -> Path:
+    """The agent tests' city: 8 sensors, 4 zones, accidents frequent enough to rank risk cells."""
+    params = SynthParams(accident_rate=2e-2)
+    return synthesize(out, sensors=8, zones=4, days=days, seed=2, progress=False, params=params)
 
 
 def export_baselines(hub: Hub, out: Path) -> dict[str, Path]:

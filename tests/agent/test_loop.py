@@ -25,12 +25,11 @@ from cityagent.agent.sense import ModelFacts, WindowMissing, sense, steps_at
 from cityagent.agent.think import Backoff, Forecast, ServingClient
 from cityagent.errors import ConfigError
 from cityagent.hub import Hub, read_hub, write_hub
-from cityagent.hub.synth import SynthParams, synthesize
 from cityagent.hub.tensor import to_tensor
 from cityagent.serving.background import ServerThread
 from cityagent.serving.config import ServingConfig
 from cityagent.training.onnx_meta import read_metadata
-from tests.agent.agent_factories import export_baselines
+from tests.agent.agent_factories import export_baselines, synthetic_city
 
 MODELS = ["traffic-synthetic", "demand-synthetic", "risk-synthetic"]
 CHANNELS = {"traffic": ["speed"], "demand": ["count", "supply"], "incidents": ["severity"]}
@@ -39,8 +38,7 @@ FIVE = pd.Timedelta("5min")  # the synthetic city's step
 
 @pytest.fixture(scope="module")
 def template(tmp_path_factory):
-    out = tmp_path_factory.mktemp("city") / "hub"
-    return synthesize(out, sensors=8, zones=4, days=3, seed=2, progress=False, params=SynthParams(accident_rate=2e-2))
+    return synthetic_city(tmp_path_factory.mktemp("city") / "hub", days=3)
 
 
 @pytest.fixture(scope="module")

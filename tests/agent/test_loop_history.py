@@ -16,10 +16,9 @@ from cityagent.agent.sense import sense
 from cityagent.errors import ConfigError
 from cityagent.hub import Hub, read_hub, write_hub
 from cityagent.hub.schema import TABLES
-from cityagent.hub.synth import SynthParams, synthesize
 from cityagent.serving.background import ServerThread
 from cityagent.serving.config import ServingConfig
-from tests.agent.agent_factories import export_baselines
+from tests.agent.agent_factories import export_baselines, synthetic_city
 from tests.agent.test_loop import facts_of
 
 HISTORY = "1d"  # with drift.window 1d and alerts.usual_days 1: the 5-day city is read from its 4th date on
@@ -27,8 +26,7 @@ HISTORY = "1d"  # with drift.window 1d and alerts.usual_days 1: the 5-day city i
 
 @pytest.fixture(scope="module")
 def city(tmp_path_factory):
-    out = tmp_path_factory.mktemp("city5") / "hub"
-    return synthesize(out, sensors=8, zones=4, days=5, seed=2, progress=False, params=SynthParams(accident_rate=2e-2))
+    return synthetic_city(tmp_path_factory.mktemp("city5") / "hub", days=5)
 
 
 @pytest.fixture(scope="module")
