@@ -147,13 +147,14 @@ def _check_new(live: LiveHub, table: str, df: pd.DataFrame, result: BatchResult)
     keep = np.ones(len(df), dtype=bool)
     for j, (i, node, t, date) in enumerate(zip(df.index, nodes, t_ns, dates, strict=True)):
         known = live.date_keys(table, date)
+        last = known.newest(node)
         who = f"{TABLES[table].node_column} {node!r}, ts {df['ts'].iloc[j]}" if node else f"ts {df['ts'].iloc[j]}"
         if in_batch[j]:
             result.rejected[int(i)] = ("duplicate", f"duplicate of a reading earlier in this batch ({who})")
-        elif (node, int(t)) in known.keys:
+        elif known.has(node, int(t)):
             result.rejected[int(i)] = ("duplicate", f"duplicate of a reading already in the hub ({who})")
-        elif int(t) < known.newest.get(node, -1):
-            newest = pd.Timestamp(known.newest[node], tz="UTC").tz_convert(live.meta.timezone)
+        elif last is not None and int(t) < last:
+            newest = pd.Timestamp(last, tz="UTC").tz_convert(live.meta.timezone)
             why = f"late reading ({who}): its series already reaches {newest} in the hub"
             result.rejected[int(i)] = ("late", f"{why}; backfill history with `cityagent hub import` instead")
         else:

@@ -1,4 +1,4 @@
-"""benchmarks/compaction.py and benchmarks/history.py run end to end at tiny sizes, each checking its own output."""
+"""benchmarks/compaction.py, history.py and listener_keys.py run end to end at tiny sizes, checking their own output."""
 
 import importlib.util
 from pathlib import Path
@@ -33,3 +33,10 @@ def test_the_history_benchmark_reads_less_of_an_old_hub(capsys):
     rows = {r[0]: r for r in table if len(r) == 4 and r[0] in ("whole", "history")}  # read, rows, MiB, seconds
     assert int(rows["history"][1].replace(",", "")) < int(rows["whole"][1].replace(",", ""))
     assert "the history read equals the whole hub's rows" in out
+
+
+@pytest.mark.slow
+def test_the_listener_keys_benchmark_compares_both_representations(capsys):
+    assert load("listener_keys").main(["--sensors", "300", "--steps", "12"]) == 0
+    out = capsys.readouterr().out
+    assert "both answer every lookup alike" in out and "3,600 readings" in out
