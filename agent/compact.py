@@ -6,7 +6,7 @@ batches that is ~300 files a day per table, and every cycle of the agent opens t
 ``COMPACT_AT`` parts, and every folder they have moved past as soon as it holds two; ``cityagent hub compact``
 does the same for a whole hub (one written by an older version, or after a listener that was stopped).
 
-A compacted part holds its parts' rows in read order and names them in its metadata (``hub.parts``); it is
+A compacted part holds its parts' rows in read order and names them in its metadata (``cityagent.hub.parts``); it is
 written under a temporary name, read back and compared with its parts before it is renamed into place, and only
 then are the parts deleted. Anything that does not read back the same is left as it was, with a warning.
 """
@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 
 COMPACT_AT = 24  # parts in a folder still being written before it is compacted (2 hours of 5-minute batches)
 _FS = fsspec.filesystem("file")
+# folders whose parts would not merge, with those parts: a writer retrying after every append would read them all
+# and warn each time; tried again once the folder's parts change
+_UNMERGED: dict[Path, tuple[frozenset[str], str]] = {}
 
 
 @dataclass(frozen=True)
@@ -52,7 +55,8 @@ def folder_parts(folder: Path) -> tuple[list[str], list[str]]:
     """``(live, stale)`` part files of one date folder, in read order: stale ones a compacted part already holds."""
     files = sorted(str(p) for p in folder.iterdir() if p.name.endswith(".parquet") and p.is_file())
     live = live_parts(_FS, files)
-    return live, [f for f in files if f not in set(live)]
+    keep = set(live)
+    return live, [f for f in files if f not in keep]
 
 
 def compact_folder(folder: Path, min_parts: int = 2) -> Compacted:
@@ -65,11 +69,14 @@ def compact_folder(folder: Path, min_parts: int = 2) -> Compacted:
     live, stale = folder_parts(folder)
     if len(live) < max(2, min_parts):
         return Compacted(folder, removed=_remove(stale))
+    known = _UNMERGED.get(folder)
+    if known and known[0] == frozenset(live):
+        return Compacted(folder, removed=_remove(stale), skipped=known[1])
     tables = [pq.read_table(p, page_checksum_verification=True) for p in live]
     try:
         merged = pa.concat_tables(tables, promote_options="permissive")
     except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
-        return _skip(folder, len(live), f"its parts have columns that do not merge ({e})", stale)
+        return _skip(folder, live, f"its parts have columns that do not merge ({e})", stale)
     names = [Path(p).name for p in live]
     meta = {**(merged.schema.metadata or {}), COVERS_KEY: json.dumps(names).encode()}
     final = folder / compacted_name(names[0], secrets.token_hex(4))
@@ -85,17 +92,19 @@ def compact_folder(folder: Path, min_parts: int = 2) -> Compacted:
         expected = pd.concat([t.to_pandas() for t in tables], ignore_index=True)
         if not pq.read_table(tmp, page_checksum_verification=True).to_pandas().equals(expected):
             tmp.unlink()
-            return _skip(folder, len(live), "the merged file does not read back as its parts do", stale)
+            return _skip(folder, live, "the merged file does not read back as its parts do", stale)
         os.replace(tmp, final)  # the one step readers see: from here they read `final` and ignore the parts
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     _sync_dir(folder)  # the rename is on disk before any part it replaces is deleted
+    _UNMERGED.pop(folder, None)
     return Compacted(folder, len(live), merged.num_rows, _remove(live + stale), final)
 
 
-def _skip(folder: Path, parts: int, why: str, stale: list[str]) -> Compacted:
-    log.warning("left %d parts of %s as they are: %s", parts, folder, why)
+def _skip(folder: Path, live: list[str], why: str, stale: list[str]) -> Compacted:
+    log.warning("left %d parts of %s as they are: %s", len(live), folder, why)
+    _UNMERGED[folder] = (frozenset(live), why)
     return Compacted(folder, removed=_remove(stale), skipped=why)
 
 

@@ -163,8 +163,14 @@ def test_parts_that_do_not_merge_are_left_as_they_are(tmp_path, caplog):
     before = parquet_files(folder)
     with caplog.at_level(logging.WARNING):
         (result,) = compact.compact_hub(tmp_path / "hub", ["decisions"])
-    assert result.path is None and "do not merge" in result.skipped and "left 2 parts" in caplog.text
-    assert parquet_files(folder) == before
+        (again,) = compact.compact_hub(tmp_path / "hub", ["decisions"])  # as a writer retries after each append
+    assert result.path is None and "do not merge" in result.skipped and parquet_files(folder) == before
+    assert again.skipped == result.skipped and caplog.text.count("left 2 parts") == 1  # said once, not per append
+
+    write_part(folder, pd.DataFrame({"ts": [ts], "kind": "alert", "target_id": ["s2"], "value": 2.0}))
+    with caplog.at_level(logging.WARNING):
+        (third,) = compact.compact_hub(tmp_path / "hub", ["decisions"])  # new parts: tried again
+    assert third.path is None and "left 3 parts" in caplog.text
 
 
 def test_two_compacted_parts_holding_the_same_part_are_an_error_naming_both(tmp_path, uncompacted):
