@@ -24,8 +24,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from cityagent.agent.lock import LockHeld, compact_lock
 from cityagent.agent.partfiles import COMPRESSION
-from cityagent.errors import HubError
+from cityagent.errors import CityAgentError, HubError
+from cityagent.hub.hub import MANIFEST
 from cityagent.hub.parts import COVERS_KEY, compacted_name, live_parts
 from cityagent.hub.schema import TABLES
 
@@ -140,9 +142,6 @@ def compact_hub(root: str | Path, tables: Iterable[str] | None = None, min_parts
         HubError: ``root`` is not a local hub directory, or a table name is unknown.
         CompactionBusy: another process compacts this hub now.
     """
-    from cityagent.agent.lock import compact_lock
-    from cityagent.hub.hub import MANIFEST
-
     root = Path(root)
     if "://" in str(root) or not (root / MANIFEST).is_file():
         raise HubError(f"{root} is not a local hub directory with {MANIFEST}; compaction rewrites local part files")
@@ -162,9 +161,6 @@ def compact_due(root: Path, table: str, written: Iterable[str]) -> list[Compacte
     Never raises for a busy lock or a failing disk: the parts stay readable as they are, and it is tried again
     after the next append.
     """
-    from cityagent.agent.lock import LockHeld, compact_lock
-    from cityagent.errors import CityAgentError
-
     open_dates = {f"date={d}" for d in written}
     done: list[Compacted] = []
     try:
