@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from cityagent import durations
 from cityagent.agent.agent_config import AlertConfig
 from cityagent.agent.compact import compact_due
 from cityagent.agent.partfiles import write_part
@@ -151,7 +152,7 @@ def rebalancing(fc: Forecast, window: Window, hub: Hub, cfg: AlertConfig) -> lis
 def risk_hotspots(fc: Forecast, window: Window, hub: Hub, cfg: AlertConfig) -> list[dict]:
     """The ``risk_top_k`` cells with the highest forecast risk (summed severity) over the next ``risk_window``."""
     facts, times = window.facts, window.target_times
-    ahead = times < window.anchor + pd.Timedelta(cfg.risk_window) + pd.Timedelta("1ns")
+    ahead = times < window.anchor + durations.duration(cfg.risk_window, "alerts.risk_window") + pd.Timedelta("1ns")
     values = decided_on(fc, cfg, event_when_high=True)
     risk = values[ahead].sum(axis=0)  # [N]
     cells = np.flatnonzero(risk > 0)

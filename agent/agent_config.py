@@ -14,6 +14,7 @@ import pandas as pd
 from croniter import croniter
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
+from cityagent import durations
 from cityagent.config_errors import explain, nearest
 from cityagent.config_yaml import read_yaml
 from cityagent.errors import ConfigError
@@ -23,9 +24,10 @@ TASKS = ("traffic", "demand", "risk")
 
 
 def _duration(text: str) -> str:
-    """Reject what pandas cannot read as a positive duration, at load time rather than at 3 am."""
+    """Reject what is no positive duration, at load time rather than at 3 am. The text is kept as written ('35d'):
+    every use reads it through ``cityagent.durations``, which also takes the spellings pandas 4 drops."""
     try:
-        ok = pd.Timedelta(text) > pd.Timedelta(0)
+        ok = durations.duration(text) > pd.Timedelta(0)
     except ValueError:
         ok = False
     if not ok:
@@ -149,7 +151,7 @@ class RetrainConfig(_Strict):
 
     @property
     def min_period_delta(self) -> timedelta:
-        return pd.Timedelta(self.min_period).to_pytimedelta()
+        return durations.duration(self.min_period, "retrain.min_period").to_pytimedelta()
 
 
 class ServingTarget(_Strict):
@@ -221,8 +223,9 @@ class LoopConfig(_Strict):
 
     history: str | None = Field(
         "35d",
-        description="how far back from each table's newest date a cycle reads the hub (plus a day): enough for the "
-        "served models' input windows, drift.window and alerts.usual_days; null reads the whole hub every cycle",
+        description="the furthest back from each table's newest date a cycle reads the hub (plus a day); within it a "
+        "cycle reads what the served models' input windows, drift.window, alerts.usual_days and waiting forecasts "
+        "need; null reads the whole hub every cycle",
     )
 
     _interval = field_validator("interval", "score_grace")(lambda v: _duration(v))
@@ -285,7 +288,7 @@ def check_history(cfg: AgentConfig) -> None:
     if cfg.loop.history is None:
         return
     for key, value in (("drift.window", cfg.drift.window), ("alerts.usual_days", f"{cfg.alerts.usual_days}d")):
-        if pd.Timedelta(value) > pd.Timedelta(cfg.loop.history):
+        if durations.duration(value) > durations.duration(cfg.loop.history):
             raise ConfigError(
                 f"loop.history ({cfg.loop.history}) is shorter than {key} ({value}), which every cycle reads back; "
                 f"raise loop.history to at least {value}, or set it to null to read the whole hub"

@@ -115,10 +115,11 @@ def status(
     """How the served models do live: MAE and RMSE of their scored forecasts per model version and hub."""
     import pandas as pd
 
+    from cityagent import durations
     from cityagent.agent.live_error import agent_dir, live_summary
 
     try:
-        span = pd.Timedelta(since)
+        span = durations.duration(since, "--since")
     except ValueError:
         raise typer.BadParameter(f"'{since}' is not a duration such as 6h or 1d", param_hint="'--since'") from None
     df = live_summary(pd.Timestamp.now(tz="UTC") - span)

@@ -9,6 +9,7 @@ from pathlib import Path
 from rich.padding import Padding
 from rich.table import Table
 
+from cityagent import durations
 from cityagent.agent.console import console
 from cityagent.downloads import quiet_downloads
 from cityagent.hub.hub import lead_text
@@ -76,10 +77,9 @@ def run_facts(bundle_path: str | None) -> tuple[dict[int, float], str | None]:
 
 def meta_facts(meta: Mapping) -> tuple[dict[int, float], str | None]:
     """``({horizon step: lead minutes}, units)`` from a bundle's metadata; empty when it lacks them."""
-    import pandas as pd
 
     try:
-        step = pd.Timedelta(pd.tseries.frequencies.to_offset(meta["step"])).total_seconds() / 60
+        step = durations.step_delta(meta["step"]).total_seconds() / 60
         return {i + 1: off * step for i, off in enumerate(meta["target_offsets"])}, meta.get("units")
     except (KeyError, TypeError, ValueError):
         return {}, None

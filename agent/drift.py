@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 from numpy.typing import ArrayLike
 
+from cityagent import durations
 from cityagent.agent.agent_config import DriftConfig
 from cityagent.agent.drift_stats import LEVELS, bin_fractions, ks_statistic, psi
 from cityagent.errors import ConfigError
@@ -168,7 +168,11 @@ def should_retrain(
         return False
     if last_retrain_time is None:
         return True
-    period = pd.Timedelta(min_period).to_pytimedelta() if isinstance(min_period, str) else min_period
+    period = (
+        durations.duration(min_period, "retrain.min_period").to_pytimedelta()
+        if isinstance(min_period, str)
+        else min_period
+    )
     now = now or datetime.now(UTC)
     if last_retrain_time.tzinfo is None or now.tzinfo is None:
         raise ConfigError("should_retrain needs timezone-aware times; use datetime.now(UTC)")

@@ -23,6 +23,7 @@ from typing import Any
 
 import pandas as pd
 
+from cityagent import durations
 from cityagent.agent.deadletter import FOLDER, DeadLetter, Rejection
 from cityagent.agent.durable import why, write_advice, write_problem
 from cityagent.agent.livehub import LiveHub
@@ -193,7 +194,9 @@ def listen(
             where = f" ({folder.name}/)" if folder != live.root else ""
             fix = f"{write_advice(problem)}, then listen again"
             raise CityAgentError(f"cannot write to hub {live.root}{where}: {why(problem)}; {fix}")
-    batcher = _Batcher(live, batch, flush_seconds, None if clock_ahead is None else pd.Timedelta(clock_ahead))
+    batcher = _Batcher(
+        live, batch, flush_seconds, None if clock_ahead is None else durations.duration(clock_ahead, "mqtt.clock_ahead")
+    )
     inbox: queue.Queue[tuple[str, bytes, datetime, Ack]] = queue.Queue()
     stop = stop or threading.Event()
     refused: list[str] = []  # the broker refused the subscription after a reconnect: nothing more will come

@@ -18,12 +18,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import pandas as pd
 
+from cityagent import durations
 from cityagent.agent.act import Decided, append_decisions, decide, decided_windows
 from cityagent.agent.agent_config import AgentConfig
+from cityagent.agent.cycle_reach import cycle_reach
 from cityagent.agent.drift import DriftReport
 from cityagent.agent.drift_watch import DriftWatch, TrackingUnreachable, spawn_retrain
 from cityagent.agent.durable import why, write_advice
@@ -94,8 +96,8 @@ def parse_at(at: pd.Timestamp | str | None) -> pd.Timestamp | None:
 def parse_interval(interval: str) -> float:
     """Seconds between cycles from ``--interval`` (or loop.interval); a ConfigError unless a positive duration."""
     try:
-        seconds = pd.Timedelta(interval).total_seconds()
-    except (ValueError, TypeError, OverflowError) as e:
+        seconds = durations.duration(interval, "--interval").total_seconds()
+    except ValueError as e:
         raise ConfigError(f"--interval {interval!r} is not a duration; use e.g. '30s', '5min' or '1h'") from e
     if not seconds > 0:  # NaT (e.g. 'nat') is not > 0 either
         raise ConfigError(f"--interval {interval!r} is not a positive duration; use e.g. '30s', '5min' or '1h'")
@@ -131,6 +133,7 @@ class Agent:
         self.drift = drift or DriftWatch(cfg, trigger)
         self._seen: dict[str, pd.Timestamp] = {}  # model → anchor of its last turn (also windows with no decisions)
         self._holding = False  # run() holds the hub's lock for all its cycles
+        self._planned = False  # this cycle read of each table only what its models need (not the whole hub)
         self._unreferenced: set[str] = set()  # runs whose missing drift reference was already named
 
     def _already(self, name: str, anchor: pd.Timestamp, decided: dict[tuple[str, pd.Timestamp], Decided]) -> str:
@@ -153,11 +156,20 @@ class Agent:
         at: pd.Timestamp | None,
         decided: dict[tuple[str, pd.Timestamp], Decided],
         hub_id: HubId,
+        known: ModelFacts | CityAgentError,
     ) -> ModelOutcome:
         out = ModelOutcome(domain, name, "failed")
         try:
-            for _ in range(2):  # a second go when the server swapped versions between metadata and inference
-                out.facts = facts = self.client.facts(name)
+            for attempt in range(2):  # a second go when the server swapped versions between metadata and inference
+                if isinstance(known, CityAgentError):  # asked before the hub was read, and it failed then
+                    raise known
+                out.facts = facts = known if attempt == 0 else self.client.facts(name)
+                if attempt and self._planned and facts.input_offsets != known.input_offsets:
+                    out.message = (  # the hub was read for the old window: the next cycle reads it for this one
+                        f"{name} moved to v{facts.version}, whose input window differs from v{known.version}'s; "
+                        "asked again next cycle"
+                    )
+                    return out
                 if facts.domain != domain:
                     out.message = f"{name} is a {facts.domain} model, configured under {domain}; fix loop.models"
                     return out
@@ -219,14 +231,15 @@ class Agent:
     def _cycle(self, at: pd.Timestamp | str | None) -> CycleReport:
         report = CycleReport(datetime.now(UTC))
         anchor = parse_at(at)
-        # the recent past, not the whole history, unless a replay asks for any time (`--at`)
-        history = self.cfg.loop.history
-        hub = read_hub(self.hub_dir, recent=pd.Timedelta(history) if history and anchor is None else None)
+        known = {name: self._facts(name) for name in self.cfg.loop.models.values()}  # what to read depends on it
+        reach = self._reach(known, anchor)
+        self._planned = bool(reach)
+        hub = read_hub(self.hub_dir, **reach)
         if anchor is not None:  # before any model is asked: a time between steps would find no readings at all
             anchor = on_grid(hub, anchor, "--at")
         decided, hub_id = decided_windows(hub), hub_identity(self.hub_dir, hub.meta)
         for domain, name in self.cfg.loop.models.items():
-            outcome = self._turn(hub, domain, name, anchor, decided, hub_id)
+            outcome = self._turn(hub, domain, name, anchor, decided, hub_id, known[name])
             report.outcomes.append(outcome)
             if self.after_model:
                 self.after_model(outcome)
@@ -235,8 +248,25 @@ class Agent:
         self._learn(hub, hub_id, report)
         return report
 
+    def _facts(self, name: str) -> ModelFacts | CityAgentError:
+        try:
+            return self.client.facts(name)
+        except CityAgentError as e:  # ServingUnavailable after every retry, a model the agent cannot use, ...
+            return e
+
+    def _reach(self, known: dict[str, ModelFacts | CityAgentError], anchor: pd.Timestamp | None) -> dict[str, Any]:
+        """What this cycle reads of the hub (``read_hub``'s arguments): of each table, what its served model needs,
+        no further back than loop.history; the whole hub for a replay (``--at``) or with loop.history null."""
+        history = self.cfg.loop.history
+        if not history or anchor is not None:
+            return {}
+        limit = durations.duration(history, "loop.history")
+        served = [f for f in known.values() if isinstance(f, ModelFacts)]
+        failed = [d for d, name in self.cfg.loop.models.items() if isinstance(known[name], CityAgentError)]
+        return {"recent": limit, "reach": cycle_reach(self.cfg, served, limit, unknown=failed)}
+
     def _learn(self, hub: Hub, hub_id: HubId, report: CycleReport) -> None:
-        grace = pd.Timedelta(self.cfg.loop.score_grace)
+        grace = durations.duration(self.cfg.loop.score_grace, "loop.score_grace")
         # only forecasts made on this hub; one older than the history read is scored on the whole hub
         report.live_errors = score_pending(hub, hub_id, grace, whole=lambda: read_hub(self.hub_dir))
         for o in report.outcomes:

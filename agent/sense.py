@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from cityagent import durations
 from cityagent.agent.grid import on_grid
 from cityagent.errors import CityAgentError, ConfigError, HubError
 from cityagent.hub.hub import Hub
@@ -199,7 +200,7 @@ def sense(hub: Hub, facts: ModelFacts, at: pd.Timestamp | str | None = None) -> 
         OffGrid: ``at`` is not a step of the hub's grid (the message names the nearest two).
         ConfigError: the model was trained on another step or on features the agent cannot rebuild.
     """
-    if pd.Timedelta(pd.tseries.frequencies.to_offset(facts.step)) != hub.meta.step_delta:
+    if durations.step_delta(facts.step) != hub.meta.step_delta:
         raise ConfigError(f"{facts.name} was trained on {facts.step} steps but the hub has {hub.meta.step} steps")
     columns, kinds = split_features(facts.feature_names)
     note = ""
@@ -208,8 +209,9 @@ def sense(hub: Hub, facts: ModelFacts, at: pd.Timestamp | str | None = None) -> 
     else:
         anchor = on_grid(hub, pd.Timestamp(at))
     inputs = steps_at(hub, anchor, facts.input_offsets)
-    since = hub.origin.since.get(facts.table) if hub.origin else None
-    if since is not None and inputs[0] < since:  # the cycle read too little of the hub: say so, never "missing"
+    unread = hub.origin.first_unread(facts.table, inputs) if hub.origin else None
+    if unread is not None:  # the cycle read too little of the hub: say so, never "missing"
+        since = hub.origin.since[facts.table]
         raise ConfigError(
             f"{facts.name}'s window reaches back to {inputs[0]:%Y-%m-%d %H:%M}, {anchor - inputs[0]} before its last "
             f"step, but the agent reads the hub's {facts.table} from {since:%Y-%m-%d} on (loop.history); raise "

@@ -8,11 +8,11 @@ accept a single ``traffic.parquet`` and partitioned CSV, so hand-made hubs work.
 import io
 import json
 import logging
-import math
 import posixpath
 import re
 import uuid
-from datetime import date, timedelta
+from collections.abc import Mapping
+from datetime import date
 from pathlib import Path
 from typing import Literal
 
@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 from cityagent.errors import HubError
 from cityagent.hub.hub import MANIFEST, Hub, HubMeta, Origin
 from cityagent.hub.parts import live_parts
+from cityagent.hub.reach import Reach, reach_files
 from cityagent.hub.schema import TABLES
 from cityagent.hub.timestamps import infer_meta, offset_minutes, parse_ts_column, zone_mismatch
 
@@ -32,7 +33,6 @@ log = logging.getLogger(__name__)
 LISTINGS = 3  # a part compacted away between listing and reading is read again from a fresh listing, this often
 # what a write leaves beside its target when cut short: .<name>.old-<tag> (the previous hub, moved aside for the
 # swap), .<name>.tmp-<tag> / .<name>.synth-<tag> (a new hub half-written)
-_DATE_DIR = re.compile(r"/date=(\d{4}-\d{2}-\d{2})/")  # a partition folder: <table>/date=YYYY-MM-DD/part-...
 _LEFTOVER = re.compile(r"^\.(?P<base>.+)\.(?P<kind>old|tmp|synth)-[0-9a-f]{8}$")
 
 
@@ -112,45 +112,32 @@ def _read_table(fs: fsspec.AbstractFileSystem, files: list[str], name: str) -> t
     return df, np.concatenate([np.full(len(d), np.nan) if o is None else o for d, o in parts])
 
 
-def recent_files(files: list[str], days: int) -> tuple[list[str], date | None]:
-    """``files`` without the date folders more than ``days`` + 1 days older than the newest, and the first date
-    kept when any was left out. Files outside date folders (a table kept in one file) are always kept."""
-    dated = [m.group(1) if (m := _DATE_DIR.search(f)) else None for f in files]
-    found = sorted({d for d in dated if d})
-    if not found:
-        return files, None
-    first = date.fromisoformat(found[-1]) - timedelta(days=days + 1)  # + 1: a whole `days` before the newest reading
-    if date.fromisoformat(found[0]) >= first:
-        return files, None
-    return [f for f, d in zip(files, dated, strict=True) if d is None or date.fromisoformat(d) >= first], first
-
-
 def _read_listed(
     fs: fsspec.AbstractFileSystem,
     root: str,
     name: str,
     tables: dict[str, pd.DataFrame],
     offsets: dict[str, np.ndarray | None],
-    recent: int | None = None,
-) -> tuple[list[str], date | None]:
-    """Read table ``name`` into ``tables``/``offsets``; returns the files read and, with ``recent`` (days), the
-    first date read when older dates were left out. A part that a compaction replaced between listing and reading
-    (its readings now in the compacted part) sends the read back to a new listing."""
+    reach: Reach | None = None,
+) -> tuple[list[str], date | None, frozenset[date]]:
+    """Read table ``name`` into ``tables``/``offsets``; returns the files read and, with ``reach``, the first date
+    of the recent run and the older dates read when dates were left out. A part that a compaction replaced between
+    listing and reading (its readings now in the compacted part) sends the read back to a new listing."""
     for attempt in range(LISTINGS):
         try:
-            files, first = _table_files(fs, root, name), None
-            if recent is not None and TABLES[name].temporal:
-                files, first = recent_files(files, recent)
+            files, first, extra = _table_files(fs, root, name), None, frozenset()
+            if reach is not None and TABLES[name].temporal:
+                files, first, extra = reach_files(files, reach)
             if files:
                 tables[name], offsets[name] = _read_table(fs, files, name)
-            return files, first
+            return files, first, extra
         except FileNotFoundError as e:
             if attempt == LISTINGS - 1:
                 raise HubError(
                     f"table {name}: {e.filename or e} vanished while the table was read, {LISTINGS} times in a row; "
                     "something keeps rewriting the hub's files (only compaction may), stop it and read again"
                 ) from e
-    return [], None
+    return [], None, frozenset()
 
 
 def bad_manifest(path: str | Path, e: Exception) -> HubError:
@@ -203,13 +190,17 @@ def restore_hint(location: str | Path) -> str | None:
     )
 
 
-def read_file_hub(location: str | Path, recent: pd.Timedelta | None = None) -> Hub:
+def read_file_hub(
+    location: str | Path, recent: pd.Timedelta | None = None, reach: Mapping[str, Reach] | None = None
+) -> Hub:
     """Read every table found under ``location``; a location with no hub data is an error.
 
     Args:
         location: the hub directory or URI.
         recent: read only the date partitions of the last ``recent`` before each table's newest date (and one day
             more); ``hub.origin.since`` then holds, per table left short, the time from which every reading is in.
+        reach: per table, what to read instead of ``recent`` (the recent days and the dates of a few spans further
+            back); ``hub.origin.read_dates`` then holds the dates read before ``since``.
     """
     fs, root = _fs(location)
     root = root.rstrip("/")
@@ -222,12 +213,14 @@ def read_file_hub(location: str | Path, recent: pd.Timedelta | None = None) -> H
             f"`cityagent hub synth --out {location}` or `cityagent hub import`"
         )
     tables, offsets, origin = {}, {}, Origin("files")
-    days = None if recent is None else math.ceil(recent / pd.Timedelta(days=1))
+    default = None if recent is None else Reach.of(recent)
     firsts: dict[str, date] = {}
     for name in TABLES:
-        files, first = _read_listed(fs, root, name, tables, offsets, days)
+        files, first, extra = _read_listed(fs, root, name, tables, offsets, (reach or {}).get(name, default))
         if first is not None:
             firsts[name] = first
+        if extra:
+            origin.read_dates[name] = extra
         if files:
             rel = posixpath.relpath(files[0], root)
             origin.tables[name] = rel if len(files) == 1 and "/" not in rel else f"{name}/ ({len(files)} files)"

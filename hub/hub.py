@@ -1,10 +1,12 @@
 """The in-memory hub: named tables plus a manifest (name, step, timezone, provenance)."""
 
 from dataclasses import asdict, dataclass, field
+from datetime import date
 from typing import Any, Literal
 
 import pandas as pd
 
+from cityagent import durations
 from cityagent.config_errors import nearest
 from cityagent.errors import HubError
 from cityagent.hub.schema import TABLES
@@ -53,7 +55,7 @@ class HubMeta:
     @property
     def step_delta(self) -> pd.Timedelta:
         try:
-            return pd.Timedelta(pd.tseries.frequencies.to_offset(self.step))
+            return durations.step_delta(self.step)
         except (ValueError, TypeError) as e:  # TypeError: a number, as in "step": 15
             raise HubError(f"hub.json step {self.step!r} is not a pandas offset; use e.g. '5min' or '1h'") from e
 
@@ -115,7 +117,7 @@ def step_text(step: pd.Timedelta) -> str:
 
 def per_step(step: str) -> str:
     """``step`` as the tail of a unit: ``hour`` for 1 h, else ``30 min`` (``riders per hour``)."""
-    minutes = pd.Timedelta(pd.tseries.frequencies.to_offset(step)).total_seconds() / 60
+    minutes = durations.step_delta(step).total_seconds() / 60
     return "hour" if minutes == 60 else lead_text(minutes)
 
 
@@ -148,6 +150,18 @@ class Origin:
     strays: list[str] = field(default_factory=list)  # hub-folder entries that are no table: 'trafic.csv'
     warnings: list[tuple[str, str, str]] = field(default_factory=list)  # (table, column, message) from raw files
     since: dict[str, pd.Timestamp] = field(default_factory=dict)  # table -> every reading from here on was read
+    read_dates: dict[str, frozenset[date]] = field(default_factory=dict)  # table -> local dates read before since
+
+    def first_unread(self, table: str, times: pd.DatetimeIndex) -> pd.Timestamp | None:
+        """The first of ``times`` (in the hub's timezone) whose readings of ``table`` were not read, if any."""
+        since = self.since.get(table)
+        if since is None:
+            return None
+        read = self.read_dates.get(table, frozenset())
+        for t in times:
+            if t < since and t.date() not in read:
+                return t
+        return None
 
 
 @dataclass

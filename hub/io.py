@@ -1,11 +1,15 @@
 """Read and write a hub wherever it lives: a directory or fsspec URI of Parquet/CSV, or a SQL database."""
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import pandas as pd
 
 from cityagent.hub.hub import Hub
+
+if TYPE_CHECKING:
+    from cityagent.hub.reach import Reach
 
 SQL_SCHEMES = ("sqlite", "postgresql", "postgres", "mysql", "mariadb", "mssql", "oracle")
 
@@ -16,7 +20,12 @@ def is_sql_url(location: str | Path) -> bool:
     return scheme.split("+", 1)[0] in SQL_SCHEMES
 
 
-def read_hub(location: str | Path, prefix: str = "", recent: pd.Timedelta | None = None) -> Hub:
+def read_hub(
+    location: str | Path,
+    prefix: str = "",
+    recent: pd.Timedelta | None = None,
+    reach: "Mapping[str, Reach] | None" = None,
+) -> Hub:
     """Read a hub from a directory, an fsspec URI (``file://``, ``memory://``, ``s3://``) or a SQL URL.
 
     Args:
@@ -25,6 +34,8 @@ def read_hub(location: str | Path, prefix: str = "", recent: pd.Timedelta | None
         recent: files only — read the date partitions of the last ``recent`` (and a day more) before each table's
             newest, not its whole history; ``hub.origin.since`` says from when each shortened table is complete.
             A SQL hub is read whole.
+        reach: files only — per table, what to read instead of ``recent``: the recent days and the dates around a
+            few spans further back (``cityagent.hub.reach.Reach``); ``hub.origin.read_dates`` lists those dates.
     """
     if is_sql_url(location):
         from cityagent.hub.sql import read_sql_hub
@@ -32,7 +43,7 @@ def read_hub(location: str | Path, prefix: str = "", recent: pd.Timedelta | None
         return read_sql_hub(str(location), prefix=prefix)
     from cityagent.hub.files import read_file_hub
 
-    return read_file_hub(location, recent=recent)
+    return read_file_hub(location, recent=recent, reach=reach)
 
 
 def write_hub(

@@ -63,8 +63,8 @@ def time_grid(meta: HubMeta, start: pd.Timestamp, end: pd.Timestamp) -> pd.Datet
     return grid[(grid >= start) & (grid <= end)]
 
 
-def hub_index(hub: Hub) -> pd.DatetimeIndex:
-    """The hub's time grid: every step from the first to the last reading of any temporal table."""
+def hub_span(hub: Hub) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """The first and last step of :func:`hub_index`, without building the grid between them."""
     spans = [
         hub.table(name)["ts"]
         for name in ("traffic", "demand", "incidents", "weather")
@@ -76,7 +76,37 @@ def hub_index(hub: Hub) -> pd.DatetimeIndex:
     last = max(s.max() for s in spans).tz_convert(hub.meta.timezone)
     if hub.has("incidents") and len(hub.table("incidents")):  # incident times fall inside a step
         first = first.tz_convert("UTC").floor(hub.meta.step_delta).tz_convert(hub.meta.timezone)
-    return time_grid(hub.meta, first, last)
+    return first, last
+
+
+def hub_index(hub: Hub) -> pd.DatetimeIndex:
+    """The hub's time grid: every step from the first to the last reading of any temporal table."""
+    return time_grid(hub.meta, *hub_span(hub))
+
+
+def index_between(hub: Hub, start: pd.Timestamp | None = None, end: pd.Timestamp | None = None) -> pd.DatetimeIndex:
+    """The steps of :func:`hub_index` with ``start <= step < end``, built for that span alone (a day of a hub that
+    holds weeks costs a day's grid, not the weeks')."""
+    first, last = hub_span(hub)
+    lo = first if start is None else max(first, start.tz_convert(hub.meta.timezone))
+    if not hub.meta.extra.get("slots_per_day"):  # a regular grid steps from the hub's first reading: stay on it
+        step = hub.meta.step_delta
+        lo = first + -((first - lo) // step) * step  # the first step at or after lo (ceiling division)
+    if lo > last:
+        return time_grid(hub.meta, last, last)[:0]
+    grid = time_grid(hub.meta, lo, last)
+    return grid if end is None else grid[grid < end.tz_convert(hub.meta.timezone)]
+
+
+def node_order(hub: Hub, table: str) -> list[str]:
+    """The node ids :func:`to_tensor` lays ``table`` out in by default."""
+    idcol = table_schema(table).node_column
+    if not idcol:
+        return [CITY_NODE]
+    df = hub.table(table)
+    if table == "incidents" and idcol not in df:
+        raise HubError("incidents have no cell_id column; assign each incident a zone/cell before tensorising")
+    return _node_order(hub, table, df[idcol].astype(str))
 
 
 def _node_order(hub: Hub, table: str, ids: pd.Series) -> list[str]:
@@ -87,6 +117,16 @@ def _node_order(hub: Hub, table: str, ids: pd.Series) -> list[str]:
     if schema.node_table and hub.has(schema.node_table):
         return [str(v) for v in hub.table(schema.node_table)[table_schema(schema.node_table).key[0]]]
     return sorted(str(v) for v in pd.unique(ids))
+
+
+def check_columns(df: pd.DataFrame, table: str, columns: Sequence[str]) -> None:
+    """A HubError unless ``columns`` are numeric columns of ``df`` (table ``table``)."""
+    missing = [c for c in columns if c not in df.columns]
+    if missing or not columns:
+        raise HubError(f"table {table} has no column(s) {missing or '(none asked)'}; it has {list(df.columns)}")
+    text = [c for c in columns if not pd.api.types.is_numeric_dtype(df[c])]
+    if text:
+        raise HubError(f"table {table}: column(s) {text} are not numeric; encode them before tensorising")
 
 
 def to_tensor(
@@ -118,12 +158,7 @@ def to_tensor(
     if not schema.temporal:
         raise ConfigError(f"{table!r} is not a temporal table; tensors come from traffic, demand, incidents, weather")
     df = hub.table(table)
-    missing = [c for c in columns if c not in df.columns]
-    if missing or not columns:
-        raise HubError(f"table {table} has no column(s) {missing or '(none asked)'}; it has {list(df.columns)}")
-    text = [c for c in columns if not pd.api.types.is_numeric_dtype(df[c])]
-    if text:
-        raise HubError(f"table {table}: column(s) {text} are not numeric; encode them before tensorising")
+    check_columns(df, table, columns)
     idcol = schema.node_column
     if table == "incidents" and idcol not in df:
         raise HubError("incidents have no cell_id column; assign each incident a zone/cell before tensorising")

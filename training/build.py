@@ -9,6 +9,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from cityagent import durations
 from cityagent.errors import ConfigError
 from cityagent.hub.protocols import TaskData
 from cityagent.models.params import COMMON_PARAMS
@@ -51,7 +52,7 @@ def build_params(task: TaskData, model: ModelConfig, quantiles: Sequence[float] 
 
 def slots_per_day(step: str) -> int:
     """Steps in a day at ``step`` (a pandas offset alias); a ConfigError when a day is no whole number of them."""
-    delta = pd.Timedelta(pd.tseries.frequencies.to_offset(step))
+    delta = durations.step_delta(step)
     slots, rest = divmod(pd.Timedelta("1D"), delta)
     if rest or not slots:
         raise ConfigError(

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from cityagent import durations
 from cityagent.errors import ConfigError
 from cityagent.hub.protocols import TaskData
 from cityagent.models.conformal import cqr_margin
@@ -43,7 +44,11 @@ def calibrate(model: ScaledModel, task: TaskData, quantiles: Sequence[float]) ->
     _, y, observed = task.val.arrays()
     mask = observed & np.asarray(task.eval_mask, dtype=bool)[None, None, :]
     targets = task.val.target_times()  # [S, H]
-    days = (targets.max() - targets.min() + pd.Timedelta(task.step)) / pd.Timedelta(days=1) if targets.size else 0.0
+    days = (
+        (targets.max() - targets.min() + durations.step_delta(task.step)) / pd.Timedelta(days=1)
+        if targets.size
+        else 0.0
+    )
     if days < 7:  # weekday/weekend mixes differ: the margin may not carry to the days after (notebook 05)
         log.warning(
             "train.conformal calibrates on a validation split of %.1f days, less than a week: its margin may not "

@@ -7,8 +7,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
+from cityagent import durations
 from cityagent.config_yaml import parse_yaml
 from cityagent.downloads import quiet_downloads, run_folder
 from cityagent.errors import CityAgentError
@@ -108,9 +108,7 @@ def _step_difference(model_step: object, hub_step: str) -> str | None:
     if model_step is None:
         return None
     try:
-        same = pd.Timedelta(pd.tseries.frequencies.to_offset(str(model_step))) == pd.Timedelta(
-            pd.tseries.frequencies.to_offset(hub_step)
-        )
+        same = durations.step_delta(str(model_step)) == durations.step_delta(hub_step)
     except ValueError:
         same = str(model_step) == hub_step
     return None if same else f"model step {model_step}, hub step {hub_step}"

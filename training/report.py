@@ -10,8 +10,8 @@ from urllib.parse import urlparse
 from urllib.request import url2pathname
 
 import numpy as np
-import pandas as pd
 
+from cityagent import durations
 from cityagent.hub.feature_facts import input_facts
 from cityagent.hub.protocols import TaskData
 from cityagent.models.registry import model_info
@@ -126,7 +126,7 @@ def _sample(task: TaskData, pred: np.ndarray, path: Path, n: int = 8) -> Path:
 
 
 def step_minutes(step: str) -> float:
-    return pd.Timedelta(pd.tseries.frequencies.to_offset(step)).total_seconds() / 60
+    return durations.step_delta(step).total_seconds() / 60
 
 
 def _plots(

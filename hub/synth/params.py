@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from cityagent import durations
 from cityagent.errors import ConfigError
 
 TIMEZONE = "Asia/Shanghai"
@@ -81,7 +82,7 @@ class SynthSpec:
             if not isinstance(value, int | np.integer) or value < low:
                 raise ConfigError(f"synthetic city {name}={value!r} is invalid; pass an integer >= {low}")
         try:
-            delta = pd.Timedelta(pd.tseries.frequencies.to_offset(self.step))
+            delta = durations.step_delta(self.step)
         except ValueError as e:
             raise ConfigError(f"synthetic city step {self.step!r} is not a pandas offset; use e.g. '5min'") from e
         if delta <= pd.Timedelta(0) or pd.Timedelta("1D") % delta != pd.Timedelta(0):
@@ -93,7 +94,7 @@ class SynthSpec:
 
     @property
     def step_minutes(self) -> float:
-        return pd.Timedelta(pd.tseries.frequencies.to_offset(self.step)).total_seconds() / 60.0
+        return durations.step_delta(self.step).total_seconds() / 60.0
 
     @property
     def steps_per_day(self) -> int:

@@ -5,16 +5,20 @@ hub's age; a 10,000-sensor city holds ~3M traffic rows a day. Each test compares
 """
 
 import shutil
+from dataclasses import replace
 
+import numpy as np
 import pandas as pd
 import pytest
 
 import cityagent.agent.loop as loop
 from cityagent.agent.agent_config import load_agent_config
+from cityagent.agent.cycle_reach import cycle_reach
 from cityagent.agent.loop import Agent
 from cityagent.agent.sense import sense
 from cityagent.errors import ConfigError
 from cityagent.hub import Hub, read_hub, write_hub
+from cityagent.hub.reach import Reach
 from cityagent.hub.schema import TABLES
 from cityagent.serving.background import ServerThread
 from cityagent.serving.config import ServingConfig
@@ -106,7 +110,7 @@ def test_a_forecast_older_than_the_history_is_scored_on_the_whole_hub(city, addr
 
 def test_a_model_reaching_further_back_than_the_history_is_named_with_what_it_needs(city, served):
     facts = facts_of(served["traffic-synthetic"], "traffic-synthetic")
-    hub = read_hub(city, recent=pd.Timedelta(HISTORY))
+    hub = read_hub(city, recent=pd.Timedelta(days=1))
     newest = hub.table("traffic")["ts"].max()
     hub.origin.since["traffic"] = newest - pd.Timedelta("10min")  # as if the history were shorter than the window
     with pytest.raises(ConfigError, match=r"reaches back to .* but the agent reads the hub's traffic from .*loop\.hi"):
@@ -121,3 +125,66 @@ def test_a_history_shorter_than_what_a_cycle_reads_back_is_refused_at_load():
     with pytest.raises(ConfigError, match=r"shorter than alerts.usual_days \(7d\).*set it to null"):
         load_agent_config(overrides={"loop": {"history": "3d"}})
     assert load_agent_config(overrides={"loop": {"history": None}, "alerts": {"usual_days": 60}}).loop.history is None
+
+
+def dates_read(hub: Hub, table: str) -> list[str]:
+    return sorted({f"{d:%Y-%m-%d}" for d in hub.table(table)["ts"].dt.tz_convert(hub.meta.timezone)})
+
+
+def test_a_cycle_reads_of_each_table_what_its_models_need(city, address, tmp_path, reads):
+    """With the default loop.history (35 days, more than the city holds) a cycle still reads only the days its drift
+    window, usual demand and forecasts need, and decides and scores as a cycle that read the whole hub."""
+    overrides = {"drift": {"window": "6h"}, "alerts": {"usual_days": 1}}
+    runs = {}
+    for history in (None, "35d"):
+        cfg = agent(copy(city, tmp_path, f"h-{history}"), address, history).cfg
+        runs[history] = Agent(
+            cfg.model_copy(update={k: getattr(cfg, k).model_copy(update=v) for k, v in overrides.items()})
+        ).run(once=True)[0]
+    whole, planned = reads
+    # traffic: 6 h of drift + the 1-hour horizon the window may end before the newest reading + 1 h of score grace
+    # is one day, read with the day before it; the one-hour input adds nothing further back
+    assert dates_read(planned, "traffic") == ["2026-03-05", "2026-03-06"]
+    assert dates_read(planned, "demand") == ["2026-03-04", "2026-03-05", "2026-03-06"]  # a day of usual demand
+    assert dates_read(planned, "weather") == ["2026-03-05", "2026-03-06"]  # no model reads it: the hub's clock
+    assert len(dates_read(whole, "traffic")) == 5 and not planned.origin.read_dates
+    a, b = runs[None], runs["35d"]
+    assert [o.status for o in b.outcomes] == [o.status for o in a.outcomes] == ["decided"] * 3
+    pd.testing.assert_frame_equal(a.decisions.drop(columns="ts"), b.decisions.drop(columns="ts"))
+    assert {m: r.drifted for m, r in a.drift.items()} == {m: r.drifted for m, r in b.drift.items()}
+    for model in a.drift:
+        assert a.drift[model].scores == pytest.approx(b.drift[model].scores)
+
+
+@pytest.mark.parametrize(
+    ("days_back", "read"),
+    [
+        (2, ["2026-03-03", "2026-03-04", "2026-03-05", "2026-03-06"]),
+        (4, ["2026-03-02", "2026-03-03", "2026-03-05", "2026-03-06"]),  # 03-04 is neither recent nor a frame's
+    ],
+)
+def test_a_model_with_period_frames_reads_their_dates_and_not_the_days_between(city, served, days_back, read):
+    """A UCTB-style input (the last steps and the same steps days back) builds the same window from the dates the
+    cycle reads as from the whole hub, with the dates between them left unread."""
+    base = facts_of(served["traffic-synthetic"], "traffic-synthetic")
+    period = -days_back * 288
+    facts = replace(base, input_offsets=(period - 5, *range(period - 4, period + 1), *range(-5, 1)))
+    cfg = load_agent_config(overrides={"drift": {"window": "6h"}, "alerts": {"usual_days": 1}})
+    reach = cycle_reach(cfg, [facts], pd.Timedelta(days=35))
+    hub = read_hub(city, recent=pd.Timedelta(days=35), reach=reach)
+    assert dates_read(hub, "traffic") == read
+    whole = sense(read_hub(city), facts)
+    window = sense(hub, facts)
+    assert window.anchor == whole.anchor
+    np.testing.assert_array_equal(window.x, whole.x)
+
+    short = read_hub(city, recent=pd.Timedelta(days=1), reach=cycle_reach(cfg, [facts], pd.Timedelta(days=1)))
+    with pytest.raises(ConfigError, match=r"reaches back to 2026-03-0.*raise loop\.history to at least"):
+        sense(short, facts)
+
+
+def test_a_model_the_server_did_not_describe_gets_all_of_the_history(city):
+    cfg = load_agent_config(overrides={"alerts": {"usual_days": 1}})
+    reach = cycle_reach(cfg, [], pd.Timedelta(days=3), unknown=["traffic"])
+    assert reach["traffic"] == reach["decisions"] == Reach(pd.Timedelta(days=3))
+    assert reach["demand"] == Reach(pd.Timedelta(0))

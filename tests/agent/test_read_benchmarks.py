@@ -1,4 +1,5 @@
-"""benchmarks/compaction.py, history.py and listener_keys.py run end to end at tiny sizes, checking their own output."""
+"""benchmarks/compaction.py, history.py, listener_keys.py and cycle_read.py run end to end at tiny sizes, checking
+their own output."""
 
 import importlib.util
 from pathlib import Path
@@ -40,3 +41,12 @@ def test_the_listener_keys_benchmark_compares_both_representations(capsys):
     assert load("listener_keys").main(["--sensors", "300", "--steps", "12"]) == 0
     out = capsys.readouterr().out
     assert "both answer every lookup alike" in out and "3,600 readings" in out
+
+
+@pytest.mark.slow
+def test_the_cycle_read_benchmark_reads_less_and_builds_the_same(capsys):
+    assert load("cycle_read").main(["--sensors", "30", "--days", "6", "--repeats", "1"]) == 0
+    out = capsys.readouterr().out
+    rows = {line[:28].strip(): line[28:].split() for line in out.splitlines() if line.startswith(("history", "needed"))}
+    assert int(rows["needed"][0].replace(",", "")) < int(rows["history"][0].replace(",", ""))
+    assert "same window and drift values" in out
