@@ -76,6 +76,10 @@ class ModelFacts:
                 f"model {name}: metadata lacks {missing or 'a known domain'}; serve models exported by cityagent"
             )
         n_in, n_out = int(p["input_len"]), int(p["horizon"])
+        try:  # checked here: every use of the facts (what to read, the window) counts in steps
+            durations.step_delta(str(p["step"]))
+        except ValueError as e:
+            raise ConfigError(f"model {name}: metadata step {p['step']!r} is not a duration; {e}") from e
         return cls(
             name=name,
             version=str(params.get("version", "")),

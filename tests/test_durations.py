@@ -13,6 +13,7 @@ import pytest
 from cityagent import durations
 from cityagent.agent.agent_config import load_agent_config
 from cityagent.agent.loop import parse_interval
+from cityagent.agent.sense import ModelFacts
 from cityagent.errors import ConfigError
 from cityagent.hub import read_hub, write_hub
 from cityagent.hub.tensor import hub_index
@@ -101,3 +102,12 @@ def test_a_hub_whose_manifest_says_1H(tmp_path):
     assert back.meta.step == "1H"  # the manifest is not rewritten behind the user's back
     assert back.meta.step_delta == pd.Timedelta(hours=1)
     assert len(hub_index(back)) == 12
+
+
+def test_served_model_facts_read_old_step_spellings_and_refuse_what_is_no_step():
+    params = {"domain": "traffic", "nodes": ["s0"], "input_len": 2, "horizon": 1, "feature_names": ["speed"]}
+    facts = ModelFacts.from_parameters("m", {k: json.dumps(v) for k, v in (params | {"step": "1H"}).items()})
+    assert durations.step_delta(facts.step) == pd.Timedelta(hours=1)
+    bad = {k: json.dumps(v) for k, v in (params | {"step": "hourly"}).items()}
+    with pytest.raises(ConfigError, match=r"model m: metadata step 'hourly' is not a duration"):
+        ModelFacts.from_parameters("m", bad)  # a ConfigError fails the model's turn; a ValueError would end the loop
