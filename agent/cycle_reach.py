@@ -2,18 +2,23 @@
 usual demand and waiting forecasts need, and the dates its input frames fall on further back.
 
 ``loop.history`` stays the furthest any of it reaches. A 5-minute traffic model with a one-hour input then costs
-the cycle about three days of traffic, not 36; a model with period and trend frames (UCTB's: the same hour 1–7 days
-and 1–4 weeks back) adds the dates of those frames, not the weeks between them.
+the cycle three dates of traffic, not 37; a model with period and trend frames (UCTB's: the same hour 1–7 days and
+1–4 weeks back) adds the dates of those frames, not the weeks between them. A replay (``--at``) adds the dates of
+its window, wherever it lies, and forecasts left waiting longer than what a cycle reads are scored on the dates of
+their targets (:func:`target_reach`), never on the whole hub.
 """
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
+from datetime import date
 
 import pandas as pd
 
 from cityagent import durations
 from cityagent.agent.agent_config import AgentConfig
 from cityagent.agent.sense import DOMAIN_TABLE, ModelFacts
-from cityagent.hub.reach import Reach
+from cityagent.hub.hub import HubMeta
+from cityagent.hub.reach import DAY, Reach
 from cityagent.hub.schema import TABLES
 
 # read as far as loop.history whatever the models: the agent's own decisions (a restarted agent must see what it
@@ -23,34 +28,67 @@ from cityagent.hub.schema import TABLES
 WHOLE_HISTORY = ("decisions", "incidents")
 
 
-def model_reach(cfg: AgentConfig, facts: ModelFacts) -> Reach:
+def offset_times(meta: HubMeta, offset: int) -> tuple[pd.Timedelta, pd.Timedelta]:
+    """The earliest and latest time ``offset`` steps can lie from their anchor: offset × step on a regular grid; on
+    an operating-hours grid (steps only while the city runs, ``extra['slots_per_day']``) the days the offset spans,
+    and a day either side (the night it skips)."""
+    spd = meta.extra.get("slots_per_day")
+    if not spd:
+        return offset * meta.step_delta, offset * meta.step_delta
+    days = offset * DAY / int(spd)
+    return days - DAY, days + DAY
+
+
+def model_reach(cfg: AgentConfig, facts: ModelFacts, meta: HubMeta) -> Reach:
     """What ``facts``' model needs of its table this cycle, counted back from the table's newest reading."""
-    step = durations.step_delta(facts.step)
     # the window ends up to a horizon before the newest reading (the newest step every node has reported)
-    back = max(facts.target_offsets) * step
+    back = offset_times(meta, max(facts.target_offsets))[1]
     recent = [durations.duration(cfg.drift.window, "drift.window")]  # drift compares this much with training
     if facts.domain == "demand":
         recent.append(pd.Timedelta(days=cfg.alerts.usual_days))  # each zone's usual demand at the target hours
     # forecasts wait for their targets, and up to loop.score_grace more for late readings, before they are scored;
-    # one older than what is read is scored on the whole hub, read once for it
+    # one older than what is read is scored on the dates of its targets (target_reach)
     grace = durations.duration(cfg.loop.score_grace, "loop.score_grace")
-    spans = tuple((o * step - back, o * step) for o in sorted(set(facts.input_offsets)))
-    return Reach(max(recent) + back + grace, spans)
+    spans = []
+    for o in sorted(set(facts.input_offsets)):
+        lo, hi = offset_times(meta, o)
+        spans.append((lo - back, hi))
+    return Reach(max(recent) + back + grace, tuple(spans))
+
+
+def window_dates(facts: ModelFacts, meta: HubMeta, anchor: pd.Timestamp) -> frozenset[date]:
+    """The local dates the input window of ``facts``' model anchored at ``anchor`` (hub time) reads."""
+    out: set[date] = set()
+    for o in set(facts.input_offsets):
+        lo, hi = offset_times(meta, o)
+        first, last = ((anchor + t).tz_convert(meta.timezone).date() for t in (lo, hi))
+        out.update(d.date() for d in pd.date_range(first, last, freq="D"))
+    return frozenset(out)
 
 
 def cycle_reach(
-    cfg: AgentConfig, models: Iterable[ModelFacts], history: pd.Timedelta, unknown: Iterable[str] = ()
+    cfg: AgentConfig,
+    models: Iterable[ModelFacts],
+    history: pd.Timedelta,
+    meta: HubMeta,
+    unknown: Iterable[str] = (),
+    at: pd.Timestamp | None = None,
 ) -> dict[str, Reach]:
     """Per temporal table, what a cycle reads: each served model's :func:`model_reach`, no further back than
     ``history``; the newest days of tables no model reads (the hub's clock); all of ``history`` for the decisions,
-    the incidents and the tables of ``unknown`` domains (a model whose facts the server did not give this cycle)."""
+    the incidents and the tables of ``unknown`` domains (a model whose facts the server did not give this cycle).
+
+    With ``at`` (a replay's anchor, hub time) each model's table also holds the dates of its window there, and the
+    decisions are left out of the mapping: the caller reads them whole (those of an old window are that old).
+    """
     limit = Reach.of(history)
     out: dict[str, Reach] = {name: Reach(pd.Timedelta(0)) for name, schema in TABLES.items() if schema.temporal}
     for name in WHOLE_HISTORY:
         out[name] = limit
+    models = list(models)
     wanted: dict[str, list[Reach]] = {}
     for facts in models:
-        wanted.setdefault(facts.table, []).append(model_reach(cfg, facts))
+        wanted.setdefault(facts.table, []).append(model_reach(cfg, facts, meta))
     for table, reaches in wanted.items():
         if table in WHOLE_HISTORY:
             continue
@@ -58,4 +96,21 @@ def cycle_reach(
         out[table] = merged.limit(history)
     for domain in unknown:
         out[DOMAIN_TABLE[domain]] = limit
+    if at is not None:
+        for facts in models:
+            reach = out[facts.table]
+            out[facts.table] = replace(reach, also=reach.also | window_dates(facts, meta, at))
+        del out["decisions"]
+    return out
+
+
+def target_reach(meta: HubMeta, targets: Mapping[str, Iterable[pd.Timestamp]]) -> dict[str, Reach]:
+    """What scoring forecasts older than a cycle's read needs: per table, the local dates of their ``targets`` (hub
+    time), and every table's newest dates (the hub's clock says whether their actuals are complete)."""
+    out = {name: Reach(pd.Timedelta(0)) for name, schema in TABLES.items() if schema.temporal}
+    for table, times in targets.items():
+        dates = set()
+        for t in times:  # a step's readings (an incident step's events) lie in [t, t + step)
+            dates.update({t.date(), (t + meta.step_delta - pd.Timedelta(1)).tz_convert(meta.timezone).date()})
+        out[table] = Reach(pd.Timedelta(0), also=frozenset(dates))
     return out

@@ -176,27 +176,35 @@ def unscorable() -> list[Path]:
 
 
 def score_pending(
-    hub: Hub, hub_id: HubId, grace: pd.Timedelta = SCORE_GRACE, whole: Callable[[], Hub] | None = None
+    hub: Hub,
+    hub_id: HubId,
+    grace: pd.Timedelta = SCORE_GRACE,
+    older: Callable[[dict[str, list[pd.Timestamp]]], Hub] | None = None,
 ) -> list[LiveError]:
     """Score every forecast made on ``hub`` whose actuals are complete (or ``grace`` overdue); the new records.
 
     Args:
-        whole: reads the whole hub, for a forecast older than what ``hub`` holds (``hub.origin.since``, a cycle
-            that read only ``loop.history``): after a long outage its targets are in the hub but not in ``hub``.
+        older: reads the hub at given target times (per table), for forecasts older than what ``hub`` holds
+            (``hub.origin``, a cycle that read only what its models need): after a long outage their targets are
+            in the hub but not in ``hub``. Called once per call, for all of them.
     """
-    out = []
-    scored = scored_keys()
-    full: Hub | None = None
+    waiting = []
     for path in sorted((agent_dir() / "forecasts").glob(f"*/*-h{hub_id.id}.npz")):
         facts, anchor, targets, values = _load(path)
         targets = targets.tz_convert(hub.meta.timezone)
-        on = hub
-        since = hub.origin.since.get(facts.table) if hub.origin else None
-        if since is not None and targets[0] < since:
-            if whole is None:
-                continue  # left waiting: never scored on readings that were not read
-            full = full or whole()
-            on = full
+        unread = hub.origin is not None and hub.origin.first_unread(facts.table, targets) is not None
+        waiting.append((path, facts, anchor, targets, values, unread))
+    wanted: dict[str, list[pd.Timestamp]] = {}
+    for _, facts, _, targets, _, unread in waiting:
+        if unread:
+            wanted.setdefault(facts.table, []).extend(targets)
+    rest = older(wanted) if wanted and older is not None else None
+    out = []
+    scored = scored_keys()
+    for path, facts, anchor, targets, values, unread in waiting:
+        on = rest if unread else hub
+        if on is None:
+            continue  # left waiting: never scored on readings that were not read
         result = _score(on, facts, targets, values, grace)
         if result is None:
             continue

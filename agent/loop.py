@@ -25,7 +25,7 @@ import pandas as pd
 from cityagent import durations
 from cityagent.agent.act import Decided, append_decisions, decide, decided_windows
 from cityagent.agent.agent_config import AgentConfig
-from cityagent.agent.cycle_reach import cycle_reach
+from cityagent.agent.cycle_reach import cycle_reach, target_reach
 from cityagent.agent.drift import DriftReport
 from cityagent.agent.drift_watch import DriftWatch, TrackingUnreachable, spawn_retrain
 from cityagent.agent.durable import why, write_advice
@@ -36,6 +36,7 @@ from cityagent.agent.sense import ModelFacts, WindowMissing, sense
 from cityagent.agent.think import ServingClient, VersionMoved
 from cityagent.errors import CityAgentError, ConfigError
 from cityagent.home import home_dir
+from cityagent.hub.files import read_manifest
 from cityagent.hub.hub import Hub
 from cityagent.hub.io import read_hub
 
@@ -256,19 +257,29 @@ class Agent:
 
     def _reach(self, known: dict[str, ModelFacts | CityAgentError], anchor: pd.Timestamp | None) -> dict[str, Any]:
         """What this cycle reads of the hub (``read_hub``'s arguments): of each table, what its served model needs,
-        no further back than loop.history; the whole hub for a replay (``--at``) or with loop.history null."""
+        no further back than loop.history, and for a replay (``--at``) the dates of its windows too; the whole hub
+        with loop.history null."""
         history = self.cfg.loop.history
-        if not history or anchor is not None:
+        if not history:
             return {}
         limit = durations.duration(history, "loop.history")
+        meta = read_manifest(self.hub_dir)
+        if meta is None:  # a hand-made hub without hub.json: its step and zone come from its data, read whole
+            return {"recent": limit} if anchor is None else {}
         served = [f for f in known.values() if isinstance(f, ModelFacts)]
         failed = [d for d, name in self.cfg.loop.models.items() if isinstance(known[name], CityAgentError)]
-        return {"recent": limit, "reach": cycle_reach(self.cfg, served, limit, unknown=failed)}
+        if anchor is None:
+            return {"recent": limit, "reach": cycle_reach(self.cfg, served, limit, meta, unknown=failed)}
+        at = anchor.tz_localize(meta.timezone) if anchor.tzinfo is None else anchor.tz_convert(meta.timezone)
+        # no `recent`: what the reach leaves out (the decisions, which may be as old as the window) is read whole
+        return {"reach": cycle_reach(self.cfg, served, limit, meta, unknown=failed, at=at)}
 
     def _learn(self, hub: Hub, hub_id: HubId, report: CycleReport) -> None:
         grace = durations.duration(self.cfg.loop.score_grace, "loop.score_grace")
-        # only forecasts made on this hub; one older than the history read is scored on the whole hub
-        report.live_errors = score_pending(hub, hub_id, grace, whole=lambda: read_hub(self.hub_dir))
+        # only forecasts made on this hub; ones older than what the cycle read (after a long outage) are scored on
+        # the dates of their targets, read once for them all
+        older = lambda targets: read_hub(self.hub_dir, reach=target_reach(hub.meta, targets))  # noqa: E731
+        report.live_errors = score_pending(hub, hub_id, grace, older=older)
         for o in report.outcomes:
             # an unchanged window too: a restart or a second `--once` still reports drift, and a retrain held by
             # retrain.min_period starts when the period is over even while no new data arrives

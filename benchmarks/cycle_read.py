@@ -51,16 +51,17 @@ def one_try(root: Path, variant: str, out: Path) -> None:
     from cityagent.agent.drift_hub import hub_values, recent_start
     from cityagent.agent.sense import ModelFacts, sense
     from cityagent.hub import read_hub
-    from cityagent.hub.hub import Hub, HubMeta, Origin
+    from cityagent.hub.files import read_manifest
+    from cityagent.hub.hub import Hub, Origin
     from cityagent.hub.tensor import to_tensor
 
     cfg = load_agent_config()
     history = pd.Timedelta(HISTORY)
     t0 = time.perf_counter()
     if variant == "needed":
-        meta = json.loads((root / "hub.json").read_text())  # the facts come from the server before the read
-        model = facts(Hub({"sensors": pd.read_parquet(root / "sensors.parquet")}, HubMeta(**meta), Origin("files")))
-        hub = read_hub(root, recent=history, reach=cycle_reach(cfg, [model], history))
+        meta = read_manifest(root)  # the facts come from the server before the read
+        model = facts(Hub({"sensors": pd.read_parquet(root / "sensors.parquet")}, meta, Origin("files")))
+        hub = read_hub(root, recent=history, reach=cycle_reach(cfg, [model], history, meta))
     else:
         hub = read_hub(root, recent=history)
         model = facts(hub)

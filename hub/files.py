@@ -157,6 +157,15 @@ def _manifest(fs: fsspec.AbstractFileSystem, path: str, tables: dict[str, pd.Dat
     return HubMeta.from_dict(raw, where=path, example=example)
 
 
+def read_manifest(location: str | Path) -> HubMeta | None:
+    """The hub's ``hub.json`` at ``location`` (None where it has none), without reading a table."""
+    fs, root = _fs(location)
+    path = f"{root.rstrip('/')}/{MANIFEST}"
+    if not fs.isfile(path):
+        return None
+    return _manifest(fs, path, {}, posixpath.basename(root.rstrip("/")))
+
+
 def leftovers(location: str | Path) -> dict[str, list[str]]:
     """Siblings that interrupted writes left beside the hub at ``location``, by kind (``old``, ``tmp``, ``synth``),
     newest first."""

@@ -25,10 +25,12 @@ class Reach:
         back: every date a reading this far before the newest can fall on, the newest date included.
         spans: ``(earliest, latest)`` offsets from the newest reading (negative: before it); every date those times
             can fall on is read too.
+        also: dates read whatever the newest date is (a replay's window, an old forecast's targets).
     """
 
     back: pd.Timedelta
     spans: tuple[tuple[pd.Timedelta, pd.Timedelta], ...] = ()
+    also: frozenset[date] = frozenset()
 
     @classmethod
     def of(cls, recent: pd.Timedelta) -> "Reach":
@@ -42,7 +44,7 @@ class Reach:
         # clock time, which a DST change in between moves against elapsed time by an hour at most
         midnight = pd.Timestamp(datetime.combine(newest, time()))
         first = (midnight - self.back - DST).date()
-        extra: set[date] = set()
+        extra = {d for d in self.also if d < first}
         for lo, hi in self.spans:
             day, last = (midnight + lo - DST).date(), (midnight + DAY + hi + DST).date()
             while day <= min(last, first - timedelta(days=1)):
@@ -54,7 +56,8 @@ class Reach:
         """This reach, no further back than ``history`` (``loop.history``): a span beyond it is not read at all (the
         model it is for fails, naming loop.history)."""
         cut = -(math.ceil(history / DAY) * DAY + DAY)
-        return Reach(min(self.back, Reach.of(history).back), tuple((lo, hi) for lo, hi in self.spans if lo >= cut))
+        spans = tuple((lo, hi) for lo, hi in self.spans if lo >= cut)
+        return Reach(min(self.back, Reach.of(history).back), spans, self.also)
 
 
 def reach_files(files: list[str], reach: Reach) -> tuple[list[str], date | None, frozenset[date]]:

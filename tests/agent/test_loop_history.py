@@ -15,11 +15,13 @@ import cityagent.agent.loop as loop
 from cityagent.agent.agent_config import load_agent_config
 from cityagent.agent.cycle_reach import cycle_reach
 from cityagent.agent.loop import Agent
-from cityagent.agent.sense import sense
+from cityagent.agent.sense import ModelFacts, sense, steps_at
 from cityagent.errors import ConfigError
-from cityagent.hub import Hub, read_hub, write_hub
+from cityagent.hub import Hub, HubMeta, read_hub, write_hub
+from cityagent.hub.files import read_manifest
 from cityagent.hub.reach import Reach
 from cityagent.hub.schema import TABLES
+from cityagent.hub.tensor import time_grid
 from cityagent.serving.background import ServerThread
 from cityagent.serving.config import ServingConfig
 from tests.agent.agent_factories import export_baselines, synthetic_city
@@ -86,9 +88,9 @@ def test_a_cycle_reading_the_recent_history_decides_as_one_reading_the_whole_hub
         assert a.drift[model].drifted == b.drift[model].drifted
 
 
-def test_a_forecast_older_than_the_history_is_scored_on_the_whole_hub(city, address, tmp_path, reads):
+def test_a_forecast_older_than_the_history_is_scored_on_the_dates_of_its_targets(city, address, tmp_path, reads):
     """After an outage longer than loop.history, the forecasts made before it are scored on readings the cycle did
-    not read: they must be scored as on the whole hub, not as missing."""
+    not read: they must be scored as on the whole hub, not as missing, and without reading the whole hub."""
     errors = {}
     for history in (None, HISTORY):
         hub_dir = copy(city, tmp_path, f"hub-{history}")
@@ -104,8 +106,9 @@ def test_a_forecast_older_than_the_history_is_scored_on_the_whole_hub(city, addr
     for model, e in errors[None].items():
         got = errors[HISTORY][model]
         assert (got.n, got.mae, got.rmse, got.coverage) == (e.n, e.mae, e.rmse, e.coverage) and e.n > 0
-    cycle, scoring = reads[-2:]  # the last cycle read its history, then the whole hub for the old forecasts
-    assert cycle.origin.since["traffic"] > cut and scoring.origin.since == {}
+    cycle, scoring = reads[-2:]  # the last cycle read what its models need, then the old forecasts' targets
+    assert cycle.origin.since["traffic"] > cut
+    assert dates_read(scoring, "traffic") == ["2026-03-03", "2026-03-05", "2026-03-06"]  # targets, and the clock
 
 
 def test_a_model_reaching_further_back_than_the_history_is_named_with_what_it_needs(city, served):
@@ -170,7 +173,8 @@ def test_a_model_with_period_frames_reads_their_dates_and_not_the_days_between(c
     period = -days_back * 288
     facts = replace(base, input_offsets=(period - 5, *range(period - 4, period + 1), *range(-5, 1)))
     cfg = load_agent_config(overrides={"drift": {"window": "6h"}, "alerts": {"usual_days": 1}})
-    reach = cycle_reach(cfg, [facts], pd.Timedelta(days=35))
+    meta = read_manifest(city)
+    reach = cycle_reach(cfg, [facts], pd.Timedelta(days=35), meta)
     hub = read_hub(city, recent=pd.Timedelta(days=35), reach=reach)
     assert dates_read(hub, "traffic") == read
     whole = sense(read_hub(city), facts)
@@ -178,13 +182,57 @@ def test_a_model_with_period_frames_reads_their_dates_and_not_the_days_between(c
     assert window.anchor == whole.anchor
     np.testing.assert_array_equal(window.x, whole.x)
 
-    short = read_hub(city, recent=pd.Timedelta(days=1), reach=cycle_reach(cfg, [facts], pd.Timedelta(days=1)))
+    short = read_hub(city, recent=pd.Timedelta(days=1), reach=cycle_reach(cfg, [facts], pd.Timedelta(days=1), meta))
     with pytest.raises(ConfigError, match=r"reaches back to 2026-03-0.*raise loop\.history to at least"):
         sense(short, facts)
 
 
 def test_a_model_the_server_did_not_describe_gets_all_of_the_history(city):
     cfg = load_agent_config(overrides={"alerts": {"usual_days": 1}})
-    reach = cycle_reach(cfg, [], pd.Timedelta(days=3), unknown=["traffic"])
+    reach = cycle_reach(cfg, [], pd.Timedelta(days=3), read_manifest(city), unknown=["traffic"])
     assert reach["traffic"] == reach["decisions"] == Reach(pd.Timedelta(days=3))
     assert reach["demand"] == Reach(pd.Timedelta(0))
+
+
+def test_a_replay_reads_the_dates_of_its_window_and_decides_as_on_the_whole_hub(city, address, tmp_path, reads):
+    """`--at` a time days before the hub's newest reading: the cycle reads the window's date besides what it reads
+    anyway, never the whole hub, and decides as a cycle that read it whole."""
+    overrides = {"drift": {"window": "6h"}, "alerts": {"usual_days": 1}}
+    runs = {}
+    for history in (None, "35d"):
+        cfg = agent(copy(city, tmp_path, f"r-{history}"), address, history).cfg
+        cfg = cfg.model_copy(update={k: getattr(cfg, k).model_copy(update=v) for k, v in overrides.items()})
+        runs[history] = Agent(cfg).run(once=True, at="2026-03-03 08:00")[0]
+    whole, planned = reads
+    assert dates_read(planned, "traffic") == ["2026-03-03", "2026-03-05", "2026-03-06"]  # the window's, the recent
+    assert dates_read(planned, "demand") == ["2026-03-03", "2026-03-04", "2026-03-05", "2026-03-06"]
+    assert len(dates_read(whole, "traffic")) == 5
+    a, b = runs[None], runs["35d"]
+    assert [o.status for o in b.outcomes] == [o.status for o in a.outcomes] == ["decided"] * 3
+    assert {o.anchor for o in b.outcomes} == {pd.Timestamp("2026-03-03 08:00", tz=whole.meta.timezone)}
+    assert [o.message for o in b.outcomes] == [o.message for o in a.outcomes], [o.message for o in a.outcomes]
+    assert not a.decisions.empty
+    pd.testing.assert_frame_equal(a.decisions.drop(columns="ts"), b.decisions.drop(columns="ts"))
+
+
+@pytest.mark.parametrize("operating", [False, True])
+def test_what_a_cycle_reads_holds_every_step_of_the_window_wherever_in_its_date_the_newest_reading_is(operating):
+    """On a regular grid an offset is steps × step; on an operating-hours grid (a metro's 06:00–24:00) it skips the
+    nights, so a week of slots back is 7 days, not 126 hours: the reach must hold the dates either way."""
+    extra = {"slots_per_day": 18, "first_slot": "06:00"} if operating else {}
+    meta = HubMeta(step="1h", timezone="Asia/Shanghai", extra=extra)
+    days = pd.date_range("2026-03-01", periods=40, freq="D", tz=meta.timezone)
+    times = time_grid(meta, days[0], days[-1] + pd.Timedelta(hours=23))
+    hub = Hub({"demand": pd.DataFrame({"zone_id": "z0", "ts": times, "count": 1.0})}, meta)
+    per_day = 18 if operating else 24
+    offsets = (-4 * 7 * per_day, -7 * per_day, -per_day - 1, -per_day, -2, -1, 0)
+    facts = ModelFacts("m", "1", "demand", ["z0"], "1h", offsets, (1, 2, 3), ["count"], "count")
+    cfg = load_agent_config(overrides={"alerts": {"usual_days": 1}})
+    reach = cycle_reach(cfg, [facts], pd.Timedelta(days=35), meta)["demand"]
+    newest = days[-1].date()
+    first, extra_dates = reach.dates(newest)
+    last_day = times[times.date == newest]
+    for anchor in (last_day[0], last_day[len(last_day) // 2], last_day[-1]):
+        for t in steps_at(hub, anchor, offsets):
+            assert t.date() >= first or t.date() in extra_dates, (anchor, t)
+    assert len(extra_dates) <= 14  # the frames' dates (a day either side on operating hours), not all 28 between
