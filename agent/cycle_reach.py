@@ -3,14 +3,15 @@ usual demand and waiting forecasts need, and the dates its input frames fall on 
 
 ``loop.history`` stays the furthest any of it reaches. A 5-minute traffic model with a one-hour input then costs
 the cycle three dates of traffic, not 37; a model with period and trend frames (UCTB's: the same hour 1–7 days and
-1–4 weeks back) adds the dates of those frames, not the weeks between them. A replay (``--at``) adds the dates of
+1–4 weeks back) adds the dates of those frames, not the weeks between them. Of its own decisions a cycle reads
+those the windows it may decide could already have (:func:`decisions_reach`). A replay (``--at``) adds the dates of
 its window, wherever it lies, and forecasts left waiting longer than what a cycle reads are scored on the dates of
 their targets (:func:`target_reach`), never on the whole hub.
 """
 
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
-from datetime import date
+from datetime import date, timedelta
 
 import pandas as pd
 
@@ -21,10 +22,10 @@ from cityagent.hub.hub import HubMeta
 from cityagent.hub.reach import DAY, Reach
 from cityagent.hub.schema import TABLES
 
-# read as far as loop.history whatever the models: the agent's own decisions (a restarted agent must see what it
-# decided for the window it is about to decide), and incidents: a risk window ends at the hub's clock, not at the
+# read as far as loop.history whatever the models: incidents, as a risk window ends at the hub's clock, not at the
 # newest incident, which may be days older, so counting back from the table's own newest date would miss frames
-# (events are few: weeks of them are small)
+# (events are few: weeks of them are small); and the agent's own decisions when it cannot tell how old the windows
+# it is about to decide are (decisions_reach)
 WHOLE_HISTORY = ("decisions", "incidents")
 
 
@@ -66,6 +67,21 @@ def window_dates(facts: ModelFacts, meta: HubMeta, anchor: pd.Timestamp) -> froz
     return frozenset(out)
 
 
+def decisions_reach(models: list[ModelFacts], meta: HubMeta, newest: Mapping[str, date]) -> Reach | None:
+    """What a cycle reads of its decisions: those a window it may decide now could already have. A window ends at
+    most a horizon before its table's newest reading, and its decisions were made (stamped, and filed by date) no
+    earlier than it ended, so they lie from there to the newest decisions date; None when that cannot be told."""
+    tables = {f.table for f in models}
+    if not models or "decisions" not in newest or any(t not in newest for t in tables):
+        return None
+    if max(newest[t] for t in tables) > newest["decisions"] + timedelta(days=1):
+        return None  # readings dated after the agent's clock (a hub synthesised into the future): no telling
+    oldest = min(newest[t] for t in tables)  # a table whose feed stopped days ago: its window is that old
+    back = max(offset_times(meta, max(f.target_offsets))[1] for f in models)
+    since_then = pd.Timestamp(newest["decisions"]) - pd.Timestamp(oldest)  # decisions are stamped with the clock
+    return Reach(max(since_then, pd.Timedelta(0)) + back)
+
+
 def cycle_reach(
     cfg: AgentConfig,
     models: Iterable[ModelFacts],
@@ -73,10 +89,12 @@ def cycle_reach(
     meta: HubMeta,
     unknown: Iterable[str] = (),
     at: pd.Timestamp | None = None,
+    newest: Mapping[str, date] | None = None,
 ) -> dict[str, Reach]:
     """Per temporal table, what a cycle reads: each served model's :func:`model_reach`, no further back than
-    ``history``; the newest days of tables no model reads (the hub's clock); all of ``history`` for the decisions,
-    the incidents and the tables of ``unknown`` domains (a model whose facts the server did not give this cycle).
+    ``history``; the newest days of tables no model reads (the hub's clock); all of ``history`` for the incidents
+    and the tables of ``unknown`` domains (a model whose facts the server did not give this cycle). The decisions:
+    :func:`decisions_reach` given each table's ``newest`` date folder, else all of ``history``.
 
     With ``at`` (a replay's anchor, hub time) each model's table also holds the dates of its window there, and the
     decisions are left out of the mapping: the caller reads them whole (those of an old window are that old).
@@ -96,6 +114,9 @@ def cycle_reach(
         out[table] = merged.limit(history)
     for domain in unknown:
         out[DOMAIN_TABLE[domain]] = limit
+    decided = decisions_reach(models, meta, newest) if newest is not None and not unknown else None
+    if decided is not None:
+        out["decisions"] = decided.limit(history)
     if at is not None:
         for facts in models:
             reach = out[facts.table]

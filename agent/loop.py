@@ -36,7 +36,7 @@ from cityagent.agent.sense import ModelFacts, WindowMissing, sense
 from cityagent.agent.think import ServingClient, VersionMoved
 from cityagent.errors import CityAgentError, ConfigError
 from cityagent.home import home_dir
-from cityagent.hub.files import read_manifest
+from cityagent.hub.files import newest_dates, read_manifest
 from cityagent.hub.hub import Hub
 from cityagent.hub.io import read_hub
 
@@ -269,7 +269,8 @@ class Agent:
         served = [f for f in known.values() if isinstance(f, ModelFacts)]
         failed = [d for d, name in self.cfg.loop.models.items() if isinstance(known[name], CityAgentError)]
         if anchor is None:
-            return {"recent": limit, "reach": cycle_reach(self.cfg, served, limit, meta, unknown=failed)}
+            newest = newest_dates(self.hub_dir)
+            return {"recent": limit, "reach": cycle_reach(self.cfg, served, limit, meta, failed, newest=newest)}
         at = anchor.tz_localize(meta.timezone) if anchor.tzinfo is None else anchor.tz_convert(meta.timezone)
         # no `recent`: what the reach leaves out (the decisions, which may be as old as the window) is read whole
         return {"reach": cycle_reach(self.cfg, served, limit, meta, unknown=failed, at=at)}

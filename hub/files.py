@@ -157,6 +157,21 @@ def _manifest(fs: fsspec.AbstractFileSystem, path: str, tables: dict[str, pd.Dat
     return HubMeta.from_dict(raw, where=path, example=example)
 
 
+def newest_dates(location: str | Path) -> dict[str, date]:
+    """Each date-partitioned table's newest ``date=YYYY-MM-DD`` folder, from a listing (no file is read)."""
+    fs, root = _fs(location)
+    root = root.rstrip("/")
+    out = {}
+    for name, schema in TABLES.items():
+        if not schema.temporal or not fs.isdir(f"{root}/{name}"):
+            continue
+        found = [posixpath.basename(p.rstrip("/")) for p in fs.ls(f"{root}/{name}", detail=False)]
+        dates = sorted(d.removeprefix("date=") for d in found if re.fullmatch(r"date=\d{4}-\d{2}-\d{2}", d))
+        if dates:
+            out[name] = date.fromisoformat(dates[-1])
+    return out
+
+
 def read_manifest(location: str | Path) -> HubMeta | None:
     """The hub's ``hub.json`` at ``location`` (None where it has none), without reading a table."""
     fs, root = _fs(location)

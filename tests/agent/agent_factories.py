@@ -25,10 +25,10 @@ PARAMS = {
 }
 
 
-def synthetic_city(out: Path, days: int) -> Path:
+def synthetic_city(out: Path, days: int, start: str = "2026-03-02") -> Path:
     """The agent tests' city: 8 sensors, 4 zones, accidents frequent enough to rank risk cells."""
     params = SynthParams(accident_rate=2e-2)
-    return synthesize(out, sensors=8, zones=4, days=days, seed=2, progress=False, params=params)
+    return synthesize(out, sensors=8, zones=4, days=days, seed=2, start=start, progress=False, params=params)
 
 
 def export_baselines(hub: Hub, out: Path) -> dict[str, Path]:

@@ -6,6 +6,7 @@ hub's age; a 10,000-sensor city holds ~3M traffic rows a day. Each test compares
 
 import shutil
 from dataclasses import replace
+from datetime import date
 
 import numpy as np
 import pandas as pd
@@ -13,8 +14,9 @@ import pytest
 
 import cityagent.agent.loop as loop
 from cityagent.agent.agent_config import load_agent_config
-from cityagent.agent.cycle_reach import cycle_reach
+from cityagent.agent.cycle_reach import cycle_reach, decisions_reach
 from cityagent.agent.loop import Agent
+from cityagent.agent.partfiles import write_part
 from cityagent.agent.sense import ModelFacts, sense, steps_at
 from cityagent.errors import ConfigError
 from cityagent.hub import Hub, HubMeta, read_hub, write_hub
@@ -236,3 +238,37 @@ def test_what_a_cycle_reads_holds_every_step_of_the_window_wherever_in_its_date_
         for t in steps_at(hub, anchor, offsets):
             assert t.date() >= first or t.date() in extra_dates, (anchor, t)
     assert len(extra_dates) <= 14  # the frames' dates (a day either side on operating hours), not all 28 between
+
+
+def test_the_decisions_a_cycle_reads_are_those_its_windows_may_already_have():
+    meta = HubMeta(step="5min", timezone="Asia/Shanghai")
+    hour = ModelFacts("m", "1", "traffic", ["s0"], "5min", (-1, 0), tuple(range(1, 13)), ["speed"], "speed")
+    today = date(2026, 12, 7)
+    live = decisions_reach([hour], meta, {"traffic": today, "decisions": today})
+    assert live.dates(today)[0] == date(2026, 12, 6)  # an hour before today's first window, and a DST hour
+    stalled = decisions_reach([hour], meta, {"traffic": date(2026, 12, 3), "decisions": today})
+    assert stalled.dates(today)[0] == date(2026, 12, 2)  # the feed stopped: its window, decided then, is that old
+    assert decisions_reach([hour], meta, {"traffic": date(2027, 1, 1), "decisions": today}) is None  # future data
+    assert decisions_reach([hour], meta, {"traffic": today}) is None  # none decided yet: read whatever there is
+
+
+def test_a_restarted_agent_on_a_live_hub_reads_recent_decisions_and_decides_nothing_twice(tmp_path, address, reads):
+    """Readings dated today, as on a live hub: a restarted agent finds its decisions in the dates it reads (the
+    ones its windows could have been decided on), not in all of loop.history."""
+    tz = "Asia/Shanghai"
+    today = pd.Timestamp.now(tz=tz).normalize()
+    hub_dir = synthetic_city(tmp_path / "hub", days=3, start=f"{today - pd.Timedelta(days=2):%Y-%m-%d}")
+    old = today - pd.Timedelta(days=20)  # an old decision, of no window this agent can decide now
+    row = {"ts": [old + pd.Timedelta(hours=9)], "kind": "congestion_alert", "target_id": ["s0"], "value": 1.0}
+    write_part(hub_dir / "decisions" / f"date={old:%Y-%m-%d}", pd.DataFrame(row))
+    first = agent(hub_dir, address, "35d").run(once=True)[0]
+    assert [o.status for o in first.outcomes] == ["decided"] * 3
+    again = agent(hub_dir, address, "35d").run(once=True)[0]  # a restart: a new agent, nothing in memory
+    for before, after in zip(first.outcomes, again.outcomes, strict=True):
+        if before.decisions.empty:  # a window that gave no decisions leaves nothing in the hub: asked again
+            assert after.status == "decided" and after.decisions.empty
+        else:
+            assert after.status == "unchanged" and "already decided" in after.message
+    assert sum(not o.decisions.empty for o in first.outcomes) >= 2
+    decisions = dates_read(reads[-1], "decisions")
+    assert f"{old:%Y-%m-%d}" not in decisions and decisions[-1] == f"{pd.Timestamp.now(tz=tz):%Y-%m-%d}"

@@ -49,4 +49,4 @@ def test_the_cycle_read_benchmark_reads_less_and_builds_the_same(capsys):
     out = capsys.readouterr().out
     rows = {line[:28].strip(): line[28:].split() for line in out.splitlines() if line.startswith(("history", "needed"))}
     assert int(rows["needed"][0].replace(",", "")) < int(rows["history"][0].replace(",", ""))
-    assert "same window and drift values" in out
+    assert "same window, drift values and decisions found" in out
