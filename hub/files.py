@@ -166,9 +166,11 @@ def newest_dates(location: str | Path) -> dict[str, date]:
         if not schema.temporal or not fs.isdir(f"{root}/{name}"):
             continue
         found = [posixpath.basename(p.rstrip("/")) for p in fs.ls(f"{root}/{name}", detail=False)]
-        dates = sorted(d.removeprefix("date=") for d in found if re.fullmatch(r"date=\d{4}-\d{2}-\d{2}", d))
-        if dates:
-            out[name] = date.fromisoformat(dates[-1])
+        for folder in sorted((d for d in found if re.fullmatch(r"date=\d{4}-\d{2}-\d{2}", d)), reverse=True):
+            held = fs.ls(f"{root}/{name}/{folder}", detail=False)
+            if any(p.endswith((".parquet", ".csv")) for p in held):  # an empty folder holds no date yet
+                out[name] = date.fromisoformat(folder.removeprefix("date="))
+                break
     return out
 
 

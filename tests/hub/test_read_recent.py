@@ -7,6 +7,7 @@ import pandas as pd
 
 from cityagent.agent.partfiles import write_part
 from cityagent.hub import Hub, read_hub, write_hub
+from cityagent.hub.files import newest_dates
 from cityagent.hub.reach import Reach
 from tests.factories import tiny_hub
 
@@ -100,3 +101,13 @@ def test_the_recent_run_starts_where_a_reading_that_far_back_can_fall():
     assert Reach(pd.Timedelta(hours=23)).dates(newest)[0] == date(2026, 3, 5)
     assert Reach(pd.Timedelta(hours=23, minutes=30)).dates(newest)[0] == date(2026, 3, 4)
     assert Reach.of(pd.Timedelta(days=2)).dates(newest)[0] == date(2026, 3, 3)  # `recent`: as it always read
+
+
+def test_newest_dates_come_from_folders_that_hold_a_part(tmp_path):
+    long_hub(tmp_path / "hub", days=3)
+    newest = newest_dates(tmp_path / "hub")
+    assert set(newest) == {"traffic", "demand", "incidents", "weather"} and newest["traffic"] == date(2026, 3, 4)
+    (tmp_path / "hub" / "traffic" / "date=2026-03-09").mkdir()  # made, and left empty by a writer that died
+    (tmp_path / "hub" / "traffic" / "date=2026-03-08").mkdir()
+    (tmp_path / "hub" / "traffic" / "date=2026-03-08" / ".part-x.parquet.tmp").write_bytes(b"")
+    assert newest_dates(tmp_path / "hub")["traffic"] == date(2026, 3, 4)
