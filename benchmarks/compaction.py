@@ -6,8 +6,9 @@
 Writes one synthetic city (`hub synth`: 64 sensors, 16 zones, 7 days), copies it twice, and appends the same
 readings to both copies one 5-minute step per batch through the listener's own path (`microbatch.append_batch`:
 traffic, demand and weather, a part file per table and batch), once as before compaction existed and once with it.
-Every `--every` steps it times `read_hub` on both (median of `--repeats`; the agent reads the whole hub every
-cycle) and counts the part files. It also times the appends, so the cost of compacting shows where it is paid.
+Every `--every` steps it times `read_hub` on both (median of `--repeats`; the agent read the whole hub every
+cycle when this was written) and counts the part files. It also times the appends, so the cost of compacting shows
+where it is paid.
 Both copies must read back equal, row order included, or the script fails.
 """
 

@@ -40,14 +40,6 @@ def duration(value: object, key: str = "duration") -> pd.Timedelta:
     return out
 
 
-def positive(value: object, key: str = "duration") -> pd.Timedelta:
-    """:func:`duration`, which must also be longer than zero."""
-    out = duration(value, key)
-    if out <= pd.Timedelta(0):
-        raise ValueError(f"{key} {value!r} is not a positive duration; use e.g. '30s', '5min', '12h' or '1d'")
-    return out
-
-
 def step_offset(step: str) -> BaseOffset:
     """A reading interval (``'5min'``, ``'1h'``, ``'1d'``) as a pandas offset; ValueError when it is none."""
     return to_offset(normalize(step) if isinstance(step, str) else step)

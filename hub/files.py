@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 from cityagent.errors import HubError
 from cityagent.hub.hub import MANIFEST, Hub, HubMeta, Origin
 from cityagent.hub.parts import live_parts
-from cityagent.hub.reach import Reach, reach_files
+from cityagent.hub.reach import DATE_FOLDER, Reach, reach_files
 from cityagent.hub.schema import TABLES
 from cityagent.hub.timestamps import infer_meta, offset_minutes, parse_ts_column, zone_mismatch
 
@@ -166,7 +166,7 @@ def newest_dates(location: str | Path) -> dict[str, date]:
         if not schema.temporal or not fs.isdir(f"{root}/{name}"):
             continue
         found = [posixpath.basename(p.rstrip("/")) for p in fs.ls(f"{root}/{name}", detail=False)]
-        for folder in sorted((d for d in found if re.fullmatch(r"date=\d{4}-\d{2}-\d{2}", d)), reverse=True):
+        for folder in sorted((d for d in found if DATE_FOLDER.fullmatch(d)), reverse=True):
             held = fs.ls(f"{root}/{name}/{folder}", detail=False)
             if any(p.endswith((".parquet", ".csv")) for p in held):  # an empty folder holds no date yet
                 out[name] = date.fromisoformat(folder.removeprefix("date="))

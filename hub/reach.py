@@ -12,7 +12,8 @@ from datetime import date, datetime, time, timedelta
 
 import pandas as pd
 
-_DATE_DIR = re.compile(r"/date=(\d{4}-\d{2}-\d{2})/")  # a partition folder: <table>/date=YYYY-MM-DD/part-...
+DATE_FOLDER = re.compile(r"date=(\d{4}-\d{2}-\d{2})")  # a partition folder: <table>/date=YYYY-MM-DD/part-...
+_DATE_DIR = re.compile(f"/{DATE_FOLDER.pattern}/")
 DAY = pd.Timedelta(days=1)
 DST = pd.Timedelta(hours=1)  # the most a clock change moves local time against elapsed time
 

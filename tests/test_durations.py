@@ -58,13 +58,6 @@ def test_what_is_no_duration_is_named_with_its_key(bad):
         durations.duration(bad, "loop.history")
 
 
-def test_positive_refuses_zero_and_negative():
-    assert durations.positive("1H") == pd.Timedelta(hours=1)
-    for bad in ("0s", "-5min"):
-        with pytest.raises(ValueError, match="not a positive duration"):
-            durations.positive(bad, "loop.interval")
-
-
 def test_steps_read_in_old_spellings():
     assert durations.step_delta("1d") == pd.Timedelta(days=1)
     assert durations.step_delta("1H") == pd.Timedelta(hours=1)
