@@ -1,7 +1,8 @@
 """Windows for hubs larger than memory: Ray Data reads the partitioned Parquet and windows each node's series.
 
-No process holds the whole hub: Ray reads the ``<table>/date=YYYY-MM-DD/*.parquet`` parts in parallel, groups rows
-by node (a distributed shuffle) and builds one node's sliding windows per task.
+No process holds the whole hub: Ray reads the ``<table>/date=YYYY-MM-DD/*.parquet`` parts in parallel into its
+object store (which spills to disk), groups rows by node (a distributed shuffle) and builds one node's sliding
+windows per task.
 """
 
 import json
@@ -15,6 +16,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from cityagent.errors import ConfigError, HubError
+from cityagent.hub.files import LISTINGS
 from cityagent.hub.hub import MANIFEST, HubMeta
 from cityagent.hub.parts import live_parts
 from cityagent.hub.schema import table_schema
@@ -56,6 +58,51 @@ def _span(location: str, files: list[str]) -> tuple[pd.Timestamp, pd.Timestamp]:
             ts = pq.read_table(fh, columns=["ts"]).column("ts").to_pandas()
         ends.append(getattr(ts, pick)())
     return pd.Timestamp(ends[0]), pd.Timestamp(ends[1])
+
+
+def _missing(e: BaseException) -> FileNotFoundError | None:
+    """The FileNotFoundError behind ``e``: raised here, or in a Ray task (``RayTaskError.cause``), or chained."""
+    seen: set[int] = set()
+    stack: list[BaseException | None] = [e]
+    while stack:
+        err = stack.pop()
+        if err is None or id(err) in seen:
+            continue
+        seen.add(id(err))
+        cause = getattr(err, "cause", None)  # a RayTaskError is also an instance of its cause's type
+        if isinstance(err, FileNotFoundError) and not isinstance(cause, BaseException):
+            return err
+        stack += [cause, err.__cause__, err.__context__]
+    return None
+
+
+def _read(location: str, table: str, columns: list[str], read_options: dict[str, Any]):
+    """``columns`` of the table's live parts, read into Ray's object store, and the table's first and last ts.
+
+    Read now rather than lazily: a compaction merges a date's parts and deletes them, so a lazy read of an older
+    listing would fail whenever it ran (and a consumer runs it again each epoch). A part that goes before the read
+    is done sends it back to a new listing, as ``read_hub`` does.
+    """
+    import ray  # heavy: only when asked for
+
+    protocol = fsspec.core.split_protocol(location)[0]
+    for attempt in range(LISTINGS):
+        try:
+            files = _files(location, table)
+            lo, hi = _span(location, files)  # reads two day partitions, not the hub
+            paths = [f"{protocol}://{f}" if protocol else f for f in files]  # a compacted part's parts are not read
+            ds = ray.data.read_parquet(paths, partitioning=None, **read_options).select_columns(columns)
+            return ds.materialize(), lo, hi
+        except Exception as e:
+            gone = _missing(e)
+            if gone is None:
+                raise
+            if attempt == LISTINGS - 1:
+                raise HubError(
+                    f"table {table}: {gone.filename or gone} vanished while Ray read the table, {LISTINGS} times in "
+                    "a row; something keeps rewriting the hub's files (only compaction may), stop it and read again"
+                ) from e
+    raise AssertionError("unreachable")
 
 
 def slot_numbers(ts: pd.Series, meta: HubMeta, origin: pd.Timestamp) -> np.ndarray:
@@ -126,6 +173,8 @@ def ray_windows(
 ):
     """A ``ray.data.Dataset`` of per-node sliding windows (columns node, anchor, x, y, mask).
 
+    The table is read when this is called, from one listing of its parts (a compaction running beside it cannot
+    pull files from under the dataset later); the windowing runs when the dataset is consumed.
     Anchors index the hub-wide grid from the table's first to its last step (so they match ``to_tensor``).
 
     Args:
@@ -138,17 +187,11 @@ def ray_windows(
         skip_missing_inputs: leave out windows whose inputs miss a reading (targets are masked instead).
         read_options: passed to ``ray.data.read_parquet``.
     """
-    import ray  # heavy: only when asked for
-
     node_col = table_schema(table).node_column
     if node_col is None:
         raise ConfigError(f"table {table!r} has no node column; per-node windows need traffic or demand")
     meta = _meta(str(location), step, timezone)
-    files = _files(str(location), table)
-    lo, hi = _span(str(location), files)  # reads two day partitions, not the hub
-    protocol = fsspec.core.split_protocol(str(location))[0]
-    paths = [f"{protocol}://{f}" if protocol else f for f in files]  # a compacted part's parts are not read twice
-    ds = ray.data.read_parquet(paths, partitioning=None, **read_options).select_columns([node_col, "ts", column])
+    ds, lo, hi = _read(str(location), table, [node_col, "ts", column], read_options)
     origin = pd.Timestamp(lo)
     n_steps = int(slot_numbers(pd.Series([hi]), meta, origin)[0]) + 1
     if n_steps < input_len + horizon:

@@ -73,3 +73,72 @@ def same_as_in_memory(root, hub):
         np.testing.assert_array_equal(np.stack(got["y"].to_numpy()), y[:, :, 0])
         np.testing.assert_array_equal(np.stack(got["mask"].to_numpy()), mask[:, :, 0])
     return rows
+
+
+def appended(root: Path, hub: Hub) -> Path:
+    """``hub`` written at ``root`` with each date's traffic in 4 parts, as the listener's appends leave it."""
+    write_hub(hub, root)
+    for path in sorted((root / "traffic").glob("date=*/part-0.parquet")):
+        day, n = pq.read_table(path), 4
+        path.unlink()
+        for i in range(n):
+            pq.write_table(day.slice(i * day.num_rows // n, day.num_rows // n + 1), path.parent / f"part-{i}.parquet")
+    return root
+
+
+def test_a_compaction_between_listing_and_reading_sends_ray_to_a_new_listing(ray_local, tmp_path, monkeypatch):
+    import cityagent.agent.compact as compact
+    import cityagent.hub.raydata as raydata
+
+    hub = tiny_hub(sensors=3, steps=40)
+    root = appended(tmp_path / "hub", hub)
+    real, listings = raydata._files, []
+
+    def compacted_after_listing(location, table):
+        listings.append(real(location, table))
+        if len(listings) == 1:  # the listing is taken; now its parts are merged and deleted
+            assert [m.parts for m in compact.compact_hub(root, ["traffic"])] == [4, 4]
+        return listings[-1]
+
+    monkeypatch.setattr(raydata, "_files", compacted_after_listing)
+    same_as_in_memory(root, hub)
+    assert len(listings) == 2 and all("+" in Path(f).name for f in listings[1])
+
+
+def test_a_compaction_while_ray_reads_sends_it_to_a_new_listing(ray_local, tmp_path, monkeypatch):
+    """The parts vanish after Ray planned the read: its read tasks fail, and the read starts over."""
+    import ray
+
+    import cityagent.agent.compact as compact
+
+    hub = tiny_hub(sensors=3, steps=40)
+    root = appended(tmp_path / "hub", hub)
+    real, runs = ray.data.Dataset.materialize, []
+
+    def compacted_first(self):
+        runs.append(self)
+        if len(runs) == 1:
+            compact.compact_hub(root, ["traffic"])
+        return real(self)
+
+    monkeypatch.setattr(ray.data.Dataset, "materialize", compacted_first)
+    same_as_in_memory(root, hub)
+    assert len(runs) == 2
+
+
+def test_parts_that_keep_vanishing_are_an_error_naming_the_table(ray_local, tmp_path, monkeypatch):
+    import cityagent.hub.raydata as raydata
+    from cityagent.errors import HubError
+    from cityagent.hub.files import LISTINGS
+
+    root = appended(tmp_path / "hub", tiny_hub(sensors=3, steps=40))
+    real, listings = raydata._files, []
+
+    def with_a_gone_part(location, table):
+        listings.append(real(location, table))  # Ray, not the span's two files, meets the gone part
+        return [listings[-1][0], str(root / "traffic" / "date=2026-03-01" / "part-gone.parquet"), *listings[-1][1:]]
+
+    monkeypatch.setattr(raydata, "_files", with_a_gone_part)
+    with pytest.raises(HubError, match=rf"table traffic: .*part-gone.parquet vanished .*{LISTINGS} times"):
+        raydata.ray_windows(root, "traffic", "speed", input_len=4, horizon=2)
+    assert len(listings) == LISTINGS
