@@ -3,6 +3,7 @@
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
@@ -10,11 +11,14 @@ from rich.table import Table
 from cityagent.agent.console import console
 from cityagent.errors import ConfigError, HubError
 
+if TYPE_CHECKING:  # validation is imported when a command runs
+    from cityagent.hub.validate import Report
+
 hub_app = typer.Typer(help="The city data hub: synthesise, import, copy and validate.", no_args_is_help=True)
 FORCE_HELP = "Replace a hub already at the target; without it an existing hub is never overwritten."
 
 
-def print_report(report, location: str) -> None:
+def print_report(report: "Report", location: str) -> None:
     """Show a validation report: a table summary, then every issue."""
     summary = Table(title=f"hub {location}", title_justify="left")
     for col in ("table", "rows", "ids", "from", "to"):

@@ -22,9 +22,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cityagent.errors import CityAgentError, ConfigError
 from cityagent.home import home_dir
+
+if TYPE_CHECKING:  # only PostgreSQL locks need it
+    import psycopg
 
 PG_NAMESPACE = 0x636167  # first key of the two-key advisory lock: 'cag', so other apps' locks never collide
 HOLDER_WAIT_S = 0.5  # how long a loser waits for the winner of a same-instant race to write its name
@@ -238,7 +242,7 @@ def check_lock_url(url: str | None) -> None:
         _connect(url, "cityagent check").close()
 
 
-def _connect(url: str, app: str):
+def _connect(url: str, app: str) -> "psycopg.Connection":
     import psycopg
 
     dsn = re.sub(r"^postgres(ql)?\+\w+://", "postgresql://", url)  # SQLAlchemy driver suffixes mean nothing here

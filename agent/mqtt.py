@@ -7,6 +7,7 @@ from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.reasoncodes import ReasonCode
 
 from cityagent.errors import CityAgentError, ConfigError
 
@@ -84,7 +85,7 @@ def check_topic_filters(topics: Sequence[str], field: str = "topics") -> None:
         raise ConfigError(f"{field}: {problem}")
 
 
-def _refusals(topics: Sequence[str], reasons: list, who: str) -> str | None:
+def _refusals(topics: Sequence[str], reasons: list[ReasonCode], who: str) -> str | None:
     """The SUBACK's refused filters (MQTT 3.1.1 0x80, MQTT 5 reason codes ≥ 0x80) as one message, or None."""
     bad = [f"{t!r} (0x{r.value:02X}: {r})" for t, r in zip(topics, reasons, strict=False) if r.is_failure]
     if not bad:
@@ -152,7 +153,7 @@ def connect(
         elif on_refused is not None:
             on_refused(why)
 
-    def on_connect(c: mqtt.Client, _userdata, _flags, reason, _props) -> None:
+    def on_connect(c: mqtt.Client, _userdata, _flags, reason: ReasonCode, _props) -> None:
         if reason.is_failure:
             fail(f"the broker refused the connection: {reason}")
             return
@@ -164,14 +165,14 @@ def connect(
         except ValueError as e:  # raised here it would only be a traceback of paho's thread
             fail(f"cannot subscribe: {e}")
 
-    def on_subscribe(_c, _userdata, _mid, reasons, _props) -> None:
+    def on_subscribe(_c, _userdata, _mid, reasons: list[ReasonCode], _props) -> None:
         refused = _refusals(topics, reasons, who)
         if refused:
             fail(refused)
         else:
             ready.set()
 
-    def on_disconnect(_c, _userdata, _flags, reason, _props) -> None:
+    def on_disconnect(_c, _userdata, _flags, reason: ReasonCode, _props) -> None:
         if not ready.is_set():  # e.g. a broker that drops a filter it finds malformed: say so, do not time out
             fail(f"the broker closed the connection before granting the subscription: {reason}")
         elif reason.is_failure and not lost.is_set():  # not our own disconnect at the end

@@ -15,7 +15,7 @@ import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -29,6 +29,10 @@ from cityagent.errors import CityAgentError, ConfigError, TrackingUnreachable
 from cityagent.health import unreachable
 from cityagent.home import home_dir
 from cityagent.hub.protocols import TaskData
+
+if TYPE_CHECKING:  # training is imported when a retrain runs
+    from cityagent.training.config import RunConfig
+    from cityagent.training.gate import GateConfig, Verdict
 
 log = logging.getLogger(__name__)
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
@@ -49,7 +53,9 @@ class RetrainResult:
     scores: dict[str, dict[str, float]] = field(default_factory=dict)  # challenger / champion → metrics
 
 
-def retrain_config(task: str, cfg: AgentConfig | None = None, overrides: Mapping[str, Any] | None = None):
+def retrain_config(
+    task: str, cfg: AgentConfig | None = None, overrides: Mapping[str, Any] | None = None
+) -> "RunConfig":
     """``configs/<task>.yaml`` with the agent's hub and ``retrain.overrides[task]``, then ``overrides`` on top."""
     from cityagent.training.config import load_config
 
@@ -108,7 +114,9 @@ def _champion(name: str, uri: str, workdir: Path) -> tuple[str | None, Path | No
     return version, RegistrySource(uri).fetch(ModelSpec("registry", name, version), version, workdir)
 
 
-def judge(challenger: Path, name: str, data: TaskData, uri: str, gate_cfg=None):
+def judge(
+    challenger: Path, name: str, data: TaskData, uri: str, gate_cfg: "GateConfig | None" = None
+) -> tuple["Verdict", str | None, dict[str, dict[str, float]]]:
     """The gate's verdict on ``challenger`` vs the current champion, both scored on the task's test split.
 
     Returns:
@@ -161,7 +169,7 @@ def retrain(
     cfg: AgentConfig | None = None,
     *,
     overrides: Mapping[str, Any] | None = None,
-    gate_cfg=None,
+    gate_cfg: "GateConfig | None" = None,
     actor: str = "cityagent-retrain",
     say: Callable[[str], None] = log.info,
 ) -> RetrainResult:

@@ -8,7 +8,7 @@ windows per task.
 import json
 import posixpath
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import fsspec
 import numpy as np
@@ -20,6 +20,9 @@ from cityagent.hub.files import LISTINGS
 from cityagent.hub.hub import MANIFEST, HubMeta
 from cityagent.hub.parts import live_parts
 from cityagent.hub.schema import table_schema
+
+if TYPE_CHECKING:  # Ray is imported when windows are asked for
+    import ray.data
 
 
 def _meta(location: str, step: str | None, timezone: str | None) -> HubMeta:
@@ -76,7 +79,9 @@ def _missing(e: BaseException) -> FileNotFoundError | None:
     return None
 
 
-def _read(location: str, table: str, columns: list[str], read_options: dict[str, Any]):
+def _read(
+    location: str, table: str, columns: list[str], read_options: dict[str, Any]
+) -> tuple["ray.data.Dataset", pd.Timestamp, pd.Timestamp]:
     """``columns`` of the table's live parts, read into Ray's object store, and the table's first and last ts.
 
     Read now rather than lazily: a compaction merges a date's parts and deletes them, so a lazy read of an older
@@ -170,7 +175,7 @@ def ray_windows(
     timezone: str | None = None,
     skip_missing_inputs: bool = True,
     **read_options: Any,
-):
+) -> "ray.data.Dataset":
     """A ``ray.data.Dataset`` of per-node sliding windows (columns node, anchor, x, y, mask).
 
     The table is read when this is called, from one listing of its parts (a compaction running beside it cannot

@@ -17,7 +17,7 @@ class Scaler:
 
     kind: ClassVar[str] = "identity"
 
-    def __init__(self, channels: Sequence[int] | None = None):
+    def __init__(self, channels: Sequence[int] | None = None) -> None:
         self.channels = None if channels is None else [int(c) for c in channels]
         self.scale: np.ndarray | None = None  # [C] float64
         self.offset: np.ndarray | None = None  # [C] float64
@@ -97,7 +97,7 @@ class MinMaxScaler(Scaler):
 
     kind = "minmax"
 
-    def _params(self, col):
+    def _params(self, col: np.ndarray) -> tuple[float, float]:
         lo, span = float(col.min()), _safe(float(col.max() - col.min()))
         return 1.0 / span, -lo / span
 
@@ -107,7 +107,7 @@ class StandardScaler(Scaler):
 
     kind = "standard"
 
-    def _params(self, col):
+    def _params(self, col: np.ndarray) -> tuple[float, float]:
         mean, std = float(col.mean()), _safe(float(col.std()))
         return 1.0 / std, -mean / std
 
@@ -117,7 +117,7 @@ class MaxScaler(Scaler):
 
     kind = "max"
 
-    def _params(self, col):
+    def _params(self, col: np.ndarray) -> tuple[float, float]:
         return 1.0 / _safe(float(col.max())), 0.0
 
 

@@ -30,7 +30,7 @@ class ScaledModel(nn.Module):
         y_scale: float,
         y_offset: float,
         dtype: torch.dtype = torch.float32,
-    ):
+    ) -> None:
         super().__init__()
         self.net = net
         # copies: scalers arrive read-only from Ray's object store, and torch warns on (and would share) those

@@ -2,6 +2,7 @@
 
 import hmac
 import os
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 import grpc
@@ -43,14 +44,18 @@ class TokenAuth(grpc.aio.ServerInterceptor):
         self._expected = f"bearer {token}".encode()
         self._open = set(open_services)
 
-    async def intercept_service(self, continuation, handler_call_details):
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler | None]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
         service = handler_call_details.method.lstrip("/").split("/", 1)[0]
         if service in self._open or self._authorised(handler_call_details.invocation_metadata or ()):
             return await continuation(handler_call_details)
         handler = await continuation(handler_call_details)
         return None if handler is None else _refusal(handler)
 
-    def _authorised(self, metadata) -> bool:
+    def _authorised(self, metadata: Sequence[tuple[str, str | bytes]]) -> bool:
         for key, value in metadata:
             if key == "authorization" and isinstance(value, str):
                 scheme, _, token = value.partition(" ")
@@ -61,7 +66,7 @@ class TokenAuth(grpc.aio.ServerInterceptor):
 def _refusal(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
     """A handler of the same streaming kind as `handler` that answers UNAUTHENTICATED."""
 
-    async def refuse(_request, context):
+    async def refuse(_request: object, context: grpc.aio.ServicerContext) -> None:
         await context.abort(grpc.StatusCode.UNAUTHENTICATED, _MESSAGE)
 
     kinds = {

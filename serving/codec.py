@@ -78,7 +78,9 @@ def decode_tensor(tensor: pb.ModelInferRequest.InferInputTensor, raw: bytes | No
     return _typed(tensor, name, datatype, shape, count)
 
 
-def _typed(tensor, name: str, datatype: str, shape: list[int], count: int) -> np.ndarray:
+def _typed(
+    tensor: pb.ModelInferRequest.InferInputTensor, name: str, datatype: str, shape: list[int], count: int
+) -> np.ndarray:
     field = TYPED_FIELD.get(datatype)
     if field is None:
         raise InvalidInput(f"input '{name}' of datatype {datatype} must come in raw_input_contents.")

@@ -7,6 +7,7 @@ worse, into answers for other nodes or steps ahead), so the store refuses it; a 
 """
 
 import json
+from typing import Any
 
 from cityagent.serving.session import OrtModel
 from cityagent.serving.signature import TensorSpec
@@ -62,7 +63,7 @@ def _same_shape(old: tuple[int, ...], new: tuple[int, ...]) -> bool:
     return len(old) == len(new) and all(o == n or -1 in (o, n) for o, n in zip(old, new, strict=True))
 
 
-def _value(text: str):
+def _value(text: str) -> Any:
     """A metadata value as JSON (the exporter writes JSON), so formatting alone is no change."""
     try:
         return json.loads(text)
@@ -70,6 +71,6 @@ def _value(text: str):
         return text
 
 
-def _short(value, limit: int = 80) -> str:
+def _short(value: Any, limit: int = 80) -> str:
     text = json.dumps(value) if not isinstance(value, str) else value
     return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -7,6 +7,8 @@ hints that a gRPC answer satisfies as it is (outputs are always raw little-endia
 parameters at all unless a caller asks for one of those features.
 """
 
+from collections.abc import Mapping
+
 from cityagent.serving.errors import InvalidInput
 from cityagent.serving.proto import inference_pb2 as pb
 
@@ -27,7 +29,7 @@ def check_parameters(request: pb.ModelInferRequest) -> None:
         _check(output.parameters, OUTPUT, f"output '{output.name}'")
 
 
-def _check(parameters, accepted: frozenset[str], where: str) -> None:
+def _check(parameters: Mapping[str, pb.InferParameter], accepted: frozenset[str], where: str) -> None:
     refused = sorted(set(parameters) - accepted)
     if refused:
         names = ", ".join(f"'{k}'" for k in refused)

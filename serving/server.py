@@ -7,7 +7,7 @@ import signal
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
-from google.protobuf import descriptor_pb2
+from google.protobuf import descriptor_pb2, descriptor_pool
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2
 
@@ -157,7 +157,7 @@ def _warn_if_exposed(host: str, tls: bool, authenticated: bool) -> None:
         )
 
 
-def _reflection_pool():
+def _reflection_pool() -> descriptor_pool.DescriptorPool:
     """The inference messages' private pool, plus the health and reflection files so reflection describes all three."""
     pool = inference_pb2.DESCRIPTOR.pool
     for module in (health_pb2, reflection_pb2):

@@ -4,6 +4,8 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 
+import grpc
+
 from cityagent.serving.codec import decode_request, encode_metadata, encode_response
 from cityagent.serving.dataplane import DataPlane
 from cityagent.serving.errors import ServingError, ShuttingDown
@@ -26,34 +28,48 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     def __init__(self, dataplane: DataPlane, stream_in_flight: int = 32) -> None:
         self.dataplane, self.stream_in_flight = dataplane, stream_in_flight
 
-    async def ServerLive(self, request, context) -> pb.ServerLiveResponse:
+    async def ServerLive(
+        self, request: pb.ServerLiveRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ServerLiveResponse:
         return pb.ServerLiveResponse(live=self.dataplane.live())
 
-    async def ServerReady(self, request, context) -> pb.ServerReadyResponse:
+    async def ServerReady(
+        self, request: pb.ServerReadyRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ServerReadyResponse:
         return pb.ServerReadyResponse(ready=self.dataplane.ready())
 
-    async def ModelReady(self, request, context) -> pb.ModelReadyResponse:
+    async def ModelReady(
+        self, request: pb.ModelReadyRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ModelReadyResponse:
         return pb.ModelReadyResponse(ready=self.dataplane.model_ready(request.name, request.version))
 
-    async def ServerMetadata(self, request, context) -> pb.ServerMetadataResponse:
+    async def ServerMetadata(
+        self, request: pb.ServerMetadataRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ServerMetadataResponse:
         name, version, extensions = self.dataplane.server_metadata()
         return pb.ServerMetadataResponse(name=name, version=version, extensions=extensions)
 
-    async def ModelMetadata(self, request, context) -> pb.ModelMetadataResponse:
+    async def ModelMetadata(
+        self, request: pb.ModelMetadataRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ModelMetadataResponse:
         try:
             return encode_metadata(self.dataplane.model_metadata(request.name, request.version))
         except ServingError as e:
             error = e
         await context.abort(error.code, str(error))
 
-    async def ModelInfer(self, request, context) -> pb.ModelInferResponse:
+    async def ModelInfer(
+        self, request: pb.ModelInferRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ModelInferResponse:
         try:
             return await self._infer(request, context, admit=True)
         except ServingError as e:
             error = e
         await context.abort(error.code, str(error))
 
-    async def ModelStreamInfer(self, request_iterator, context) -> AsyncIterator[pb.ModelStreamInferResponse]:
+    async def ModelStreamInfer(
+        self, request_iterator: AsyncIterator[pb.ModelInferRequest], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.ModelStreamInferResponse]:
         """Requests of one stream run concurrently (so they can share batches); answers come as they finish.
 
         At most `stream_in_flight` run or wait to be sent at once: the reader then stops reading, so gRPC flow
@@ -120,7 +136,9 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         message = f"request '{request.id}': {error}" if request.id else str(error)
         return pb.ModelStreamInferResponse(error_message=message, infer_response=echo)
 
-    async def _infer(self, request: pb.ModelInferRequest, context, admit: bool = False) -> pb.ModelInferResponse:
+    async def _infer(
+        self, request: pb.ModelInferRequest, context: grpc.aio.ServicerContext, admit: bool = False
+    ) -> pb.ModelInferResponse:
         """Decode, infer and encode, counted in the metrics; `admit` refuses a new unary call once shutdown has begun
         (a stream's requests are not refused: the stream stops reading instead, and answers what it has read)."""
         with self.dataplane.observe(request.model_name, expired=lambda: _expired(context)):
@@ -135,7 +153,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
                 raise ServingError(f"internal error while serving '{request.model_name}': {type(e).__name__}") from e
 
 
-def _expired(context) -> bool:
+def _expired(context: grpc.aio.ServicerContext) -> bool:
     """Whether the call's deadline has passed (False for a call without one)."""
     remaining = context.time_remaining()
     return remaining is not None and remaining <= 0

@@ -35,7 +35,7 @@ class ClassicalPredictor:
         y_scale: float,
         y_offset: float,
         floor: float | None = None,
-    ):
+    ) -> None:
         self.estimator = estimator
         self.x_scale, self.x_offset = np.asarray(x_scale), np.asarray(x_offset)
         self.y_scale, self.y_offset = float(y_scale), float(y_offset)

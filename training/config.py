@@ -24,7 +24,7 @@ Domain = Literal["traffic", "demand", "risk"]
 class KeyProblem(ValueError):
     """A validator's complaint about ``key`` below the field it checks (``horizon`` of ``task.params``)."""
 
-    def __init__(self, key: str, message: str):
+    def __init__(self, key: str, message: str) -> None:
         super().__init__(message)
         self.key = key
 

@@ -15,7 +15,7 @@ class WindowDataset(Dataset):
     Nothing is copied up front: each item (or batch of items) is gathered from the split's shared arrays.
     """
 
-    def __init__(self, split: Split):
+    def __init__(self, split: Split) -> None:
         self.split = split
 
     def __len__(self) -> int:

@@ -152,7 +152,7 @@ class History(pl.Callback):
         on_epoch: called with each row as it is recorded (e.g. to log it to MLflow live).
     """
 
-    def __init__(self, on_epoch: Callable[[dict[str, float]], None] | None = None):
+    def __init__(self, on_epoch: Callable[[dict[str, float]], None] | None = None) -> None:
         self.rows: list[dict[str, float]] = []
         self.on_epoch = on_epoch
 

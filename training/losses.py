@@ -33,7 +33,7 @@ class MaskedMSE(nn.Module):
 class MaskedHuber(nn.Module):
     """Huber (smooth L1) with threshold ``delta`` in scaled units."""
 
-    def __init__(self, delta: float = 1.0):
+    def __init__(self, delta: float = 1.0) -> None:
         super().__init__()
         self.delta = delta
 
@@ -49,7 +49,7 @@ class Pinball(nn.Module):
         quantiles: the levels of the model's last output axis.
     """
 
-    def __init__(self, quantiles: Sequence[float]):
+    def __init__(self, quantiles: Sequence[float]) -> None:
         super().__init__()
         self.register_buffer("q", torch.tensor(list(quantiles), dtype=torch.float32))
 
@@ -81,7 +81,7 @@ class RiskLoss(nn.Module):
         y_offset: float = 0.0,
         levels: Sequence[tuple[float, float]] = ((1.0, 0.2), (2.0, 0.25), (float("inf"), 0.5)),
         zero_weight: float = 0.05,
-    ):
+    ) -> None:
         super().__init__()
         self.y_scale, self.y_offset, self.zero_weight = float(y_scale), float(y_offset), float(zero_weight)
         self.register_buffer("bounds", torch.tensor([b for b, _ in levels], dtype=torch.float32))

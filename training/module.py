@@ -4,6 +4,7 @@ from typing import Literal
 
 import lightning.pytorch as pl
 import torch
+from lightning.pytorch.utilities.types import OptimizerLRScheduler
 from torch import nn
 
 from cityagent.models.scaled import ScaledModel
@@ -39,7 +40,7 @@ class ForecastModule(pl.LightningModule):
         scheduler: Scheduler = "cosine",
         monitor: str = "val_loss",
         point_index: int | None = None,
-    ):
+    ) -> None:
         super().__init__()
         self.model, self.loss = model, loss
         self.lr, self.weight_decay, self.max_epochs = lr, weight_decay, max_epochs
@@ -79,7 +80,7 @@ class ForecastModule(pl.LightningModule):
         self.log("val_loss", loss, on_step=False, on_epoch=True, sync_dist=True, batch_size=n)
         self.log("val_mae", mae, on_step=False, on_epoch=True, sync_dist=True, batch_size=n)
 
-    def configure_optimizers(self):
+    def configure_optimizers(self) -> OptimizerLRScheduler:
         opt = torch.optim.AdamW(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         if self.scheduler_kind == "cosine":
             sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=self.max_epochs)

@@ -111,7 +111,7 @@ def slug(name: str) -> str:
 class OtherDataset(ConfigError):
     """The hub holds another city than ``task.dataset`` names; ``held`` is the hub's name, ``what`` says why."""
 
-    def __init__(self, message: str, held: str, what: str):
+    def __init__(self, message: str, held: str, what: str) -> None:
         super().__init__(message)
         self.held, self.what = held, what
 

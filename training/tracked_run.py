@@ -5,6 +5,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 from cityagent.errors import TrackingUnreachable
@@ -25,7 +26,7 @@ class TrackedRun:
         experiment_id: its experiment, when known.
     """
 
-    def __init__(self, client: Any, run_id: str, experiment_id: str | None = None):
+    def __init__(self, client: Any, run_id: str, experiment_id: str | None = None) -> None:
         self.client, self.run_id, self.experiment_id = client, run_id, experiment_id
         self.logged: set[str] = set()  # artifact paths stored so far
 
@@ -119,7 +120,9 @@ class TrackedRun:
     def __enter__(self) -> "TrackedRun":
         return self
 
-    def __exit__(self, exc_type, exc, tb) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         if exc_type is not None and issubclass(exc_type, TrackingUnreachable):
             return  # marking the run FAILED would wait on the dead server for another round of retries
         if exc_type is None:

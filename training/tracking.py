@@ -11,12 +11,15 @@ import math
 import os
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cityagent.errors import CityAgentError, ConfigError
 from cityagent.home import home_dir
 from cityagent.store_check import bound_http_retries, store_problem
 from cityagent.training.config import RunConfig
+
+if TYPE_CHECKING:  # mlflow is imported when a client is made
+    from mlflow import MlflowClient
 
 log = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parents[1]
@@ -52,7 +55,7 @@ def experiment_name(cfg: RunConfig) -> str:
     return cfg.tracking.experiment or f"cityagent-{cfg.task.domain}"
 
 
-def client_for(uri: str | None = None):
+def client_for(uri: str | None = None) -> "MlflowClient":
     """A checked ``MlflowClient`` for ``uri`` (default store when None), with bounded HTTP retries."""
     from mlflow import MlflowClient
 

@@ -55,7 +55,7 @@ class TrialLines(Callback):
         max_epochs: int | None,
         mode: str = "min",
         say: Callable[[str], None] | None = None,
-    ):
+    ) -> None:
         # None: print, looked up at each line; Ray pickles the callback, and a replaced builtins.print will not pickle
         self.samples, self.monitor, self.max_epochs, self._say = samples, monitor, max_epochs, say
         self.sign = 1.0 if mode == "min" else -1.0  # compare sign * value: lower is better either way

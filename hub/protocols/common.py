@@ -1,6 +1,7 @@
 """Pieces several protocols share: table choice, calendar channels, the task graph, day length, masks."""
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -10,7 +11,7 @@ from cityagent.hub.calendar import calendar_features
 from cityagent.hub.graph import adjacency_from_coords, adjacency_from_edges, grid_adjacency
 from cityagent.hub.grid import node_grid
 from cityagent.hub.hub import Hub, HubMeta
-from cityagent.hub.windows import Split, make_split
+from cityagent.hub.windows import Split, WindowSpec, make_split
 
 DEFAULT_TARGET = {"traffic": "speed", "demand": "count", "incidents": "severity"}
 PREFERRED_EDGE_KINDS = ("road", "neighbor", "line")
@@ -103,7 +104,13 @@ def empty_like(split: Split) -> Split:
 
 
 def splits_for(
-    x: np.ndarray, y: np.ndarray, parts: list[np.ndarray], spec, ts: pd.DatetimeIndex, names: Sequence[str], **policy
+    x: np.ndarray,
+    y: np.ndarray,
+    parts: list[np.ndarray],
+    spec: WindowSpec,
+    ts: pd.DatetimeIndex,
+    names: Sequence[str],
+    **policy: Any,
 ) -> list[Split]:
     """``make_split`` for each part with the same missing-data policy."""
     return [make_split(x, y, a, spec, ts, name=n, **policy) for a, n in zip(parts, names, strict=True)]
