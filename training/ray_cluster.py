@@ -261,8 +261,11 @@ def connect(
             raise
         note_local_storage(target)
         return False
+    from cityagent.training.housekeeping import keep_sessions, prune_sessions
+
     temp = ray_temp_dir()
     temp.mkdir(parents=True, exist_ok=True)
+    prune_sessions(temp, keep_sessions())  # Ray never deletes a session's folder; a scheduler starts one a retrain
     os.environ.pop("RAY_ADDRESS", None)  # an empty RAY_ADDRESS would make ray.init look for a cluster
     with _loopback_node():
         ray.init(

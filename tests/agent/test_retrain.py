@@ -231,3 +231,24 @@ def test_a_drift_triggered_retrain_runs_as_its_own_process_under_the_lock(city):
             time.sleep(0.2)
     assert "task traffic is being retrained by pid" in log.read_text()
     assert load_agent_config(agent_dir() / "retrain" / "agent.yaml") == cfg  # the config in effect, --hub and all
+
+
+def test_a_retrain_drops_its_checkpoints_once_judged_and_a_failed_one_keeps_them(city, monkeypatch):
+    """The MLflow run holds the weights: a scheduler retraining for months leaves no checkpoints behind, except
+    those of a retrain that failed, for a look."""
+    from cityagent.home import home_dir
+
+    cfg = agent_cfg(city, "files")
+    deep = {"model.name": "gru", "model.params": {"hidden_size": 8}, "train.max_epochs": 1}
+    done = retrain("traffic", cfg, overrides=deep)
+    assert done.promoted and not (home_dir() / "checkpoints" / done.run_id).exists()
+    assert get_client().get_run(done.run_id).data.metrics["best_epoch"] == 0  # the run itself is whole
+
+    def broken(*args, **kwargs):
+        raise ExportError("ONNX parity failed")
+
+    monkeypatch.setattr("cityagent.training.export.export_run", broken)
+    with pytest.raises(ExportError):
+        retrain("traffic", cfg, overrides=deep)
+    [kept] = (home_dir() / "checkpoints").iterdir()
+    assert sorted(p.name for p in kept.glob("*.ckpt")) == ["best.ckpt", "last.ckpt"]

@@ -57,7 +57,15 @@ def ray_cfg(tiny_cfg):
 
 
 @pytest.mark.ray
-def test_two_worker_ray_run_is_tracked_from_the_driver(ray_cfg):
+def test_two_worker_ray_run_is_tracked_from_the_driver(ray_cfg, monkeypatch):
+    from cityagent.training.housekeeping import KEEP_ENV, drop_training_files
+    from cityagent.training.ray_cluster import ray_temp_dir
+
+    earlier = [ray_temp_dir() / f"session_2026-01-0{i}_03-00-00_000000_{40 + i}" for i in range(1, 4)]
+    for folder in earlier:  # sessions of earlier retrains, left by Ray
+        (folder / "logs").mkdir(parents=True)
+        os.utime(folder, (time.time() - 86400,) * 2)
+    monkeypatch.setenv(KEEP_ENV, "1")
     t0 = time.perf_counter()
     result = fit(ray_cfg())
     assert result.info["mode"] == "ray" and result.info["workers"] == 2
@@ -69,6 +77,14 @@ def test_two_worker_ray_run_is_tracked_from_the_driver(ray_cfg):
     assert "ray/results" in result.checkpoint and Path(result.checkpoint).is_dir()
     assert result.bundle_path.endswith("bundle/model.pt") and "test_mae" in result.metrics
     print(f"2-worker Ray fit: {time.perf_counter() - t0:.1f} s")
+
+    sessions = sorted(p.name for p in ray_temp_dir().glob("session_2*"))
+    assert len(sessions) == 2 and sessions[0] == earlier[-1].name  # the newest earlier one, and this run's
+    run_folder = Path(result.info["ray_run"])
+    epochs = run_folder.parents[1] / "epochs" / f"{run_folder.name}.jsonl"
+    assert Path(result.checkpoint).is_relative_to(run_folder) and epochs.is_file()
+    assert drop_training_files(result.run_id, result.info) == [run_folder, epochs]  # what a retrain does after
+    assert not run_folder.exists() and not epochs.exists()
 
 
 @pytest.mark.ray
