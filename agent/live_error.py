@@ -15,12 +15,15 @@ removed. A forecast of the same (model, version, anchor, hub) is remembered and 
 Records are appended on a fresh line and fsynced; a torn line (a full disk, a power loss) is skipped with a warning.
 """
 
+import calendar
 import hashlib
 import json
 import os
 import re
+import sys
+from array import array
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -86,29 +89,84 @@ class LiveError:
 
 
 Key = tuple[str, str, str, str | None]  # (model, version, anchor, hub id)
-_scored: dict[Path, tuple[int, int, set[Key]]] = {}  # live_error.jsonl → (bytes read, lines read, keys in them)
+Group = tuple[str, str, str | None]  # (model, version, hub id)
 
 
-def scored_keys() -> set[Key]:
-    """(model, version, anchor, hub id) of every recorded live error; reads only what was appended since last time."""
+@dataclass
+class _Ledger:
+    """What ``live_error.jsonl`` holds, kept as the agent needs it and read only where it grew since last time.
+
+    A year of 5-minute cycles of three models is ~315,000 records (~130 MB). Per (model, version, hub id) it keeps
+    the anchors scored (so none is scored twice) and, of each record with observed targets, its last target, its
+    number of targets and its summed absolute error, for the drift's live MAE: ~80 bytes a record, where reading
+    the whole file into a table took seconds and ~1 GB for each model every cycle.
+    """
+
+    offset: int = 0  # bytes read
+    lines: int = 0  # lines read (for the line numbers of warnings)
+    anchors: dict[Group, set[int]] = field(default_factory=dict)  # scored anchors, ns since the epoch
+    errors: dict[Group, tuple[array, array, array]] = field(default_factory=dict)  # last target ns, n, n × MAE
+
+    def add(self, r: dict) -> None:
+        if not {"model", "version", "anchor"} <= r.keys():
+            return
+        group = (sys.intern(str(r["model"])), sys.intern(str(r["version"])), r.get("hub_id"))
+        self.anchors.setdefault(group, set()).add(_ns(r["anchor"]))
+        n, mae, last = r.get("n"), r.get("mae"), r.get("last_target")
+        if isinstance(n, int | float) and n > 0 and isinstance(mae, int | float) and last:
+            ends, counts, sums = self.errors.setdefault(group, (array("q"), array("d"), array("d")))
+            ends.append(_ns(last))
+            counts.append(float(n))
+            sums.append(float(n) * float(mae))
+
+
+READ_CHUNK = 1 << 22  # bytes of live_error.jsonl parsed at a time
+_ledgers: dict[Path, _Ledger] = {}  # live_error.jsonl → what has been read of it
+
+
+def _ns(stamp: str) -> int:
+    """An ISO timestamp as ns since the epoch (UTC; one without an offset is read as UTC)."""
+    try:
+        t = datetime.fromisoformat(stamp)
+    except (TypeError, ValueError):
+        return pd.Timestamp(stamp).value  # a spelling fromisoformat does not take
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=UTC)
+    return (calendar.timegm(t.utctimetuple()) * 1_000_000 + t.microsecond) * 1000
+
+
+def _ledger() -> _Ledger:
+    """The ledger of ``live_error.jsonl``, brought up to date with what was appended since the last call."""
     path = agent_dir() / "live_error.jsonl"
-    offset, lines, keys = _scored.get(path, (0, 0, set()))
+    ledger = _ledgers.get(path) or _Ledger()
     size = path.stat().st_size if path.is_file() else 0
-    if size < offset:  # the file was truncated or replaced: read it afresh
-        offset, lines, keys = 0, 0, set()
-    if size > offset:
+    if size < ledger.offset:  # the file was truncated or replaced: read it afresh
+        ledger = _Ledger()
+    if size > ledger.offset:
         with path.open("rb") as fh:
-            fh.seek(offset)
-            chunk = fh.read(size - offset)
-        whole = chunk[: chunk.rfind(b"\n") + 1]  # a line still being written is read next time
-        for line in whole.splitlines():
-            lines += 1
-            r = parse_line(path, lines, line) if line.strip() else None  # a torn line: warned about, skipped
-            if r is not None and {"model", "version", "anchor"} <= r.keys():
-                keys.add((r["model"], r["version"], r["anchor"], r.get("hub_id")))
-        offset += len(whole)
-    _scored[path] = (offset, lines, keys)
-    return keys
+            fh.seek(ledger.offset)
+            left, carry = size - ledger.offset, b""
+            while left > 0:  # in chunks: a year's file is never in memory at once
+                data = fh.read(min(READ_CHUNK, left))
+                if not data:
+                    break
+                left -= len(data)
+                chunk = carry + data
+                cut = chunk.rfind(b"\n") + 1  # a line still being written is read next time
+                whole, carry = chunk[:cut], chunk[cut:]
+                for line in whole.splitlines():
+                    ledger.lines += 1
+                    r = parse_line(path, ledger.lines, line) if line.strip() else None  # torn: warned, skipped
+                    if r is not None:
+                        ledger.add(r)
+                ledger.offset += len(whole)
+    _ledgers[path] = ledger
+    return ledger
+
+
+def was_scored(model: str, version: str, anchor: pd.Timestamp, hub_id: str | None) -> bool:
+    """Whether a live error of ``model`` ``version``'s forecast from ``anchor`` on hub ``hub_id`` is recorded."""
+    return anchor.value in _ledger().anchors.get((model, version, hub_id), ())
 
 
 def remember(window: Window, fc: Forecast, hub: HubId) -> Path | None:
@@ -117,7 +175,7 @@ def remember(window: Window, fc: Forecast, hub: HubId) -> Path | None:
     facts = window.facts
     folder = agent_dir() / "forecasts" / facts.name
     path = folder / f"{window.anchor.tz_convert('UTC'):%Y%m%dT%H%M%SZ}-v{fc.version}-h{hub.id}.npz"
-    if path.exists() or (facts.name, fc.version, window.anchor.isoformat(), hub.id) in scored_keys():
+    if path.exists() or was_scored(facts.name, fc.version, window.anchor, hub.id):
         return None
     folder.mkdir(parents=True, exist_ok=True)
     meta = asdict(facts) | {"version": fc.version, "anchor": window.anchor.isoformat(), "hub": asdict(hub)}
@@ -200,7 +258,6 @@ def score_pending(
             wanted.setdefault(facts.table, []).extend(targets)
     rest = older(wanted) if wanted and older is not None else None
     out = []
-    scored = scored_keys()
     for path, facts, anchor, targets, values, unread in waiting:
         on = rest if unread else hub
         if on is None:
@@ -209,8 +266,7 @@ def score_pending(
         if result is None:
             continue
         seen, err, coverage = result
-        key = (facts.name, facts.version, anchor.isoformat(), hub_id.id)
-        if key not in scored:  # else recorded before a crash could remove the file: never twice
+        if not was_scored(facts.name, facts.version, anchor, hub_id.id):  # else recorded before a crash: not twice
             record = LiveError(
                 facts.name, facts.version, facts.run_id, facts.domain, anchor.isoformat(), targets[0].isoformat(),
                 targets[-1].isoformat(), int(seen.sum()), float(np.abs(err).mean()) if err.size else None,
@@ -218,7 +274,6 @@ def score_pending(
                 round(coverage, 6), hub_id.path, hub_id.id,
             )  # fmt: skip
             append_lines(agent_dir() / "live_error.jsonl", [json.dumps(asdict(record))])  # never after a torn line
-            scored.add(key)
             out.append(record)
         path.unlink()
     return out
@@ -264,11 +319,12 @@ def recent_mae(model: str, version: str, since: pd.Timestamp, hub_id: str | None
     Weighted by the number of observed targets; None when nothing was scored yet. With ``hub_id``, only forecasts
     made on that hub count (``since`` is that hub's time; another hub's errors say nothing of its drift).
     """
-    df = live_errors(model)
-    if hub_id is not None:
-        df = df[df["hub_id"] == hub_id]  # rows from before hubs were recorded have none: they do not count
-    df = df[(df["version"] == version) & (df["n"] > 0)]
-    df = df[pd.to_datetime(df["last_target"], utc=True) >= since.tz_convert("UTC")]
-    if df.empty:
-        return None
-    return float((df["mae"] * df["n"]).sum() / df["n"].sum())
+    ledger, cut = _ledger(), since.value
+    # rows from before hubs were recorded have no hub id: they count only when no hub is named
+    groups = [g for g in ledger.errors if g[:2] == (model, version) and hub_id in (None, g[2])]
+    n = err = 0.0
+    for group in groups:
+        ends, counts, sums = (np.array(a, dtype=a.typecode) for a in ledger.errors[group])  # copies: appends go on
+        recent = ends >= cut
+        n, err = n + float(counts[recent].sum()), err + float(sums[recent].sum())
+    return err / n if n > 0 else None

@@ -104,7 +104,7 @@ def test_a_forecast_is_remembered_and_scored_once(hub_dir, models, peak, tmp_pat
     shutil.copy(path, tmp_path / "copy.npz")
     assert len(score_pending(hub, hub_id)) == 1 and not path.exists()
 
-    live_error._scored.clear()  # a restarted agent: nothing in memory
+    live_error._ledgers.clear()  # a restarted agent: nothing in memory
     assert remember(window, fc, hub_id) is None  # already scored: not waiting again
     shutil.copy(tmp_path / "copy.npz", path)  # a crash after the record was written but before the file went
     assert score_pending(hub, hub_id) == [] and not path.exists()

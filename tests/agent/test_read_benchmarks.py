@@ -1,5 +1,5 @@
-"""benchmarks/compaction.py, history.py, listener_keys.py and cycle_read.py run end to end at tiny sizes, checking
-their own output."""
+"""benchmarks/compaction.py, history.py, listener_keys.py, cycle_read.py and live_error_year.py run end to end at tiny
+sizes, checking their own output."""
 
 import importlib.util
 from pathlib import Path
@@ -50,3 +50,9 @@ def test_the_cycle_read_benchmark_reads_less_and_builds_the_same(capsys):
     rows = {line[:28].strip(): line[28:].split() for line in out.splitlines() if line.startswith(("history", "needed"))}
     assert int(rows["needed"][0].replace(",", "")) < int(rows["history"][0].replace(",", ""))
     assert "same window, drift values and decisions found" in out
+
+
+def test_the_live_error_benchmark_gives_the_same_mae_both_ways(capsys):  # 2 s: in the default run
+    assert load("live_error_year").main(["--days", "3", "--cycles", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "2,592 records" in out and "both give the same MAE for every model and cycle" in out
