@@ -12,7 +12,11 @@ them, and reports the first cycle (the whole file read at start), the median of 
 - `ledger`: `agent/live_error.py` keeps per model, version and hub the anchors scored and each record's last
   target, targets and summed error, reading only what was appended since its last look.
 
-Both must give the same MAE for every model and cycle, or the script fails.
+Then each process does what `cityagent agent status` does (the records scored in the last day): the whole file read
+into a table and filtered, against `live_summary`, which skips unparsed the chunks scored before the span.
+
+Both must give the same MAE for every model and cycle, and count the same forecasts for the status, or the
+script fails.
 """
 
 import argparse
@@ -32,15 +36,16 @@ T0 = "2026-01-01T00:00:00+08:00"
 
 
 def line(model: str, i: int, rng: random.Random) -> str:
-    from datetime import datetime, timedelta
+    from datetime import UTC, datetime, timedelta
 
     anchor = datetime.fromisoformat(T0) + timedelta(minutes=5 * i)
+    scored = (anchor + timedelta(hours=1, minutes=20)).astimezone(UTC)  # as the agent writes it: UTC, to the second
     n = 192
     return json.dumps(
         {"model": model, "version": "7", "run_id": "0123456789abcdef0123456789abcdef", "domain": model.split("-")[0],
          "anchor": anchor.isoformat(), "first_target": (anchor + timedelta(minutes=5)).isoformat(),
          "last_target": (anchor + timedelta(hours=1)).isoformat(), "n": n, "mae": rng.uniform(2, 9),
-         "rmse": rng.uniform(3, 12), "scored_at": (anchor + timedelta(hours=1, minutes=20)).isoformat(),
+         "rmse": rng.uniform(3, 12), "scored_at": scored.isoformat(),
          "coverage": 1.0, "hub": "/srv/city/hub", "hub_id": HUB_ID}
     )  # fmt: skip
 
@@ -78,8 +83,18 @@ def run_variant(variant: str, home: str, cycles: int, extra: int) -> None:
         times.append(time.perf_counter() - t0)
         with path.open("a") as fh:
             fh.write("".join(line(m, cycles + k, rng) + "\n" for m in MODELS))
+    # what `cityagent agent status` reads: the records scored in the last day
+    newest = pd.Timestamp(T0) + pd.Timedelta(minutes=5 * (cycles + extra - 1)) + pd.Timedelta("80min")
+    t0 = time.perf_counter()
+    if variant == "ledger":
+        forecasts = int(live_error.live_summary(newest - pd.Timedelta("1d"))["forecasts"].sum())
+    else:  # as live_summary read it before: the whole file, then the span
+        df = live_error.live_errors()
+        df = df[pd.to_datetime(df["scored_at"], utc=True) >= newest - pd.Timedelta("1d")]
+        forecasts = int((df["n"] > 0).sum())
+    status = {"status_s": time.perf_counter() - t0, "status_forecasts": forecasts}
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"times": times, "maes": maes, "rss_mib": rss}))
+    print(json.dumps({"times": times, "maes": maes, "rss_mib": rss, **status}))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -110,11 +125,13 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit(f"the variants disagree: {old['maes']} vs {new['maes']}")
     what = f"{cycles * len(MODELS):,} records, {size / 2**20:.1f} MiB ({args.days} days x {len(MODELS)} models)"
     print(f"live_error.jsonl: {what}")
-    print("| variant | first cycle (s) | later cycles, median (s) | peak RSS (MiB) |")
-    print("|---|---|---|---|")
+    if old["status_forecasts"] != new["status_forecasts"]:
+        sys.exit(f"agent status counts differ: {old['status_forecasts']} vs {new['status_forecasts']}")
+    print("| variant | first cycle (s) | later cycles, median (s) | agent status, last day (s) | peak RSS (MiB) |")
+    print("|---|---|---|---|---|")
     for name, r in results.items():
         later = statistics.median(r["times"][1:]) if len(r["times"]) > 1 else float("nan")
-        print(f"| {name} | {r['times'][0]:.3f} | {later:.4f} | {r['rss_mib']:.0f} |")
+        print(f"| {name} | {r['times'][0]:.3f} | {later:.4f} | {r['status_s']:.3f} | {r['rss_mib']:.0f} |")
     ratio = statistics.median(old["times"][1:]) / statistics.median(new["times"][1:])
     print(f"later cycles: {ratio:.0f}x faster with the ledger; both give the same MAE for every model and cycle")
     return 0

@@ -8,7 +8,7 @@ from dataclasses import asdict
 import pandas as pd
 import pytest
 
-from cityagent.agent import live_error
+from cityagent.agent import durable, live_error
 from cityagent.agent.live_error import LiveError, agent_dir, live_errors, recent_mae, was_scored
 
 T0 = pd.Timestamp("2026-03-02 00:00", tz="Asia/Shanghai")
@@ -34,6 +34,17 @@ def whole_file_mae(model: str, version: str, since: pd.Timestamp, hub_id: str | 
     df = df[(df["version"] == version) & (df["n"] > 0)]
     df = df[pd.to_datetime(df["last_target"], utc=True) >= since.tz_convert("UTC")]
     return None if df.empty else float((df["mae"] * df["n"]).sum() / df["n"].sum())
+
+
+def scored(minutes: int) -> str:
+    """When the agent scored a record ``minutes`` after T0, as it writes it: UTC, to the second."""
+    return (T0 + pd.Timedelta(minutes=minutes)).tz_convert("UTC").isoformat()
+
+
+def same(got: pd.DataFrame, want: pd.DataFrame) -> None:
+    """Equal rows; a column of strings and None may be typed otherwise when the table holds fewer rows."""
+    plain = [df.astype(object).where(df.notna(), None) for df in (got, want)]
+    pd.testing.assert_frame_equal(*plain)
 
 
 def append(rows: list[dict], tail: str = "") -> None:
@@ -79,3 +90,38 @@ def test_an_anchor_is_scored_once_and_a_line_being_written_waits_for_its_end():
     (agent_dir() / "live_error.jsonl").write_text(json.dumps(second) + "\n")  # replaced by a shorter file
     assert not was_scored(first["model"], first["version"], anchor, first["hub_id"])
     assert was_scored(second["model"], second["version"], later, second["hub_id"])
+
+
+@pytest.mark.parametrize("chunk", [64, 700, 1 << 22])
+def test_status_reads_the_records_of_its_span_as_the_whole_file_has_them(chunk, monkeypatch, caplog):
+    monkeypatch.setattr(live_error, "READ_CHUNK", chunk)
+    rng = random.Random(chunk)
+    rows = [record(rng, i) for i in range(120)]
+    for i, r in enumerate(rows):  # scored in the order appended, in UTC, as the agent writes them
+        r["scored_at"] = scored(i)
+    path = agent_dir() / "live_error.jsonl"
+    lines = [json.dumps(r) for r in rows]
+    lines.insert(100, '{"model": "traffic-a", "vers')  # torn by a full disk, then the agent went on
+    path.write_text("\n".join(lines) + "\n" + json.dumps(rows[-1])[:30])  # the last one still being written
+    everything = live_errors()
+    monkeypatch.setattr(durable, "_warned", set())  # each torn line is named once a process: once more here
+    caplog.clear()
+    for minutes in (0, 50, 99, 119, 200):
+        since = T0 + pd.Timedelta(minutes=minutes)
+        want = everything[pd.to_datetime(everything["scored_at"], utc=True) >= since].reset_index(drop=True)
+        same(live_errors(since=since), want)
+        mine = want[want["model"] == "traffic-a"].reset_index(drop=True)
+        same(live_errors("traffic-a", since=since), mine)
+    warned = {r.getMessage().split(" is not JSON")[0] for r in caplog.records if "not JSON" in r.getMessage()}
+    assert warned == {f"{path} line 101", f"{path} line 122"}  # the numbers the whole read gives
+
+
+def test_chunks_scored_before_the_span_are_not_parsed(monkeypatch):
+    monkeypatch.setattr(live_error, "READ_CHUNK", 2000)
+    rng = random.Random(3)
+    rows = [record(rng, i) | {"scored_at": scored(i)} for i in range(300)]
+    append(rows)
+    parsed = []
+    monkeypatch.setattr(live_error, "parse_line", lambda path, n, line: parsed.append(n) or json.loads(line))
+    got = live_errors(since=T0 + pd.Timedelta(minutes=290))
+    assert len(got) == 10 and len(parsed) < 30 and parsed[-1] == 300  # the last chunk or two, numbered as in the file
