@@ -96,10 +96,10 @@ Group = tuple[str, str, str | None]  # (model, version, hub id)
 class _Ledger:
     """What ``live_error.jsonl`` holds, kept as the agent needs it and read only where it grew since last time.
 
-    A year of 5-minute cycles of three models is ~315,000 records (~130 MB). Per (model, version, hub id) it keeps
+    A year of 5-minute cycles of three models is ~315,000 records (~120 MiB). Per (model, version, hub id) it keeps
     the anchors scored (so none is scored twice) and, of each record with observed targets, its last target, its
-    number of targets and its summed absolute error, for the drift's live MAE: ~80 bytes a record, where reading
-    the whole file into a table took seconds and ~1 GB for each model every cycle.
+    number of targets and its summed absolute error, for the drift's live MAE: ~100 bytes a record, where reading
+    the whole file into a table took seconds and ~1 GB for each model every cycle (BENCHMARKS.md).
     """
 
     offset: int = 0  # bytes read
@@ -334,14 +334,6 @@ def _scored_since(path: Path, since: pd.Timestamp) -> list[dict]:
 def _before(record: dict, cut: int) -> bool:
     scored = _ns(record.get("scored_at"))
     return scored is not None and scored < cut
-
-
-def _json(line: bytes) -> dict | None:
-    try:
-        value = json.loads(line)
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None
 
 
 def live_summary(since: pd.Timestamp) -> pd.DataFrame:
