@@ -21,6 +21,7 @@ from cityagent.training.config import RunConfig
 from cityagent.training.conformal import calibrate, check_conformal
 from cityagent.training.data import torch_predictor
 from cityagent.training.engine import TrainOutput, monitor_for
+from cityagent.training.housekeeping import keep_sessions
 from cityagent.training.overrides import ConfigLike, resolve_config
 from cityagent.training.progress import EpochProgress, both
 from cityagent.training.report import make_bundle, report
@@ -214,6 +215,8 @@ def fit(
     kind = model_info(cfg.model.name).kind  # an unknown name fails here, before any data is read
     check_conformal(cfg, kind)
     check_device(cfg, kind)
+    if kind == "deep" and cfg.train.workers > 0:
+        keep_sessions()  # a bad $CITYAGENT_RAY_KEEP_SESSIONS is refused before the run opens
     if cfg.train.refit and kind == "deep":
         raise ConfigError(
             f"train.refit applies to classical models; {cfg.model.name!r} is a deep model, whose early stopping "

@@ -27,6 +27,7 @@ from cityagent.training.fit import (
     maybe_export,
     report_trained,
 )
+from cityagent.training.housekeeping import keep_sessions
 from cityagent.training.overrides import ConfigLike, resolve_config
 from cityagent.training.ray_cluster import connect, storage_path
 from cityagent.training.ray_job import CKPT_NAME
@@ -185,6 +186,7 @@ def tune(
     kind = model_info(cfg.model.name).kind
     check_conformal(cfg, kind)
     check_device(cfg, kind)
+    keep_sessions()  # trials run on Ray: a bad $CITYAGENT_RAY_KEEP_SESSIONS is refused before anything starts
     uri = tracking_uri(cfg.tracking.tracking_uri)
     check_server(uri)
     task, fp = load_task(cfg.task)

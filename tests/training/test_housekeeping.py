@@ -79,3 +79,17 @@ def test_a_runs_training_files_go_and_nothing_else(tmp_path):
     assert drop_training_files(other, {"ray_run": str(tmp_path / f"x-{other[:12]}")}) == [home / "checkpoints" / other]
     assert drop_training_files(other, {"ray_run": f"s3://bucket/ray/stid-{other[:12]}"}) == []
     assert theirs.is_dir()
+
+
+def test_a_bad_number_of_sessions_is_refused_before_a_ray_run_opens(tiny_cfg, monkeypatch):
+    from mlflow import MlflowClient
+
+    from cityagent.training.fit import fit
+    from cityagent.training.tracking import tracking_uri
+
+    monkeypatch.setenv(KEEP_ENV, "twenty")
+    with pytest.raises(ConfigError, match=KEEP_ENV):
+        fit(tiny_cfg(**{"train.workers": 2}))
+    client = MlflowClient(tracking_uri())
+    assert client.search_runs([e.experiment_id for e in client.search_experiments()]) == []  # no FAILED run left
+    assert fit(tiny_cfg(**{"train.max_epochs": 1})).metrics  # an in-process run starts no Ray: not asked
