@@ -230,10 +230,10 @@ def retrain(
     say(f"{task}: v{version} {'promoted to champion' if verdict.promote else 'refused, champion stays'}: {reason}")
     from cityagent.training.housekeeping import drop_training_files
 
-    # the MLflow run holds the weights; checkpoints of a failed retrain stay (with its logs) for a look
+    # the MLflow run and registry hold the weights and ONNX file; a failed retrain's stay (with its logs) for a look
     dropped = drop_training_files(fit_result.run_id, fit_result.info)
     if dropped:
-        log.info("%s: deleted the training checkpoints of run %s: %s", task, fit_result.run_id, dropped)
+        log.info("%s: deleted the local training files of run %s: %s", task, fit_result.run_id, dropped)
     return RetrainResult(
         task, name, fit_result.run_id, str(version), champion, verdict.promote, verdict.reasons, scores
     )

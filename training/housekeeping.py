@@ -3,8 +3,9 @@
 Ray keeps every session's folder (logs, sockets, runtime resources) under its temp dir and never deletes one: a
 local Ray started per retrain adds 1-3 MB each time. So before a local Ray starts, the oldest of the earlier sessions
 beyond the newest ``$CITYAGENT_RAY_KEEP_SESSIONS`` (default 20) are deleted, never one a Ray process still runs
-from. And a retrain, once its challenger is registered and judged, deletes its own training checkpoints: the MLflow
-run holds the weights, metrics and plots, and nothing reads the checkpoints again. Manual runs (``cityagent train``,
+from. And a retrain, once its challenger is registered and judged, deletes its own training checkpoints and the
+local copy of its ONNX export: the MLflow run and the registry hold the weights, the ONNX file, metrics and plots,
+and nothing reads those files again. Manual runs (``cityagent train``,
 ``fit`` in a notebook, which returns the checkpoint) keep theirs.
 """
 
@@ -79,13 +80,14 @@ def prune_sessions(temp_dir: Path, keep: int | None) -> list[Path]:
 
 
 def drop_training_files(run_id: str, info: dict[str, Any]) -> list[Path]:
-    """Delete a finished run's local training files: its Ray Train folder and epoch log (``info["ray_run"]``), or
-    its in-process checkpoints. Only what names this run, in the checkpoint storage or under ``$CITYAGENT_HOME``,
-    is touched; remote storage (``s3://``) is left as it is. Returns what was deleted."""
+    """Delete a finished run's local files: its Ray Train folder and epoch log (``info["ray_run"]``) or its
+    in-process checkpoints, and the local copy of its ONNX export (the registry holds the file). Only what names
+    this run, in the checkpoint storage or under ``$CITYAGENT_HOME``, is touched; remote storage (``s3://``) is
+    left as it is. Returns what was deleted."""
     from cityagent.training.ray_cluster import storage_path
 
     home = home_dir()
-    targets = [home / "checkpoints" / run_id]
+    targets = [home / "checkpoints" / run_id, home / "exports" / run_id]
     ray_run = info.get("ray_run")
     if ray_run and "://" not in str(ray_run):
         folder = Path(str(ray_run))

@@ -242,6 +242,7 @@ def test_a_retrain_drops_its_checkpoints_once_judged_and_a_failed_one_keeps_them
     deep = {"model.name": "gru", "model.params": {"hidden_size": 8}, "train.max_epochs": 1}
     done = retrain("traffic", cfg, overrides=deep)
     assert done.promoted and not (home_dir() / "checkpoints" / done.run_id).exists()
+    assert not (home_dir() / "exports" / done.run_id).exists()  # the registry holds the ONNX file
     assert get_client().get_run(done.run_id).data.metrics["best_epoch"] == 0  # the run itself is whole
 
     def broken(*args, **kwargs):

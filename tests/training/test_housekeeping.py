@@ -65,18 +65,25 @@ def test_a_runs_training_files_go_and_nothing_else(tmp_path):
     results, epochs = home / "ray" / "results", home / "ray" / "epochs"
     mine = results / f"stid-{run_id[:12]}"
     theirs = results / f"stid-{other[:12]}"
+    exports = home / "exports"
     for folder in (mine / "checkpoint_1", theirs / "checkpoint_1", home / "checkpoints" / other):
         folder.mkdir(parents=True)
         (folder / "checkpoint.ckpt").write_bytes(b"weights")
+    for run in (run_id, other):
+        (exports / run).mkdir(parents=True)
+        (exports / run / "model.onnx").write_bytes(b"onnx")
     epochs.mkdir(parents=True)
     for name in (mine.name, theirs.name):
         (epochs / f"{name}.jsonl").write_text("{}\n")
 
-    assert drop_training_files(run_id, {"ray_run": str(mine)}) == [mine, epochs / f"{mine.name}.jsonl"]
+    mine_files = [exports / run_id, mine, epochs / f"{mine.name}.jsonl"]
+    assert drop_training_files(run_id, {"ray_run": str(mine)}) == mine_files
     assert theirs.is_dir() and (epochs / f"{theirs.name}.jsonl").is_file() and (home / "checkpoints" / other).is_dir()
+    assert (exports / other / "model.onnx").is_file()
     # a folder that does not name the run, or lies outside the checkpoint storage, or remote storage: left alone
     assert drop_training_files(run_id, {"ray_run": str(theirs)}) == []
-    assert drop_training_files(other, {"ray_run": str(tmp_path / f"x-{other[:12]}")}) == [home / "checkpoints" / other]
+    outside = {"ray_run": str(tmp_path / f"x-{other[:12]}")}
+    assert drop_training_files(other, outside) == [home / "checkpoints" / other, exports / other]
     assert drop_training_files(other, {"ray_run": f"s3://bucket/ray/stid-{other[:12]}"}) == []
     assert theirs.is_dir()
 
