@@ -5,8 +5,8 @@ local Ray started per retrain adds 1-3 MB each time. So before a local Ray start
 beyond the newest ``$CITYAGENT_RAY_KEEP_SESSIONS`` (default 20) are deleted, never one a Ray process still runs
 from. And a retrain, once its challenger is registered and judged, deletes its own training checkpoints and the
 local copy of its ONNX export: the MLflow run and the registry hold the weights, the ONNX file, metrics and plots,
-and nothing reads those files again. Manual runs (``cityagent train``,
-``fit`` in a notebook, which returns the checkpoint) keep theirs.
+and nothing reads those files again. Manual runs (``cityagent train``, ``fit`` in a notebook, which returns the
+checkpoint) keep theirs.
 """
 
 import logging
@@ -66,10 +66,12 @@ def prune_sessions(temp_dir: Path, keep: int | None) -> list[Path]:
     spared = _running_from(old) | ({latest.resolve()} if latest.is_symlink() else set())
     now, gone = time.time(), []
     for folder in old:
-        if folder.resolve() in spared or folder in spared or now - folder.stat().st_mtime < START_GRACE_S:
-            continue
         try:
+            if folder.resolve() in spared or folder in spared or now - folder.stat().st_mtime < START_GRACE_S:
+                continue
             shutil.rmtree(folder)
+        except FileNotFoundError:  # another run starting a local Ray pruned it first
+            continue
         except OSError as e:
             log.warning("could not delete the old Ray session %s (%s); delete it by hand", folder, e)
             continue

@@ -100,3 +100,21 @@ def test_a_bad_number_of_sessions_is_refused_before_a_ray_run_opens(tiny_cfg, mo
     client = MlflowClient(tracking_uri())
     assert client.search_runs([e.experiment_id for e in client.search_experiments()]) == []  # no FAILED run left
     assert fit(tiny_cfg(**{"train.max_epochs": 1})).metrics  # an in-process run starts no Ray: not asked
+
+
+def test_a_session_another_run_pruned_first_is_no_error(tmp_path, monkeypatch, caplog):
+    import shutil
+
+    from cityagent.training import housekeeping
+
+    first, second = session(tmp_path, 1), session(tmp_path, 2)
+    real = shutil.rmtree
+
+    def raced(path, *args, **kwargs):
+        real(path)
+        if Path(path) == first:  # another run's prune got there as this one walked the folder
+            raise FileNotFoundError(2, "No such file or directory", str(path / "logs"))
+
+    monkeypatch.setattr(housekeeping.shutil, "rmtree", raced)
+    assert prune_sessions(tmp_path, keep=0) == [second]
+    assert not first.exists() and "could not delete" not in caplog.text
