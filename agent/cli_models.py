@@ -25,6 +25,8 @@ models_app = typer.Typer(
     help="The model registry: versions, aliases (champion, challenger), history, rollback.", no_args_is_help=True
 )
 
+LIST_LAST = 10  # versions per model `models list` shows (plus aliased ones): a daily retrain adds 365 a year
+HISTORY_LAST = 20  # moves `models history` shows
 TRACKING = typer.Option(
     None, "--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite under $CITYAGENT_HOME)."
 )
@@ -126,17 +128,23 @@ def history_table(moves: list[Move]) -> Table:
 @models_app.command("list")
 @_guarded
 def list_cmd(
-    name: str = typer.Argument(None, help="A registered model (task); default all."), tracking_uri: str = TRACKING
+    name: str = typer.Argument(None, help="A registered model (task); default all."),
+    last: int = typer.Option(LIST_LAST, "--last", min=0, help="Each model's newest versions shown (and aliased ones)."),
+    all_: bool = typer.Option(False, "--all", help="Every version."),
+    tracking_uri: str = TRACKING,
 ) -> None:
-    """List registered model versions with their aliases and key test metrics."""
-    from cityagent.training.registry import list_versions
+    """List registered model versions with their aliases and key test metrics (the newest, and every aliased one)."""
+    from cityagent.training.registry import version_listing
 
-    rows = list_versions(name, tracking_uri=tracking_uri)
-    if not rows:
+    listing = version_listing(name, last=None if all_ else last, tracking_uri=tracking_uri)
+    if not listing.rows and not listing.omitted:
         console.print("no registered models yet; train and export a run (cityagent export RUN_ID).")
         return
-    console.print(versions_table(rows))
-    for note in unrecorded_notes(rows):
+    if listing.rows:
+        console.print(versions_table(listing.rows))
+    for model, count in listing.omitted.items():
+        console.print(f"{model}: {count} older version(s) not shown; --last N or --all shows them.", highlight=False)
+    for note in unrecorded_notes(listing.rows):
         console.print(note, highlight=False, soft_wrap=True)
 
 
@@ -188,15 +196,23 @@ def rollback_cmd(
 
 @models_app.command("history")
 @_guarded
-def history_cmd(name: str = typer.Argument(..., help="Registered model (task)."), tracking_uri: str = TRACKING) -> None:
-    """Every alias move of a registered model: when, who, what, why, and the metrics then."""
+def history_cmd(
+    name: str = typer.Argument(..., help="Registered model (task)."),
+    last: int = typer.Option(HISTORY_LAST, "--last", min=1, help="The newest moves shown."),
+    all_: bool = typer.Option(False, "--all", help="Every move, from the first."),
+    tracking_uri: str = TRACKING,
+) -> None:
+    """The alias moves of a registered model, newest last: when, who, what, why, and the metrics then."""
     from cityagent.training.registry import history
 
     moves = history(name, tracking_uri=tracking_uri)
     if not moves:
         console.print(f"{name} has no alias moves yet.")
         return
-    console.print(history_table(moves))
+    shown = moves if all_ else moves[-last:]
+    if len(shown) < len(moves):
+        console.print(f"{name}: {len(moves) - len(shown)} earlier move(s) not shown; --last N or --all shows them.")
+    console.print(history_table(shown))
 
 
 @_guarded

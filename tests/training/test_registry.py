@@ -161,6 +161,37 @@ def test_cli_list_promote_rollback_history(store):
     assert runner.invoke(models_app, ["promote", "cli-model", v2, *uri]).exit_code != 0  # --reason is required
 
 
+def test_list_and_history_show_the_newest_and_every_aliased_version_unless_asked_for_all(store):
+    """A daily retrain registers a version a day: the CLI shows the newest (and what aliases point at), not a year."""
+    from cityagent.agent.cli_models import HISTORY_LAST, LIST_LAST
+    from cityagent.training.registry import version_listing
+
+    versions = add_versions(store, "busy", [5.0 - i / 100 for i in range(LIST_LAST + 4)])
+    promote("busy", versions[1], reason="early champion", tracking_uri=store.uri)
+    for day in range(HISTORY_LAST + 2):  # a fresh challenger a day, as retrains register them
+        v = versions[2 + day % (len(versions) - 2)]
+        promote("busy", v, "challenger", reason=f"day {day}", tracking_uri=store.uri)
+    listing = version_listing("busy", last=LIST_LAST, tracking_uri=store.uri)
+    assert [r.version for r in listing.rows] == [versions[1], *versions[4:]] and listing.omitted == {"busy": 3}
+    assert version_listing("busy", last=0, tracking_uri=store.uri).rows[0].aliases == ["champion"]
+    assert version_listing("busy", tracking_uri=store.uri).omitted == {}  # no limit: every version, as before
+
+    runner, uri = CliRunner(env={"COLUMNS": "200"}), ["--tracking-uri", store.uri]
+    listed = runner.invoke(models_app, ["list", "busy", *uri])
+    shown = [line.split()[1] for line in listed.output.splitlines() if line.startswith("busy ")]
+    assert listed.exit_code == 0 and shown == [versions[1], *versions[4:]], listed.output
+    assert "busy: 3 older version(s) not shown; --last N or --all shows them." in listed.output
+    everything = runner.invoke(models_app, ["list", "busy", "--all", *uri]).output
+    assert [line.split()[1] for line in everything.splitlines() if line.startswith("busy ")] == versions
+    assert "not shown" not in everything
+
+    moves = len(history("busy", tracking_uri=store.uri))
+    hist = runner.invoke(models_app, ["history", "busy", "--last", "2", *uri]).output
+    assert f"busy: {moves - 2} earlier move(s) not shown" in hist and "early champion" not in hist
+    assert "early champion" in runner.invoke(models_app, ["history", "busy", "--all", *uri]).output
+    assert f"{moves - HISTORY_LAST} earlier" in runner.invoke(models_app, ["history", "busy", *uri]).output
+
+
 def test_models_list_flags_an_alias_moved_outside_cityagent_until_the_next_move_records_it(store):
     v1, v2, v3 = add_versions(store, "moved-aside", [3.0, 2.0, 1.0])
     runner, uri = CliRunner(env={"COLUMNS": "200"}), ["--tracking-uri", store.uri]

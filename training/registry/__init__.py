@@ -7,9 +7,10 @@ reads the log back. Everything works against the local sqlite store or a team's 
 from cityagent.training.registry.aliases import promote, rollback, set_alias
 from cityagent.training.registry.history import Move, history, record_decision
 from cityagent.training.registry.store import get_client, resolve_tracking_uri
-from cityagent.training.registry.versions import VersionRow, list_versions
+from cityagent.training.registry.versions import Listing, VersionRow, list_versions, version_listing
 
 __all__ = [
+    "Listing",
     "Move",
     "VersionRow",
     "get_client",
@@ -20,4 +21,5 @@ __all__ = [
     "resolve_tracking_uri",
     "rollback",
     "set_alias",
+    "version_listing",
 ]

@@ -66,23 +66,36 @@ def version_metrics(client: MlflowClient, mv: ModelVersion) -> dict[str, float]:
     return key_metrics(client, mv.run_id)
 
 
-def list_versions(name: str | None = None, *, tracking_uri: str | None = None) -> list[VersionRow]:
-    """Every version of ``name`` (or of every registered model), oldest first.
+@dataclass(frozen=True)
+class Listing:
+    """What ``cityagent models list`` shows: ``rows``, and per model how many older versions were left out."""
 
-    Args:
-        name: a registered model name; None lists all of them.
-        tracking_uri: MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite under CITYAGENT_HOME).
+    rows: list[VersionRow]
+    omitted: dict[str, int] = field(default_factory=dict)
+
+
+def version_listing(name: str | None = None, *, last: int | None = None, tracking_uri: str | None = None) -> Listing:
+    """The versions of ``name`` (or of every registered model), oldest first: with ``last``, only each model's
+    newest ``last`` and every version an alias points at (a daily retrain registers 365 versions a year, and each
+    row costs a request for its run's metrics).
     """
     client = get_client(tracking_uri)
     names = [name] if name is not None else known_models(client)
-    rows = []
+    rows, omitted = [], {}
     for n in names:
         model = get_registered_model(client, n)
         off_log = unrecorded_aliases(model)
         by_version: dict[str, list[str]] = {}
         for alias, v in model.aliases.items():
             by_version.setdefault(str(v), []).append(alias)
-        for mv in list_model_versions(client, n):
+        versions = list_model_versions(client, n)  # oldest first
+        if last is not None:
+            newest = {str(mv.version) for mv in versions[max(len(versions) - last, 0) :]}
+            shown = [mv for mv in versions if str(mv.version) in newest or str(mv.version) in by_version]
+            if len(shown) < len(versions):
+                omitted[n] = len(versions) - len(shown)
+            versions = shown
+        for mv in versions:
             aliases = sorted(by_version.get(str(mv.version), []))
             rows.append(
                 VersionRow(
@@ -95,4 +108,14 @@ def list_versions(name: str | None = None, *, tracking_uri: str | None = None) -
                     unrecorded=[a for a in aliases if a in off_log],
                 )
             )
-    return rows
+    return Listing(rows, omitted)
+
+
+def list_versions(name: str | None = None, *, tracking_uri: str | None = None) -> list[VersionRow]:
+    """Every version of ``name`` (or of every registered model), oldest first.
+
+    Args:
+        name: a registered model name; None lists all of them.
+        tracking_uri: MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite under CITYAGENT_HOME).
+    """
+    return version_listing(name, tracking_uri=tracking_uri).rows
