@@ -118,3 +118,17 @@ def test_a_session_another_run_pruned_first_is_no_error(tmp_path, monkeypatch, c
     monkeypatch.setattr(housekeeping.shutil, "rmtree", raced)
     assert prune_sessions(tmp_path, keep=0) == [second]
     assert not first.exists() and "could not delete" not in caplog.text
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_the_retrain_disk_benchmark_keeps_the_home_bounded(capsys):
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "retrain_disk.py"
+    spec = importlib.util.spec_from_file_location("retrain_disk_bench", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.main(["--retrains", "3", "--keep", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "sessions kept: 2; checkpoints and exports left by judged retrains: 0 bytes" in out
