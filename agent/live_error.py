@@ -122,6 +122,9 @@ class _Ledger:
             counts.append(float(n))
             sums.append(float(n) * float(mae))
 
+    def scored(self, model: str, version: str, anchor: pd.Timestamp, hub_id: str | None) -> bool:
+        return anchor.value in self.anchors.get((model, version, hub_id), ())
+
 
 READ_CHUNK = 1 << 22  # bytes of live_error.jsonl parsed at a time
 _SCORED_AT = re.compile(rb'"scored_at": "([^"]*)"')  # as json.dumps writes the field
@@ -175,7 +178,7 @@ def _ledger() -> _Ledger:
 
 def was_scored(model: str, version: str, anchor: pd.Timestamp, hub_id: str | None) -> bool:
     """Whether a live error of ``model`` ``version``'s forecast from ``anchor`` on hub ``hub_id`` is recorded."""
-    return anchor.value in _ledger().anchors.get((model, version, hub_id), ())
+    return _ledger().scored(model, version, anchor, hub_id)
 
 
 def remember(window: Window, fc: Forecast, hub: HubId) -> Path | None:
@@ -266,7 +269,7 @@ def score_pending(
         if unread:
             wanted.setdefault(facts.table, []).extend(targets)
     rest = older(wanted) if wanted and older is not None else None
-    out = []
+    out, ledger = [], _ledger()  # read once: each forecast's record is its own, so none is added to it here
     for path, facts, anchor, targets, values, unread in waiting:
         on = rest if unread else hub
         if on is None:
@@ -275,7 +278,7 @@ def score_pending(
         if result is None:
             continue
         seen, err, coverage = result
-        if not was_scored(facts.name, facts.version, anchor, hub_id.id):  # else recorded before a crash: not twice
+        if not ledger.scored(facts.name, facts.version, anchor, hub_id.id):  # else recorded before a crash
             record = LiveError(
                 facts.name, facts.version, facts.run_id, facts.domain, anchor.isoformat(), targets[0].isoformat(),
                 targets[-1].isoformat(), int(seen.sum()), float(np.abs(err).mean()) if err.size else None,
