@@ -7,6 +7,7 @@ import typer
 
 from cityagent.agent.cli_agent import agent_app, retrain_job
 from cityagent.agent.cli_agent_ops import listen, make_retrain_command
+from cityagent.agent.cli_deadletters import rejected, replay
 from cityagent.agent.cli_hub import hub_app
 from cityagent.agent.cli_models import export_command, models_app
 from cityagent.agent.cli_serve import serve
@@ -23,6 +24,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 hub_app.command()(listen)
+hub_app.command()(rejected)
+hub_app.command()(replay)
 app.add_typer(hub_app, name="hub")
 app.command()(train)
 app.command()(evaluate)

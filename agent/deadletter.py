@@ -13,6 +13,19 @@ from pathlib import Path
 from cityagent.agent.durable import append_lines, read_lines
 
 FOLDER = "_rejected"
+# every kind the listener sets a reading aside for (readings.py, microbatch.py, listen.py), as docs/operations.md lists
+KINDS = (
+    "malformed",
+    "unknown topic",
+    "columns",
+    "unknown id",
+    "off grid",
+    "future",
+    "duplicate",
+    "late",
+    "invalid batch",
+    "not written",
+)
 
 
 @dataclass

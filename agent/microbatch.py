@@ -7,6 +7,7 @@ node's newest written reading of that date is late (appending it would put the s
 What survives is validated once more as a hub with ``validate_hub`` before it is written.
 """
 
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -64,10 +65,36 @@ def append_batch(
 def _append(
     live: LiveHub, table: str, records: list[dict[str, Any]], now: pd.Timestamp | None, ahead: pd.Timedelta | None
 ) -> BatchResult:
+    checked = check_batch(live, table, records, now, ahead)
+    write_checked(live, table, checked)
+    return checked.result
+
+
+@dataclass
+class Checked:
+    """A micro-batch checked but not yet written: the readings that passed, and what became of the rest."""
+
+    frame: pd.DataFrame  # the readings that passed, indexed by input position, in write order
+    columns: list[str]
+    result: BatchResult
+
+    def dates(self) -> list[str]:
+        """The local dates the readings that passed fall on: one part file each."""
+        return sorted(set(self.frame["ts"].dt.strftime("%Y-%m-%d"))) if len(self.frame) else []
+
+
+def check_batch(
+    live: LiveHub,
+    table: str,
+    records: list[dict[str, Any]],
+    now: pd.Timestamp | None = None,
+    ahead: pd.Timedelta | None = None,
+) -> Checked:
+    """Every check of ``append_batch`` without writing: a replay decides what to write before it writes."""
     result = BatchResult()
     schema = TABLES[table]
     if not records:
-        return result
+        return Checked(pd.DataFrame(), [], result)
     ahead = live.meta.step_delta if ahead is None else ahead
     latest = (now if now is not None else pd.Timestamp.now(tz="UTC")) + ahead
     # a table's columns are fixed by its parts on disk, else by the first reading: a mix would leave NaN behind
@@ -86,7 +113,7 @@ def _append(
         else:
             keep.append(i)
     if not keep:
-        return result
+        return Checked(pd.DataFrame(columns=columns), columns, result)
     df = pd.DataFrame([records[i] for i in keep], columns=columns, index=keep)
     df["ts"] = pd.Series(pd.DatetimeIndex(df["ts"]).tz_convert(live.meta.timezone).as_unit("ns"), index=df.index)
     if table in ORDERED:
@@ -96,7 +123,7 @@ def _append(
         df = df[~off]
         df = _check_new(live, table, df, result)
     if df.empty:
-        return result
+        return Checked(df, columns, result)
     tables = {table: df.reset_index(drop=True)}
     if schema.node_table and ids is not None:
         tables[schema.node_table] = live.static(schema.node_table)
@@ -104,15 +131,26 @@ def _append(
     if not report.ok:
         for i in df.index:
             result.rejected[int(i)] = ("invalid batch", f"batch failed hub validation: {report.errors[0]}")
-        return result
+        return Checked(df.iloc[:0], columns, result)
+    return Checked(df, columns, result)
+
+
+def write_checked(live: LiveHub, table: str, checked: Checked, names: dict[str, uuid.UUID] | None = None) -> list[Path]:
+    """Write what ``check_batch`` let through, one part per local date (``names``: the part name per date, chosen
+    beforehand by a replay that records them first); returns the parts, also added to ``checked.result``."""
+    df = checked.frame
+    if df.empty:
+        return []
+    result = checked.result
     dates = df["ts"].dt.strftime("%Y-%m-%d")
     for date, part in df.groupby(dates, sort=True):
-        result.written.append(write_part(live.root / table / f"date={date}", part.reset_index(drop=True)))
+        name = None if names is None else names[str(date)]
+        result.written.append(write_part(live.root / table / f"date={date}", part.reset_index(drop=True), name))
         if table in ORDERED:
             live.date_keys(table, str(date)).add(_nodes(part, table), utc_ns(part["ts"]))
-    live.set_columns(table, columns)
+    live.set_columns(table, checked.columns)
     result.accepted = len(df)
-    return result
+    return result.written
 
 
 def _future(ts: pd.Timestamp, latest: pd.Timestamp, ahead: pd.Timedelta, live: LiveHub) -> str:

@@ -44,14 +44,17 @@ class _Uuid7:
 uuid7 = _Uuid7()
 
 
-def write_part(folder: Path, df: pd.DataFrame) -> Path:
+def write_part(folder: Path, df: pd.DataFrame, name: uuid.UUID | None = None) -> Path:
     """Write ``df`` as a new part file in ``folder``; readers see the whole file or nothing.
+
+    ``name`` is a ``uuid7()`` drawn beforehand (a replay records where its readings go before writing them);
+    by default one is drawn now.
 
     The temporary name does not end in ``.parquet``, so a reader listing the folder mid-write skips it; the
     rename is atomic on one filesystem; the data is fsynced first so a crash cannot leave a truncated part.
     """
     folder.mkdir(parents=True, exist_ok=True)
-    final = folder / f"part-{uuid7()}.parquet"
+    final = folder / f"part-{name or uuid7()}.parquet"
     tmp = folder / f".{final.name}.tmp"
     try:
         with open(tmp, "wb") as fh:
