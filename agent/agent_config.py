@@ -119,6 +119,12 @@ class RetrainConfig(_Strict):
         description="task -> dotted training-config overrides applied on top of configs/<task>.yaml",
     )
     gate: Path | None = Field(None, description="promotion gate YAML; default configs/gate.yaml")
+    keep_versions: int | None = Field(
+        None,
+        ge=1,
+        description="after each retrain, prune the model's versions to this many newest (plus aliased ones and each "
+        "alias's newest this many: rollback targets), runs and files included; null keeps every version",
+    )
 
     _min_period = field_validator("min_period")(lambda v: _duration(v))
 

@@ -1,4 +1,4 @@
-"""`cityagent models list | promote | rollback | history` and `cityagent export RUN_ID`.
+"""`cityagent models list | promote | rollback | history | prune` and `cityagent export RUN_ID`.
 
 MLflow is imported inside each command so that `cityagent --help` stays fast.
 """
@@ -192,6 +192,43 @@ def rollback_cmd(
 
     move = rollback(name, alias, reason=reason, actor=actor, force=force, tracking_uri=tracking_uri)
     console.print(f"[yellow]{name}[/] {alias} rolled back: v{move.from_version} → v{move.to_version}")
+
+
+@models_app.command("prune")
+@_guarded
+def prune_cmd(
+    name: str = typer.Argument(..., help="Registered model (task)."),
+    keep: int = typer.Option(
+        ..., "--keep", help="The newest versions that stay (and the newest of each alias's history)."
+    ),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Say which versions would go; delete nothing."),
+    tracking_uri: str = TRACKING,
+) -> None:
+    """Delete old versions a rollback cannot reach, with their runs and files; aliased ones and the newest stay.
+
+    Kept: the newest --keep versions, every aliased version, and the newest --keep versions each alias held (what
+    rollback goes back to). The history of moves stays whole. On a database store (the default sqlite file) the runs'
+    files are removed for good; a tracking server's operators run `mlflow gc` there.
+    """
+    from cityagent.training.registry.prune import prune_versions
+
+    report = prune_versions(name, keep=keep, dry_run=dry_run, tracking_uri=tracking_uri)
+    if not report.pruned:
+        console.print(f"{name}: nothing to prune; all {len(report.kept)} version(s) stay.", highlight=False)
+        return
+    verb = "would delete" if dry_run else "deleted"
+    shown = ", ".join(report.pruned[:20]) + (f" and {len(report.pruned) - 20} more" if len(report.pruned) > 20 else "")
+    console.print(
+        f"{name}: {verb} {len(report.pruned)} version(s) ({shown}), {len(report.runs)} run(s) and "
+        f"{len(report.logged_models)} logged model(s); {len(report.kept)} stay ({', '.join(report.kept)}).",
+        highlight=False,
+        soft_wrap=True,
+    )
+    if not dry_run and not report.collected and report.runs:
+        console.print(
+            "their runs are marked deleted; their files stay on the tracking server until `mlflow gc` runs there.",
+            highlight=False,
+        )
 
 
 @models_app.command("history")

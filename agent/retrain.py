@@ -51,6 +51,7 @@ class RetrainResult:
     promoted: bool
     reasons: list[str]
     scores: dict[str, dict[str, float]] = field(default_factory=dict)  # challenger / champion → metrics
+    pruned: list[str] = field(default_factory=list)  # old versions deleted after it (retrain.keep_versions)
 
 
 def retrain_config(
@@ -234,9 +235,27 @@ def retrain(
     dropped = drop_training_files(fit_result.run_id, fit_result.info)
     if dropped:
         log.info("%s: deleted the local training files of run %s: %s", task, fit_result.run_id, dropped)
-    return RetrainResult(
+    result = RetrainResult(
         task, name, fit_result.run_id, str(version), champion, verdict.promote, verdict.reasons, scores
     )
+    if cfg.retrain.keep_versions is not None:
+        result.pruned = _prune(name, cfg.retrain.keep_versions, uri, say)
+    return result
+
+
+def _prune(name: str, keep: int, uri: str, say: Callable[[str], None]) -> list[str]:
+    """``retrain.keep_versions``: the verdict stands whatever happens here, so a failure is said, not raised."""
+    from cityagent.training.registry.prune import prune_versions
+
+    try:
+        report = prune_versions(name, keep=keep, tracking_uri=uri)
+    except (CityAgentError, OSError) as e:
+        log.warning("%s: pruning old versions failed: %s", name, e)
+        say(f"{name}: pruning old versions failed ({e}); they stay until the next retrain")
+        return []
+    if report.pruned:
+        say(f"{name}: pruned {len(report.pruned)} old version(s) (retrain.keep_versions: {keep})")
+    return report.pruned
 
 
 def _tracking_error(error: BaseException, task: str, uri: str) -> TrackingUnreachable | None:

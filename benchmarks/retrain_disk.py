@@ -2,6 +2,7 @@
 
     python benchmarks/retrain_disk.py                 # 8 retrains, ~5 min on 2 cores
     python benchmarks/retrain_disk.py --retrains 3    # a smoke check
+    python benchmarks/retrain_disk.py --keep-versions 2   # retrain.keep_versions: the MLflow store stays bounded
 
 Makes a temporary CITYAGENT_HOME with a synthetic city (32 sensors, 5 days), then runs
 `cityagent.agent.retrain.retrain("traffic")` again and again as the scheduler does (configs/traffic.yaml's STID for
@@ -9,9 +10,10 @@ one epoch, on a local Ray with `--workers` workers, exported, registered and gat
 `$CITYAGENT_RAY_KEEP_SESSIONS` set to `--keep`. After each retrain it measures what lies under the home: Ray's
 session folders (`ray/tmp`), Ray Train's checkpoints and epoch logs (`ray/results`, `ray/epochs`), in-process
 checkpoints and local ONNX copies (`checkpoints/`, `exports/`), and the MLflow store (`mlflow.db` and `artifacts/`,
-which keeps every run by design). It also adds up what the housekeeping deleted, i.e. what the same retrains would
-have left without it. (Sessions younger than ten minutes are never pruned, in case their Ray is starting; here
-retrains come minutes apart, not a day, so that grace is set to 0.)
+which keeps every run unless `--keep-versions` sets `retrain.keep_versions`). It also adds up what the housekeeping
+deleted, i.e. what the same retrains would have left without it (the pruned versions not counted). (Sessions
+younger than ten minutes are never pruned, in case their Ray is starting; here retrains come minutes apart, not a
+day, so that grace is set to 0.)
 """
 
 import argparse
@@ -57,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--retrains", type=int, default=8)
     p.add_argument("--keep", type=int, default=2, help="$CITYAGENT_RAY_KEEP_SESSIONS for the run")
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--keep-versions", type=int, default=None, help="retrain.keep_versions (default: keep every one)")
     p.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if not args.inside:  # in a process of its own: it sets the environment and wraps the housekeeping
@@ -79,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         from cityagent.training.ray_cluster import ray_temp_dir
 
         hub = synthesize(home / "hub", sensors=32, zones=9, days=5, seed=3, progress=False)
-        cfg = load_agent_config(overrides={"hub": str(hub)})
+        cfg = load_agent_config(overrides={"hub": str(hub), "retrain": {"keep_versions": args.keep_versions}})
         overrides = {"train.max_epochs": 1, "train.workers": args.workers}  # configs/traffic.yaml's STID otherwise
         deleted = {"sessions": 0, "files": 0}
         real_prune, real_drop = housekeeping.prune_sessions, housekeeping.drop_training_files
@@ -104,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
         housekeeping.prune_sessions, housekeeping.drop_training_files = prune, drop
         housekeeping.START_GRACE_S = 0  # retrains come minutes apart here, not a day: a session ended is prunable
         what = f"{args.retrains} retrains of configs/traffic.yaml (1 epoch), local Ray, {args.workers} worker(s)"
-        print(f"{what}, keeping {args.keep} earlier sessions")
+        versions = "every version" if args.keep_versions is None else f"retrain.keep_versions {args.keep_versions}"
+        print(f"{what}, keeping {args.keep} earlier sessions and {versions}")
         header = ["#", "s", "sessions", *AREAS, "deleted so far"]
         print("| " + " | ".join(header) + " |")
         print("|" + "---|" * len(header))

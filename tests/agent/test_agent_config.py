@@ -17,6 +17,10 @@ from cityagent.errors import ConfigError
         ("lop:\n  interval: 5min\n", "lop: Extra inputs are not permitted; did you mean 'loop'?"),
         ("zzzzz: 1\n", "zzzzz: Extra inputs are not permitted; valid keys: hub, mqtt, drift, retrain"),
         ("mqtt:\n  batch: 0\n", "mqtt.batch: Input should be greater than or equal to 1; fix that key"),
+        (
+            "retrain:\n  keep_versions: 0\n",
+            "retrain.keep_versions: Input should be greater than or equal to 1; fix that key",
+        ),
     ],
 )
 def test_a_bad_key_names_the_nearest_valid_one(tmp_path, text, message):

@@ -6,6 +6,7 @@ import time
 from contextlib import ExitStack
 
 import pytest
+from mlflow.exceptions import MlflowException
 from rich.console import Console
 from typer.testing import CliRunner
 
@@ -253,3 +254,17 @@ def test_a_retrain_drops_its_checkpoints_once_judged_and_a_failed_one_keeps_them
         retrain("traffic", cfg, overrides=deep)
     [kept] = (home_dir() / "checkpoints").iterdir()
     assert sorted(p.name for p in kept.glob("*.ckpt")) == ["best.ckpt", "last.ckpt"]
+
+
+def test_retrain_keep_versions_prunes_what_no_alias_or_rollback_needs(city):
+    cfg = agent_cfg(city, "prune")
+    cfg.retrain.keep_versions = 1
+    first = retrain("traffic", cfg, overrides=baseline("ha"))
+    assert first.promoted and first.pruned == []
+    better = retrain("traffic", cfg, overrides=baseline("last_value"))
+    assert better.promoted and better.pruned == ["1"]  # v2 is champion: with keep 1, v1 is no rollback target
+    with pytest.raises(MlflowException):
+        get_client().get_run(first.run_id)  # gone with its version, files included
+    worse = retrain("traffic", cfg, overrides=baseline("ha"))
+    assert not worse.promoted and worse.pruned == []  # the champion stays though v3 is newer
+    assert {r.version: r.aliases for r in list_versions("traffic-prune")} == {"2": ["champion"], "3": ["challenger"]}
