@@ -142,15 +142,32 @@ def write_checked(live: LiveHub, table: str, checked: Checked, names: dict[str, 
     if df.empty:
         return []
     result = checked.result
-    dates = df["ts"].dt.strftime("%Y-%m-%d")
-    for date, part in df.groupby(dates, sort=True):
-        name = None if names is None else names[str(date)]
+    for date, part in _by_date(df):
+        name = None if names is None else names[date]
         result.written.append(write_part(live.root / table / f"date={date}", part.reset_index(drop=True), name))
-        if table in ORDERED:
-            live.date_keys(table, str(date)).add(_nodes(part, table), utc_ns(part["ts"]))
+        _known(live, table, date, part)  # date by date: a failed write leaves the keys of what was written
     live.set_columns(table, checked.columns)
     result.accepted = len(df)
     return result.written
+
+
+def remember(live: LiveHub, table: str, checked: Checked) -> None:
+    """Take what ``check_batch`` let through as written, without writing it: a dry run's next batch then sees it."""
+    for date, part in _by_date(checked.frame):
+        _known(live, table, date, part)
+    if len(checked.frame):
+        live.set_columns(table, checked.columns)
+
+
+def _by_date(df: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    if df.empty:
+        return []
+    return [(str(d), part) for d, part in df.groupby(df["ts"].dt.strftime("%Y-%m-%d"), sort=True)]
+
+
+def _known(live: LiveHub, table: str, date: str, part: pd.DataFrame) -> None:
+    if table in ORDERED:
+        live.date_keys(table, date).add(_nodes(part, table), utc_ns(part["ts"]))
 
 
 def _future(ts: pd.Timestamp, latest: pd.Timestamp, ahead: pd.Timedelta, live: LiveHub) -> str:

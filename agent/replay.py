@@ -7,20 +7,24 @@ A reading is often set aside for something fixed later: a sensor that streamed b
 now; a reason that changed keeps the first one under ``was``. ``future`` is judged against the time a reading was
 received, not the clock at the replay: a reading ahead of its sensor's clock does not become right by waiting.
 
-Exactly once across a crash. The part names are drawn first and written, with the dead letters each part takes, to
-``_rejected/.replay.json``; then the parts are written; then each dead-letter file is rewritten without those letters
-(to a temporary name, fsynced, renamed) after they are appended to ``_rejected/replayed/<file>`` with the part that
-holds them; then the journal goes. A replay that finds a journal finishes it first: a letter whose part is in the hub
-(on disk, or held by a compacted part) leaves the dead letters, the others stay. A replay holds the hub's listener
-lock, so it never runs beside ``hub listen``, which appends to the same files.
+The files are replayed one by one, oldest first (one per UTC day of receipt), so memory holds one day's letters, and
+a letter is known by a digest of its line rather than the line itself (each carries its whole message).
+
+Exactly once across a crash. For each file, the part names are drawn first and written, with the dead letters each
+part takes, to ``_rejected/.replay.json``; then the parts are written; then the file is rewritten without those
+letters (to a temporary name, fsynced, renamed) after they are appended to ``_rejected/replayed/<file>`` with the part
+that holds them; then the journal goes. A replay that finds a journal finishes it first: a letter whose part is in
+the hub (on disk, or held by a compacted part) leaves the dead letters, the others stay. A replay holds the hub's
+listener lock, so it never runs beside ``hub listen``, which appends to the same files.
 """
 
+import hashlib
 import json
 import logging
 import os
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -35,7 +39,7 @@ from cityagent.agent.deadletter import FOLDER
 from cityagent.agent.durable import append_lines, parse_line, read_lines, why, write_advice, write_problem
 from cityagent.agent.livehub import LiveHub
 from cityagent.agent.lock import ListenerBusy, listen_lock
-from cityagent.agent.microbatch import Checked, check_batch, write_checked
+from cityagent.agent.microbatch import Checked, check_batch, remember, write_checked
 from cityagent.agent.partfiles import uuid7
 from cityagent.agent.readings import Rejected, parse_payload, table_for_topic, to_record
 from cityagent.errors import CityAgentError, HubError
@@ -44,7 +48,7 @@ from cityagent.hub.parts import covered, is_compacted
 log = logging.getLogger(__name__)
 JOURNAL = ".replay.json"  # in _rejected/: the parts a replay is writing and the dead letters each one takes
 ARCHIVE = "replayed"  # _rejected/replayed/<file>: dead letters that entered the hub, with the part holding them
-Key = tuple[str, str]  # (dead-letter file name, the line as written): what identifies a letter across a crash
+Key = tuple[str, str]  # (dead-letter file name, digest of the line): what identifies a letter across a crash
 
 
 @dataclass
@@ -65,9 +69,11 @@ class ReplayReport:
 
 @dataclass
 class _Letter:
+    """One line of a dead-letter file, known by a digest of its bytes: a year of letters is not held in memory."""
+
     file: Path
-    raw: str  # the line as written, without its newline
-    data: dict[str, Any]
+    digest: str
+    was: tuple[str, str]  # (kind, reason) as written
 
 
 @dataclass
@@ -89,6 +95,7 @@ class _Outcome:
     indices: list[int | None]
     parts: dict[int | None, str] = field(default_factory=dict)
     verdicts: dict[int | None, tuple[str, str]] = field(default_factory=dict)
+    was: tuple[str, str] | None = None
 
 
 def replay(
@@ -149,13 +156,26 @@ def replay(
 
 
 def _replay(live: LiveHub, report: ReplayReport, kinds: set[str] | None, first: str, ahead: pd.Timedelta) -> None:
+    """One dead-letter file (a UTC day of receipt) after another, oldest first: memory holds one day's letters."""
+    written: dict[str, set[str]] = {}
+    for path in sorted(p for p in (live.root / FOLDER).glob("*.jsonl") if p.stem >= first):
+        for table, dates in _replay_file(live, path, report, kinds, ahead).items():
+            written.setdefault(table, set()).update(dates)
+    for table, dates in written.items():  # as the listener does after appending
+        compact_due(live.root, table, sorted(dates))
+
+
+def _replay_file(
+    live: LiveHub, path: Path, report: ReplayReport, kinds: set[str] | None, ahead: pd.Timedelta
+) -> dict[str, list[str]]:
     items: list[_Item] = []
-    for letter in _letters(live.root / FOLDER, report, first):
-        if kinds is not None and letter.data.get("kind") not in kinds:
+    parsed: dict[tuple[str, str], Any] = {}  # an array payload is in every letter of its readings: parse it once
+    for letter, data in _letters(path, report):
+        if kinds is not None and letter.was[0] not in kinds:
             report.skipped += 1
             continue
         report.letters += 1
-        items += _items(letter, live.meta.timezone, ahead)
+        items += _items(letter, data, live.meta.timezone, ahead, parsed)
     checks: dict[str, tuple[Checked, list[_Item]]] = {}
     for table in sorted({i.table for i in items if i.verdict is None and i.table}):
         waiting = [i for i in items if i.verdict is None and i.table == table]
@@ -169,39 +189,43 @@ def _replay(live: LiveHub, report: ReplayReport, kinds: set[str] | None, first: 
             item = waiting[int(pos)]
             item.part = f"{table}/date={ts:%Y-%m-%d}/part-{names[table, f'{ts:%Y-%m-%d}']}.parquet"
             report.accepted[table] += 1
-    outcomes = _outcomes(items)
     for item in items:
         if item.part is None:
             report.still[item.verdict[0]] += 1  # type: ignore[index]
-            report.changed += item.verdict != _was(item.letter.data)
-    report.parts = sorted({i.part for i in items if i.part})
-    changes = {k: group for k, group in outcomes.items() if _changes(k, group)}
-    if report.dry_run or not changes:
-        return
+            report.changed += item.verdict != item.letter.was
+    parts = sorted({i.part for i in items if i.part})
+    report.parts += parts
+    if report.dry_run:  # the next file's letters are judged as if these had been written
+        for table, (checked, _) in checks.items():
+            remember(live, table, checked)
+        return {}
+    changes = {k: group for k, group in _outcomes(items).items() if _changes(group)}
+    if not changes:
+        return {}
     journal = live.root / FOLDER / JOURNAL
-    if report.parts:  # the parts' names and their letters, on disk before any part is
-        _write_atomic(journal, json.dumps(_journal(items)))
+    if parts:  # the parts' names and their letters, on disk before any part is
+        _write_atomic(journal, json.dumps(_journal(items)).encode())
     for table, (checked, _) in checks.items():
         write_checked(live, table, checked, {d: n for (t, d), n in names.items() if t == table})
     _apply(live, changes)
     journal.unlink(missing_ok=True)
     _fsync_dir(journal.parent)
-    for table, (checked, _) in checks.items():  # as the listener does after appending
-        compact_due(live.root, table, checked.dates())
+    return {table: checked.dates() for table, (checked, _) in checks.items()}
 
 
-def _letters(folder: Path, report: ReplayReport, first: str = "") -> list[_Letter]:
-    out = []
-    for path in sorted(p for p in folder.glob("*.jsonl") if p.stem >= first):  # <UTC day of receipt>.jsonl
-        for number, line in enumerate(_lines(path), 1):
-            if not line.strip():
-                continue
-            data = parse_line(path, number, line)
-            if data is None or not isinstance(data.get("topic"), str) or "payload" not in data:
-                report.unreadable += 1  # a torn write: left where it is, for a person to look at
-                continue
-            out.append(_Letter(path, line.decode("utf-8"), data))
-    return out
+def _letters(path: Path, report: ReplayReport) -> Iterator[tuple[_Letter, dict[str, Any]]]:
+    for number, line in enumerate(_lines(path), 1):
+        if not line.strip():
+            continue
+        data = parse_line(path, number, line)
+        if data is None or not isinstance(data.get("topic"), str) or "payload" not in data:
+            report.unreadable += 1  # a torn write: left where it is, for a person to look at
+            continue
+        yield _Letter(path, _digest(line), _was(data)), data
+
+
+def _digest(line: bytes) -> str:
+    return hashlib.blake2b(line, digest_size=16).hexdigest()
 
 
 def _lines(path: Path) -> list[bytes]:
@@ -228,11 +252,13 @@ def _payload(data: dict[str, Any]) -> bytes:
     return text.encode("utf-8")
 
 
-def _items(letter: _Letter, timezone: str, ahead: pd.Timedelta) -> list[_Item]:
+def _items(
+    letter: _Letter, data: dict[str, Any], timezone: str, ahead: pd.Timedelta, parsed: dict[tuple[str, str], Any]
+) -> list[_Item]:
     """The letter's readings, each parsed again; one that fails carries its verdict."""
-    data, index = letter.data, letter.data.get("index")
+    index = data.get("index")
     try:
-        table, objs = table_for_topic(data["topic"]), parse_payload(_payload(data))
+        table, objs = table_for_topic(data["topic"]), _parsed(data, parsed)
         received = pd.Timestamp(str(data.get("received")))
         if received.tzinfo is None:
             raise ValueError("no UTC offset")
@@ -262,6 +288,18 @@ def _items(letter: _Letter, timezone: str, ahead: pd.Timedelta) -> list[_Item]:
     return out
 
 
+def _parsed(data: dict[str, Any], memo: dict[tuple[str, str], Any]) -> list[Any]:
+    key = (str(data.get("encoding", "utf-8")), str(data["payload"]))
+    if key not in memo:
+        try:
+            memo[key] = parse_payload(_payload(data))
+        except Rejected as e:
+            memo[key] = e
+    if isinstance(memo[key], Rejected):
+        raise memo[key]
+    return memo[key]
+
+
 def _future(ts: pd.Timestamp, received: pd.Timestamp, ahead: pd.Timedelta) -> str:
     return (
         f"ts {ts.isoformat()} lay in the future when it was received ({received.isoformat(timespec='seconds')}, "
@@ -276,8 +314,8 @@ def _outcomes(items: list[_Item]) -> dict[Key, list[_Outcome]]:
     for item in items:
         outcome = by_letter.get(id(item.letter))
         if outcome is None:
-            outcome = by_letter[id(item.letter)] = _Outcome([])
-            keyed.setdefault((item.letter.file.name, item.letter.raw), []).append(outcome)
+            outcome = by_letter[id(item.letter)] = _Outcome([], was=item.letter.was)
+            keyed.setdefault((item.letter.file.name, item.letter.digest), []).append(outcome)
         outcome.indices.append(item.index)
         if item.part is not None:
             outcome.parts[item.index] = item.part
@@ -286,16 +324,15 @@ def _outcomes(items: list[_Item]) -> dict[Key, list[_Outcome]]:
     return keyed
 
 
-def _changes(key: Key, outcomes: list[_Outcome]) -> bool:
-    was = _was(json.loads(key[1]))
-    return any(o.parts or any(v != was for v in o.verdicts.values()) for o in outcomes)
+def _changes(outcomes: list[_Outcome]) -> bool:
+    return any(o.parts or any(v != o.was for v in o.verdicts.values()) for o in outcomes)
 
 
 def _journal(items: list[_Item]) -> dict[str, Any]:
     letters: dict[int, dict[str, Any]] = {}
     for item in items:
         entry = letters.setdefault(
-            id(item.letter), {"file": item.letter.file.name, "raw": item.letter.raw, "indices": [], "parts": {}}
+            id(item.letter), {"file": item.letter.file.name, "digest": item.letter.digest, "indices": [], "parts": {}}
         )
         entry["indices"].append(item.index)
         if item.part is not None:
@@ -313,7 +350,7 @@ def _finish_journal(live: LiveHub) -> int:
         for e in entries:
             parts = {json.loads(k): p for k, p in e["parts"].items()}
             outcome = _Outcome(list(e["indices"]), {i: p for i, p in parts.items() if _in_hub(live.root, p)})
-            outcomes.setdefault((e["file"], e["raw"]), []).append(outcome)
+            outcomes.setdefault((e["file"], e["digest"]), []).append(outcome)
     except (ValueError, KeyError, TypeError, AttributeError) as err:
         raise CityAgentError(
             f"{path} (an interrupted replay's journal) cannot be read: {err}; the parts it names are "
@@ -357,12 +394,12 @@ def _apply(live: LiveHub, outcomes: dict[Key, list[_Outcome]], resumed: bool = F
         if not path.is_file():
             continue
         mine = {k: list(v) for k, v in outcomes.items() if k[0] == name}
-        kept: list[str] = []
+        kept: list[bytes] = []
         archived: list[str] = []
-        for line in (b.decode("utf-8", errors="surrogateescape") for b in _lines(path)):
-            queue = mine.get((name, line))
+        for line in _lines(path):
+            queue = mine.get((name, _digest(line)))
             if not queue:
-                kept.append(line)
+                kept.append(line)  # byte for byte: a torn line, another kind, one judged as before
                 continue
             outcome = queue.pop(0)
             data = json.loads(line)
@@ -378,24 +415,25 @@ def _apply(live: LiveHub, outcomes: dict[Key, list[_Outcome]], resumed: bool = F
             (folder / ARCHIVE).mkdir(exist_ok=True)
             append_lines(folder / ARCHIVE / name, archived)
         if kept:
-            _write_atomic(path, "".join(f"{k}\n" for k in kept))
+            _write_atomic(path, b"".join(k + b"\n" for k in kept))
         else:
             path.unlink()
             _fsync_dir(folder)
 
 
-def _remaining(line: str, data: dict[str, Any], outcome: _Outcome) -> list[str]:
+def _remaining(line: bytes, data: dict[str, Any], outcome: _Outcome) -> list[bytes]:
     """The lines a letter leaves behind: itself unchanged, or one per reading still out with today's verdict."""
+    was = _was(data)
     left = [i for i in outcome.indices if i not in outcome.parts]
-    if not outcome.parts and all(v == _was(data) for v in outcome.verdicts.values()):
+    if not outcome.parts and all(v == was for v in outcome.verdicts.values()):
         return [line]
     out = []
     for i in left:
-        kind, reason = outcome.verdicts.get(i, _was(data))
+        kind, reason = outcome.verdicts.get(i, was)
         entry = {**data, "index": i, "kind": kind, "reason": reason}
-        if (kind, reason) != _was(data) and "was" not in data:
+        if (kind, reason) != was and "was" not in data:
             entry["was"] = {"kind": data.get("kind"), "reason": data.get("reason")}
-        out.append(json.dumps(entry, ensure_ascii=False))
+        out.append(json.dumps(entry, ensure_ascii=False).encode("utf-8"))
     return out
 
 
@@ -408,11 +446,11 @@ def _archived(path: Path) -> set[tuple[Any, ...]]:
     return {(d.get("part"), d.get("index"), d.get("received"), d.get("topic")) for d in read_lines(path)}
 
 
-def _write_atomic(path: Path, text: str) -> None:
+def _write_atomic(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     try:
         with open(tmp, "wb") as fh:
-            fh.write(text.encode("utf-8", errors="surrogateescape"))
+            fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)

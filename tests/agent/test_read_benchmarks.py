@@ -1,5 +1,5 @@
-"""benchmarks/compaction.py, history.py, listener_keys.py, cycle_read.py and live_error_year.py run end to end at tiny
-sizes, checking their own output."""
+"""benchmarks/compaction.py, history.py, listener_keys.py, cycle_read.py, live_error_year.py and replay_backlog.py run
+end to end at tiny sizes, checking their own output."""
 
 import importlib.util
 from pathlib import Path
@@ -56,3 +56,9 @@ def test_the_live_error_benchmark_gives_the_same_mae_both_ways(capsys):  # 2 s: 
     assert load("live_error_year").main(["--days", "3", "--cycles", "3"]) == 0
     out = capsys.readouterr().out
     assert "2,592 records" in out and "both give the same MAE for every model and cycle" in out
+
+
+@pytest.mark.slow
+def test_the_replay_benchmark_checks_every_reading_entered_once(capsys):
+    assert load("replay_backlog").main(["--sensors", "4", "--steps", "30"]) == 0
+    assert "every reading entered the hub once; no dead letter is left" in capsys.readouterr().out

@@ -167,6 +167,19 @@ def test_since_takes_only_the_days_received_from_then_on(hub_dir):
     assert left["received"].startswith(str((RECEIVED - pd.Timedelta(days=1)).date()))
 
 
+def test_a_reading_set_aside_on_two_days_enters_once_and_a_dry_run_says_so(hub_dir):
+    set_aside(hub_dir, [(TOPIC, S9[0])])
+    set_aside(hub_dir, [(TOPIC, S9)], received=RECEIVED + pd.Timedelta(days=1))  # sent again the next day, and more
+    add_sensor(hub_dir, "s9")
+    dry = replay(hub_dir, dry_run=True)  # day by day: the second day's copy is judged after the first day's
+    assert dry.accepted == {"traffic": 2} and dry.still == {"duplicate": 1}
+    report = replay(hub_dir)
+    assert (report.accepted, report.still, len(report.parts)) == (dry.accepted, dry.still, 2)
+    assert rows_of(hub_dir, "s9")["speed"].tolist() == [31.0, 32.0]
+    [left] = read_rejections(hub_dir)
+    assert left["kind"] == "duplicate" and left["was"]["kind"] == "unknown id"
+
+
 def test_a_replay_cut_short_after_the_parts_is_finished_by_the_next_one(hub_dir, monkeypatch):
     set_aside(hub_dir, [(TOPIC, S9)])
     add_sensor(hub_dir, "s9")
