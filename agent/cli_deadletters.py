@@ -5,7 +5,6 @@ finds out why readings are missing (``rejected``) and, once the cause is fixed (
 disk freed), brings them into the hub (``replay``, agent/replay.py).
 """
 
-from collections import Counter
 from datetime import date
 from pathlib import Path
 
@@ -53,45 +52,35 @@ def rejected(
     last: int = typer.Option(LAST, "--last", min=0, help="Show this many dead letters one by one, newest first."),
 ) -> None:
     """Why readings were set aside: dead letters by kind, and the newest ones with their reasons."""
-    from cityagent.agent.deadletter import FOLDER, read_rejections
+    from cityagent.agent.deadletter import FOLDER, summarize
     from cityagent.agent.replay import ARCHIVE
 
     wanted, first = _kinds(kind), _since(since)
     folder = _hub(location) / FOLDER
     day = "" if first is None else first.isoformat()
-    rows = [
-        r
-        for r in read_rejections(location)
-        if (wanted is None or r.get("kind") in wanted) and str(r.get("received", ""))[:10] >= day
-    ]
-    replayed = sum(1 for p in (folder / ARCHIVE).glob("*.jsonl") for line in p.read_bytes().split(b"\n") if line)
-    if not rows:
+    found = summarize(location, None if wanted is None else set(wanted), day, last)
+    if not found.total:
         which = (f" of kind {', '.join(wanted)}" if wanted else "") + (f" since {day}" if day else "")
-        console.print(f"no dead letters{which} in {folder}" + (f" ({replayed} replayed earlier)" if replayed else ""))
+        earlier = f" ({found.replayed} replayed earlier)" if found.replayed else ""
+        console.print(f"no dead letters{which} in {folder}{earlier}")
         return
-    counts = Counter(str(r.get("kind")) for r in rows)
     summary = Table(title=f"dead letters of {location}", title_justify="left")
     for col in ("kind", "readings", "first received", "last received", "newest reason"):
         summary.add_column(col, overflow="fold")
-    for k, n in counts.most_common():
-        mine = [r for r in rows if str(r.get("kind")) == k]
-        stamps = sorted(str(r.get("received", "")) for r in mine)
-        newest = max(mine, key=lambda r: str(r.get("received", "")))
-        summary.add_row(k, str(n), stamps[0][:19], stamps[-1][:19], str(newest.get("reason", "")))
+    for k, s in found.kinds.items():
+        summary.add_row(k, str(s.count), s.first[:19], s.last[:19], s.reason)
     console.print(summary)
-    if last:
-        shown = Table(title=f"the newest {min(last, len(rows))}", title_justify="left")
+    if found.newest:
+        shown = Table(title=f"the newest {len(found.newest)}", title_justify="left")
         for col in ("received", "topic", "index", "kind", "reason"):
             shown.add_column(col, overflow="fold")
-        for r in sorted(rows, key=lambda r: str(r.get("received", "")), reverse=True)[:last]:
-            index = "" if r.get("index") is None else str(r["index"])
-            shown.add_row(
-                str(r.get("received", ""))[:19], str(r.get("topic")), index, str(r.get("kind")), r.get("reason")
-            )
+        for r in found.newest:
+            index = "" if r["index"] is None else str(r["index"])
+            shown.add_row(str(r["received"])[:19], str(r["topic"]), index, str(r["kind"]), str(r["reason"]))
         console.print(shown)
-    earlier = f"; {replayed} replayed earlier (in {FOLDER}/{ARCHIVE}/)" if replayed else ""
+    earlier = f"; {found.replayed} replayed earlier (in {FOLDER}/{ARCHIVE}/)" if found.replayed else ""
     console.print(
-        f"{len(rows)} dead letter(s) in {folder}{earlier}. Once the cause is fixed, "
+        f"{found.total} dead letter(s) in {folder}{earlier}. Once the cause is fixed, "
         f"`cityagent hub replay {location}` tries them again.",
         highlight=False,
     )

@@ -4,6 +4,7 @@
 folder (``_rejected`` is no table name), so rejected readings never mix with valid ones but are never lost.
 """
 
+import heapq
 import json
 from collections import Counter
 from dataclasses import dataclass, field
@@ -89,3 +90,55 @@ def read_rejections(hub_dir: str | Path) -> list[dict]:
     for path in sorted(folder.glob("*.jsonl")):
         rows += list(read_lines(path))  # a torn line (a write cut short) is skipped with a warning
     return rows
+
+
+@dataclass
+class KindSummary:
+    """The dead letters of one kind: how many, first and last received, and the newest one's reason."""
+
+    count: int = 0
+    first: str = ""
+    last: str = ""
+    reason: str = ""
+
+
+@dataclass
+class Summary:
+    """What `hub rejected` shows: dead letters by kind, the newest few, and how many entered the hub by replay."""
+
+    kinds: dict[str, KindSummary] = field(default_factory=dict)
+    newest: list[dict] = field(default_factory=list)  # newest first, without their payloads
+    replayed: int = 0
+
+    @property
+    def total(self) -> int:
+        return sum(k.count for k in self.kinds.values())
+
+
+def summarize(hub_dir: str | Path, kinds: set[str] | None = None, since: str = "", last: int = 10) -> Summary:
+    """Dead letters of ``hub_dir`` received on UTC day ``since`` (YYYY-MM-DD) or later, one file at a time: a long
+    backlog is counted, not held (each letter carries its whole message)."""
+    folder = Path(hub_dir) / FOLDER
+    out = Summary()
+    newest: list[tuple[str, int, dict]] = []  # a heap of the newest ``last``; the counter breaks ties in file order
+    seen = 0
+    for path in sorted(p for p in folder.glob("*.jsonl") if p.stem >= since):  # <UTC day of receipt>.jsonl
+        for row in read_lines(path):
+            kind, received = str(row.get("kind")), str(row.get("received", ""))
+            if (kinds is not None and kind not in kinds) or received[:10] < since:
+                continue
+            k = out.kinds.setdefault(kind, KindSummary(first=received))
+            k.count += 1
+            k.first = min(k.first, received)
+            if received >= k.last:
+                k.last, k.reason = received, str(row.get("reason", ""))
+            seen += 1
+            shown = {key: row.get(key) for key in ("received", "topic", "index", "kind", "reason")}
+            if last > 0:
+                (heapq.heappush if len(newest) < last else heapq.heappushpop)(newest, (received, seen, shown))
+    out.kinds = dict(sorted(out.kinds.items(), key=lambda kv: -kv[1].count))
+    out.newest = [row for _, _, row in sorted(newest, reverse=True)]
+    for path in (folder / "replayed").glob("*.jsonl"):
+        with open(path, "rb") as fh:
+            out.replayed += sum(chunk.count(b"\n") for chunk in iter(lambda fh=fh: fh.read(1 << 20), b""))
+    return out

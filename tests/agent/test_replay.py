@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from cityagent.agent import replay as replay_module
 from cityagent.agent.cli import app
 from cityagent.agent.compact import compact_hub
-from cityagent.agent.deadletter import FOLDER, read_rejections
+from cityagent.agent.deadletter import FOLDER, read_rejections, summarize
 from cityagent.agent.listen import _Batcher, listen
 from cityagent.agent.livehub import LiveHub
 from cityagent.agent.lock import listen_lock
@@ -279,6 +279,22 @@ def test_the_cli_shows_why_readings_are_out_and_replays_them(hub_dir):
     after = cli("hub", "rejected", hub_dir, "--kind", "unknown id", "--since", RECEIVED.date())
     assert after.exit_code == 0 and f"no dead letters of kind unknown id since {RECEIVED.date()}" in after.output
     assert "(2 replayed earlier)" in after.output
+
+
+def test_the_summary_counts_every_letter_but_holds_only_the_newest(hub_dir):
+    set_aside(hub_dir, [(TOPIC, S9), (TOPIC, b"not json")])
+    set_aside(hub_dir, [(TOPIC, traffic("s8", "2026-03-02T04:00:00+08:00"))], received=RECEIVED + pd.Timedelta(days=1))
+    found = summarize(hub_dir, last=2)
+    assert {k: s.count for k, s in found.kinds.items()} == {"unknown id": 3, "malformed": 1} and found.total == 4
+    assert found.kinds["unknown id"].first.startswith(str(RECEIVED.date()))
+    assert found.kinds["unknown id"].last.startswith(str((RECEIVED + pd.Timedelta(days=1)).date()))
+    assert "'s8'" in found.kinds["unknown id"].reason  # the newest one's
+    assert len(found.newest) == 2 and "'s8'" in found.newest[0]["reason"] and "payload" not in found.newest[0]
+    later = summarize(hub_dir, kinds={"unknown id"}, since=str((RECEIVED + pd.Timedelta(days=1)).date()))
+    assert later.total == 1
+    add_sensor(hub_dir, "s9")
+    replay(hub_dir)
+    assert summarize(hub_dir).replayed == 2
 
 
 @pytest.mark.parametrize(
