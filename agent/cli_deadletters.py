@@ -52,8 +52,7 @@ def rejected(
     last: int = typer.Option(LAST, "--last", min=0, help="Show this many dead letters one by one, newest first."),
 ) -> None:
     """Why readings were set aside: dead letters by kind, and the newest ones with their reasons."""
-    from cityagent.agent.deadletter import FOLDER, summarize
-    from cityagent.agent.replay import ARCHIVE
+    from cityagent.agent.deadletter import ARCHIVE, FOLDER, summarize
 
     wanted, first = _kinds(kind), _since(since)
     folder = _hub(location) / FOLDER

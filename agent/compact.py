@@ -24,6 +24,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from cityagent.agent.durable import sync_dir
 from cityagent.agent.lock import LockHeld, compact_lock
 from cityagent.agent.partfiles import COMPRESSION
 from cityagent.errors import CityAgentError, HubError
@@ -99,7 +100,7 @@ def compact_folder(folder: Path, min_parts: int = 2) -> Compacted:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    _sync_dir(folder)  # the rename is on disk before any part it replaces is deleted
+    sync_dir(folder)  # the rename is on disk before any part it replaces is deleted
     _UNMERGED.pop(folder, None)
     return Compacted(folder, len(live), merged.num_rows, _remove(live + stale), final)
 
@@ -119,14 +120,6 @@ def _remove(paths: Iterable[str]) -> int:
         except FileNotFoundError:
             pass
     return n
-
-
-def _sync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def date_folders(root: Path, table: str) -> list[Path]:

@@ -14,6 +14,7 @@ from pathlib import Path
 from cityagent.agent.durable import append_lines, read_lines
 
 FOLDER = "_rejected"
+ARCHIVE = "replayed"  # _rejected/replayed/<file>: dead letters `hub replay` brought into the hub (agent/replay.py)
 # every kind the listener sets a reading aside for (readings.py, microbatch.py, listen.py), as docs/operations.md lists
 KINDS = (
     "malformed",
@@ -138,7 +139,7 @@ def summarize(hub_dir: str | Path, kinds: set[str] | None = None, since: str = "
                 (heapq.heappush if len(newest) < last else heapq.heappushpop)(newest, (received, seen, shown))
     out.kinds = dict(sorted(out.kinds.items(), key=lambda kv: -kv[1].count))
     out.newest = [row for _, _, row in sorted(newest, reverse=True)]
-    for path in (folder / "replayed").glob("*.jsonl"):
+    for path in (folder / ARCHIVE).glob("*.jsonl"):
         with open(path, "rb") as fh:
             out.replayed += sum(chunk.count(b"\n") for chunk in iter(lambda fh=fh: fh.read(1 << 20), b""))
     return out

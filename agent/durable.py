@@ -10,8 +10,9 @@ import json
 import logging
 import os
 import secrets
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 log = logging.getLogger(__name__)
 PROBE_BYTES = 4096  # a full disk often still takes an empty file; a page of data and an fsync it does not
@@ -95,3 +96,27 @@ def write_advice(error: OSError) -> str:
 def why(error: OSError) -> str:
     """``No space left on device`` rather than ``[Errno 28] No space left on device: '…'``."""
     return error.strerror or str(error) or type(error).__name__
+
+
+def write_atomic(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """``write`` the file ``path`` under a temporary name (``.<name>.tmp``, which no reader lists), fsync it, rename it:
+    readers see the old file or the whole new one, and a crash cannot leave a truncated one."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def sync_dir(folder: Path) -> None:
+    """fsync ``folder`` itself, so a rename or delete in it is on disk before what depends on it happens."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -5,7 +5,6 @@ order they were written. The hub reader concatenates a table's files in name ord
 time order as long as each new part holds only readings newer than those already written (microbatch checks it).
 """
 
-import os
 import secrets
 import threading
 import time
@@ -15,6 +14,8 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from cityagent.agent.durable import write_atomic
 
 COMPRESSION = "zstd"  # as the hub writer uses
 
@@ -55,14 +56,6 @@ def write_part(folder: Path, df: pd.DataFrame, name: uuid.UUID | None = None) ->
     """
     folder.mkdir(parents=True, exist_ok=True)
     final = folder / f"part-{name or uuid7()}.parquet"
-    tmp = folder / f".{final.name}.tmp"
-    try:
-        with open(tmp, "wb") as fh:
-            pq.write_table(pa.Table.from_pandas(df, preserve_index=False), fh, compression=COMPRESSION)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, final)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    write_atomic(final, lambda fh: pq.write_table(table, fh, compression=COMPRESSION))
     return final

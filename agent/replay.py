@@ -21,7 +21,6 @@ listener lock, so it never runs beside ``hub listen``, which appends to the same
 import hashlib
 import json
 import logging
-import os
 import re
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -35,8 +34,17 @@ import pandas as pd
 
 from cityagent import durations
 from cityagent.agent.compact import compact_due
-from cityagent.agent.deadletter import FOLDER
-from cityagent.agent.durable import append_lines, parse_line, read_lines, why, write_advice, write_problem
+from cityagent.agent.deadletter import ARCHIVE, FOLDER
+from cityagent.agent.durable import (
+    append_lines,
+    parse_line,
+    read_lines,
+    sync_dir,
+    why,
+    write_advice,
+    write_atomic,
+    write_problem,
+)
 from cityagent.agent.livehub import LiveHub
 from cityagent.agent.lock import ListenerBusy, listen_lock
 from cityagent.agent.microbatch import Checked, check_batch, remember, write_checked
@@ -47,7 +55,6 @@ from cityagent.hub.parts import covered, is_compacted
 
 log = logging.getLogger(__name__)
 JOURNAL = ".replay.json"  # in _rejected/: the parts a replay is writing and the dead letters each one takes
-ARCHIVE = "replayed"  # _rejected/replayed/<file>: dead letters that entered the hub, with the part holding them
 Key = tuple[str, str]  # (dead-letter file name, digest of the line): what identifies a letter across a crash
 
 
@@ -204,12 +211,12 @@ def _replay_file(
         return {}
     journal = live.root / FOLDER / JOURNAL
     if parts:  # the parts' names and their letters, on disk before any part is
-        _write_atomic(journal, json.dumps(_journal(items)).encode())
+        _write_synced(journal, json.dumps(_journal(items)).encode())
     for table, (checked, _) in checks.items():
         write_checked(live, table, checked, {d: n for (t, d), n in names.items() if t == table})
     _apply(live, changes)
     journal.unlink(missing_ok=True)
-    _fsync_dir(journal.parent)
+    sync_dir(journal.parent)
     return {table: checked.dates() for table, (checked, _) in checks.items()}
 
 
@@ -360,7 +367,7 @@ def _finish_journal(live: LiveHub) -> int:
     done = sum(len(o.parts) for group in outcomes.values() for o in group)
     _apply(live, outcomes, resumed=True)
     path.unlink()
-    _fsync_dir(path.parent)
+    sync_dir(path.parent)
     log.warning("finished a replay a crash interrupted: %d reading(s) it had appended left the dead letters", done)
     return done
 
@@ -415,10 +422,10 @@ def _apply(live: LiveHub, outcomes: dict[Key, list[_Outcome]], resumed: bool = F
             (folder / ARCHIVE).mkdir(exist_ok=True)
             append_lines(folder / ARCHIVE / name, archived)
         if kept:
-            _write_atomic(path, b"".join(k + b"\n" for k in kept))
+            _write_synced(path, b"".join(k + b"\n" for k in kept))
         else:
             path.unlink()
-            _fsync_dir(folder)
+            sync_dir(folder)
 
 
 def _remaining(line: bytes, data: dict[str, Any], outcome: _Outcome) -> list[bytes]:
@@ -446,23 +453,6 @@ def _archived(path: Path) -> set[tuple[Any, ...]]:
     return {(d.get("part"), d.get("index"), d.get("received"), d.get("topic")) for d in read_lines(path)}
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+def _write_synced(path: Path, data: bytes) -> None:
+    write_atomic(path, lambda fh: fh.write(data))
+    sync_dir(path.parent)  # the new file is on disk before the next step relies on it

@@ -15,11 +15,11 @@ from typer.testing import CliRunner
 from cityagent.agent import replay as replay_module
 from cityagent.agent.cli import app
 from cityagent.agent.compact import compact_hub
-from cityagent.agent.deadletter import FOLDER, read_rejections, summarize
+from cityagent.agent.deadletter import ARCHIVE, FOLDER, read_rejections, summarize
 from cityagent.agent.listen import _Batcher, listen
 from cityagent.agent.livehub import LiveHub
 from cityagent.agent.lock import listen_lock
-from cityagent.agent.replay import ARCHIVE, JOURNAL, replay
+from cityagent.agent.replay import JOURNAL, replay
 from cityagent.errors import CityAgentError
 from cityagent.hub import read_hub, write_hub
 from cityagent.hub.validate import validate_hub
@@ -205,14 +205,14 @@ def test_a_replay_cut_short_after_the_parts_is_finished_by_the_next_one(hub_dir,
 def test_a_replay_cut_short_while_rewriting_archives_each_letter_once(hub_dir, monkeypatch):
     set_aside(hub_dir, [(TOPIC, S9), (TOPIC, b"not json")])  # the file keeps a line: it is rewritten, not removed
     add_sensor(hub_dir, "s9")
-    real = replay_module._write_atomic
+    real = replay_module._write_synced
 
     def crash_on_dead_letters(path, text):
         if path.suffix == ".jsonl":
             raise KeyboardInterrupt("killed after the archive's append, before the file's rename")
         real(path, text)
 
-    monkeypatch.setattr(replay_module, "_write_atomic", crash_on_dead_letters)
+    monkeypatch.setattr(replay_module, "_write_synced", crash_on_dead_letters)
     with pytest.raises(KeyboardInterrupt):
         replay(hub_dir)
     monkeypatch.undo()

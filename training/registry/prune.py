@@ -18,7 +18,6 @@ from urllib.parse import urlparse
 from urllib.request import url2pathname
 
 from mlflow import MlflowClient
-from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
 from cityagent.errors import CityAgentError, ConfigError
@@ -29,6 +28,7 @@ from cityagent.training.registry.store import (
     is_not_found,
     list_model_versions,
     resolve_tracking_uri,
+    search_versions,
 )
 
 
@@ -98,19 +98,7 @@ def prune_versions(name: str, *, keep: int, dry_run: bool = False, tracking_uri:
 
 def _still_used(client: MlflowClient, key: str, value: str, gone: set[tuple[str, str]]) -> bool:
     """Whether a version that stays (of any registered model) comes from this run."""
-    return any((v.name, str(v.version)) not in gone for v in _versions_where(client, key, value))
-
-
-def _versions_where(client: MlflowClient, key: str, value: str | None) -> list[ModelVersion]:
-    if not value:
-        return []
-    out, token = [], None
-    while True:
-        page = client.search_model_versions(f"{key} = '{value}'", max_results=1000, page_token=token)
-        out += list(page)
-        token = page.token
-        if not token:
-            return out
+    return any((v.name, str(v.version)) not in gone for v in search_versions(client, f"{key} = '{value}'"))
 
 
 def _logged_models_of(client: MlflowClient, run_id: str) -> list[str]:

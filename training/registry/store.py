@@ -53,13 +53,18 @@ def get_registered_model(client: MlflowClient, name: str) -> RegisteredModel:
 
 def list_model_versions(client: MlflowClient, name: str) -> list[ModelVersion]:
     """Every version of ``name``, oldest first."""
+    return sorted(search_versions(client, f"name = '{name}'"), key=lambda v: int(v.version))
+
+
+def search_versions(client: MlflowClient, filter_string: str) -> list[ModelVersion]:
+    """Every model version (of any registered model) matching ``filter_string``, e.g. ``run_id = '...'``."""
     versions, token = [], None
     while True:
-        page = client.search_model_versions(f"name = '{name}'", max_results=1000, page_token=token)
+        page = client.search_model_versions(filter_string, max_results=1000, page_token=token)
         versions += list(page)
         token = page.token
         if not token:
-            return sorted(versions, key=lambda v: int(v.version))
+            return versions
 
 
 def get_model_version(client: MlflowClient, name: str, version: str | int) -> ModelVersion:
