@@ -51,6 +51,7 @@ from cityagent.agent.microbatch import Checked, check_batch, remember, write_che
 from cityagent.agent.partfiles import uuid7
 from cityagent.agent.readings import Rejected, parse_payload, table_for_topic, to_record
 from cityagent.errors import CityAgentError, HubError
+from cityagent.hub.files import LISTINGS
 from cityagent.hub.parts import covered, is_compacted
 
 log = logging.getLogger(__name__)
@@ -378,18 +379,30 @@ def _named_parts(path: Path) -> str:
 
 
 def _in_hub(root: Path, part: str) -> bool:
-    """Whether ``part`` is in the hub: as a file, or held by a compacted part of its folder."""
+    """Whether ``part`` is in the hub: as a file, or held by a compacted part of its folder.
+
+    Raises:
+        CityAgentError: a compacted part there cannot say what it holds; guessing "not in the hub" would append
+            its readings again.
+    """
     path = root / part
-    if path.is_file():
-        return True
     fs = fsspec.filesystem("file")
-    for other in sorted(path.parent.glob("*.parquet")) if path.parent.is_dir() else []:
+    for _ in range(LISTINGS):
+        if path.is_file():
+            return True
         try:
-            if is_compacted(str(other)) and path.name in covered(fs, str(other)):
-                return True
-        except (FileNotFoundError, HubError):
-            continue  # a compacted part replaced meanwhile, or one a person must look at: not evidence either way
-    return False
+            return any(
+                is_compacted(str(other)) and path.name in covered(fs, str(other))
+                for other in sorted(path.parent.glob("*.parquet"))
+            )
+        except FileNotFoundError:
+            continue  # `hub compact` replaced a compacted part meanwhile: list the folder again
+        except HubError as e:
+            raise CityAgentError(
+                f"cannot tell whether {part}, written by an interrupted replay, reached the hub: {e}; then replay "
+                "again to finish it"
+            ) from e
+    raise CityAgentError(f"cannot tell whether {part} reached the hub: its folder kept changing; replay again")
 
 
 def _apply(live: LiveHub, outcomes: dict[Key, list[_Outcome]], resumed: bool = False) -> None:

@@ -202,6 +202,25 @@ def test_a_replay_cut_short_after_the_parts_is_finished_by_the_next_one(hub_dir,
     assert not (hub_dir / FOLDER / JOURNAL).exists()
 
 
+def test_a_damaged_compacted_part_stops_the_finish_instead_of_appending_again(hub_dir, monkeypatch):
+    set_aside(hub_dir, [(TOPIC, S9)])
+    add_sensor(hub_dir, "s9")
+    monkeypatch.setattr(replay_module, "_apply", lambda *args, **kwargs: None)  # killed after the parts
+    replay(hub_dir)
+    monkeypatch.undo()
+    compact_hub(hub_dir, ["traffic"], 2)
+    [compacted] = [p for p in (hub_dir / "traffic").rglob("*.parquet") if "+" in p.name]
+    compacted.write_bytes(b"PAR1 torn by a disk that filled up")
+    before = files(hub_dir)
+
+    with pytest.raises(CityAgentError, match=re.escape(compacted.name) + ".*move it out of the hub"):
+        replay(hub_dir)
+    assert files(hub_dir) == before  # no second copy of the readings, the letters and the journal kept
+    gone = f"{compacted.parent.relative_to(hub_dir)}/part-{uuid.uuid4()}.parquet"  # damaged once the hub was read
+    with pytest.raises(CityAgentError, match=r"cannot tell whether .* reached the hub.*replay again"):
+        replay_module._in_hub(hub_dir, gone)
+
+
 def test_a_replay_cut_short_while_rewriting_archives_each_letter_once(hub_dir, monkeypatch):
     set_aside(hub_dir, [(TOPIC, S9), (TOPIC, b"not json")])  # the file keeps a line: it is rewritten, not removed
     add_sensor(hub_dir, "s9")
