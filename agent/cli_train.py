@@ -59,6 +59,7 @@ def sigterm_exits(doing: str, done: str = "nothing was registered") -> Iterator[
         done: what the user may rely on once a run was marked FAILED.
     """
     from cityagent.agent.schedule import SIGTERM_EXIT, Interrupted, is_sigterm
+    from cityagent.interrupts import interrupt
 
     t0, raised = time.monotonic(), False
 
@@ -66,7 +67,7 @@ def sigterm_exits(doing: str, done: str = "nothing was registered") -> Iterator[
         nonlocal raised
         if not raised:
             raised = True
-            raise Interrupted("stopped by SIGTERM")
+            interrupt(Interrupted("stopped by SIGTERM"))  # held back while a store write finishes
 
     main = threading.current_thread() is threading.main_thread()  # only the main thread may take signals
     previous = signal.signal(signal.SIGTERM, on_sigterm) if main else None

@@ -22,13 +22,14 @@ import numpy as np
 from cityagent.agent.agent_config import AgentConfig, DriftConfig, load_agent_config
 from cityagent.agent.drift import REFERENCE_ARTIFACT, reference_from, save_reference
 from cityagent.agent.drift_watch import reference_path
-from cityagent.agent.schedule import Interrupted, is_sigterm, uninterrupted
+from cityagent.agent.schedule import Interrupted, is_sigterm
 from cityagent.agent.sense import split_features
 from cityagent.config_errors import nearest
 from cityagent.errors import CityAgentError, ConfigError, TrackingUnreachable
 from cityagent.health import unreachable
 from cityagent.home import home_dir
 from cityagent.hub.protocols import TaskData
+from cityagent.interrupts import uninterrupted
 
 if TYPE_CHECKING:  # training is imported when a retrain runs
     from cityagent.training.config import RunConfig

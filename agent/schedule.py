@@ -27,12 +27,12 @@ from croniter import croniter
 from cityagent.agent.lock import TaskBusy, task_lock
 from cityagent.errors import CityAgentError, ConfigError
 from cityagent.home import home_dir
+from cityagent.interrupts import held, interrupt
 
 log = logging.getLogger(__name__)
 Job = Callable[[str], None]
 SIGTERM_EXIT = 128 + signal.SIGTERM  # 143: what a shell, cron and Kubernetes show for a process stopped by SIGTERM
 _RAY_SIGTERM = re.compile(rf"\bExit code: {int(signal.SIGTERM)}\b|\bSIGTERM\b")  # Ray's words, see is_sigterm
-_held = 0  # depth of ``uninterrupted()`` blocks; signal handlers run in the main thread, so a counter suffices
 
 
 class Interrupted(BaseException):
@@ -49,18 +49,6 @@ def is_sigterm(error: BaseException) -> bool:
     if not isinstance(error, SystemExit):
         return False
     return error.code == signal.SIGTERM or bool(_RAY_SIGTERM.search(getattr(error, "ray_terminate_msg", None) or ""))
-
-
-@contextmanager
-def uninterrupted() -> Iterator[None]:
-    """SIGTERM does not interrupt the block (e.g. an alias move and its history entry are never split); the loop
-    still stops once the run ends."""
-    global _held
-    _held += 1
-    try:
-        yield
-    finally:
-        _held -= 1
 
 
 @dataclass(frozen=True)
@@ -195,9 +183,9 @@ class Scheduler:
         """Stop the loop; interrupt the run in flight once (a second SIGTERM lets its clean-up finish)."""
         self.stop.set()
         self.sigterm.set()
-        if self._in_flight and not self._raised and not _held:
+        if self._in_flight and not self._raised and not held():
             self._raised = True
-            raise Interrupted(f"stopped by {signal.Signals(signum).name}")
+            interrupt(Interrupted(f"stopped by {signal.Signals(signum).name}"))  # held back during a store write
 
     @contextmanager
     def handling_sigterm(self) -> Iterator["Scheduler"]:

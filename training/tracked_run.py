@@ -1,6 +1,7 @@
 """One MLflow run written from the driver through an explicit client (no global active run, so nested runs
 and several trainings in one notebook do not interfere)."""
 
+import logging
 import tempfile
 import time
 from collections.abc import Callable
@@ -10,9 +11,11 @@ from typing import Any
 
 from cityagent.errors import TrackingUnreachable
 from cityagent.health import unreachable
+from cityagent.interrupts import deferred
 from cityagent.training.orphans import process_tags
 from cityagent.training.tracking import client_for, experiment_id, finite, param_value
 
+log = logging.getLogger(__name__)
 BATCH = 100  # MLflow accepts at most 100 params / 1000 metrics per log_batch call
 BUNDLE_ARTIFACT = "bundle/model.pt"  # report.BUNDLE_DIR / bundle.BUNDLE_FILE: what `cityagent export` reads
 
@@ -31,9 +34,11 @@ class TrackedRun:
         self.logged: set[str] = set()  # artifact paths stored so far
 
     def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """``fn(*args, **kwargs)``; when the server is gone, one CityAgentError naming it and what to do."""
+        """``fn(*args, **kwargs)``; when the server is gone, one CityAgentError naming it and what to do. A SIGTERM
+        waits for the call to end: cut inside SQLAlchemy, it could leave the store unable to mark the run FAILED."""
         try:
-            return fn(*args, **kwargs)
+            with deferred():
+                return fn(*args, **kwargs)
         except Exception as e:
             uri = self.client.tracking_uri
             why = unreachable(uri)
@@ -129,6 +134,19 @@ class TrackedRun:
             self.end("FINISHED")
         else:
             status = "KILLED" if issubclass(exc_type, KeyboardInterrupt) else "FAILED"
-            self.end(status)
+            try:
+                self.end(status)
+            except Exception as e:  # said here: the caller reports the failure that ended the run, not this one
+                log.warning(
+                    "MLflow run %s could not be marked %s (%s); it shows RUNNING until a later training in its "
+                    'experiment marks it KILLED, or: python -c "import mlflow; mlflow.MlflowClient().'
+                    "set_terminated('%s', '%s')\"",
+                    self.run_id,
+                    status,
+                    f"{type(e).__name__}: {e}",
+                    self.run_id,
+                    status,
+                )
+                raise
             if exc is not None:  # what the CLI names (e.g. on SIGTERM); an outer run (a sweep) overwrites its trial's
                 exc.ended_run = (self.run_id, status)
