@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from cityagent.hub.protocols import TaskData
+from cityagent.interrupts import deferred
 from cityagent.store_check import masked
 from cityagent.training.config import RunConfig
 from cityagent.training.orphans import mark_orphaned
@@ -72,21 +73,24 @@ def start_run(
     (``mark_orphaned``)."""
     if urlsplit(uri).password:  # MLflow prints "View run" links with the URI's credentials in them
         os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
-    run = TrackedRun.start(
-        uri,
-        experiment_name(cfg),
-        run_name or f"{cfg.model.name}-{task_name(cfg.task)}",
-        run_tags(cfg, fp, kind),
-        parent_run_id,
-    )
-    if parent_run_id is None:  # a sweep's child runs belong to a process already checked at its parent's start
-        mark_orphaned(run.client, [run.experiment_id])
+    run = None
     try:
+        with deferred():  # a SIGTERM while the run is created is raised once there is a run to mark
+            run = TrackedRun.start(
+                uri,
+                experiment_name(cfg),
+                run_name or f"{cfg.model.name}-{task_name(cfg.task)}",
+                run_tags(cfg, fp, kind),
+                parent_run_id,
+            )
+        if parent_run_id is None:  # a sweep's child runs belong to a process already checked at its parent's start
+            mark_orphaned(run.client, [run.experiment_id])
         run.params(run_params(cfg, task, fp))
         run.text(yaml.safe_dump(shareable(cfg).model_dump(), sort_keys=False), "config.yaml")
         run.text("\n".join(task.notes) + "\n", "task_notes.txt")
-    except Exception:  # e.g. artifacts the store cannot take: the run must not stay RUNNING with nothing in it
-        with contextlib.suppress(Exception):  # a store that is down cannot take this either; its error is raised
-            run.end("FAILED")
+    except BaseException as e:  # artifacts the store cannot take, a SIGTERM: the run must not stay RUNNING
+        if run is not None:
+            with contextlib.suppress(Exception):  # a store that is down cannot take this either; its error is raised
+                run.__exit__(type(e), e, e.__traceback__)  # marks it FAILED (KILLED for Ctrl-C) as `with run` would
         raise
     return run

@@ -187,3 +187,26 @@ def test_a_store_error_in_the_check_never_fails_the_training(store, dead_pid, mo
         assert mark_orphaned(client, [exp]) == []
     assert status(client, orphan) == "RUNNING"
     run.end()
+
+
+def test_a_sigterm_while_the_run_is_created_ends_it_failed_not_running(store, monkeypatch):
+    from cityagent.agent.schedule import Interrupted
+    from cityagent.interrupts import interrupt
+
+    uri, client, exp = store
+    cfg = load_config(None, {"tracking.experiment": client.get_experiment(exp).name})
+    create = MlflowClient.create_run
+
+    def sigterm_then_create(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)  # lands inside the call: the run is created all the same
+        return create(*args, **kwargs)
+
+    monkeypatch.setattr(MlflowClient, "create_run", sigterm_then_create)
+    previous = signal.signal(signal.SIGTERM, lambda *_: interrupt(Interrupted("stopped by SIGTERM")))
+    try:
+        with pytest.raises(Interrupted) as caught:
+            start_run(uri, cfg, *_task_and_fingerprint(), "deep")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    [run] = client.search_runs([exp])
+    assert run.info.status == "FAILED" and caught.value.ended_run == (run.info.run_id, "FAILED")
