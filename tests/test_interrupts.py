@@ -10,7 +10,7 @@ import pytest
 
 from cityagent.agent.schedule import Interrupted
 from cityagent.interrupts import deferred, held, interrupt, uninterrupted
-from cityagent.training.tracked_run import TrackedRun
+from cityagent.training.tracked_run import TrackedRun, held_for
 
 
 @pytest.fixture
@@ -78,6 +78,25 @@ def test_other_threads_are_untouched_by_deferred():
     worker.start()
     worker.join()
     assert outcome == ["written", "raised where called"]
+
+
+@pytest.mark.parametrize(
+    ("uri", "held"),
+    [
+        ("sqlite:///mlflow.db", True),
+        ("postgresql://mlflow@127.0.0.1/mlflow", True),
+        ("/srv/mlruns", True),
+        ("http://127.0.0.1:5000", False),
+        ("https://mlflow.example.org", False),
+    ],
+)
+def test_only_a_store_written_in_this_process_holds_the_sigterm(handler, uri, held):
+    steps = []
+    with pytest.raises(Interrupted):
+        with held_for(uri):
+            sigterm_self()  # a server that is down would hold it for a minute of retries: not worth waiting for
+            steps.append("call ended")
+    assert steps == (["call ended"] if held else [])
 
 
 def test_a_sigterm_during_a_store_call_lets_it_land_and_the_run_is_marked_failed(handler, tmp_path):

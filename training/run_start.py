@@ -9,12 +9,11 @@ from urllib.parse import urlsplit
 import yaml
 
 from cityagent.hub.protocols import TaskData
-from cityagent.interrupts import deferred
 from cityagent.store_check import masked
 from cityagent.training.config import RunConfig
 from cityagent.training.orphans import mark_orphaned
 from cityagent.training.task import HubFingerprint, task_name
-from cityagent.training.tracked_run import TrackedRun
+from cityagent.training.tracked_run import TrackedRun, held_for
 from cityagent.training.tracking import experiment_name, git_commit
 
 
@@ -75,7 +74,7 @@ def start_run(
         os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
     run = None
     try:
-        with deferred():  # a SIGTERM while the run is created is raised once there is a run to mark
+        with held_for(uri):  # a SIGTERM while the run is created is raised once there is a run to mark
             run = TrackedRun.start(
                 uri,
                 experiment_name(cfg),

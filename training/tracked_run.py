@@ -5,9 +5,11 @@ import logging
 import tempfile
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from types import TracebackType
 from typing import Any
+from urllib.parse import urlsplit
 
 from cityagent.errors import TrackingUnreachable
 from cityagent.health import unreachable
@@ -18,6 +20,14 @@ from cityagent.training.tracking import client_for, experiment_id, finite, param
 log = logging.getLogger(__name__)
 BATCH = 100  # MLflow accepts at most 100 params / 1000 metrics per log_batch call
 BUNDLE_ARTIFACT = "bundle/model.pt"  # report.BUNDLE_DIR / bundle.BUNDLE_FILE: what `cityagent export` reads
+
+
+def held_for(uri: str) -> AbstractContextManager[None]:
+    """A SIGTERM waits for a call into the store at ``uri`` to end when the store is written in this process
+    (sqlite, a database, files): cut inside SQLAlchemy mid-transaction, it could leave the store unable to mark the
+    run FAILED. An http(s) server's call is cut at once: the server finishes its side, and a server that is down
+    would hold the SIGTERM for a minute of retries."""
+    return nullcontext() if urlsplit(uri).scheme in ("http", "https") else deferred()
 
 
 class TrackedRun:
@@ -35,9 +45,9 @@ class TrackedRun:
 
     def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """``fn(*args, **kwargs)``; when the server is gone, one CityAgentError naming it and what to do. A SIGTERM
-        waits for the call to end: cut inside SQLAlchemy, it could leave the store unable to mark the run FAILED."""
+        waits for a local store's call to end (``held_for``)."""
         try:
-            with deferred():
+            with held_for(self.client.tracking_uri):
                 return fn(*args, **kwargs)
         except Exception as e:
             uri = self.client.tracking_uri
