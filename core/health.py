@@ -7,12 +7,17 @@ import urllib.request
 from urllib.parse import unquote, urlsplit
 
 
+def is_server(uri: str) -> bool:
+    """Whether ``uri`` names an http(s) tracking server rather than a store this process writes itself."""
+    return uri.startswith(("http://", "https://"))
+
+
 def unreachable(uri: str, timeout_s: float = 3.0) -> str | None:
     """Why the http(s) server at ``uri`` did not answer ``GET /health`` within ``timeout_s`` seconds; None when it
     answered, with any status (an auth proxy in front still means the server is up), or when ``uri`` is not http(s)
     (a sqlite file needs no server). Credentials in the URL (``https://user:pass@host``, which MLflow's client
     accepts) are sent as basic auth, not as part of the address."""
-    if not uri.startswith(("http://", "https://")):
+    if not is_server(uri):
         return None
     parts = urlsplit(uri)
     headers = {}

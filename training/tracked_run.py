@@ -9,10 +9,9 @@ from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from types import TracebackType
 from typing import Any
-from urllib.parse import urlsplit
 
 from cityagent.errors import TrackingUnreachable
-from cityagent.health import unreachable
+from cityagent.health import is_server, unreachable
 from cityagent.interrupts import deferred
 from cityagent.training.orphans import process_tags
 from cityagent.training.tracking import client_for, experiment_id, finite, param_value
@@ -27,7 +26,7 @@ def held_for(uri: str) -> AbstractContextManager[None]:
     (sqlite, a database, files): cut inside SQLAlchemy mid-transaction, it could leave the store unable to mark the
     run FAILED. An http(s) server's call is cut at once: the server finishes its side, and a server that is down
     would hold the SIGTERM for a minute of retries."""
-    return nullcontext() if urlsplit(uri).scheme in ("http", "https") else deferred()
+    return nullcontext() if is_server(uri) else deferred()
 
 
 class TrackedRun:
@@ -42,6 +41,10 @@ class TrackedRun:
     def __init__(self, client: Any, run_id: str, experiment_id: str | None = None) -> None:
         self.client, self.run_id, self.experiment_id = client, run_id, experiment_id
         self.logged: set[str] = set()  # artifact paths stored so far
+
+    def _mark_command(self, status: str) -> str:
+        """The one line a person runs to mark this run ``status`` once its store takes writes again."""
+        return f"python -c \"import mlflow; mlflow.MlflowClient().set_terminated('{self.run_id}', '{status}')\""
 
     def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """``fn(*args, **kwargs)``; when the server is gone, one CityAgentError naming it and what to do. A SIGTERM
@@ -60,8 +63,7 @@ class TrackedRun:
                 else "start it again (or unset MLFLOW_TRACKING_URI for the local store) and retrain"
             )
             left = (  # it cannot be marked FAILED while the server is down
-                f'; the run stays RUNNING there until marked: python -c "import mlflow; '
-                f"mlflow.MlflowClient().set_terminated('{self.run_id}', 'FAILED')\""
+                f"; the run stays RUNNING there until marked: {self._mark_command('FAILED')}"
                 if BUNDLE_ARTIFACT not in self.logged
                 else ""
             )
@@ -149,13 +151,11 @@ class TrackedRun:
             except Exception as e:  # said here: the caller reports the failure that ended the run, not this one
                 log.warning(
                     "MLflow run %s could not be marked %s (%s); it shows RUNNING until a later training in its "
-                    'experiment marks it KILLED, or: python -c "import mlflow; mlflow.MlflowClient().'
-                    "set_terminated('%s', '%s')\"",
+                    "experiment marks it KILLED, or: %s",
                     self.run_id,
                     status,
                     f"{type(e).__name__}: {e}",
-                    self.run_id,
-                    status,
+                    self._mark_command(status),
                 )
                 raise
             if exc is not None:  # what the CLI names (e.g. on SIGTERM); an outer run (a sweep) overwrites its trial's

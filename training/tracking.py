@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cityagent.errors import CityAgentError, ConfigError
+from cityagent.health import is_server
 from cityagent.home import home_dir
 from cityagent.store_check import bound_http_retries, store_problem
 from cityagent.training.config import RunConfig
@@ -61,7 +62,7 @@ def client_for(uri: str | None = None) -> "MlflowClient":
 
     uri = tracking_uri(uri)
     check_server(uri)
-    if uri.startswith(("http://", "https://")):
+    if is_server(uri):
         bound_http_retries()
     return MlflowClient(tracking_uri=uri)
 
