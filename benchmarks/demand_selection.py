@@ -7,6 +7,7 @@
     python benchmarks/demand_selection.py --quantiles 0.1 0.5 0.9          # intervals: coverage and pinball
     python benchmarks/demand_selection.py --diagnose                       # where the error above noise is
     python benchmarks/demand_selection.py --calendar tod weekend dow_index --variants '{"day_channel": 3, ...}'
+    python benchmarks/demand_selection.py --graph corr:4 grid+corr:4       # neighbours by correlation, not the grid
 
 The blocks are the validation split and the two blocks of the same length (63 hourly samples) before it. For each
 block a model is fitted on the samples before it and scored on it (RMSE in trips); choices are made on the mean over
@@ -29,6 +30,11 @@ interval, the pinball loss and the interval's mean width (the RMSE column is the
 as the rate), the share of that excess in the 10 busiest cells, the lag-1 autocorrelation of each cell's residuals
 (negative: the last hour is trusted too much) and the share of the squared error that is city-wide (the residual's
 mean over cells).
+
+``--graph`` swaps the neighbour graph the features pool over (the task's 4-neighbour grid): ``corr:K`` links each
+cell to the K cells whose hourly deviations from their own hour-and-weekend mean correlate best with its own, over
+the hours before the block (STMeta's correlation graph, the published table's best model), ``grid+corr:K`` adds
+those links to the grid, ``raw:K`` correlates the counts themselves (mostly the shared daily cycle).
 """
 
 import argparse
@@ -64,6 +70,43 @@ def deep_block_forecasts(name: str, blocks: list[tuple[int, int]], seeds: tuple[
     return deep_period_forecasts(tree, overrides, periods, seeds, label=name)
 
 
+def correlation_graph(series: np.ndarray, slots: np.ndarray, k: int, deviations: bool = True) -> np.ndarray:
+    """0/1 ``[N, N]``: each cell's ``k`` best-correlated other cells over ``series [L, N]``, whose hour-and-weekend
+    slot is ``slots [L]``; with ``deviations`` each cell's mean per slot is removed first, so the shared daily
+    cycle does not make every pair correlate."""
+    r = np.asarray(series, dtype=np.float64).copy()
+    if deviations:
+        for s in np.unique(slots):
+            r[slots == s] -= r[slots == s].mean(0)
+    r -= r.mean(0)
+    z = r / np.where(r.std(0) > 0, r.std(0), 1.0)
+    corr = z.T @ z / len(z)
+    np.fill_diagonal(corr, -np.inf)
+    graph = np.zeros_like(corr)
+    np.put_along_axis(graph, np.argsort(-corr, axis=1)[:, :k], 1.0, axis=1)
+    return graph
+
+
+def graph_spec(spec: str) -> tuple[str, int]:
+    """``corr:8`` → ``("corr", 8)``; exits naming the forms ``--graph`` takes."""
+    kind, _, k = spec.rpartition(":")
+    if kind not in ("corr", "grid+corr", "raw") or not k.isdigit() or int(k) < 1:
+        raise SystemExit(f"--graph {spec!r}: use grid, corr:K, grid+corr:K or raw:K (K ≥ 1 cells per cell)")
+    return kind, int(k)
+
+
+def block_graph(spec: str, grid: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """The neighbour graph ``spec`` (see ``--graph``) from the windows ``x [S, T, N, F]`` (real units, the tod and
+    weekend channels 1 and 2, as in the table's task) before a block: their last frames are consecutive hours."""
+    if spec == "grid":
+        return grid
+    kind, k = graph_spec(spec)
+    last = x[:, -1]
+    slots = np.floor(last[:, 0, 1] * 24 + 0.5).astype(np.int64) % 24 + 24 * (last[:, 0, 2] > 0.5)
+    graph = correlation_graph(last[..., 0], slots, k, deviations=kind != "raw")
+    return np.maximum(graph, grid) if kind == "grid+corr" else graph
+
+
 def main() -> int:
     from accuracy import didi_gbrt_task
 
@@ -84,7 +127,13 @@ def main() -> int:
         "(e.g. tod weekend dow_index puts dow_index at channel 3, for day_channel: 3)",
     )
     ap.add_argument("--diagnose", action="store_true", help="break each block's error down")
+    ap.add_argument("--graph", nargs="+", default=["grid"], help="neighbour graphs: grid, corr:K, grid+corr:K, raw:K")
     args = ap.parse_args()
+    for spec in args.graph:
+        if spec != "grid":
+            graph_spec(spec)
+            if args.calendar and args.calendar[:2] != ["tod", "weekend"]:
+                raise SystemExit("--graph corr:K reads tod and weekend from channels 1 and 2: begin --calendar so")
     cfg, task, (xs, xo, ys, yo) = didi_gbrt_task(args.threads, args.calendar)
     xt, yt, mt = task.train.arrays()
     xv, yv, mv = task.val.arrays()
@@ -123,31 +172,34 @@ def main() -> int:
         )
 
     deep = deep_block_forecasts(args.blend, blocks) if args.blend else None
-    for variant in args.variants:
+    runs = [(v, g) for g in args.graph for v in args.variants]
+    for variant, graph in runs:
+        label = variant if graph == "grid" else f"{variant}, {graph} graph"
         found: dict[str, list[float]] = {g: [] for g in gaps}
         trees = []  # the last gap's forecasts per block, for the blends
         for start, stop in blocks:
             for g, gap in gaps.items():
                 fit_end = start - gap
                 ok = m[:fit_end].all(axis=(1, 2))
-                model = build_model(cfg.model.name, **(base | json.loads(variant)))
+                adjacency = block_graph(graph, base["adjacency"], x[:fit_end] * xs + xo)
+                model = build_model(cfg.model.name, **(base | {"adjacency": adjacency} | json.loads(variant)))
                 model.fit(x[:fit_end][ok] * xs + xo, y[:fit_end][ok] * ys + yo)
                 pred = (model.predict(x[start:stop] * xs + xo) - yo) / ys
                 if args.quantiles:
-                    print(f"  {variant} {g} [{start}, {stop}): {intervals(pred, start, stop)}", file=sys.stderr)
+                    print(f"  {label} {g} [{start}, {stop}): {intervals(pred, start, stop)}", file=sys.stderr)
                     pred = pred[..., median_level(args.quantiles)]
                 found[g].append(rmse(pred, start, stop))
                 if args.diagnose:
-                    print(f"  {variant} {g} [{start}, {stop}): {diagnose(pred, start, stop)}", file=sys.stderr)
-                print(f"  {variant} {g} [{start}, {stop}): {found[g][-1]:.4f}", file=sys.stderr, flush=True)
+                    print(f"  {label} {g} [{start}, {stop}): {diagnose(pred, start, stop)}", file=sys.stderr)
+                print(f"  {label} {g} [{start}, {stop}): {found[g][-1]:.4f}", file=sys.stderr, flush=True)
             trees.append(pred)
         cells = [f"{found[g][b]:.4f}" for b in range(3) for g in gaps]
         means = [f"**{np.mean(found[g]):.4f}**" for g in gaps]
-        print(f"| `{variant}` | {' | '.join(cells)} | {' | '.join(means)} |", flush=True)
+        print(f"| `{label}` | {' | '.join(cells)} | {' | '.join(means)} |", flush=True)
         for w in BLEND_WEIGHTS if deep else ():
             scores = [rmse((1 - w) * t + w * d, a, b) for t, d, (a, b) in zip(trees, deep, blocks, strict=True)]
             cells = " | ".join(f"{v:.4f}" for v in scores)
-            print(f"| `{variant}`, {w:.0%} {args.blend} | {cells} | {np.mean(scores):.4f} |", flush=True)
+            print(f"| `{label}`, {w:.0%} {args.blend} | {cells} | {np.mean(scores):.4f} |", flush=True)
     return 0
 
 
