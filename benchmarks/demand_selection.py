@@ -8,6 +8,7 @@
     python benchmarks/demand_selection.py --diagnose                       # where the error above noise is
     python benchmarks/demand_selection.py --calendar tod weekend dow_index --variants '{"day_channel": 3, ...}'
     python benchmarks/demand_selection.py --graph corr:4 grid+corr:4       # neighbours by correlation, not the grid
+    python benchmarks/demand_selection.py --levels L24 od-dep,L24           # levels over more than 6 hours
 
 The blocks are the validation split and the two blocks of the same length (63 hourly samples) before it. For each
 block a model is fitted on the samples before it and scored on it (RMSE in trips); choices are made on the mean over
@@ -35,6 +36,11 @@ mean over cells).
 cell to the K cells whose hourly deviations from their own hour-and-weekend mean correlate best with its own, over
 the hours before the block (STMeta's correlation graph, the published table's best model), ``grid+corr:K`` adds
 those links to the grid, ``raw:K`` correlates the counts themselves (mostly the shared daily cycle).
+
+``--levels`` gives the trees each cell's level over more past hours than the window's 6 closeness frames, against
+its usual level: a comma-separated set of ``longer_levels`` kinds per row (``L24``: the last 24 hours; ``half``:
+the last complete half-day; ``today``: since midnight; ``od-dep`` / ``od-arr``: trips leaving / reaching the cell
+in the last complete half-day, from the archive's OD counts). They enter as extra channels of the last input step.
 """
 
 import argparse
@@ -107,8 +113,24 @@ def block_graph(spec: str, grid: np.ndarray, x: np.ndarray) -> np.ndarray:
     return np.maximum(graph, grid) if kind == "grid+corr" else graph
 
 
+def longer_inputs(task) -> tuple:
+    """``(series [T, N], anchors [S], od, first_weekday)`` for ``longer_levels.extra_channels`` over the train and
+    validation windows (the series is read only up to each window's last input hour)."""
+    from longer_levels import od_half_days
+
+    from cityagent.hub.importers.datasets import known_dataset, shared_data_dir
+
+    times = task.train.times
+    if times[0].hour != 0 or (len(times) > 1 and times[1] - times[0] != np.timedelta64(1, "h")):
+        raise SystemExit("--levels expects an hourly series starting at midnight (the DiDi task)")
+    anchors = np.concatenate([task.train.anchors, task.val.anchors])
+    od = od_half_days(shared_data_dir() / known_dataset("didi-xian").path, list(task.nodes))
+    return np.nan_to_num(task.train.y.astype(np.float64)), anchors, od, times[0].weekday()
+
+
 def main() -> int:
     from accuracy import didi_gbrt_task
+    from longer_levels import check_kinds, extra_channels
 
     from cityagent.models import build_model
     from cityagent.training.build import build_params
@@ -128,13 +150,18 @@ def main() -> int:
     )
     ap.add_argument("--diagnose", action="store_true", help="break each block's error down")
     ap.add_argument("--graph", nargs="+", default=["grid"], help="neighbour graphs: grid, corr:K, grid+corr:K, raw:K")
+    ap.add_argument("--levels", nargs="+", default=[""], help="longer levels per row, e.g. L24 od-dep,L24 ('': none)")
     args = ap.parse_args()
     for spec in args.graph:
         if spec != "grid":
             graph_spec(spec)
             if args.calendar and args.calendar[:2] != ["tod", "weekend"]:
                 raise SystemExit("--graph corr:K reads tod and weekend from channels 1 and 2: begin --calendar so")
+    for spec in args.levels:
+        if spec:
+            check_kinds(spec)
     cfg, task, (xs, xo, ys, yo) = didi_gbrt_task(args.threads, args.calendar)
+    longer = longer_inputs(task) if any(args.levels) else None
     xt, yt, mt = task.train.arrays()
     xv, yv, mv = task.val.arrays()
     x, y, m = np.concatenate([xt, xv]), np.concatenate([yt, yv]), np.concatenate([mt, mv])
@@ -172,19 +199,24 @@ def main() -> int:
         )
 
     deep = deep_block_forecasts(args.blend, blocks) if args.blend else None
-    runs = [(v, g) for g in args.graph for v in args.variants]
-    for variant, graph in runs:
-        label = variant if graph == "grid" else f"{variant}, {graph} graph"
+    runs = [(v, g, lv) for g in args.graph for lv in args.levels for v in args.variants]
+    for variant, graph, levels in runs:
+        label = variant + ("" if graph == "grid" else f", {graph} graph") + (f", levels {levels}" if levels else "")
         found: dict[str, list[float]] = {g: [] for g in gaps}
         trees = []  # the last gap's forecasts per block, for the blends
         for start, stop in blocks:
             for g, gap in gaps.items():
                 fit_end = start - gap
                 ok = m[:fit_end].all(axis=(1, 2))
-                adjacency = block_graph(graph, base["adjacency"], x[:fit_end] * xs + xo)
-                model = build_model(cfg.model.name, **(base | {"adjacency": adjacency} | json.loads(variant)))
-                model.fit(x[:fit_end][ok] * xs + xo, y[:fit_end][ok] * ys + yo)
-                pred = (model.predict(x[start:stop] * xs + xo) - yo) / ys
+                xr = x * xs + xo
+                if levels:  # usual levels from the hours before the first window the model does not learn
+                    extra = extra_channels(levels, *longer, fit_end)
+                    xr = np.concatenate([xr, np.broadcast_to(extra[:, None], (*xr.shape[:3], extra.shape[-1]))], -1)
+                adjacency = block_graph(graph, base["adjacency"], xr[:fit_end])
+                params = base | {"adjacency": adjacency, "in_features": xr.shape[-1]} | json.loads(variant)
+                model = build_model(cfg.model.name, **params)
+                model.fit(xr[:fit_end][ok], y[:fit_end][ok] * ys + yo)
+                pred = (model.predict(xr[start:stop]) - yo) / ys
                 if args.quantiles:
                     print(f"  {label} {g} [{start}, {stop}): {intervals(pred, start, stop)}", file=sys.stderr)
                     pred = pred[..., median_level(args.quantiles)]
