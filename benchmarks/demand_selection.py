@@ -47,8 +47,12 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from cityagent.training.task import TaskData
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -113,7 +117,7 @@ def block_graph(spec: str, grid: np.ndarray, x: np.ndarray) -> np.ndarray:
     return np.maximum(graph, grid) if kind == "grid+corr" else graph
 
 
-def longer_inputs(task) -> tuple:
+def longer_inputs(task: "TaskData") -> tuple:
     """``(series [T, N], anchors [S], od, first_weekday)`` for ``longer_levels.extra_channels`` over the train and
     validation windows (the series is read only up to each window's last input hour)."""
     from longer_levels import od_half_days
