@@ -4,8 +4,10 @@ fallback), or a local Ray whose files stay under ``$CITYAGENT_HOME/ray``."""
 import hashlib
 import logging
 import os
+import signal
 import socket
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -213,6 +215,23 @@ def _loopback_node() -> Iterator[None]:
             ray_constants.ENABLE_RAY_CLUSTER = before
 
 
+def python_sigterm_first() -> None:
+    """Put Python's SIGTERM handler back in front of the one ``ray.init`` adds natively.
+
+    Ray's core installs absl's failure-signal handler for SIGTERM. It prints a stack dump ("*** SIGTERM received"),
+    passes the signal on to Python's handler and arms ``alarm(3)``, whose SIGALRM aborts the process. Whatever a
+    SIGTERM's clean-up did after those 3 seconds (marking the MLflow run FAILED on a team server, the registry's
+    history entry, releasing the task's lock) was cut off, and the process exited 134 (SIGABRT), not 143.
+    Installing the Python handler again takes the native one out of the path; which Python handler runs (ray.init's
+    ``sys.exit``, or a caller's) is unchanged. Main thread only, where Python may set handlers.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+    handler = signal.getsignal(signal.SIGTERM)
+    if handler is not None:  # None: set outside Python, nothing to put back
+        signal.signal(signal.SIGTERM, handler)
+
+
 def connect(
     address: str | None,
     num_cpus: int,
@@ -247,6 +266,7 @@ def connect(
             if "InvalidAuthToken" in _chain(e):
                 hint = "; " + auth_hint(os.environ.get("RAY_AUTH_MODE") == "token")
             raise CityAgentError(f"could not connect to the Ray cluster at {target}: {e}{hint}") from e
+        python_sigterm_first()
         log.info("connected to Ray at %s", target)
         if not getattr(context, "dashboard_url", "unknown"):  # no state API: Ray Train's cleaners never exit
             log.warning(
@@ -276,6 +296,7 @@ def connect(
             _temp_dir=str(temp),
             log_to_driver=False,
         )
+    python_sigterm_first()
     node_ip = ray.util.get_node_ip_address()
     if node_ip != LOOPBACK:
         log.warning("the local Ray took node address %s, so its ports are reachable from the network", node_ip)
