@@ -83,14 +83,14 @@ def retrain_config(
 
 def log_reference(run_id: str, data: TaskData, metrics: Mapping[str, float], bins: int, tracking_uri: str) -> dict:
     """Summarise the training steps' value channels as the run's drift reference (artifact and local copy)."""
-    from mlflow import MlflowClient
+    from cityagent.training.tracking import client_for
 
     columns, _ = split_features(data.feature_names)
     train_end = int(data.extra.get("train_steps") or data.train.anchors.max() + 1)
     values = {c: data.train.x[:train_end, :, i] for i, c in enumerate(columns)}  # [T_train, N] each
     ref = reference_from(values, metrics={"mae": float(metrics["test_mae"])}, nodes=data.nodes, bins=bins)
     with tempfile.TemporaryDirectory() as tmp:
-        MlflowClient(tracking_uri).log_artifact(run_id, str(save_reference(ref, Path(tmp) / REFERENCE_ARTIFACT)))
+        client_for(tracking_uri).log_artifact(run_id, str(save_reference(ref, Path(tmp) / REFERENCE_ARTIFACT)))
     save_reference(ref, reference_path(run_id))
     return ref
 

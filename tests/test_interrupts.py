@@ -2,6 +2,7 @@
 finish with the run (``uninterrupted``); the handlers are real, and so is the signal."""
 
 import os
+import pickle
 import signal
 import threading
 from collections.abc import Iterator
@@ -114,3 +115,26 @@ def test_a_sigterm_during_a_store_call_lets_it_land_and_the_run_is_marked_failed
             raise AssertionError("the interrupt must end the run as the write ends")
     done = run.client.get_run(run.run_id)
     assert done.info.status == "FAILED" and done.data.metrics == {"train_loss": 0.5}
+
+
+def test_a_registry_write_through_a_local_stores_client_ends_before_the_sigterm_lands(handler, tmp_path, monkeypatch):
+    """Export and the gate write the registry through ``client_for``'s client, not TrackedRun: a SIGTERM that comes
+    inside such a call (here: as it starts) waits for the write to land, then raises."""
+    from mlflow import MlflowClient
+
+    from cityagent.training.tracking import client_for
+
+    client = client_for(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    create = MlflowClient.create_registered_model
+
+    def sigterm_then_create(self, *args, **kwargs):
+        sigterm_self()
+        return create(self, *args, **kwargs)
+
+    monkeypatch.setattr(MlflowClient, "create_registered_model", sigterm_then_create)
+    with pytest.raises(Interrupted):
+        client.create_registered_model("traffic-sigterm")
+        raise AssertionError("the interrupt must come as the write ends")
+    assert client.get_registered_model("traffic-sigterm").name == "traffic-sigterm"
+    assert client.tracking_uri.startswith("sqlite:///") and isinstance(client, MlflowClient)
+    assert pickle.loads(pickle.dumps(client)).get_registered_model("traffic-sigterm")  # pickles like MlflowClient

@@ -6,6 +6,8 @@ Default store: ``sqlite:///$CITYAGENT_HOME/mlflow.db`` with artifacts beside it;
 Everything is logged from the driver (one process), so Ray workers never create duplicate runs.
 """
 
+import functools
+import inspect
 import logging
 import math
 import os
@@ -62,9 +64,38 @@ def client_for(uri: str | None = None) -> "MlflowClient":
 
     uri = tracking_uri(uri)
     check_server(uri)
-    if is_server(uri):
-        bound_http_retries()
-    return MlflowClient(tracking_uri=uri)
+    if is_server(uri):  # a server's calls are cut at once: it finishes its side, and one that is down would hold
+        bound_http_retries()  # a SIGTERM for a minute of retries
+        return MlflowClient(tracking_uri=uri)
+    return _held_client()(tracking_uri=uri)
+
+
+@functools.cache
+def _held_client() -> type["MlflowClient"]:
+    """``MlflowClient`` whose every public call holds a SIGTERM until it returns (``deferred``), for the stores this
+    process writes itself (sqlite, a database, files). Cut inside SQLAlchemy mid-transaction, a registry write of
+    export or the gate could leave the store unable to record what happened (the run FAILED, the history entry)."""
+    from mlflow import MlflowClient
+
+    from cityagent.interrupts import deferred
+
+    def held(name: str) -> Any:
+        def call(self: MlflowClient, *args: Any, **kwargs: Any) -> Any:
+            with deferred():
+                return getattr(MlflowClient, name)(self, *args, **kwargs)  # looked up now: a test's patch applies
+
+        call.__name__ = call.__qualname__ = name
+        return call
+
+    public = [n for n, f in vars(MlflowClient).items() if not n.startswith("_") and inspect.isfunction(f)]
+    return type("HeldMlflowClient", (MlflowClient,), {n: held(n) for n in public} | {"__module__": __name__})
+
+
+def __getattr__(name: str) -> Any:
+    """Pickle finds the held client's class by name, like MlflowClient's (it is made on first use)."""
+    if name == "HeldMlflowClient":
+        return _held_client()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def experiment_id(client: Any, name: str) -> str:
