@@ -14,6 +14,7 @@ from cityagent.agent.cli import app
 from cityagent.agent.cli_train import CONFIG_DIR, _overrides, run_config
 from cityagent.errors import ConfigError
 from cityagent.training.config import load_config
+from tests.sigterm import sigterm_when
 
 BIN = Path(sys.executable).parent
 
@@ -125,9 +126,6 @@ def test_a_diverged_run_exits_2_with_one_line_and_is_recorded_failed(tmp_path):
 
 def test_sigterm_ends_training_with_143_and_one_line_naming_the_failed_run(tmp_path):
     """Lightning answers SIGTERM with a bare SystemExit, so `train` exited 0 and cron, CI or a Job saw success."""
-    import signal
-    import time
-
     from mlflow import MlflowClient
 
     from cityagent.hub.synth import synthesize
@@ -138,18 +136,9 @@ def test_sigterm_ends_training_with_143_and_one_line_naming_the_failed_run(tmp_p
         env.pop(key, None)
     cmd = [str(BIN / "cityagent"), "train", "traffic", "--hub", str(hub), "--workers", "0"]
     cmd += ["train.max_epochs=1000", "train.patience=1000"]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        deadline = time.monotonic() + 300
-        while not any((tmp_path / "home" / "checkpoints").glob("*/*.ckpt")):  # an epoch is done: it trains
-            assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read()
-            time.sleep(0.2)
-        proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 143, out
+    checkpoints = tmp_path / "home" / "checkpoints"
+    code, out = sigterm_when(cmd, lambda: any(checkpoints.glob("*/*.ckpt")), 300, env)  # an epoch is done: it trains
+    assert code == 143, out
     words = " ".join(out.split())
     found = re.search(r"training interrupted by SIGTERM after [\d.]+ s; run ([0-9a-f]{32}) marked FAILED; nothing was "
                       r"registered", words)  # fmt: skip

@@ -22,6 +22,7 @@ from cityagent.agent.schedule import SIGTERM_EXIT, Scheduler, last_run
 from cityagent.interrupts import uninterrupted
 from cityagent.training.registry import history
 from tests.agent.test_retrain import QUICK, _store, baseline, champion, city, store  # noqa: F401  (fixtures)
+from tests.sigterm import sigterm_when
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -184,20 +185,9 @@ def test_sigterm_while_lightning_trains_fails_the_retrain_in_a_real_process(city
     schedule = "  schedule: {traffic: '* * * * * *'}\n  timezone: UTC\n" if mode == "--schedule" else ""
     config.write_text(f"hub: {city}\nretrain:\n{schedule}  overrides:\n    traffic: {slow}\n")
     cmd = [sys.executable, "-m", "cityagent.agent.cli", "retrain", mode, *(["traffic"] if mode == "--now" else [])]
-    proc = subprocess.Popen(
-        [*cmd, "-c", str(config)], env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    client, deadline = MlflowClient(store), time.monotonic() + 180
-    try:
-        while _training_run(client, dataset) is None:
-            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate(timeout=10)[0]
-            time.sleep(0.3)
-        proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == SIGTERM_EXIT, out
+    client = MlflowClient(store)
+    code, out = sigterm_when([*cmd, "-c", str(config)], lambda: _training_run(client, dataset) is not None, 180)
+    assert code == SIGTERM_EXIT, out
     assert "task traffic interrupted by SIGTERM" in out and " done in " not in out, out
     exp = client.get_experiment_by_name("traffic").experiment_id
     [run] = client.search_runs(
@@ -234,24 +224,10 @@ def test_sigterm_while_ray_trains_lets_the_clean_up_finish_and_exits_143(city, s
     slow |= {"train.workers": 1}
     config = tmp_path / "agent.yaml"
     config.write_text(f"hub: {city}\nretrain:\n  overrides:\n    traffic: {slow}\n")
-    proc = subprocess.Popen(
-        [sys.executable, "-c", RAY_CLEANUP, str(config)],
-        env=dict(os.environ),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    client, deadline = MlflowClient(store), time.monotonic() + 240
-    try:
-        while _training_run(client, dataset) is None:  # an epoch reported from the Ray worker: Ray is training
-            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate(timeout=10)[0]
-            time.sleep(0.3)
-        proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == SIGTERM_EXIT, out
+    client = MlflowClient(store)  # an epoch in the run: reported from the Ray worker, so Ray is training
+    cmd = [sys.executable, "-c", RAY_CLEANUP, str(config)]
+    code, out = sigterm_when(cmd, lambda: _training_run(client, dataset) is not None, 240)
+    assert code == SIGTERM_EXIT, out
     assert "task traffic interrupted by SIGTERM" in out and out.rstrip().endswith("cleaned up"), out
     assert "SIGTERM received" not in out, out  # the native handler's stack dump: it was not in the path
     exp = client.get_experiment_by_name("traffic").experiment_id
