@@ -53,7 +53,8 @@ class GBRTDemand:
         profile_weight: weight of the profile forecast in the baseline, the rest HM (with ``tod_channel``; 0.5 was
             best over DiDi's validation split and two earlier training blocks, between 0, 0.25, 0.6, 0.75 and 1).
         max_iter, learning_rate, max_leaf_nodes, min_samples_leaf, l2_regularization: boosting settings.
-        random_state: seed of the early-stopping split.
+        max_features: share of the feature columns each split may choose from, drawn anew per split (1: all).
+        random_state: seed of the early-stopping split and of the column draws.
         seeds: estimators per step, with seeds ``random_state + k``, averaged; their early-stopping splits differ,
             which smooths the stopping point's noise (about ±1 % RMSE on DiDi between single seeds).
         halflife: weigh each training window by 0.5 ** (age / halflife), its age counted in windows back from the
@@ -111,6 +112,7 @@ class GBRTDemand:
         max_leaf_nodes: int = 31,
         min_samples_leaf: int = 20,
         l2_regularization: float = 0.0,
+        max_features: float = 1.0,
         random_state: int = 0,
         seeds: int = 1,
         halflife: float | None = None,
@@ -161,6 +163,8 @@ class GBRTDemand:
             raise ConfigError(f"gbrt_demand profile_weight={profile_weight!r} must be in [0, 1].")
         if seeds < 1:
             raise ConfigError(f"gbrt_demand seeds must be at least 1, got {seeds!r}.")
+        if isinstance(max_features, bool) or not (isinstance(max_features, int | float) and 0 < max_features <= 1):
+            raise ConfigError(f"gbrt_demand max_features={max_features!r} must be a share in (0, 1].")
         if city_level and tod_channel is None:
             raise ConfigError("gbrt_demand city_level needs the profile: set tod_channel to the time-of-day channel.")
         if profile_frames not in ("closeness", "all"):
@@ -206,6 +210,7 @@ class GBRTDemand:
                         l2_regularization=l2_regularization,
                         random_state=random_state + k,
                         categorical_features=cat,
+                        max_features=float(max_features),
                         **loss,
                     )
                     for k in range(seeds)

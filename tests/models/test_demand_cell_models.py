@@ -261,6 +261,20 @@ def test_gbrt_demand_with_a_profile_learns_the_level_and_the_next_hour():
         build_model("gbrt_demand", recent=13, **params)
 
 
+def test_gbrt_demand_max_features_draws_columns_per_split_and_checks_its_share():
+    x, y = demand_data(200, 1)
+    params = common_params() | FRAMES | dict(n_threads=1, max_iter=20)
+    full = build_model("gbrt_demand", **params).fit(x, y)
+    some = build_model("gbrt_demand", max_features=0.3, **params).fit(x, y)
+    assert some.estimators[0][0][0].max_features == 0.3
+    assert not np.allclose(full.predict(x[:20]), some.predict(x[:20]))  # other columns chosen: other trees
+    with torch.no_grad():  # the ONNX-ready torch module walks the same trees
+        np.testing.assert_allclose(some.to_torch()(torch.as_tensor(x[:4])).numpy(), some.predict(x[:4]), atol=1e-9)
+    for bad in (0, 1.5, True, "half"):
+        with pytest.raises(ConfigError, match=r"max_features=.* must be a share in \(0, 1\]"):
+            build_model("gbrt_demand", max_features=bad, **params)
+
+
 def test_uctb_calendar_channels_follow_the_unscaled_target(shared_data):
     """The DiDi task gbrt_demand reads: ``calendar`` appends tod and weekend after the count, outside the scaler."""
     from cityagent.hub.importers.datasets import import_known
