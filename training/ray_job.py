@@ -258,7 +258,7 @@ def train_ray(
             ray.kill(flag)
         if started:
             ray.shutdown()
-        # after ray.shutdown a SIGTERM would kill this process outright (Ray's native handler stays behind), so the
+        # after ray.shutdown ray.init's handler (sys.exit) stays behind and a SIGTERM would end this process, so the
         # caller's clean-up (e.g. the retrain scheduler marking an interrupted run) gets its handler back
         if sigterm is not None and threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, sigterm)

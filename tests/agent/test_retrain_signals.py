@@ -256,7 +256,7 @@ print("still running", flush=True)
 @pytest.mark.ray
 @pytest.mark.slow
 def test_after_ray_training_sigterm_reaches_the_callers_handler(city, tmp_path):  # noqa: F811
-    """ray.init replaces the SIGTERM handler and, after ray.shutdown, Ray's native one kills the process outright:
+    """ray.init replaces the SIGTERM handler and, after ray.shutdown, its sys.exit stays and ends the process:
     the retrain would vanish mid-export with its MLflow run RUNNING and no record. train_ray gives it back."""
     args = [str(city), repr(QUICK | {"task.dataset": "afterray", "model.name": "stid"})]
     done = subprocess.run(
