@@ -215,6 +215,34 @@ sys.exit(code)
 """
 
 
+CONNECTED_CLEANUP = """
+import pathlib, sys, time
+import ray
+from cityagent.training.ray_cluster import connect
+connect(None, 1)
+pathlib.Path(sys.argv[1]).touch()
+try:
+    time.sleep(120)
+except SystemExit:  # ray.init's handler: sys.exit(15), as a retrain waiting in ray.get gets it
+    time.sleep(4)  # clean-up as slow as marking the run FAILED on a team server
+    ray.shutdown()
+    print("cleaned up", flush=True)
+    sys.exit(143)
+"""
+
+
+@pytest.mark.ray
+def test_sigterm_after_connecting_to_ray_lets_a_clean_up_longer_than_3_s_finish(tmp_path):
+    """The native handler ray.init adds aborted the process 3 s after a SIGTERM (exit 134); connect() takes it out
+    of the path, so a slow clean-up ends as it means to. The same through a whole retrain: the slow test below."""
+    connected = tmp_path / "connected"
+    cmd = [sys.executable, "-c", CONNECTED_CLEANUP, str(connected)]
+    code, out = sigterm_when(cmd, connected.exists, 120)
+    assert code == SIGTERM_EXIT and out.rstrip().endswith("cleaned up"), out
+    assert "SIGTERM received" not in out, out
+
+
+@pytest.mark.slow  # a retrain on Ray (about a minute); connect()'s part is checked above in seconds
 @pytest.mark.ray
 def test_sigterm_while_ray_trains_lets_the_clean_up_finish_and_exits_143(city, store, tmp_path):  # noqa: F811
     """ray.init adds a native SIGTERM handler (absl's) that arms a 3-second alarm to abort the process: clean-up

@@ -106,6 +106,7 @@ class Slow(pl.Callback):
         time.sleep(1.0)
 
 
+@pytest.mark.slow  # a 2-worker Ray run of several epochs (about 40 s)
 @pytest.mark.ray
 def test_a_tracking_server_lost_mid_run_stops_the_workers_after_their_epoch(ray_cfg):
     """Epochs are logged while a Ray run trains; one that cannot be logged stops the run then, not at its end."""

@@ -108,6 +108,45 @@ def test_a_cluster_of_several_machines_without_shared_storage_is_warned_about(mo
 
 
 @pytest.mark.ray
+def test_a_placement_waiting_for_cpus_is_said_and_so_is_its_end():
+    """The watch a Ray run keeps, on a worker group's placement group that waits while another job holds a CPU:
+    one line says what it waits for and what the cluster has free, one when it is placed (the whole run: below)."""
+    from ray.util import placement_group, remove_placement_group
+
+    from cityagent.training.ray_wait import PlacementWatch
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)  # 2 CPUs on any machine
+    said: list[str] = []
+    try:
+        hog = ray.remote(num_cpus=1)(Hog).remote()
+        ray.get(hog.ready.remote())
+        group = placement_group([{"CPU": 1}] * 2)  # as Ray Train asks for 2 workers of 1 CPU
+        watch = PlacementWatch(ray.get_runtime_context().get_job_id(), said.append, every_s=0.2, note_after_s=1.0)
+        watch.start()
+        try:
+            _wait_for(lambda: said, "the wait to be said")
+            ray.kill(hog)
+            assert group.wait(timeout_seconds=30)
+            _wait_for(lambda: len(said) == 2, "the placement to be said")
+        finally:
+            watch.stop()
+            remove_placement_group(group)
+    finally:
+        ray.shutdown()
+    assert "waited" in said[0] and "2 worker(s) × {1 CPU}" in said[0], said
+    assert "1 of 2 CPUs free on 1 live node(s): other jobs hold them" in said[0], said
+    assert "workers are placed after" in said[1], said
+
+
+def _wait_for(done, what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not done():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+@pytest.mark.slow  # a whole 2-worker Ray run (about a minute); the watch itself is checked above in seconds
+@pytest.mark.ray
 def test_a_run_waiting_for_cpus_says_so_and_goes_on_once_they_are_free(tiny_cfg, monkeypatch, caplog):
     """Ray Train waits silently while its worker group does not fit (a lost node, CPUs other jobs hold); the driver
     now says what it waits for and what the cluster has free, and when the workers are placed."""

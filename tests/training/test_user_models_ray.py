@@ -2,7 +2,8 @@
 notebook), and one in a module that ``cityagent train ... model.module=...`` names.
 
 Each runs in a process of its own, as a user's would (a test module is not ``__main__``, and its registry is not a new
-shell's). Kept tiny (6 nodes, 1 epoch of 1 batch) so they fit in CI on 2 cores; run them one at a time.
+shell's). Kept tiny (6 nodes, 1 epoch of 1 batch); still about a minute each on 2 cores, so only the ``__main__`` run
+is in the default suite (the others: ``-m slow``).
 """
 
 import shutil
@@ -62,6 +63,7 @@ def test_a_model_registered_in_main_trains_on_two_ray_workers(tiny_hub, tmp_path
     assert "MODE ray 2 EXPORT done: models:/traffic-" in out  # trained on Ray, exported with parity, registered
 
 
+@pytest.mark.slow  # about a minute; the module's path to Ray workers is the same as __main__'s above
 def test_cli_trains_a_model_module_on_two_ray_workers(tiny_hub, tmp_path):
     (tmp_path / "my_models.py").write_text(NODE_MLP.format(name="module_mlp"))
     cli = shutil.which("cityagent", path=str(Path(sys.executable).parent)) or "cityagent"
@@ -70,6 +72,7 @@ def test_cli_trains_a_model_module_on_two_ray_workers(tiny_hub, tmp_path):
     assert "trained module_mlp" in out and "export done: models:/traffic-" in out
 
 
+@pytest.mark.slow  # half a minute; a model in __main__ reaching Ray processes is checked above
 def test_a_sweep_of_a_model_registered_in_main_runs_its_trials_in_ray_processes(tiny_hub, tmp_path):
     """Tune's trials are Ray actors (other processes) even in-process: the notebook's model travels to each."""
     script = tmp_path / "notebook.py"
