@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 TIMEOUT_S = 300  # per cell; a notebook that needs more is too big for CI
 NEEDS_SHARED_DATA = {"01_explore_hub", "04_risk_chicago"}
-SLOW = {"05_forecast_intervals"}  # over ~1 min on 2 cores (4 fits): keeps the default suite under ~15 min
+SLOW = {"05_forecast_intervals"}  # over ~1 min on 2 cores (4 fits): keeps the default suite shorter
 # tqdm.auto's warning in a kernel without ipywidgets (`import mlflow` imports tqdm.auto); the notebook extra fixes it
 NO_WIDGETS = ("TqdmWarning", "IProgress not found")
 
