@@ -11,6 +11,7 @@ import ray
 from cityagent.errors import CityAgentError
 from cityagent.training.fit import fit
 from cityagent.training.ray_cluster import check_capacity, check_reachable, connect
+from tests.serving.conftest import wait_until
 
 
 @pytest.fixture
@@ -124,10 +125,10 @@ def test_a_placement_waiting_for_cpus_is_said_and_so_is_its_end():
         watch = PlacementWatch(ray.get_runtime_context().get_job_id(), said.append, every_s=0.2, note_after_s=1.0)
         watch.start()
         try:
-            _wait_for(lambda: said, "the wait to be said")
+            wait_until(lambda: said)  # the wait is said
             ray.kill(hog)
             assert group.wait(timeout_seconds=30)
-            _wait_for(lambda: len(said) == 2, "the placement to be said")
+            wait_until(lambda: len(said) == 2)  # and then the placement
         finally:
             watch.stop()
             remove_placement_group(group)
@@ -136,13 +137,6 @@ def test_a_placement_waiting_for_cpus_is_said_and_so_is_its_end():
     assert "waited" in said[0] and "2 worker(s) × {1 CPU}" in said[0], said
     assert "1 of 2 CPUs free on 1 live node(s): other jobs hold them" in said[0], said
     assert "workers are placed after" in said[1], said
-
-
-def _wait_for(done, what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not done():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
 
 
 @pytest.mark.slow  # a whole 2-worker Ray run (about a minute); the watch itself is checked above in seconds

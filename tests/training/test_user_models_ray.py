@@ -63,7 +63,7 @@ def test_a_model_registered_in_main_trains_on_two_ray_workers(tiny_hub, tmp_path
     assert "MODE ray 2 EXPORT done: models:/traffic-" in out  # trained on Ray, exported with parity, registered
 
 
-@pytest.mark.slow  # about a minute; the module's path to Ray workers is the same as __main__'s above
+@pytest.mark.slow  # about a minute; model.module in-process: tests/models/test_user_models.py
 def test_cli_trains_a_model_module_on_two_ray_workers(tiny_hub, tmp_path):
     (tmp_path / "my_models.py").write_text(NODE_MLP.format(name="module_mlp"))
     cli = shutil.which("cityagent", path=str(Path(sys.executable).parent)) or "cityagent"
