@@ -36,6 +36,7 @@ from cityagent.training.engine import (
 )
 from cityagent.training.ray_cluster import connect, storage_path
 from cityagent.training.ray_wait import PlacementWatch
+from cityagent.training.stop_flag import StopFlag
 
 log = logging.getLogger(__name__)
 CKPT_NAME = "checkpoint.ckpt"  # RayTrainReportCallback.CHECKPOINT_NAME
@@ -47,10 +48,11 @@ def train_worker(config: dict[str, Any]) -> None:
     import ray.train
     from ray.train.lightning import RayDDPStrategy, RayLightningEnvironment, RayTrainReportCallback, prepare_trainer
 
-    task: TaskData = config["task"]
-    if isinstance(task, ray.ObjectRef):
-        task = ray.get(task)
-    adopt(config.get("model"))  # a model registered in the driver's notebook or script, before its name is checked
+    def stored(value: Any) -> Any:  # what the driver sent through the object store
+        return ray.get(value) if isinstance(value, ray.ObjectRef) else value
+
+    task: TaskData = stored(config["task"])
+    adopt(stored(config.get("model")))  # a model of the driver's notebook or script, before its name is checked
     if config.get("pg_file") and ray.train.get_context().get_world_rank() == 0:
         group = ray.util.get_current_placement_group()  # so Tune can release it if it stops this run
         if group is not None:
@@ -59,7 +61,7 @@ def train_worker(config: dict[str, Any]) -> None:
     set_threads(cfg, worker=True)
     pl.seed_everything(cfg.train.seed, workers=True, verbose=False)
     module, _ = make_module(task, cfg)
-    callbacks = [RayTrainReportCallback(), early_stopping(cfg, monitor_for(task)), *config.get("callbacks", [])]
+    callbacks = [RayTrainReportCallback(), early_stopping(cfg, monitor_for(task)), *stored(config.get("callbacks", []))]
     if config.get("stop") is not None:
         callbacks.append(StopWhenAsked(config["stop"]))
     trainer = pl.Trainer(
@@ -94,19 +96,6 @@ class StopWhenAsked(pl.Callback):
         asked = ray.get(self.flag.get.remote()) is not None
         if trainer.strategy.reduce_boolean_decision(asked, all=False):
             trainer.should_stop = True
-
-
-class _StopFlag:
-    """Why the driver wants the run to stop, or None (a Ray actor of no CPU)."""
-
-    def __init__(self) -> None:
-        self.why: str | None = None
-
-    def set(self, why: str) -> None:
-        self.why = why
-
-    def get(self) -> str | None:
-        return self.why
 
 
 class _EpochFeed(threading.Thread):
@@ -208,12 +197,14 @@ def train_ray(
         loop_config = {
             "task": ray.put(task),
             "cfg": cfg.model_dump(),
-            "model": main_model(cfg.model.name),
-            "callbacks": list(callbacks),
+            # through the object store, as the task: the controller then never unpickles them (a model or a
+            # callback class would make it import torch and Lightning, seconds before it starts the workers)
+            "model": ray.put(main_model(cfg.model.name)),
+            "callbacks": ray.put(list(callbacks)),
             "stop": None,
         }
         if on_epoch is not None:
-            loop_config["stop"] = flag = ray.remote(num_cpus=0)(_StopFlag).remote()
+            loop_config["stop"] = flag = ray.remote(num_cpus=0)(StopFlag).remote()
             feed = _EpochFeed(log_file, on_epoch, loop_config["stop"])
             feed.start()
         trainer = TorchTrainer(

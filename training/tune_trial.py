@@ -105,7 +105,12 @@ def run_trial(
     pg_file = release_file(release_dir, tune.get_context().get_trial_id())
     TorchTrainer(
         train_worker,
-        train_loop_config={"task": ray.put(task), "cfg": cfg.model_dump(), "pg_file": str(pg_file), "model": model},
+        train_loop_config={
+            "task": ray.put(task),
+            "cfg": cfg.model_dump(),
+            "pg_file": str(pg_file),
+            "model": ray.put(model),
+        },
         scaling_config=ScalingConfig(
             num_workers=cfg.train.workers, resources_per_worker={"CPU": cfg.train.cpus_per_worker}
         ),

@@ -66,6 +66,7 @@ def test_two_worker_ray_run_is_tracked_from_the_driver(ray_cfg, monkeypatch):
         (folder / "logs").mkdir(parents=True)
         os.utime(folder, (time.time() - 86400,) * 2)
     monkeypatch.setenv(KEEP_ENV, "1")
+    monkeypatch.setenv("PYTHONPROFILEIMPORTTIME", "1")  # Ray's processes inherit it: their logs say what they import
     t0 = time.perf_counter()
     result = fit(ray_cfg())
     assert result.info["mode"] == "ray" and result.info["workers"] == 2
@@ -80,11 +81,22 @@ def test_two_worker_ray_run_is_tracked_from_the_driver(ray_cfg, monkeypatch):
 
     sessions = sorted(p.name for p in ray_temp_dir().glob("session_2*"))
     assert len(sessions) == 2 and sessions[0] == earlier[-1].name  # the newest earlier one, and this run's
+    # the controller and the stop flag never load Lightning: seconds of CPU before the workers start, on every run
+    controller, flag = (_imports_of(ray_temp_dir() / sessions[1], a) for a in ("TrainController", "StopFlag"))
+    assert "lightning" not in controller, "the controller unpickled a train_loop_config value that needs Lightning"
+    assert "torch" not in flag, "the StopFlag actor's module imports torch"
     run_folder = Path(result.info["ray_run"])
     epochs = run_folder.parents[1] / "epochs" / f"{run_folder.name}.jsonl"
     assert Path(result.checkpoint).is_relative_to(run_folder) and epochs.is_file()
     assert drop_training_files(result.run_id, result.info) == [run_folder, epochs]  # what a retrain does after
     assert not run_folder.exists() and not epochs.exists()
+
+
+def _imports_of(session: Path, actor: str) -> set[str]:
+    """The modules the process of Ray actor ``actor`` imported, from its log under PYTHONPROFILEIMPORTTIME."""
+    logs = [p for p in (session / "logs").glob("worker-*.err") if f":actor_name:{actor}\n" in p.read_text()]
+    assert len(logs) == 1, f"{len(logs)} logs of a {actor} actor in {session}"
+    return {ln.rsplit("|", 1)[1].strip() for ln in logs[0].read_text().splitlines() if ln.startswith("import time:")}
 
 
 @pytest.mark.ray
