@@ -30,7 +30,7 @@ from cityagent.training.fit import (
 from cityagent.training.housekeeping import keep_sessions
 from cityagent.training.overrides import ConfigLike, resolve_config
 from cityagent.training.ray_cluster import connect, storage_path
-from cityagent.training.ray_job import CKPT_NAME
+from cityagent.training.ray_worker import CKPT_NAME
 from cityagent.training.run_start import start_run
 from cityagent.training.task import load_task, task_name
 from cityagent.training.tracking import check_server, tracking_uri
@@ -109,7 +109,12 @@ def _search(cfg: RunConfig, task: TaskData, samples: int, space: dict[str, Any],
     release_dir.mkdir(parents=True, exist_ok=True)
     trainable = tune.with_resources(
         tune.with_parameters(
-            run_trial, task=task, base=cfg.model_dump(), release_dir=str(release_dir), model=main_model(cfg.model.name)
+            run_trial,
+            task=task,
+            base=cfg.model_dump(),
+            release_dir=str(release_dir),
+            model=main_model(cfg.model.name),
+            monitor=monitor,
         ),
         resources,
     )

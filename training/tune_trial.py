@@ -7,22 +7,12 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import lightning.pytorch as pl
-
 from cityagent.hub.protocols import TaskData
 from cityagent.models.registry import ModelInfo
 from cityagent.models.user_models import adopt
 from cityagent.training.config import RunConfig, load_config
-from cityagent.training.engine import (
-    early_stopping,
-    make_loaders,
-    make_module,
-    monitor_for,
-    set_threads,
-    trainer_kwargs,
-)
 from cityagent.training.ray_cluster import storage_path
-from cityagent.training.ray_job import CKPT_NAME, train_worker
+from cityagent.training.ray_worker import CKPT_NAME, train_worker
 
 log = logging.getLogger(__name__)
 
@@ -30,18 +20,6 @@ log = logging.getLogger(__name__)
 def trial_config(base: dict[str, Any], trial: dict[str, Any]) -> RunConfig:
     """``base`` (a ``RunConfig.model_dump()``) with the trial's dotted-key values."""
     return load_config(None, trial, **copy.deepcopy(base))
-
-
-class _TuneReport(pl.Callback):
-    """Reports each epoch's metrics and a Lightning checkpoint to Tune (in-process trials)."""
-
-    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        from ray import tune
-
-        metrics = {k: float(v) for k, v in trainer.callback_metrics.items()} | {"epoch": trainer.current_epoch}
-        with tempfile.TemporaryDirectory() as tmp:
-            trainer.save_checkpoint(Path(tmp) / CKPT_NAME)
-            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
 
 
 def release_file(folder: str | Path, trial_id: str) -> Path:
@@ -81,19 +59,20 @@ def release_callback(folder: str) -> Any:
 
 
 def run_trial(
-    trial: dict[str, Any], task: TaskData, base: dict[str, Any], release_dir: str = "", model: ModelInfo | None = None
+    trial: dict[str, Any],
+    task: TaskData,
+    base: dict[str, Any],
+    monitor: str,
+    release_dir: str = "",
+    model: ModelInfo | None = None,
 ) -> None:
-    """One Tune trial: in-process Lightning, or a Ray Train run whose reports flow up to Tune; ``model`` is a model
-    registered in the driver's ``__main__`` (``main_model``), registered here and sent on to the workers."""
+    """One Tune trial: in-process Lightning, or a Ray Train run whose reports flow up to Tune. ``monitor`` is the
+    metric the driver ranks trials by (``engine.monitor_for``); ``model`` is a model registered in the driver's
+    ``__main__`` (``main_model``), registered here and sent on to the workers."""
     adopt(model)
     cfg = trial_config(base, trial)
     if cfg.train.workers == 0:
-        set_threads(cfg, worker=True)
-        pl.seed_everything(cfg.train.seed, workers=True, verbose=False)
-        module, _ = make_module(task, cfg)
-        callbacks = [_TuneReport(), early_stopping(cfg, monitor_for(task))]
-        trainer = pl.Trainer(**trainer_kwargs(cfg), devices=1, callbacks=callbacks, enable_checkpointing=False)
-        trainer.fit(module, *make_loaders(task, cfg))
+        _train_here(task, cfg)
         return
     import ray
     from ray import tune
@@ -121,7 +100,37 @@ def run_trial(
             # no restarts inside a sweep: a run whose trial was stopped must not grab new workers
             failure_config=FailureConfig(max_failures=0),
             checkpoint_config=CheckpointConfig(
-                num_to_keep=1, checkpoint_score_attribute=monitor_for(task), checkpoint_score_order="min"
+                num_to_keep=1, checkpoint_score_attribute=monitor, checkpoint_score_order="min"
             ),
         ),
     ).fit()
+
+
+def _train_here(task: TaskData, cfg: RunConfig) -> None:
+    """An in-process trial: Lightning in this process, each epoch's metrics and checkpoint reported to Tune. (Its
+    imports are here: a trial that starts a Ray Train run does not train in this process and need not load them.)"""
+    import lightning.pytorch as pl
+    from ray import tune
+
+    from cityagent.training.engine import (
+        early_stopping,
+        make_loaders,
+        make_module,
+        monitor_for,
+        set_threads,
+        trainer_kwargs,
+    )
+
+    class TuneReport(pl.Callback):
+        def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+            metrics = {k: float(v) for k, v in trainer.callback_metrics.items()} | {"epoch": trainer.current_epoch}
+            with tempfile.TemporaryDirectory() as tmp:
+                trainer.save_checkpoint(Path(tmp) / CKPT_NAME)
+                tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
+
+    set_threads(cfg, worker=True)
+    pl.seed_everything(cfg.train.seed, workers=True, verbose=False)
+    module, _ = make_module(task, cfg)
+    callbacks = [TuneReport(), early_stopping(cfg, monitor_for(task))]
+    trainer = pl.Trainer(**trainer_kwargs(cfg), devices=1, callbacks=callbacks, enable_checkpointing=False)
+    trainer.fit(module, *make_loaders(task, cfg))
