@@ -26,7 +26,8 @@ def actor_imports(session: Path) -> dict[str, list[float]]:
         actor = next((ln.removeprefix(":actor_name:") for ln in lines if ln.startswith(":actor_name:")), None)
         if actor is None:
             continue  # a pooled worker that ran no actor
-        top = [ln.split("|") for ln in lines if ln.startswith("import time:")]
+        # rows, not the header ("self [us] | cumulative | ..."), which Python may print before Ray's redirect
+        top = [cols for ln in lines if ln.startswith("import time:") and (cols := ln.split("|"))[1].strip().isdigit()]
         # a top-level module is indented by one space; its cumulative column includes its children
         out[actor].append(sum(int(cols[1]) for cols in top if cols[2].startswith(" ") and cols[2][1] != " ") / 1e6)
     return out
