@@ -3,7 +3,7 @@
 It lives in a module of its own that imports nothing heavy: Ray imports an actor's module in the actor's process,
 and in every process that receives its handle, the Ray Train controller included (the handle travels in
 ``train_loop_config``). Defined beside the Lightning code, it made both of them import torch and Lightning, about
-4 s of CPU each, before the run's workers were even started.
+4 s each on 2 cores, before the run's workers were even started.
 """
 
 

@@ -72,7 +72,7 @@ def run_trial(
     adopt(model)
     cfg = trial_config(base, trial)
     if cfg.train.workers == 0:
-        _train_here(task, cfg)
+        _train_here(task, cfg, monitor)
         return
     import ray
     from ray import tune
@@ -106,7 +106,7 @@ def run_trial(
     ).fit()
 
 
-def _train_here(task: TaskData, cfg: RunConfig) -> None:
+def _train_here(task: TaskData, cfg: RunConfig, monitor: str) -> None:
     """An in-process trial: Lightning in this process, each epoch's metrics and checkpoint reported to Tune. (Its
     imports are here: a trial that starts a Ray Train run does not train in this process and need not load them.)"""
     import lightning.pytorch as pl
@@ -116,7 +116,6 @@ def _train_here(task: TaskData, cfg: RunConfig) -> None:
         early_stopping,
         make_loaders,
         make_module,
-        monitor_for,
         set_threads,
         trainer_kwargs,
     )
@@ -131,6 +130,6 @@ def _train_here(task: TaskData, cfg: RunConfig) -> None:
     set_threads(cfg, worker=True)
     pl.seed_everything(cfg.train.seed, workers=True, verbose=False)
     module, _ = make_module(task, cfg)
-    callbacks = [TuneReport(), early_stopping(cfg, monitor_for(task))]
+    callbacks = [TuneReport(), early_stopping(cfg, monitor)]
     trainer = pl.Trainer(**trainer_kwargs(cfg), devices=1, callbacks=callbacks, enable_checkpointing=False)
     trainer.fit(module, *make_loaders(task, cfg))

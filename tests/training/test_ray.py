@@ -81,7 +81,7 @@ def test_two_worker_ray_run_is_tracked_from_the_driver(ray_cfg, monkeypatch):
 
     sessions = sorted(p.name for p in ray_temp_dir().glob("session_2*"))
     assert len(sessions) == 2 and sessions[0] == earlier[-1].name  # the newest earlier one, and this run's
-    # the controller and the stop flag never load Lightning: seconds of CPU before the workers start, on every run
+    # the controller and the stop flag never load Lightning: seconds before the workers start, on every run
     controller, flag = (_imports_of(ray_temp_dir() / sessions[1], a) for a in ("TrainController", "StopFlag"))
     assert "lightning" not in controller, "the controller unpickled a train_loop_config value that needs Lightning"
     assert "torch" not in flag, "the StopFlag actor's module imports torch"
